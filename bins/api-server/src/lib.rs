@@ -1,0 +1,1 @@
+//! api-server library: placeholder until the api-server issue lands.

@@ -1,0 +1,3 @@
+//! api-server binary: thin main.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! seeder binary.
+
+fn main() {}

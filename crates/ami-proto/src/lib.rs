@@ -1,0 +1,1 @@
+//! `ami-proto`: placeholder root; the issue that owns this crate fills it.

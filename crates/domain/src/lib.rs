@@ -1,0 +1,26 @@
+//! `domain`: what an extension is and what an observed Asterisk state means for it.
+//!
+//! This crate owns:
+//! * the extension record ([`Extension`]) with the exact field names of the public interface;
+//! * validated field types ([`ExtensionNumber`], [`AgentName`], [`Department`], [`RecordId`])
+//!   whose constructors name the field and the rule that was broken;
+//! * the user-edit types ([`NewExtension`], [`ExtensionPatch`]) that cannot carry status fields;
+//! * the complete Asterisk mapping ([`ExtensionState`], [`DeviceState`], [`Presence`]);
+//! * the pure status-change function ([`change::decide`]).
+//!
+//! It deliberately does no IO, keeps no clock of its own (callers pass the time), and knows
+//! nothing of AMI framing, storage or transport. It depends on no other workspace crate.
+
+pub mod change;
+pub mod edit;
+pub mod fields;
+pub mod record;
+pub mod status;
+
+pub use change::{NoWrite, Observation, Source, StatusChange, StatusWrite, decide};
+pub use edit::{ExtensionPatch, FieldErrors, NewExtension, SERVER_FIELDS};
+pub use fields::{AgentName, Department, ExtensionNumber, FieldError, RecordId, Rule};
+pub use record::{
+    Extension, ExtensionFilter, StatusHistoryEntry, StatusView, Timestamp, format_rfc3339, now,
+};
+pub use status::{DeviceState, ExtensionState, Presence};

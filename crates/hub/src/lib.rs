@@ -1,0 +1,1 @@
+//! `hub`: placeholder root; the issue that owns this crate fills it.

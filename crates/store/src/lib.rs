@@ -1,0 +1,1 @@
+//! `store`: placeholder root; the issue that owns this crate fills it.

@@ -1,0 +1,3 @@
+//! xtask: placeholder.
+
+fn main() {}
