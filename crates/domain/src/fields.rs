@@ -257,10 +257,7 @@ string_newtype_serde!(RecordId);
 mod tests {
     use super::*;
 
-    fn check<T: fmt::Debug>(got: Result<T, FieldError>, want: Result<&str, &str>)
-    where
-        T: AsRef<str>,
-    {
+    fn check<T: fmt::Debug + AsRef<str>>(got: Result<T, FieldError>, want: Result<&str, &str>) {
         match (got, want) {
             (Ok(v), Ok(w)) => assert_eq!(v.as_ref(), w),
             (Err(e), Err(w)) => assert_eq!(e.to_string(), w),
