@@ -1,1 +1,7 @@
-//! End-to-end test harness crate.
+//! End-to-end harness: start a real api-server on port 0 with a temporary embedded store, a
+//! loopback AMI peer that replays the real captures, and clients for REST and WebSocket.
+//!
+//! It deliberately contains no assertions of its own; the test binary in `tests/e2e` does.
+
+pub mod ami_peer;
+pub mod server;

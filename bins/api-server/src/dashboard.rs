@@ -1,0 +1,1 @@
+//! The live dashboard page and its embedded assets (owned by the dashboard work).

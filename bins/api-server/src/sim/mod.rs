@@ -1,0 +1,1 @@
+//! A built-in AMI simulator speaking the formats of the real Asterisk captures (owned by the simulator work).

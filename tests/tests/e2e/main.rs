@@ -1,0 +1,6 @@
+//! The one end-to-end test binary: each module drives a real server.
+
+mod browser;
+mod pipeline;
+mod rest;
+mod ws;
