@@ -1,0 +1,246 @@
+//! `cargo xtask ci`: the one entry point that decides whether a change may land. A local pass
+//! means a green CI, because `.ci/run` runs exactly this.
+
+use std::fmt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+
+use crate::tidy;
+
+/// One step of the pipeline, in the order CI runs them. The tests come last so that the test
+/// runner's summary is the last thing CI prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `cargo fmt --check` over the workspace.
+    Fmt,
+    /// The tidy rules (crate edges, `//!` lines); they also run as a test, this is the fast path.
+    Tidy,
+    /// clippy on every target and feature, warnings as errors.
+    Clippy,
+    /// rustdoc for the workspace crates, warnings as errors.
+    Doc,
+    /// Every test: nextest when installed, plus doc tests.
+    Tests,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub const ALL: [Step; 5] = [Step::Fmt, Step::Tidy, Step::Clippy, Step::Doc, Step::Tests];
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Fmt => "fmt",
+            Step::Tidy => "tidy",
+            Step::Clippy => "clippy",
+            Step::Doc => "doc",
+            Step::Tests => "tests",
+        })
+    }
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.args(args).current_dir(root);
+    cmd
+}
+
+fn has_nextest(root: &Path) -> bool {
+    cargo(root, &["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs a command with inherited output; `Ok(false)` when it exits unsuccessfully.
+fn run(cmd: &mut Command) -> Result<bool> {
+    eprintln!("ci: $ {}", render(cmd));
+    Ok(cmd.status()?.success())
+}
+
+fn render(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Runs one step on the workspace at `root`; `Ok(false)` means the step found a problem.
+pub fn run_step(root: &Path, step: Step) -> Result<bool> {
+    match step {
+        Step::Fmt => run(&mut cargo(root, &["fmt", "--all", "--", "--check"])),
+        Step::Tidy => match tidy::check(root) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                eprintln!("{e:#}");
+                Ok(false)
+            }
+        },
+        Step::Clippy => run(&mut cargo(
+            root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )),
+        Step::Doc => run(
+            cargo(root, &["doc", "--workspace", "--no-deps", "--all-features"])
+                .env("RUSTDOCFLAGS", "-D warnings"),
+        ),
+        Step::Tests => {
+            let doc_ok = run(&mut cargo(
+                root,
+                &["test", "--workspace", "--all-features", "--doc"],
+            ))?;
+            let tests_ok = if has_nextest(root) {
+                run(&mut cargo(
+                    root,
+                    &[
+                        "nextest",
+                        "run",
+                        "--workspace",
+                        "--all-features",
+                        "--no-fail-fast",
+                    ],
+                ))?
+            } else {
+                eprintln!("ci: cargo-nextest is not installed; using cargo test");
+                run(&mut cargo(
+                    root,
+                    &["test", "--workspace", "--all-features", "--no-fail-fast"],
+                ))?
+            };
+            Ok(doc_ok && tests_ok)
+        }
+    }
+}
+
+/// Runs `steps` in order on the workspace at `root` and stops at the first failing one.
+pub fn run_steps(root: &Path, steps: &[Step]) -> Result<()> {
+    for &step in steps {
+        let started = Instant::now();
+        let ok = run_step(root, step)?;
+        eprintln!(
+            "ci: step {step} {} in {:.1} s",
+            if ok { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            bail!("ci failed at step `{step}`");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! These tests run the real CI steps on tiny scratch workspaces, each broken in one way,
+    //! and check that CI fails at the step that should catch it. A clean scratch workspace
+    //! passes every step, so the failures are not an accident of the setup.
+
+    use super::*;
+    use std::path::PathBuf;
+
+    const ARCH: &str =
+        "<!-- tidy:deps:start -->\n| `scratch` | — |\n| `helper` | — |\n<!-- tidy:deps:end -->\n";
+    const GOOD_LIB: &str = "//! A scratch crate.\n\n/// Adds one.\npub fn add_one(x: u8) -> u8 {\n    x.wrapping_add(1)\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add_one(1), 2);\n    }\n}\n";
+
+    struct Scratch {
+        dir: tempfile::TempDir,
+    }
+
+    impl Scratch {
+        fn new(lib: &str) -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let root = dir.path();
+            std::fs::write(
+                root.join("Cargo.toml"),
+                "[workspace]\nmembers = [\"scratch\", \"helper\"]\nresolver = \"3\"\n",
+            )
+            .expect("write");
+            std::fs::write(root.join("ARCHITECTURE.md"), ARCH).expect("write");
+            for (name, body, deps) in [
+                ("scratch", lib, ""),
+                ("helper", "//! A helper crate.\n", ""),
+            ] {
+                std::fs::create_dir_all(root.join(name).join("src")).expect("mkdir");
+                std::fs::write(
+                    root.join(name).join("Cargo.toml"),
+                    format!(
+                        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n{deps}"
+                    ),
+                )
+                .expect("write");
+                std::fs::write(root.join(name).join("src/lib.rs"), body).expect("write");
+            }
+            Self { dir }
+        }
+
+        fn root(&self) -> PathBuf {
+            self.dir.path().to_path_buf()
+        }
+
+        fn add_dependency(&self, from: &str, to: &str) {
+            let manifest = self.root().join(from).join("Cargo.toml");
+            let mut text = std::fs::read_to_string(&manifest).expect("read");
+            text.push_str(&format!("{to} = {{ path = \"../{to}\" }}\n"));
+            std::fs::write(manifest, text).expect("write");
+        }
+
+        /// Runs the steps with the scratch workspace's own target directory.
+        fn failing_step(&self) -> Option<Step> {
+            // Nested cargo must not share the outer build's target directory or its lock, so
+            // the scratch workspace names its own in a config file that nested cargo reads.
+            let cfg = self.root().join(".cargo");
+            std::fs::create_dir_all(&cfg).expect("mkdir");
+            std::fs::write(
+                cfg.join("config.toml"),
+                format!(
+                    "[build]\ntarget-dir = {:?}\n",
+                    self.root().join("target").display().to_string()
+                ),
+            )
+            .expect("write");
+            [Step::Fmt, Step::Tidy, Step::Clippy, Step::Tests]
+                .into_iter()
+                .find(|&step| !run_step(&self.root(), step).expect("step runs"))
+        }
+    }
+
+    #[test]
+    fn ci_catches_each_kind_of_breakage() {
+        let clean = Scratch::new(GOOD_LIB);
+        assert_eq!(clean.failing_step(), None, "a clean workspace passes");
+
+        let unformatted =
+            Scratch::new(&GOOD_LIB.replace("x.wrapping_add(1)", "x.wrapping_add( 1 )"));
+        assert_eq!(unformatted.failing_step(), Some(Step::Fmt));
+
+        let no_doc =
+            Scratch::new(&GOOD_LIB.replace("//! A scratch crate.\n", "// A scratch crate.\n"));
+        assert_eq!(no_doc.failing_step(), Some(Step::Tidy));
+
+        let edge = Scratch::new(GOOD_LIB);
+        edge.add_dependency("scratch", "helper");
+        assert_eq!(edge.failing_step(), Some(Step::Tidy));
+
+        let lint = Scratch::new(&GOOD_LIB.replace(
+            "/// Adds one.",
+            "/// Counts.\npub fn count(v: &Vec<u8>) -> usize {\n    v.len()\n}\n\n/// Adds one.",
+        ));
+        assert_eq!(lint.failing_step(), Some(Step::Clippy));
+
+        let failing = Scratch::new(&GOOD_LIB.replace("add_one(1), 2", "add_one(1), 3"));
+        assert_eq!(failing.failing_step(), Some(Step::Tests));
+    }
+}
