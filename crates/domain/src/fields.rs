@@ -137,6 +137,7 @@ macro_rules! string_newtype_serde {
 /// An extension number: 2 to 10 ASCII digits. Leading zeros are significant (`0101` is not
 /// `101`), so it is text, never a number.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ExtensionNumber(String);
 
 impl ExtensionNumber {
@@ -181,6 +182,7 @@ string_newtype_serde!(ExtensionNumber);
 
 /// An agent's display name: 1 to 100 characters after trimming, no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AgentName(String);
 
 impl AgentName {
@@ -196,6 +198,7 @@ string_newtype_serde!(AgentName);
 
 /// A department name: 1 to 50 characters after trimming, no control characters.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Department(String);
 
 impl Department {
@@ -211,6 +214,7 @@ string_newtype_serde!(Department);
 
 /// A record id: 24 lower-case hexadecimal characters, the text form of a MongoDB ObjectId.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RecordId(String);
 
 impl RecordId {

@@ -6,7 +6,9 @@
 //!   whose constructors name the field and the rule that was broken;
 //! * the user-edit types ([`NewExtension`], [`ExtensionPatch`]) that cannot carry status fields;
 //! * the complete Asterisk mapping ([`ExtensionState`], [`DeviceState`], [`Presence`]);
-//! * the pure status-change function ([`change::decide`]).
+//! * the pure status-change function ([`change::decide`]);
+//! * with feature `ts`, TypeScript declarations of the record (`ts_rs::TS`), from which the
+//!   dashboard's types are generated.
 //!
 //! It deliberately does no IO, keeps no clock of its own (callers pass the time), and knows
 //! nothing of AMI framing, storage or transport. It depends on no other workspace crate.
@@ -16,6 +18,8 @@ pub mod edit;
 pub mod fields;
 pub mod record;
 pub mod status;
+#[cfg(feature = "ts")]
+mod ts;
 
 pub use change::{NoWrite, Observation, Source, StatusChange, StatusWrite, decide};
 pub use edit::{ExtensionPatch, FieldErrors, NewExtension, SERVER_FIELDS};

@@ -76,6 +76,7 @@ pub mod rfc3339 {
 
 /// One extension: who sits at it (user fields) and what its phone is doing (AMI fields).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Extension {
     /// The store's id.
     #[serde(rename = "_id")]
@@ -94,18 +95,22 @@ pub struct Extension {
     pub status: Presence,
     /// When `status_code` last really changed.
     #[serde(with = "rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub last_status_change: Option<Timestamp>,
     /// When the PBX last reported on this extension.
     #[serde(with = "rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub last_seen: Option<Timestamp>,
     /// Whether the extension is in service; inactive ones stay listed but are not expected to
     /// be staffed.
     pub is_active: bool,
     /// When the record was created.
     #[serde(rename = "createdAt", with = "rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub created_at: Timestamp,
     /// When a user last edited the record (status changes do not count).
     #[serde(rename = "updatedAt", with = "rfc3339")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub updated_at: Timestamp,
 }
 

@@ -316,6 +316,7 @@ impl<'de> Deserialize<'de> for DeviceState {
 
 /// Whether an extension's phone is reachable, as far as the PBX says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum Presence {
     /// The phone is registered and usable (idle, talking, ringing, on hold...).
