@@ -1,0 +1,413 @@
+//! The hub itself: the current view, the ring of recent changes, and the publish, subscribe
+//! and resume operations over them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use domain::{Department, Extension, RecordId};
+
+use crate::change::{Change, Encoded, PbxLink, SequencedChange};
+use crate::message::Snapshot;
+use crate::subscription::{Resume, Step, Subscription};
+
+/// How much history the hub keeps and how far a subscriber may fall behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubConfig {
+    /// How many of the most recent changes the ring holds, for resuming and for subscribers
+    /// that are behind. At least 1 is used.
+    pub ring_capacity: usize,
+    /// How many unread changes a subscriber may have before it is cut over to a fresh snapshot
+    /// (its bounded queue). At least 1 is used, and never more than `ring_capacity`.
+    pub subscriber_queue: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            ring_capacity: 4096,
+            subscriber_queue: 1024,
+        }
+    }
+}
+
+/// The hub's counters, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubMetrics {
+    /// Subscriptions alive now (a gauge).
+    pub subscribers: u64,
+    /// Changes published since the hub was made.
+    pub published: u64,
+    /// Times a subscriber fell behind and was cut over to a fresh snapshot.
+    pub lag_resyncs: u64,
+    /// Resumes answered with the changes the client missed.
+    pub resumes_from_ring: u64,
+    /// Resumes answered with a fresh snapshot because the ring no longer held what was
+    /// missed (or the client's number was not one of ours).
+    pub resumes_with_snapshot: u64,
+    /// The sequence number of the latest change.
+    pub last_seq: u64,
+}
+
+/// The broadcast hub: one ordered history of changes, a current view, and any number of
+/// subscribers reading at their own pace.
+///
+/// Cloning is cheap and every clone is the same hub. All operations take `&self`, are
+/// thread-safe, and never wait on a subscriber: the lock they take is held for a few pointer
+/// moves and copies, never across an `.await`.
+#[derive(Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("metrics", &self.metrics())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the hub and its subscriptions share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// The effective bound on a subscriber's unread changes.
+    pub(crate) lag_limit: u64,
+    ring_capacity: usize,
+    pub(crate) counters: Counters,
+}
+
+/// Counters kept outside the lock, so that reading them never contends with publishing.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) subscribers: AtomicU64,
+    published: AtomicU64,
+    pub(crate) lag_resyncs: AtomicU64,
+    resumes_from_ring: AtomicU64,
+    resumes_with_snapshot: AtomicU64,
+}
+
+/// Everything behind the lock.
+pub(crate) struct State {
+    /// The current record of every extension.
+    view: HashMap<RecordId, Arc<Extension>>,
+    pbx_link: PbxLink,
+    /// The most recent changes, oldest first, without gaps, ending with `last_seq`.
+    ring: VecDeque<Arc<SequencedChange>>,
+    last_seq: u64,
+    pub(crate) parked: Parked,
+}
+
+impl State {
+    /// The sequence number of the oldest change the ring holds (one past `last_seq` when it
+    /// is empty).
+    fn first_seq(&self) -> u64 {
+        self.last_seq + 1 - self.ring.len() as u64
+    }
+
+    /// The (filtered) view as of `last_seq`. Copies pointers only; the caller sorts after
+    /// releasing the lock.
+    fn snapshot(&self, filter: Option<&Department>) -> Snapshot {
+        let extensions = match filter {
+            None => self.view.values().cloned().collect(),
+            Some(d) => self
+                .view
+                .values()
+                .filter(|e| e.department == *d)
+                .cloned()
+                .collect(),
+        };
+        Snapshot {
+            seq: self.last_seq,
+            extensions,
+            pbx_link: self.pbx_link.clone(),
+        }
+    }
+
+    /// Reads from `next` on: a fresh snapshot when `next` has fallen out of the ring or more
+    /// than `lag_limit` behind, otherwise up to `max` changes (unfiltered), or nothing when the
+    /// reader is up to date. Advances `next` past whatever it returns.
+    pub(crate) fn read(
+        &self,
+        next: &mut u64,
+        filter: Option<&Department>,
+        lag_limit: u64,
+        max: usize,
+    ) -> Step {
+        if *next > self.last_seq {
+            return Step::UpToDate;
+        }
+        let unread = self.last_seq + 1 - *next;
+        let first = self.first_seq();
+        if *next < first || unread > lag_limit {
+            let snapshot = self.snapshot(filter);
+            *next = snapshot.seq + 1;
+            return Step::Resync(snapshot);
+        }
+        // `next` lies within the ring, so the index fits.
+        let start = usize::try_from(*next - first).unwrap_or(usize::MAX);
+        let end = start.saturating_add(max).min(self.ring.len());
+        let batch: Vec<_> = self.ring.range(start..end).cloned().collect();
+        *next += batch.len() as u64;
+        Step::Batch(batch)
+    }
+}
+
+/// The wakers of subscribers waiting for the next change.
+///
+/// Each waiting subscriber is listed at most once per *epoch*; a publish that finds anyone
+/// listed takes the whole list (one swap) and starts a new epoch. So a publish wakes only the
+/// subscribers that are actually parked, each once until it polls again, and a subscriber that
+/// is busy or never reads costs the publisher nothing.
+#[derive(Default)]
+pub(crate) struct Parked {
+    wakers: Vec<Option<Waker>>,
+    epoch: u64,
+    /// Entries emptied by subscriptions dropped while parked.
+    dead: usize,
+}
+
+/// Where a subscription's waker is listed: the epoch and the index in that epoch's list.
+pub(crate) type ParkedAt = Option<(u64, usize)>;
+
+impl Parked {
+    /// Lists `waker` for the next publish, or refreshes the listing made earlier in this epoch.
+    pub(crate) fn register(&mut self, at: &mut ParkedAt, waker: &Waker) {
+        if let Some((epoch, i)) = *at
+            && epoch == self.epoch
+            && let Some(Some(listed)) = self.wakers.get_mut(i)
+        {
+            if !listed.will_wake(waker) {
+                *listed = waker.clone();
+            }
+            return;
+        }
+        *at = Some((self.epoch, self.wakers.len()));
+        self.wakers.push(Some(waker.clone()));
+    }
+
+    /// Takes every listed waker, to be woken after the lock is released.
+    fn take(&mut self) -> Vec<Option<Waker>> {
+        if self.wakers.is_empty() {
+            return Vec::new();
+        }
+        self.epoch += 1;
+        self.dead = 0;
+        std::mem::take(&mut self.wakers)
+    }
+
+    /// Removes a dropped subscription's listing. When most of the list is dead (many
+    /// subscribers left while nothing was published), the whole list is handed back to be
+    /// woken: the live ones poll again and list themselves anew, and the list stays bounded.
+    pub(crate) fn unregister(&mut self, at: ParkedAt) -> Vec<Option<Waker>> {
+        if let Some((epoch, i)) = at
+            && epoch == self.epoch
+            && let Some(listed) = self.wakers.get_mut(i)
+            && listed.take().is_some()
+        {
+            self.dead += 1;
+            if self.dead > 64 && self.dead * 2 > self.wakers.len() {
+                return self.take();
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// Wakes the given wakers; called with no lock held, since waking may run scheduler code.
+pub(crate) fn wake_all(wakers: Vec<Option<Waker>>) {
+    for waker in wakers.into_iter().flatten() {
+        waker.wake();
+    }
+}
+
+impl Shared {
+    /// Takes the lock. A panic while it was held (which the short, allocation-only critical
+    /// sections make a matter of running out of memory) leaves every structure whole, so a
+    /// poisoned lock is used as it is.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Hub {
+    /// A hub holding `initial` as its view and `pbx_link` as the link state.
+    ///
+    /// Sequence numbers start at the current Unix time in microseconds rather than at zero,
+    /// so that a client resuming with a number from before a server restart is always told
+    /// to take a fresh snapshot instead of being handed unrelated changes under numbers it
+    /// has already seen. (That holds while the server published fewer than a million changes
+    /// per second on average before the restart; the numbers stay below 2^53, so JavaScript
+    /// reads them exactly, until the year 2255.)
+    pub fn new(config: HubConfig, initial: Vec<Extension>, pbx_link: PbxLink) -> Self {
+        let start = u64::try_from(domain::now().timestamp_micros()).unwrap_or(0);
+        Self::starting_at(config, initial, pbx_link, start)
+    }
+
+    /// A hub whose initial snapshot has sequence number `start_seq` (the first change gets
+    /// `start_seq + 1`). For tests and tools that want small, predictable numbers.
+    pub fn starting_at(
+        config: HubConfig,
+        initial: Vec<Extension>,
+        pbx_link: PbxLink,
+        start_seq: u64,
+    ) -> Self {
+        let ring_capacity = config.ring_capacity.max(1);
+        let lag_limit = config.subscriber_queue.clamp(1, ring_capacity) as u64;
+        let view = initial
+            .into_iter()
+            .map(|e| (e.id.clone(), Arc::new(e)))
+            .collect();
+        let state = State {
+            view,
+            pbx_link,
+            ring: VecDeque::with_capacity(ring_capacity),
+            // Keeps `last_seq + 1` from overflowing whatever the caller passed.
+            last_seq: start_seq.min(u64::MAX / 2),
+            parked: Parked::default(),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                lag_limit,
+                ring_capacity,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Publishes a change: gives it the next sequence number, applies it to the view and
+    /// appends it to the ring, all under one lock hold, then wakes the subscribers that were
+    /// waiting. Returns the sequence number.
+    ///
+    /// The hub trusts its publishers: a record is stored as given (an upsert), and deleting an
+    /// unknown id still publishes the deletion. The JSON is serialized here, once, before the
+    /// lock is taken. Never waits on a subscriber, whatever their number or speed.
+    pub fn publish(&self, change: Change) -> u64 {
+        let mut encoded = Encoded::new(&change);
+        let record = change.record().map(|e| Arc::new(e.clone()));
+        let (seq, replaced, evicted, wakers) = {
+            let mut state = self.shared.lock();
+            let seq = state.last_seq + 1;
+            let replaced = match (&change, record) {
+                (Change::Deleted { id, .. }, _) => state.view.remove(id),
+                (_, Some(record)) => state.view.insert(record.id.clone(), record),
+                (_, None) => None,
+            };
+            if let Change::PbxLink(link) = &change {
+                state.pbx_link = link.clone();
+            }
+            let previous_department = match (&replaced, change.department()) {
+                (Some(old), Some(new)) if old.department != *new => Some(old.department.clone()),
+                _ => None,
+            };
+            let sealed = Arc::new(encoded.seal(seq, change, previous_department));
+            let evicted = if state.ring.len() >= self.shared.ring_capacity {
+                state.ring.pop_front()
+            } else {
+                None
+            };
+            state.ring.push_back(sealed);
+            state.last_seq = seq;
+            let wakers = state.parked.take();
+            (seq, replaced, evicted, wakers)
+        };
+        // Freeing the replaced record and the evicted change happens here, outside the lock.
+        drop((replaced, evicted));
+        self.shared.counters.published.fetch_add(1, Relaxed);
+        wake_all(wakers);
+        seq
+    }
+
+    /// Subscribes: the current (filtered) view and a subscription that delivers every change
+    /// after it. Both come from one lock hold, so no change falls between them.
+    pub fn subscribe(&self, filter: Option<Department>) -> (Snapshot, Subscription) {
+        let mut snapshot = {
+            let state = self.shared.lock();
+            state.snapshot(filter.as_ref())
+        };
+        snapshot.sort();
+        let subscription = Subscription::new(self.shared.clone(), snapshot.seq + 1, filter);
+        (snapshot, subscription)
+    }
+
+    /// Resumes a stream that had seen every change up to `after_seq`: exactly the (filtered)
+    /// changes after it when the ring still holds them all, otherwise a fresh snapshot
+    /// (counted, and said so by the variant). A number the hub never issued (from a server
+    /// that has since restarted) also gets a snapshot.
+    pub fn resume(&self, after_seq: u64, filter: Option<Department>) -> Resume {
+        let counters = &self.shared.counters;
+        let target = {
+            let state = self.shared.lock();
+            if after_seq > state.last_seq || after_seq < state.first_seq() - 1 {
+                let snapshot = state.snapshot(filter.as_ref());
+                drop(state);
+                return self.resume_with(snapshot, filter);
+            }
+            state.last_seq
+        };
+        let mut subscription = Subscription::new(self.shared.clone(), after_seq + 1, filter);
+        let mut changes = Vec::new();
+        // The missed changes are gathered in batches, one short lock hold each, so that a
+        // resume of thousands of changes does not hold up publishers.
+        while subscription.next_seq() <= target {
+            match subscription.read(u64::MAX) {
+                Step::Batch(batch) => changes.extend(batch),
+                Step::Resync(mut snapshot) => {
+                    // The ring moved past the client while the changes were being gathered.
+                    snapshot.sort();
+                    counters.resumes_with_snapshot.fetch_add(1, Relaxed);
+                    return Resume::Snapshot(snapshot, subscription);
+                }
+                Step::UpToDate => break,
+            }
+        }
+        if let Some(d) = subscription.filter() {
+            changes.retain(|c| c.concerns(Some(d)));
+        }
+        counters.resumes_from_ring.fetch_add(1, Relaxed);
+        Resume::Changes(changes, subscription)
+    }
+
+    fn resume_with(&self, mut snapshot: Snapshot, filter: Option<Department>) -> Resume {
+        snapshot.sort();
+        let subscription = Subscription::new(self.shared.clone(), snapshot.seq + 1, filter);
+        self.shared
+            .counters
+            .resumes_with_snapshot
+            .fetch_add(1, Relaxed);
+        Resume::Snapshot(snapshot, subscription)
+    }
+
+    /// The current (filtered) view, without subscribing.
+    pub fn snapshot(&self, filter: Option<&Department>) -> Snapshot {
+        let mut snapshot = self.shared.lock().snapshot(filter);
+        snapshot.sort();
+        snapshot
+    }
+
+    /// The sequence number of the latest change (of the initial snapshot before any).
+    pub fn last_seq(&self) -> u64 {
+        self.shared.lock().last_seq
+    }
+
+    /// The current PBX link state.
+    pub fn pbx_link(&self) -> PbxLink {
+        self.shared.lock().pbx_link.clone()
+    }
+
+    /// The counters, for `/metrics`.
+    pub fn metrics(&self) -> HubMetrics {
+        let c = &self.shared.counters;
+        HubMetrics {
+            subscribers: c.subscribers.load(Relaxed),
+            published: c.published.load(Relaxed),
+            lag_resyncs: c.lag_resyncs.load(Relaxed),
+            resumes_from_ring: c.resumes_from_ring.load(Relaxed),
+            resumes_with_snapshot: c.resumes_with_snapshot.load(Relaxed),
+            last_seq: self.last_seq(),
+        }
+    }
+}
