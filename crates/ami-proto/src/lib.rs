@@ -26,6 +26,8 @@ mod frame;
 mod packet;
 mod parse;
 mod scan;
+#[cfg(test)]
+mod stream_tests;
 pub mod views;
 
 #[cfg(feature = "tokio")]

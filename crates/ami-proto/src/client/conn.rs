@@ -254,6 +254,9 @@ impl Supervisor {
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
+        // A second sender, so that waiting for room does not borrow `self.events`, which the
+        // other branches need mutably.
+        let lag_tx = self.events.tx.clone();
         let reason = loop {
             if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
@@ -275,6 +278,14 @@ impl Supervisor {
                     Some(command) => session.start(command, &write_tx),
                     None => self.commands_open = false,
                 },
+                // Tells the owner about dropped events as soon as it has made room, even if no
+                // further event arrives to carry the notice.
+                permit = lag_tx.reserve(), if self.events.dropped > 0 => {
+                    if let Ok(permit) = permit {
+                        permit.send(ClientEvent::Lagged { dropped: self.events.dropped });
+                    }
+                    self.events.dropped = 0;
+                }
                 _ = ping.tick() => {
                     if session.ping_deadline.is_none() {
                         session.send_ping(&write_tx);
