@@ -1,1 +1,247 @@
-//! `store`: placeholder root; the issue that owns this crate fills it.
+//! `store`: where extension records live, behind one [`Repository`] contract with two backends.
+//!
+//! * [`EmbeddedStore`] (feature `embedded`, the default): one redb file under a data
+//!   directory; every user edit and status change is durable when its call returns.
+//! * [`MongoStore`] (feature `mongodb`): the official driver, the `extensions` and
+//!   `extension_status_history` collections; status changes are single conditional updates.
+//!
+//! Both decide status changes with [`domain::decide`], write status changes at once and in
+//! order, and coalesce `last_seen` refreshes through one shared batcher (at most one write per
+//! extension per interval). [`WriteCounters`] count writes by cause.
+//!
+//! This crate deliberately does not read configuration or environment variables, install a
+//! tracing subscriber, validate user input (the `domain` types arrive validated), speak HTTP, or
+//! know about AMI; callers pass explicit config structs and a shutdown token.
+
+mod batcher;
+mod counters;
+#[cfg(feature = "embedded")]
+mod embedded;
+mod error;
+mod id;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{
+    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
+    Observation, RecordId, StatusHistoryEntry, Timestamp,
+};
+use tokio_util::sync::CancellationToken;
+
+pub use counters::WriteCounters;
+#[cfg(feature = "embedded")]
+pub use embedded::{DB_FILE_NAME, EmbeddedStore};
+pub use error::{Cause, StoreError};
+#[cfg(feature = "mongodb")]
+pub use mongo::{MongoConfig, MongoStore};
+
+/// What applying one observation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StatusEffect {
+    /// The status code really changed: the status fields, `last_status_change` and (for a
+    /// reported observation) `last_seen` were written, with one history entry.
+    Changed {
+        /// The code before the change.
+        previous_code: i32,
+    },
+    /// Same code as stored: only `last_seen` moves, through the coalescing batcher.
+    SeenOnly,
+    /// Nothing to write: the observation was older than the stored state, or the extension was
+    /// already unknown.
+    Ignored(NoWrite),
+}
+
+/// The result of [`Repository::apply_status`]: what happened, and the record as it now stands
+/// (what a server broadcasts after a change).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusOutcome {
+    /// What was written.
+    pub effect: StatusEffect,
+    /// The record after the observation, with any pending `last_seen` laid over it.
+    pub record: Extension,
+}
+
+impl StatusOutcome {
+    /// Whether the status code really changed (and so must be broadcast as a status update).
+    pub fn is_change(&self) -> bool {
+        matches!(self.effect, StatusEffect::Changed { .. })
+    }
+}
+
+/// The repository contract every backend fulfils, and the one test suite checks.
+///
+/// Object safe, so a server picks the backend at run time and holds an
+/// `Arc<dyn Repository>`.
+#[async_trait]
+pub trait Repository: Send + Sync {
+    /// `"embedded"` or `"mongodb"`, for health reports and metrics labels.
+    fn backend_name(&self) -> &'static str;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Every record that passes `filter`, sorted by extension number (shorter numbers first,
+    /// then by text, so `999` comes before `1001`).
+    async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError>;
+
+    /// The record with this id.
+    async fn get(&self, id: &RecordId) -> Result<Option<Extension>, StoreError>;
+
+    /// The record with this extension number.
+    async fn get_by_extension(
+        &self,
+        extension: &ExtensionNumber,
+    ) -> Result<Option<Extension>, StoreError>;
+
+    /// Creates a record (status unknown until the PBX reports). A taken extension number is
+    /// [`StoreError::Conflict`]. Durable when it returns.
+    async fn create(&self, new: NewExtension) -> Result<Extension, StoreError>;
+
+    /// Changes the user-editable fields; `updatedAt` moves only when something changed.
+    /// [`StoreError::NotFound`] when there is no such record. Durable when it returns.
+    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError>;
+
+    /// Deletes a record and returns it as it was. Its status history stays.
+    /// [`StoreError::NotFound`] when there is no such record. Durable when it returns.
+    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError>;
+
+    /// Applies one observation of the PBX: [`domain::decide`] says what changes; a status
+    /// change is written at once (record and history entry), a same-code observation only
+    /// refreshes `last_seen` through the batcher. [`StoreError::NotFound`] for an extension
+    /// the store does not hold.
+    async fn apply_status(
+        &self,
+        extension: &ExtensionNumber,
+        observation: Observation,
+    ) -> Result<StatusOutcome, StoreError>;
+
+    /// Applies many observations in order, as [`Repository::apply_status`] does one by one.
+    /// A backend may write them together (the embedded one commits them in one transaction),
+    /// which makes a full state list or a burst of events much cheaper.
+    async fn apply_statuses(
+        &self,
+        observations: &[(ExtensionNumber, Observation)],
+    ) -> Vec<Result<StatusOutcome, StoreError>> {
+        let mut out = Vec::with_capacity(observations.len());
+        for (extension, observation) in observations {
+            out.push(self.apply_status(extension, *observation).await);
+        }
+        out
+    }
+
+    /// Records that the PBX reported these extensions at `at`, without a status change. The
+    /// writes are coalesced: at most one per extension per interval. Extensions the store does
+    /// not hold are ignored, and `last_seen` never moves backwards.
+    async fn touch_last_seen(
+        &self,
+        extensions: &[ExtensionNumber],
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The status history from `from` to `to` (both inclusive), of one extension or of all,
+    /// oldest first (entries of the same millisecond in the order they were written).
+    async fn history(
+        &self,
+        extension: Option<&ExtensionNumber>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatusHistoryEntry>, StoreError>;
+
+    /// Writes the pending `last_seen` refreshes now (call it on graceful shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+
+    /// The write counters so far.
+    fn counters(&self) -> WriteCounters;
+}
+
+/// Settings every backend shares.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How often pending `last_seen` refreshes are written (at most one write per extension
+    /// per interval). Default one second.
+    pub last_seen_interval: Duration,
+    /// When cancelled, the store writes what is pending one last time and stops its background
+    /// task. Dropping the store stops the task as well.
+    pub shutdown: CancellationToken,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            last_seen_interval: Duration::from_secs(1),
+            shutdown: CancellationToken::new(),
+        }
+    }
+}
+
+/// Which backend to open, as a binary's configuration chooses it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The embedded store, in `<data_dir>/extstatus.redb`.
+    #[cfg(feature = "embedded")]
+    Embedded {
+        /// The data directory; created if missing.
+        data_dir: std::path::PathBuf,
+    },
+    /// A MongoDB server.
+    #[cfg(feature = "mongodb")]
+    MongoDb(MongoConfig),
+}
+
+/// Opens the chosen backend. Must be called inside a tokio runtime (it starts the batcher
+/// task).
+pub async fn open(
+    backend: &Backend,
+    options: StoreOptions,
+) -> Result<Arc<dyn Repository>, StoreError> {
+    match backend {
+        #[cfg(feature = "embedded")]
+        Backend::Embedded { data_dir } => {
+            let store = EmbeddedStore::open(data_dir, options).await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "mongodb")]
+        Backend::MongoDb(config) => {
+            let store = MongoStore::connect(config, options).await?;
+            Ok(Arc::new(store))
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(StoreError::internal("no backend is compiled in")),
+    }
+}
+
+/// The order records are listed in: by length, then by text, so that extension numbers of
+/// different lengths sort numerically (`999` before `1001`) while leading zeros still count.
+pub fn extension_order(a: &ExtensionNumber, b: &ExtensionNumber) -> Ordering {
+    a.as_str()
+        .len()
+        .cmp(&b.as_str().len())
+        .then_with(|| a.as_str().cmp(b.as_str()))
+}
+
+/// Sorts records by [`extension_order`].
+pub(crate) fn sort_records(records: &mut [Extension]) {
+    records.sort_unstable_by(|a, b| extension_order(&a.extension, &b.extension));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extension_order_is_numeric_for_plain_numbers() {
+        let mut v: Vec<ExtensionNumber> = ["1001", "999", "0101", "101", "20", "1000"]
+            .iter()
+            .map(|s| ExtensionNumber::parse(s).expect("ext"))
+            .collect();
+        v.sort_by(extension_order);
+        let got: Vec<&str> = v.iter().map(ExtensionNumber::as_str).collect();
+        assert_eq!(got, ["20", "101", "999", "0101", "1000", "1001"]);
+    }
+}

@@ -1,0 +1,272 @@
+//! The embedded backend: one redb file, `<data-dir>/extstatus.redb`, owned by one process.
+//!
+//! Reads are served from an in-memory copy of the committed records (10,000 records are a few
+//! megabytes), so listing and the status decision never touch the disk. Every mutation goes to
+//! one writer thread, which commits whatever has queued up in one durable transaction (group
+//! commit) before answering; `last_seen` refreshes go through the shared batcher and are
+//! written at most once per extension per interval.
+
+mod tables;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
+
+use async_trait::async_trait;
+use domain::{
+    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, Observation,
+    RecordId, StatusHistoryEntry, Timestamp,
+};
+use redb::Database;
+use tokio::sync::oneshot;
+use tokio_util::sync::DropGuard;
+
+use self::tables::Cache;
+use self::writer::{Job, Writer, WriterState, stopped};
+use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
+use crate::counters::{Counters, WriteCounters};
+use crate::error::{StoreError, cause};
+use crate::{Repository, StatusOutcome, StoreOptions, sort_records};
+
+/// The name of the database file inside the data directory.
+pub const DB_FILE_NAME: &str = "extstatus.redb";
+
+/// The embedded store. Cloning is cheap and shares the same open file; the file is closed (and
+/// its lock released) when the last clone is dropped.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    file: PathBuf,
+    db: Arc<Database>,
+    cache: Arc<RwLock<Cache>>,
+    batcher: Arc<LastSeenBatcher>,
+    counters: Arc<Counters>,
+    writer: Writer,
+    // Stops the flusher task when the store is dropped without a shutdown signal.
+    _stop_flusher: DropGuard,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("file", &self.inner.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `data_dir`, creating the directory if needed, and loads
+    /// every record. An unusable directory or file is [`StoreError::InvalidPath`]; a file that
+    /// another process (or another store in this process) holds open is
+    /// [`StoreError::Locked`]; both name the path. Must run inside a tokio runtime.
+    pub async fn open(
+        data_dir: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let dir = data_dir.as_ref().to_path_buf();
+        let file = dir.join(DB_FILE_NAME);
+        let opened = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || tables::open(&dir, &file))
+                .await
+                .map_err(|e| StoreError::Internal { cause: cause(e) })??
+        };
+        let db = Arc::new(opened.db);
+        let cache = Arc::new(RwLock::new(opened.cache));
+        let counters = Arc::new(Counters::default());
+        let batcher = Arc::new(LastSeenBatcher::new(counters.clone()));
+        let writer = Writer::spawn(WriterState {
+            db: db.clone(),
+            cache: cache.clone(),
+            batcher: batcher.clone(),
+            counters: counters.clone(),
+            next_seq: opened.next_seq,
+        })?;
+        let stop = options.shutdown.child_token();
+        let inner = Arc::new(Inner {
+            file,
+            db,
+            cache,
+            batcher,
+            counters,
+            writer,
+            _stop_flusher: stop.clone().drop_guard(),
+        });
+        batcher::spawn_flusher(Arc::downgrade(&inner), options.last_seen_interval, stop);
+        tracing::info!(file = %inner.file.display(), "embedded store open");
+        Ok(Self { inner })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.file
+    }
+}
+
+impl Inner {
+    fn cache(&self) -> RwLockReadGuard<'_, Cache> {
+        // Only the writer thread writes, and it leaves the cache consistent at every step.
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn call<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(job(tx))?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    fn overlaid(&self, record: Option<Extension>) -> Option<Extension> {
+        record.map(|mut r| {
+            self.batcher.overlay(&mut r);
+            r
+        })
+    }
+}
+
+#[async_trait]
+impl LastSeenSink for Inner {
+    fn batcher(&self) -> &LastSeenBatcher {
+        &self.batcher
+    }
+
+    async fn write_last_seen(
+        &self,
+        batch: &[(ExtensionNumber, Timestamp)],
+    ) -> Result<(), StoreError> {
+        let batch = batch.to_vec();
+        self.call(|reply| Job::LastSeen { batch, reply }).await?
+    }
+}
+
+#[async_trait]
+impl Repository for EmbeddedStore {
+    fn backend_name(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.call(|reply| Job::Ping { reply }).await?
+    }
+
+    async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError> {
+        let mut records: Vec<Extension> = self
+            .inner
+            .cache()
+            .by_id
+            .values()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        self.inner.batcher.overlay_all(&mut records);
+        sort_records(&mut records);
+        Ok(records)
+    }
+
+    async fn get(&self, id: &RecordId) -> Result<Option<Extension>, StoreError> {
+        let record = self.inner.cache().by_id.get(id).cloned();
+        Ok(self.inner.overlaid(record))
+    }
+
+    async fn get_by_extension(
+        &self,
+        extension: &ExtensionNumber,
+    ) -> Result<Option<Extension>, StoreError> {
+        let record = self.inner.cache().by_extension(extension).cloned();
+        Ok(self.inner.overlaid(record))
+    }
+
+    async fn create(&self, new: NewExtension) -> Result<Extension, StoreError> {
+        let at = domain::now();
+        self.inner
+            .call(|reply| Job::Create { new, at, reply })
+            .await?
+    }
+
+    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+        let at = domain::now();
+        let id = id.clone();
+        self.inner
+            .call(|reply| Job::Update {
+                id,
+                patch,
+                at,
+                reply,
+            })
+            .await?
+    }
+
+    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
+        let id = id.clone();
+        self.inner.call(|reply| Job::Delete { id, reply }).await?
+    }
+
+    async fn apply_status(
+        &self,
+        extension: &ExtensionNumber,
+        observation: Observation,
+    ) -> Result<StatusOutcome, StoreError> {
+        let items = vec![(extension.clone(), observation)];
+        let mut results = self
+            .inner
+            .call(|reply| Job::Status { items, reply })
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::internal("the writer returned no outcome")))
+    }
+
+    async fn apply_statuses(
+        &self,
+        observations: &[(ExtensionNumber, Observation)],
+    ) -> Vec<Result<StatusOutcome, StoreError>> {
+        if observations.is_empty() {
+            return Vec::new();
+        }
+        let items = observations.to_vec();
+        match self.inner.call(|reply| Job::Status { items, reply }).await {
+            Ok(results) => results,
+            Err(e) => observations.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn touch_last_seen(
+        &self,
+        extensions: &[ExtensionNumber],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let at = domain::record::truncate(at);
+        let known: Vec<&ExtensionNumber> = {
+            let cache = self.inner.cache();
+            extensions
+                .iter()
+                .filter(|e| cache.by_extension.contains_key(*e))
+                .collect()
+        };
+        self.inner.batcher.touch_many(known, at);
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        extension: Option<&ExtensionNumber>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
+        let db = self.inner.db.clone();
+        let extension = extension.cloned();
+        tokio::task::spawn_blocking(move || tables::read_history(&db, extension.as_ref(), from, to))
+            .await
+            .map_err(|e| StoreError::Internal { cause: cause(e) })?
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        batcher::flush(&*self.inner).await
+    }
+
+    fn counters(&self) -> WriteCounters {
+        self.inner.counters.snapshot()
+    }
+}

@@ -1,0 +1,515 @@
+//! The embedded store's single writer thread: every mutation is decided here, against the
+//! committed state, and whatever queued up meanwhile is committed in one durable transaction
+//! (group commit), in arrival order, before anyone is answered.
+//!
+//! One thread owning every write keeps the decisions race-free without a lock held across an
+//! await: the in-memory cache changes only after a commit succeeded, so readers never see a
+//! write that could still fail.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use domain::{
+    Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId, Timestamp,
+    decide,
+};
+use redb::{Database, Durability};
+use tokio::sync::oneshot;
+
+use super::tables::{self, Cache, HISTORY, HISTORY_BY_EXTENSION, RECORDS, millis};
+use crate::batcher::LastSeenBatcher;
+use crate::counters::Counters;
+use crate::error::StoreError;
+use crate::{StatusEffect, StatusOutcome, id};
+
+/// Observations processed together at most; larger bursts are split over several commits so
+/// that one transaction stays small and the first caller is not kept waiting too long.
+const MAX_GROUP: usize = 8192;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the writer thread.
+pub(super) enum Job {
+    Create {
+        new: NewExtension,
+        at: Timestamp,
+        reply: Reply<Extension>,
+    },
+    Update {
+        id: RecordId,
+        patch: ExtensionPatch,
+        at: Timestamp,
+        reply: Reply<Extension>,
+    },
+    Delete {
+        id: RecordId,
+        reply: Reply<Extension>,
+    },
+    Status {
+        items: Vec<(ExtensionNumber, Observation)>,
+        reply: oneshot::Sender<Vec<Result<StatusOutcome, StoreError>>>,
+    },
+    LastSeen {
+        batch: Vec<(ExtensionNumber, Timestamp)>,
+        reply: Reply<()>,
+    },
+    Ping {
+        reply: Reply<()>,
+    },
+}
+
+impl Job {
+    fn weight(&self) -> usize {
+        match self {
+            Job::Status { items, .. } => items.len(),
+            Job::LastSeen { batch, .. } => batch.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// The handle the store keeps: a queue into the thread, and the thread to join on drop so that
+/// the file is closed (and its lock released) when the store is gone.
+pub(super) struct Writer {
+    tx: Option<Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub(super) fn spawn(state: WriterState) -> Result<Self, StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || state.run(&rx))
+            .map_err(|e| StoreError::Internal {
+                cause: crate::error::cause(e),
+            })?;
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub(super) fn send(&self, job: Job) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(job).ok())
+            .ok_or_else(stopped)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after it has finished what is queued.
+        self.tx.take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the embedded store's writer thread panicked");
+        }
+    }
+}
+
+/// The error a caller sees when the writer is gone (the store is closing, or it crashed).
+pub(super) fn stopped() -> StoreError {
+    StoreError::unavailable("the embedded store's writer has stopped")
+}
+
+/// Everything the writer thread owns or shares.
+pub(super) struct WriterState {
+    pub(super) db: Arc<Database>,
+    pub(super) cache: Arc<RwLock<Cache>>,
+    pub(super) batcher: Arc<LastSeenBatcher>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) next_seq: u64,
+}
+
+/// A history entry to write.
+struct HistoryRow {
+    extension: ExtensionNumber,
+    at: i64,
+    seq: u64,
+    previous: i32,
+    new: i32,
+}
+
+/// The group's changes on top of the committed cache.
+struct Stage<'c> {
+    cache: &'c Cache,
+    by_id: HashMap<RecordId, Option<Extension>>,
+    by_extension: HashMap<ExtensionNumber, Option<RecordId>>,
+    history: Vec<HistoryRow>,
+}
+
+impl<'c> Stage<'c> {
+    fn new(cache: &'c Cache) -> Self {
+        Self {
+            cache,
+            by_id: HashMap::new(),
+            by_extension: HashMap::new(),
+            history: Vec::new(),
+        }
+    }
+
+    fn get(&self, id: &RecordId) -> Option<&Extension> {
+        match self.by_id.get(id) {
+            Some(staged) => staged.as_ref(),
+            None => self.cache.by_id.get(id),
+        }
+    }
+
+    fn id_of(&self, ext: &ExtensionNumber) -> Option<&RecordId> {
+        match self.by_extension.get(ext) {
+            Some(staged) => staged.as_ref(),
+            None => self.cache.by_extension.get(ext),
+        }
+    }
+
+    fn by_extension(&self, ext: &ExtensionNumber) -> Option<&Extension> {
+        self.id_of(ext).and_then(|id| self.get(id))
+    }
+
+    fn put(&mut self, record: Extension) {
+        self.by_extension
+            .insert(record.extension.clone(), Some(record.id.clone()));
+        self.by_id.insert(record.id.clone(), Some(record));
+    }
+
+    fn remove(&mut self, record: &Extension) {
+        self.by_extension.insert(record.extension.clone(), None);
+        self.by_id.insert(record.id.clone(), None);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty() && self.history.is_empty()
+    }
+}
+
+/// An answer held back until the group is committed.
+enum Pending {
+    Record {
+        reply: Reply<Extension>,
+        result: Result<Extension, StoreError>,
+        wrote: bool,
+    },
+    Status {
+        reply: oneshot::Sender<Vec<Result<StatusOutcome, StoreError>>>,
+        results: Vec<Result<StatusOutcome, StoreError>>,
+    },
+    Unit {
+        reply: Reply<()>,
+        result: Result<(), StoreError>,
+    },
+}
+
+/// What the group will count once it is committed.
+#[derive(Default)]
+struct Tally {
+    user_edits: u64,
+    status_changes: u64,
+    settled: Vec<(ExtensionNumber, Timestamp)>,
+    deleted: Vec<ExtensionNumber>,
+}
+
+impl WriterState {
+    fn run(mut self, rx: &Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut weight = first.weight();
+            let mut group = vec![first];
+            while weight < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        weight += job.weight();
+                        group.push(job);
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            self.process(group);
+        }
+    }
+
+    fn process(&mut self, group: Vec<Job>) {
+        let cache = Arc::clone(&self.cache);
+        let guard = cache.read().unwrap_or_else(PoisonError::into_inner);
+        let mut stage = Stage::new(&guard);
+        let mut tally = Tally::default();
+        let answers: Vec<Pending> = group
+            .into_iter()
+            .map(|job| self.decide(job, &mut stage, &mut tally))
+            .collect();
+
+        let committed = if stage.is_empty() {
+            Ok(())
+        } else {
+            self.commit(&stage)
+        };
+        let Stage {
+            by_id,
+            by_extension,
+            ..
+        } = stage;
+        drop(guard);
+
+        match committed {
+            Ok(()) => {
+                if !by_id.is_empty() {
+                    let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+                    for (id, record) in by_id {
+                        match record {
+                            Some(record) => cache.by_id.insert(id, record),
+                            None => cache.by_id.remove(&id),
+                        };
+                    }
+                    for (ext, id) in by_extension {
+                        match id {
+                            Some(id) => cache.by_extension.insert(ext, id),
+                            None => cache.by_extension.remove(&ext),
+                        };
+                    }
+                }
+                for (ext, at) in &tally.settled {
+                    self.batcher.settle(ext, *at);
+                }
+                for ext in &tally.deleted {
+                    self.batcher.forget(ext);
+                }
+                self.counters.user_edits(tally.user_edits);
+                self.counters.status_changes(tally.status_changes);
+                for answer in answers {
+                    self.answer(answer, None);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "embedded store commit failed");
+                for answer in answers {
+                    self.answer(answer, Some(&e));
+                }
+            }
+        }
+    }
+
+    /// Sends one answer; after a failed commit, every answer that depended on a write becomes
+    /// that error. A caller that stopped waiting is no concern of the writer.
+    fn answer(&self, answer: Pending, failed: Option<&StoreError>) {
+        match answer {
+            Pending::Record {
+                reply,
+                result,
+                wrote,
+            } => {
+                let result = match (failed, wrote) {
+                    (Some(e), true) => Err(e.clone()),
+                    _ => result.map(|mut r| {
+                        self.batcher.overlay(&mut r);
+                        r
+                    }),
+                };
+                let _ = reply.send(result);
+            }
+            Pending::Status { reply, results } => {
+                let results = results
+                    .into_iter()
+                    .map(|r| match (failed, r) {
+                        (Some(e), Ok(o)) if o.is_change() => Err(e.clone()),
+                        (_, r) => r.map(|mut o| {
+                            self.batcher.overlay(&mut o.record);
+                            o
+                        }),
+                    })
+                    .collect();
+                let _ = reply.send(results);
+            }
+            Pending::Unit { reply, result } => {
+                let result = match failed {
+                    Some(e) => Err(e.clone()),
+                    None => result,
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn decide(&mut self, job: Job, stage: &mut Stage<'_>, tally: &mut Tally) -> Pending {
+        match job {
+            Job::Create { new, at, reply } => {
+                let (result, wrote) = match stage.id_of(&new.extension) {
+                    Some(_) => (
+                        Err(StoreError::Conflict {
+                            extension: new.extension,
+                        }),
+                        false,
+                    ),
+                    None => {
+                        let record = Extension::create(id::new_id(at), new, at);
+                        stage.put(record.clone());
+                        tally.user_edits += 1;
+                        (Ok(record), true)
+                    }
+                };
+                Pending::Record {
+                    reply,
+                    result,
+                    wrote,
+                }
+            }
+            Job::Update {
+                id,
+                patch,
+                at,
+                reply,
+            } => {
+                let (result, wrote) = match stage.get(&id) {
+                    None => (Err(StoreError::NotFound), false),
+                    Some(current) => {
+                        let mut record = current.clone();
+                        let changed = record.apply_patch(&patch, at);
+                        if changed {
+                            stage.put(record.clone());
+                            tally.user_edits += 1;
+                        }
+                        (Ok(record), changed)
+                    }
+                };
+                Pending::Record {
+                    reply,
+                    result,
+                    wrote,
+                }
+            }
+            Job::Delete { id, reply } => {
+                let (result, wrote) = match stage.get(&id).cloned() {
+                    None => (Err(StoreError::NotFound), false),
+                    Some(record) => {
+                        stage.remove(&record);
+                        tally.user_edits += 1;
+                        tally.deleted.push(record.extension.clone());
+                        (Ok(record), true)
+                    }
+                };
+                Pending::Record {
+                    reply,
+                    result,
+                    wrote,
+                }
+            }
+            Job::Status { items, reply } => {
+                let results = items
+                    .into_iter()
+                    .map(|(ext, obs)| self.decide_status(&ext, obs, stage, tally))
+                    .collect();
+                Pending::Status { reply, results }
+            }
+            Job::LastSeen { batch, reply } => {
+                for (ext, at) in batch {
+                    let Some(current) = stage.by_extension(&ext) else {
+                        continue;
+                    };
+                    // A status change may already have written a newer time.
+                    if current.last_seen >= Some(at) {
+                        continue;
+                    }
+                    let mut record = current.clone();
+                    record.last_seen = Some(at);
+                    stage.put(record);
+                }
+                Pending::Unit {
+                    reply,
+                    result: Ok(()),
+                }
+            }
+            Job::Ping { reply } => Pending::Unit {
+                reply,
+                result: Ok(()),
+            },
+        }
+    }
+
+    fn decide_status(
+        &mut self,
+        ext: &ExtensionNumber,
+        obs: Observation,
+        stage: &mut Stage<'_>,
+        tally: &mut Tally,
+    ) -> Result<StatusOutcome, StoreError> {
+        let current = stage.by_extension(ext).ok_or(StoreError::NotFound)?.clone();
+        let mut view = current.status_view();
+        view.last_seen = view.last_seen.max(self.batcher.pending(ext));
+        match decide(&view, &obs) {
+            Err(no_write) => Ok(StatusOutcome {
+                effect: StatusEffect::Ignored(no_write),
+                record: current,
+            }),
+            Ok(write) => match write.change {
+                None => {
+                    if let Some(seen) = write.last_seen {
+                        self.batcher.touch(ext, seen);
+                    }
+                    Ok(StatusOutcome {
+                        effect: StatusEffect::SeenOnly,
+                        record: current,
+                    })
+                }
+                Some(change) => {
+                    let mut record = current;
+                    record.apply_status(&write);
+                    stage.history.push(HistoryRow {
+                        extension: ext.clone(),
+                        at: millis(change.at),
+                        seq: self.next_seq,
+                        previous: change.previous_code,
+                        new: change.status_code,
+                    });
+                    self.next_seq += 1;
+                    stage.put(record.clone());
+                    tally.status_changes += 1;
+                    if let Some(seen) = write.last_seen {
+                        tally.settled.push((ext.clone(), seen));
+                    }
+                    Ok(StatusOutcome {
+                        effect: StatusEffect::Changed {
+                            previous_code: change.previous_code,
+                        },
+                        record,
+                    })
+                }
+            },
+        }
+    }
+
+    /// Writes the staged records and history in one transaction, durable when it returns.
+    fn commit(&self, stage: &Stage<'_>) -> Result<(), StoreError> {
+        use tables::storage_error as e;
+        let mut txn = self.db.begin_write().map_err(e)?;
+        txn.set_durability(Durability::Immediate).map_err(e)?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(e)?;
+            for (id, record) in &stage.by_id {
+                match record {
+                    Some(record) => {
+                        let bytes = tables::encode(record)?;
+                        records.insert(id.as_str(), bytes.as_slice()).map_err(e)?;
+                    }
+                    None => {
+                        records.remove(id.as_str()).map_err(e)?;
+                    }
+                }
+            }
+            if !stage.history.is_empty() {
+                let mut by_time = txn.open_table(HISTORY).map_err(e)?;
+                let mut by_ext = txn.open_table(HISTORY_BY_EXTENSION).map_err(e)?;
+                for h in &stage.history {
+                    by_time
+                        .insert((h.at, h.seq), (h.extension.as_str(), h.previous, h.new))
+                        .map_err(e)?;
+                    by_ext
+                        .insert((h.extension.as_str(), h.at, h.seq), (h.previous, h.new))
+                        .map_err(e)?;
+                }
+            }
+        }
+        txn.commit().map_err(e)
+    }
+}

@@ -1,0 +1,545 @@
+//! The MongoDB backend, on the official driver: collections `extensions` and
+//! `extension_status_history`, indexes created at start, a status change as one conditional
+//! update, and `last_seen` batches as one `update` command.
+//!
+//! The documents it sends are built in [`docs`], where tests check them exactly.
+
+pub mod docs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bson::Document;
+use domain::{
+    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
+    Observation, RecordId, StatusHistoryEntry, Timestamp, decide,
+};
+use futures_util::TryStreamExt;
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use tokio_util::sync::DropGuard;
+
+use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
+use crate::counters::{Counters, WriteCounters};
+use crate::error::{StoreError, cause};
+use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, sort_records};
+
+/// MongoDB's code for a duplicate key.
+const DUPLICATE_KEY: i32 = 11000;
+/// How often a status change is retried when another writer changed the same extension between
+/// our conditional update and our re-read.
+const STATUS_ATTEMPTS: usize = 3;
+
+/// Where the MongoDB backend connects.
+#[derive(Clone)]
+pub struct MongoConfig {
+    /// The connection string, e.g. `mongodb://localhost:27017`. It may hold credentials, so it
+    /// is never logged or shown in errors.
+    pub uri: String,
+    /// The database name (`call_center` by default in the binaries).
+    pub database: String,
+    /// How long to look for a usable server before an operation fails as unavailable.
+    pub server_selection_timeout: Duration,
+    /// The application name shown in the server's logs.
+    pub app_name: Option<String>,
+}
+
+impl MongoConfig {
+    /// A config with a 5-second server selection timeout.
+    pub fn new(uri: impl Into<String>, database: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            database: database.into(),
+            server_selection_timeout: Duration::from_secs(5),
+            app_name: Some("extstatus".into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("uri", &redact_uri(&self.uri))
+            .field("database", &self.database)
+            .field("server_selection_timeout", &self.server_selection_timeout)
+            .field("app_name", &self.app_name)
+            .finish()
+    }
+}
+
+/// The URI with any password replaced, for logs.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return "<unparsable uri>".into();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => uri.to_owned(),
+    }
+}
+
+/// The MongoDB store. Cloning is cheap and shares the client.
+#[derive(Clone)]
+pub struct MongoStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    extensions: Collection<Document>,
+    history: Collection<Document>,
+    batcher: LastSeenBatcher,
+    counters: Arc<Counters>,
+    _stop_flusher: DropGuard,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("database", &self.inner.db.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a driver error: an unreachable server is transient, anything else is internal.
+/// Duplicate keys are handled by the callers that can name the extension.
+fn map_err(e: mongodb::error::Error) -> StoreError {
+    let transient = matches!(
+        *e.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::DnsResolve { .. }
+            | ErrorKind::Shutdown
+    ) || e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+        || e.contains_label("TransientTransactionError");
+    if transient {
+        StoreError::Unavailable { cause: cause(e) }
+    } else {
+        StoreError::Internal { cause: cause(e) }
+    }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => false,
+    }
+}
+
+/// Checks an `update` command's reply for per-statement errors, which the server reports with
+/// `ok: 1`.
+fn check_write_reply(reply: &Document) -> Result<(), StoreError> {
+    if let Ok(errors) = reply.get_array("writeErrors")
+        && let Some(first) = errors.first()
+    {
+        let msg = first
+            .as_document()
+            .and_then(|d| d.get_str("errmsg").ok())
+            .unwrap_or("unknown write error");
+        return Err(StoreError::internal(format!(
+            "last_seen batch: {} statement(s) failed, first: {msg}",
+            errors.len()
+        )));
+    }
+    if let Ok(wce) = reply.get_document("writeConcernError") {
+        let msg = wce
+            .get_str("errmsg")
+            .unwrap_or("write concern not satisfied");
+        return Err(StoreError::unavailable(format!("last_seen batch: {msg}")));
+    }
+    Ok(())
+}
+
+impl MongoStore {
+    /// Connects, creates the indexes, and starts the `last_seen` batcher. A server that cannot
+    /// be reached within the selection timeout is [`StoreError::Unavailable`] with the cause;
+    /// a malformed URI is [`StoreError::InvalidConfig`]. Must run inside a tokio runtime.
+    pub async fn connect(config: &MongoConfig, options: StoreOptions) -> Result<Self, StoreError> {
+        let mut client_options =
+            ClientOptions::parse(&config.uri)
+                .await
+                .map_err(|e| StoreError::InvalidConfig {
+                    detail: format!("MongoDB URI {}: {}", redact_uri(&config.uri), e.kind),
+                })?;
+        client_options.server_selection_timeout = Some(config.server_selection_timeout);
+        client_options.app_name.clone_from(&config.app_name);
+        let client =
+            Client::with_options(client_options).map_err(|e| StoreError::InvalidConfig {
+                detail: format!("MongoDB options: {}", e.kind),
+            })?;
+        let db = client.database(&config.database);
+        ensure_indexes(&db).await?;
+        let counters = Arc::new(Counters::default());
+        let stop = options.shutdown.child_token();
+        let inner = Arc::new(Inner {
+            extensions: db.collection(docs::EXTENSIONS),
+            history: db.collection(docs::HISTORY),
+            db,
+            batcher: LastSeenBatcher::new(counters.clone()),
+            counters,
+            _stop_flusher: stop.clone().drop_guard(),
+        });
+        batcher::spawn_flusher(Arc::downgrade(&inner), options.last_seen_interval, stop);
+        tracing::info!(database = %config.database, uri = %redact_uri(&config.uri), "MongoDB store ready");
+        Ok(Self { inner })
+    }
+
+    /// Drops both collections: for tests that use a throw-away database.
+    pub async fn drop_collections(&self) -> Result<(), StoreError> {
+        self.inner.extensions.drop().await.map_err(map_err)?;
+        self.inner.history.drop().await.map_err(map_err)
+    }
+}
+
+async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
+    for spec in docs::indexes() {
+        let options = IndexOptions::builder()
+            .name(spec.name.to_owned())
+            .unique(spec.unique.then_some(true))
+            .build();
+        let model = IndexModel::builder()
+            .keys(spec.keys)
+            .options(options)
+            .build();
+        db.collection::<Document>(spec.collection)
+            .create_index(model)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+impl Inner {
+    async fn find_record(&self, filter: Document) -> Result<Option<Extension>, StoreError> {
+        let found = self.extensions.find_one(filter).await.map_err(map_err)?;
+        found.as_ref().map(docs::read_record).transpose().map(|r| {
+            r.map(|mut r| {
+                self.batcher.overlay(&mut r);
+                r
+            })
+        })
+    }
+
+    async fn apply_status(
+        &self,
+        ext: &ExtensionNumber,
+        obs: Observation,
+    ) -> Result<StatusOutcome, StoreError> {
+        // A refresh that is still pending counts as stored: an observation older than it is
+        // stale even though the database does not show it yet.
+        let pending_newer = self.batcher.pending(ext).is_some_and(|p| obs.at < p);
+        for _ in 0..STATUS_ATTEMPTS {
+            if !pending_newer {
+                let before = self
+                    .extensions
+                    .find_one_and_update(docs::status_filter(ext, &obs), docs::status_update(&obs))
+                    .return_document(ReturnDocument::Before)
+                    .await
+                    .map_err(map_err)?;
+                if let Some(before) = before {
+                    return self.changed(ext, obs, &docs::read_record(&before)?).await;
+                }
+            }
+            // Nothing matched: unknown extension, same code, or stale. Read and let the
+            // domain decide which.
+            let current = self
+                .find_record(docs::by_extension(ext))
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            match decide(&current.status_view(), &obs) {
+                Err(no_write) => {
+                    return Ok(StatusOutcome {
+                        effect: StatusEffect::Ignored(no_write),
+                        record: current,
+                    });
+                }
+                Ok(write) if write.change.is_none() => {
+                    let mut record = current;
+                    if let Some(seen) = write.last_seen {
+                        self.batcher.touch(ext, seen);
+                        record.last_seen = record.last_seen.max(Some(seen));
+                    }
+                    return Ok(StatusOutcome {
+                        effect: StatusEffect::SeenOnly,
+                        record,
+                    });
+                }
+                // Another writer changed the code between our update and our read: try again.
+                Ok(_) if !pending_newer => {}
+                Ok(_) => {
+                    return Ok(StatusOutcome {
+                        effect: StatusEffect::Ignored(NoWrite::Stale),
+                        record: current,
+                    });
+                }
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "extension {ext} kept changing under concurrent writers"
+        )))
+    }
+
+    /// Finishes a status change the conditional update applied: the history entry, the
+    /// counters, and the record as it now stands.
+    async fn changed(
+        &self,
+        ext: &ExtensionNumber,
+        obs: Observation,
+        before: &Extension,
+    ) -> Result<StatusOutcome, StoreError> {
+        let mut record = before.clone();
+        // The filter guarantees a change that is not stale, so the domain agrees.
+        let write = decide(&before.status_view(), &obs).map_err(|no| {
+            StoreError::internal(format!(
+                "conditional update matched but the change function says {no:?}"
+            ))
+        })?;
+        record.apply_status(&write);
+        self.counters.status_changes(1);
+        if let Some(seen) = write.last_seen {
+            self.batcher.settle(ext, seen);
+        }
+        if let Some(change) = write.change {
+            let entry = StatusHistoryEntry {
+                extension: ext.clone(),
+                previous_code: change.previous_code,
+                new_code: change.status_code,
+                at: change.at,
+            };
+            // The record already changed; a lost history entry must not hide that from the
+            // caller, who has to broadcast it.
+            if let Err(e) = self.history.insert_one(docs::history_entry(&entry)).await {
+                tracing::error!(extension = %ext, error = %map_err(e), "status history entry not written");
+            }
+        }
+        self.batcher.overlay(&mut record);
+        Ok(StatusOutcome {
+            effect: StatusEffect::Changed {
+                previous_code: before.status_code,
+            },
+            record,
+        })
+    }
+}
+
+#[async_trait]
+impl LastSeenSink for Inner {
+    fn batcher(&self) -> &LastSeenBatcher {
+        &self.batcher
+    }
+
+    async fn write_last_seen(
+        &self,
+        batch: &[(ExtensionNumber, Timestamp)],
+    ) -> Result<(), StoreError> {
+        for command in docs::last_seen_commands(batch) {
+            let reply = self.db.run_command(command).await.map_err(map_err)?;
+            check_write_reply(&reply)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Repository for MongoStore {
+    fn backend_name(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner
+            .db
+            .run_command(bson::doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError> {
+        let found: Vec<Document> = self
+            .inner
+            .extensions
+            .find(docs::list_filter(filter))
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let mut records = found
+            .iter()
+            .map(docs::read_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner.batcher.overlay_all(&mut records);
+        sort_records(&mut records);
+        Ok(records)
+    }
+
+    async fn get(&self, id: &RecordId) -> Result<Option<Extension>, StoreError> {
+        self.inner.find_record(docs::by_id(id)).await
+    }
+
+    async fn get_by_extension(
+        &self,
+        extension: &ExtensionNumber,
+    ) -> Result<Option<Extension>, StoreError> {
+        self.inner.find_record(docs::by_extension(extension)).await
+    }
+
+    async fn create(&self, new: NewExtension) -> Result<Extension, StoreError> {
+        let id = RecordId::from_bytes(bson::oid::ObjectId::new().bytes());
+        let record = Extension::create(id, new, domain::now());
+        match self
+            .inner
+            .extensions
+            .insert_one(docs::record(&record))
+            .await
+        {
+            Ok(_) => {
+                self.inner.counters.user_edits(1);
+                Ok(record)
+            }
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::Conflict {
+                extension: record.extension,
+            }),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+        if !patch.is_empty() {
+            let updated = self
+                .inner
+                .extensions
+                .find_one_and_update(
+                    docs::patch_filter(id, &patch),
+                    docs::patch_update(&patch, domain::now()),
+                )
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(map_err)?;
+            if let Some(doc) = updated {
+                self.inner.counters.user_edits(1);
+                let mut record = docs::read_record(&doc)?;
+                self.inner.batcher.overlay(&mut record);
+                return Ok(record);
+            }
+        }
+        // Nothing to change, or nothing would change: the record as it is, if it exists.
+        self.get(id).await?.ok_or(StoreError::NotFound)
+    }
+
+    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
+        let deleted = self
+            .inner
+            .extensions
+            .find_one_and_delete(docs::by_id(id))
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        self.inner.counters.user_edits(1);
+        let mut record = docs::read_record(&deleted)?;
+        self.inner.batcher.overlay(&mut record);
+        self.inner.batcher.forget(&record.extension);
+        Ok(record)
+    }
+
+    async fn apply_status(
+        &self,
+        extension: &ExtensionNumber,
+        observation: Observation,
+    ) -> Result<StatusOutcome, StoreError> {
+        self.inner.apply_status(extension, observation).await
+    }
+
+    async fn touch_last_seen(
+        &self,
+        extensions: &[ExtensionNumber],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        // Unknown extensions cost one entry until the next batch, whose update matches nothing.
+        self.inner
+            .batcher
+            .touch_many(extensions, domain::record::truncate(at));
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        extension: Option<&ExtensionNumber>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
+        let found: Vec<Document> = self
+            .inner
+            .history
+            .find(docs::history_filter(extension, from, to))
+            .sort(docs::history_sort())
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        found.iter().map(docs::read_history_entry).collect()
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        batcher::flush(&*self.inner).await
+    }
+
+    fn counters(&self) -> WriteCounters {
+        self.inner.counters.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_redacted() {
+        let rows = [
+            ("mongodb://localhost:27017", "mongodb://localhost:27017"),
+            (
+                "mongodb://app:s3cr%40t@db1:27017,db2/call_center?tls=true",
+                "mongodb://app:***@db1:27017,db2/call_center?tls=true",
+            ),
+            (
+                "mongodb+srv://app:pw@cluster.example.net/",
+                "mongodb+srv://app:***@cluster.example.net/",
+            ),
+            ("not a uri", "<unparsable uri>"),
+        ];
+        for (uri, want) in rows {
+            assert_eq!(redact_uri(uri), want);
+        }
+        let config = MongoConfig::new("mongodb://u:hunter2@h/", "call_center");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn write_replies() {
+        assert!(check_write_reply(&bson::doc! { "n": 3, "nModified": 2, "ok": 1.0 }).is_ok());
+        let err = check_write_reply(&bson::doc! {
+            "n": 0, "ok": 1.0,
+            "writeErrors": [{ "index": 0, "code": 2, "errmsg": "bad" }],
+        })
+        .expect_err("write error");
+        assert_eq!(
+            err.to_string(),
+            "store error: last_seen batch: 1 statement(s) failed, first: bad"
+        );
+        let err = check_write_reply(&bson::doc! {
+            "n": 1, "ok": 1.0, "writeConcernError": { "code": 64, "errmsg": "waiting for replication timed out" },
+        })
+        .expect_err("write concern");
+        assert!(err.is_transient());
+    }
+}

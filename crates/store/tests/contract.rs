@@ -1,0 +1,883 @@
+//! The repository contract, written once: every case runs against the embedded store always,
+//! and against MongoDB when `TEST_MONGODB_URI` is set (otherwise one line says it was skipped).
+//! Embedded-only behaviour (crash recovery, file locking, bad paths) follows at the end.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use async_trait::async_trait;
+use domain::{
+    AgentName, Department, Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch,
+    NewExtension, NoWrite, Observation, Presence, RecordId, Timestamp,
+};
+use store::{Repository, StatusEffect, StoreError, StoreOptions};
+
+/// A place a backend keeps its data; opening it twice in a row is a restart.
+#[async_trait]
+trait Backend: Send + Sync {
+    async fn open(&self) -> Result<Arc<dyn Repository>>;
+}
+
+fn options() -> StoreOptions {
+    // Batches are flushed explicitly in these tests; the interval never fires.
+    StoreOptions {
+        last_seen_interval: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    }
+}
+
+struct Embedded {
+    dir: tempfile::TempDir,
+}
+
+impl Embedded {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            dir: tempfile::tempdir()?,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Embedded {
+    async fn open(&self) -> Result<Arc<dyn Repository>> {
+        let store = store::EmbeddedStore::open(self.dir.path(), options()).await?;
+        Ok(Arc::new(store))
+    }
+}
+
+fn ext(s: &str) -> ExtensionNumber {
+    ExtensionNumber::parse(s).expect("valid extension")
+}
+
+fn new_ext(number: &str, name: &str, dept: &str) -> NewExtension {
+    NewExtension {
+        extension: ext(number),
+        agent_name: AgentName::parse(name).expect("valid name"),
+        department: Department::parse(dept).expect("valid department"),
+        is_active: true,
+    }
+}
+
+/// A fixed base time in the recent past, so that test observations are newer than nothing
+/// and ordered by the offsets the cases choose.
+fn t(secs: i64) -> Timestamp {
+    let base: Timestamp = "2026-03-01T08:00:00Z".parse().expect("time");
+    base + chrono::Duration::milliseconds(secs * 1000)
+}
+
+fn numbers(records: &[Extension]) -> Vec<&str> {
+    records.iter().map(|r| r.extension.as_str()).collect()
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn create_get_and_list(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        ensure!(repo.list(&ExtensionFilter::default()).await?.is_empty());
+        let before = domain::now();
+        let mut created = Vec::new();
+        for n in ["1001", "999", "0101", "20"] {
+            created.push(
+                repo.create(new_ext(n, &format!("Agent {n}"), "Sales"))
+                    .await?,
+            );
+        }
+        let a = &created[0];
+        ensure!(a.id.as_str().len() == 24);
+        ensure!(a.status_code == -1 && a.status == Presence::Unknown);
+        ensure!(a.device_state.as_str() == "UNKNOWN");
+        ensure!(a.last_seen.is_none() && a.last_status_change.is_none());
+        ensure!(a.created_at == a.updated_at && a.created_at >= before);
+        ensure!(repo.get(&a.id).await?.as_ref() == Some(a));
+        ensure!(repo.get_by_extension(&ext("1001")).await?.as_ref() == Some(a));
+        ensure!(repo.get_by_extension(&ext("1002")).await?.is_none());
+        let all = repo.list(&ExtensionFilter::default()).await?;
+        ensure!(
+            numbers(&all) == ["20", "999", "0101", "1001"],
+            "{:?}",
+            numbers(&all)
+        );
+        ensure!(repo.counters().user_edits == 4);
+        ensure!(repo.ping().await.is_ok());
+        Ok(())
+    }
+
+    pub async fn duplicate_extension_is_a_conflict(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let first = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        let err = repo
+            .create(new_ext("1001", "Mallory", "Support"))
+            .await
+            .expect_err("duplicate");
+        ensure!(err.is_conflict(), "{err:?}");
+        ensure!(matches!(&err, StoreError::Conflict { extension } if extension.as_str() == "1001"));
+        ensure!(repo.list(&ExtensionFilter::default()).await? == vec![first]);
+        ensure!(repo.counters().user_edits == 1);
+        Ok(())
+    }
+
+    pub async fn missing_records_are_not_found(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let id = RecordId::parse("0123456789abcdef01234567")?;
+        ensure!(repo.get(&id).await?.is_none());
+        let patch = ExtensionPatch {
+            is_active: Some(false),
+            ..Default::default()
+        };
+        ensure!(
+            repo.update(&id, patch)
+                .await
+                .expect_err("none")
+                .is_not_found()
+        );
+        ensure!(repo.delete(&id).await.expect_err("none").is_not_found());
+        let err = repo
+            .apply_status(&ext("1001"), Observation::reported(0, t(1)))
+            .await
+            .expect_err("unknown extension");
+        ensure!(err.is_not_found(), "{err:?}");
+        Ok(())
+    }
+
+    pub async fn updates_change_only_user_fields(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        repo.apply_status(&a.extension, Observation::reported(1, t(1)))
+            .await?;
+        let edits = repo.counters().user_edits;
+
+        // An edit that changes nothing writes nothing and keeps updatedAt.
+        let same = ExtensionPatch {
+            agent_name: Some(AgentName::parse("Alice")?),
+            is_active: Some(true),
+            ..Default::default()
+        };
+        let unchanged = repo.update(&a.id, same).await?;
+        ensure!(unchanged.updated_at == a.updated_at);
+        ensure!(
+            repo.update(&a.id, ExtensionPatch::default())
+                .await?
+                .updated_at
+                == a.updated_at
+        );
+        ensure!(repo.counters().user_edits == edits);
+
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let patch = ExtensionPatch {
+            agent_name: Some(AgentName::parse("Alice Smith")?),
+            department: Some(Department::parse("Support")?),
+            is_active: Some(false),
+        };
+        let b2 = repo.update(&a.id, patch).await?;
+        ensure!(b2.agent_name.as_str() == "Alice Smith");
+        ensure!(b2.department.as_str() == "Support" && !b2.is_active);
+        ensure!(b2.updated_at > a.updated_at && b2.created_at == a.created_at);
+        // The status fields are untouched by the edit.
+        ensure!(b2.status_code == 1 && b2.last_status_change == Some(t(1)));
+        ensure!(b2.extension == a.extension && b2.id == a.id);
+        ensure!(repo.get(&a.id).await?.as_ref() == Some(&b2));
+        ensure!(repo.counters().user_edits == edits + 1);
+        Ok(())
+    }
+
+    pub async fn delete_returns_the_record(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        let deleted = repo.delete(&a.id).await?;
+        ensure!(deleted == a);
+        ensure!(repo.get(&a.id).await?.is_none());
+        ensure!(repo.get_by_extension(&a.extension).await?.is_none());
+        ensure!(repo.delete(&a.id).await.expect_err("gone").is_not_found());
+        // The number is free again, under a new id.
+        let again = repo.create(new_ext("1001", "Bob", "Sales")).await?;
+        ensure!(again.id != a.id);
+        Ok(())
+    }
+
+    pub async fn list_filters(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", "Sales")).await?;
+        repo.create(new_ext("1003", "C", "Support")).await?;
+        let mut inactive = new_ext("1004", "D", "Sales");
+        inactive.is_active = false;
+        repo.create(inactive).await?;
+        repo.apply_status(&ext("1001"), Observation::reported(0, t(1)))
+            .await?;
+        repo.apply_status(&ext("1003"), Observation::reported(4, t(1)))
+            .await?;
+
+        let sales = Some(Department::parse("Sales")?);
+        let rows: Vec<(ExtensionFilter, Vec<&str>)> = vec![
+            (
+                ExtensionFilter::default(),
+                vec!["1001", "1002", "1003", "1004"],
+            ),
+            (
+                ExtensionFilter {
+                    department: sales.clone(),
+                    ..Default::default()
+                },
+                vec!["1001", "1002", "1004"],
+            ),
+            (
+                ExtensionFilter {
+                    status: Some(Presence::Online),
+                    ..Default::default()
+                },
+                vec!["1001"],
+            ),
+            (
+                ExtensionFilter {
+                    status: Some(Presence::Offline),
+                    ..Default::default()
+                },
+                vec!["1003"],
+            ),
+            (
+                ExtensionFilter {
+                    department: sales.clone(),
+                    status: Some(Presence::Unknown),
+                    is_active: Some(true),
+                },
+                vec!["1002"],
+            ),
+            (
+                ExtensionFilter {
+                    is_active: Some(false),
+                    ..Default::default()
+                },
+                vec!["1004"],
+            ),
+            (
+                ExtensionFilter {
+                    department: Some(Department::parse("sales")?),
+                    ..Default::default()
+                },
+                vec![],
+            ),
+        ];
+        for (filter, want) in rows {
+            let got = repo.list(&filter).await?;
+            ensure!(numbers(&got) == want, "{filter:?}: {:?}", numbers(&got));
+        }
+        Ok(())
+    }
+
+    pub async fn operator_text_is_stored_as_plain_text(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let odd = repo
+            .create(new_ext("1001", "{\"$ne\": \"\"}", "$gt"))
+            .await?;
+        repo.create(new_ext("1002", "Bob", "Sales")).await?;
+        let back = repo.get(&odd.id).await?.context("stored")?;
+        ensure!(back.agent_name.as_str() == "{\"$ne\": \"\"}");
+        ensure!(back.department.as_str() == "$gt");
+        let filter = ExtensionFilter {
+            department: Some(Department::parse("$gt")?),
+            ..Default::default()
+        };
+        ensure!(numbers(&repo.list(&filter).await?) == ["1001"]);
+        let filter = ExtensionFilter {
+            department: Some(Department::parse("{\"$ne\": null}")?),
+            ..Default::default()
+        };
+        ensure!(repo.list(&filter).await?.is_empty());
+        let patch = ExtensionPatch {
+            department: Some(Department::parse("{\"$set\": {\"status\": \"online\"}}")?),
+            ..Default::default()
+        };
+        let updated = repo.update(&odd.id, patch).await?;
+        ensure!(updated.department.as_str() == "{\"$set\": {\"status\": \"online\"}}");
+        ensure!(updated.status == Presence::Unknown);
+        Ok(())
+    }
+
+    pub async fn status_change_writes_record_and_history(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        let out = repo
+            .apply_status(&a.extension, Observation::reported(0, t(10)))
+            .await?;
+        ensure!(out.is_change());
+        ensure!(out.effect == StatusEffect::Changed { previous_code: -1 });
+        let r = &out.record;
+        ensure!(r.status_code == 0 && r.status == Presence::Online);
+        ensure!(r.device_state.as_str() == "NOT_INUSE");
+        ensure!(r.last_status_change == Some(t(10)) && r.last_seen == Some(t(10)));
+        // A status change is not a user edit.
+        ensure!(r.updated_at == a.updated_at);
+        ensure!(repo.get(&a.id).await?.as_ref() == Some(r));
+
+        let out = repo
+            .apply_status(&a.extension, Observation::reported(8, t(11)))
+            .await?;
+        ensure!(out.effect == StatusEffect::Changed { previous_code: 0 });
+        let history = repo.history(Some(&a.extension), t(0), t(100)).await?;
+        let got: Vec<(i32, i32, Timestamp)> = history
+            .iter()
+            .map(|h| (h.previous_code, h.new_code, h.at))
+            .collect();
+        ensure!(got == [(-1, 0, t(10)), (0, 8, t(11))], "{got:?}");
+        ensure!(history.iter().all(|h| h.extension == a.extension));
+        let c = repo.counters();
+        ensure!(c.status_changes == 2 && c.last_seen_batches == 0);
+        Ok(())
+    }
+
+    pub async fn same_code_only_refreshes_last_seen(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        repo.apply_status(&a.extension, Observation::reported(1, t(10)))
+            .await?;
+        let before = repo.counters();
+        let out = repo
+            .apply_status(&a.extension, Observation::reported(1, t(12)))
+            .await?;
+        ensure!(out.effect == StatusEffect::SeenOnly);
+        ensure!(out.record.last_status_change == Some(t(10)));
+        ensure!(out.record.last_seen == Some(t(12)));
+        let after = repo.counters();
+        ensure!(after.status_changes == before.status_changes);
+        ensure!(after.last_seen_coalesced == before.last_seen_coalesced + 1);
+        ensure!(after.last_seen_batches == before.last_seen_batches);
+        // Readers see the refresh before it is written...
+        let seen = repo.get(&a.id).await?.context("record")?;
+        ensure!(seen.last_seen == Some(t(12)), "{seen:?}");
+        // ...and one batch writes it.
+        repo.flush().await?;
+        let flushed = repo.counters();
+        ensure!(flushed.last_seen_batches == before.last_seen_batches + 1);
+        ensure!(flushed.last_seen_records == before.last_seen_records + 1);
+        ensure!(repo.get(&a.id).await?.context("record")?.last_seen == Some(t(12)));
+        ensure!(
+            repo.history(None, t(0), t(100)).await?.len() == 1,
+            "no history for a same-code observation"
+        );
+        Ok(())
+    }
+
+    pub async fn stale_observations_are_ignored(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        repo.apply_status(&a.extension, Observation::reported(1, t(10)))
+            .await?;
+        let out = repo
+            .apply_status(&a.extension, Observation::reported(4, t(9)))
+            .await?;
+        ensure!(out.effect == StatusEffect::Ignored(NoWrite::Stale));
+        ensure!(out.record.status_code == 1 && out.record.last_seen == Some(t(10)));
+        // A pending (not yet written) refresh counts as well.
+        repo.touch_last_seen(std::slice::from_ref(&a.extension), t(20))
+            .await?;
+        let out = repo
+            .apply_status(&a.extension, Observation::reported(4, t(15)))
+            .await?;
+        ensure!(
+            out.effect == StatusEffect::Ignored(NoWrite::Stale),
+            "{:?}",
+            out.effect
+        );
+        let now = repo.get(&a.id).await?.context("record")?;
+        ensure!(now.status_code == 1 && now.last_seen == Some(t(20)));
+        ensure!(repo.history(None, t(0), t(100)).await?.len() == 1);
+        ensure!(repo.counters().status_changes == 1);
+        Ok(())
+    }
+
+    pub async fn absent_from_list_becomes_unknown(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        // Never reported: already unknown.
+        let out = repo
+            .apply_status(&a.extension, Observation::absent(t(1)))
+            .await?;
+        ensure!(out.effect == StatusEffect::Ignored(NoWrite::AlreadyUnknown));
+        repo.apply_status(&a.extension, Observation::reported(0, t(2)))
+            .await?;
+        let out = repo
+            .apply_status(&a.extension, Observation::absent(t(3)))
+            .await?;
+        ensure!(out.effect == StatusEffect::Changed { previous_code: 0 });
+        ensure!(out.record.status == Presence::Unknown && out.record.status_code == -1);
+        ensure!(out.record.last_seen == Some(t(2)), "absent is not seen");
+        ensure!(out.record.last_status_change == Some(t(3)));
+        Ok(())
+    }
+
+    pub async fn history_ranges(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", "Sales")).await?;
+        let steps = [
+            ("1001", 0, 10),
+            ("1002", 1, 10),
+            ("1001", 1, 20),
+            ("1002", 4, 30),
+            ("1001", 0, 40),
+        ];
+        for (n, code, at) in steps {
+            repo.apply_status(&ext(n), Observation::reported(code, t(at)))
+                .await?;
+        }
+        let all = repo.history(None, t(0), t(100)).await?;
+        let got: Vec<(&str, i32, i32)> = all
+            .iter()
+            .map(|h| (h.extension.as_str(), h.previous_code, h.new_code))
+            .collect();
+        ensure!(
+            got == [
+                ("1001", -1, 0),
+                ("1002", -1, 1),
+                ("1001", 0, 1),
+                ("1002", 1, 4),
+                ("1001", 1, 0)
+            ],
+            "{got:?}"
+        );
+        // Both ends are inclusive.
+        let window = repo.history(None, t(20), t(30)).await?;
+        ensure!(window.len() == 2 && window[0].at == t(20) && window[1].at == t(30));
+        let one = repo.history(Some(&ext("1001")), t(15), t(100)).await?;
+        let got: Vec<Timestamp> = one.iter().map(|h| h.at).collect();
+        ensure!(got == [t(20), t(40)], "{got:?}");
+        ensure!(repo.history(None, t(50), t(100)).await?.is_empty());
+        ensure!(repo.history(None, t(100), t(0)).await?.is_empty());
+        Ok(())
+    }
+
+    pub async fn last_seen_refreshes_are_batched(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let a = repo.create(new_ext("1001", "A", "Sales")).await?;
+        let b2 = repo.create(new_ext("1002", "B", "Sales")).await?;
+        let both = [a.extension.clone(), b2.extension.clone()];
+        let before = repo.counters();
+        for i in 0..100 {
+            repo.touch_last_seen(&both, t(i)).await?;
+        }
+        // An older time and an unknown extension change nothing.
+        repo.touch_last_seen(&[a.extension.clone(), ext("4242")], t(50))
+            .await?;
+        ensure!(repo.counters().last_seen_batches == before.last_seen_batches);
+        repo.flush().await?;
+        let after = repo.counters();
+        ensure!(after.last_seen_batches == before.last_seen_batches + 1);
+        ensure!(
+            after.last_seen_records == before.last_seen_records + 2,
+            "{after:?}"
+        );
+        ensure!(after.status_changes == before.status_changes);
+        for id in [&a.id, &b2.id] {
+            let r = repo.get(id).await?.context("record")?;
+            ensure!(r.last_seen == Some(t(99)), "{r:?}");
+            // Refreshing last_seen is not a status change.
+            ensure!(r.last_status_change.is_none() && r.status_code == -1);
+        }
+        // Nothing pending: a flush writes nothing.
+        repo.flush().await?;
+        ensure!(repo.counters().last_seen_batches == after.last_seen_batches);
+        // A refresh older than what is stored does not move last_seen back.
+        repo.touch_last_seen(&both[..1], t(5)).await?;
+        repo.flush().await?;
+        ensure!(repo.get(&a.id).await?.context("record")?.last_seen == Some(t(99)));
+        Ok(())
+    }
+
+    pub async fn batch_of_observations_applies_in_order(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", "Sales")).await?;
+        let batch = vec![
+            (ext("1001"), Observation::reported(0, t(1))),
+            (ext("1001"), Observation::reported(1, t(2))),
+            (ext("1002"), Observation::reported(2, t(2))),
+            (ext("1001"), Observation::reported(1, t(3))),
+            (ext("4242"), Observation::reported(1, t(3))),
+            (ext("1002"), Observation::reported(0, t(1))),
+        ];
+        let results = repo.apply_statuses(&batch).await;
+        ensure!(results.len() == batch.len());
+        let effects: Vec<Option<StatusEffect>> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|o| o.effect.clone()))
+            .collect();
+        ensure!(
+            effects
+                == [
+                    Some(StatusEffect::Changed { previous_code: -1 }),
+                    Some(StatusEffect::Changed { previous_code: 0 }),
+                    Some(StatusEffect::Changed { previous_code: -1 }),
+                    Some(StatusEffect::SeenOnly),
+                    None,
+                    Some(StatusEffect::Ignored(NoWrite::Stale)),
+                ],
+            "{effects:?}"
+        );
+        ensure!(
+            results[4]
+                .as_ref()
+                .expect_err("unknown extension")
+                .is_not_found()
+        );
+        let r = repo.get_by_extension(&ext("1001")).await?.context("1001")?;
+        ensure!(r.status_code == 1 && r.last_seen == Some(t(3)));
+        ensure!(repo.history(None, t(0), t(10)).await?.len() == 3);
+        Ok(())
+    }
+
+    pub async fn concurrent_writers_apply_each_change_once(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        for i in 0..200 {
+            repo.create(new_ext(&format!("{}", 2000 + i), "A", "Sales"))
+                .await?;
+        }
+        // Many writers at once, every extension changed by two of them with the same news:
+        // exactly one change each, the other sees the same code.
+        let mut tasks = Vec::new();
+        for _ in 0..2 {
+            for i in 0..200 {
+                let repo = repo.clone();
+                tasks.push(tokio::spawn(async move {
+                    let n = ext(&format!("{}", 2000 + i));
+                    repo.apply_status(&n, Observation::reported(2, t(5))).await
+                }));
+            }
+        }
+        let mut changed = 0;
+        let mut seen_only = 0;
+        for task in tasks {
+            match task.await??.effect {
+                StatusEffect::Changed { previous_code: -1 } => changed += 1,
+                StatusEffect::SeenOnly => seen_only += 1,
+                other => anyhow::bail!("unexpected {other:?}"),
+            }
+        }
+        ensure!(changed == 200 && seen_only == 200, "{changed} {seen_only}");
+        ensure!(repo.history(None, t(0), t(10)).await?.len() == 200);
+        ensure!(repo.counters().status_changes == 200);
+        let online = ExtensionFilter {
+            status: Some(Presence::Online),
+            ..Default::default()
+        };
+        ensure!(repo.list(&online).await?.len() == 200);
+        Ok(())
+    }
+
+    pub async fn acknowledged_writes_survive_a_restart(b: &dyn Backend) -> Result<()> {
+        let (kept, gone, changed) = {
+            let repo = b.open().await?;
+            let kept = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+            let gone = repo.create(new_ext("1002", "Bob", "Sales")).await?;
+            repo.delete(&gone.id).await?;
+            let patch = ExtensionPatch {
+                department: Some(Department::parse("Support")?),
+                ..Default::default()
+            };
+            let kept = repo.update(&kept.id, patch).await?;
+            let changed = repo
+                .apply_status(&kept.extension, Observation::reported(2, t(7)))
+                .await?
+                .record;
+            // No flush: dropped as a process that stops would drop it.
+            (kept, gone, changed)
+        };
+        let repo = b.open().await?;
+        let back = repo.get(&kept.id).await?.context("kept survives")?;
+        ensure!(back.department.as_str() == "Support");
+        ensure!(back == changed, "{back:?} != {changed:?}");
+        ensure!(repo.get(&gone.id).await?.is_none());
+        ensure!(repo.history(None, t(0), t(10)).await?.len() == 1);
+        // The reopened store goes on numbering history after what is there.
+        repo.apply_status(&kept.extension, Observation::reported(0, t(8)))
+            .await?;
+        let history = repo.history(None, t(0), t(10)).await?;
+        ensure!(history.len() == 2 && history[1].at == t(8));
+        Ok(())
+    }
+}
+
+/// Generates one test per case for the embedded store, and one test that runs every case
+/// against MongoDB (or says in one line that it did not).
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod embedded_contract {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() -> Result<()> {
+                    let backend = Embedded::new()?;
+                    cases::$case(&backend).await
+                }
+            )*
+        }
+
+        #[cfg(feature = "mongodb")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn mongodb_contract() -> Result<()> {
+            let Some(uri) = mongo::uri() else { return Ok(()) };
+            $(
+                let backend = mongo::Mongo::new(&uri, stringify!($case));
+                let outcome = cases::$case(&backend).await;
+                backend.cleanup().await?;
+                outcome.with_context(|| format!("MongoDB case {}", stringify!($case)))?;
+            )*
+            Ok(())
+        }
+    };
+}
+
+contract!(
+    create_get_and_list,
+    duplicate_extension_is_a_conflict,
+    missing_records_are_not_found,
+    updates_change_only_user_fields,
+    delete_returns_the_record,
+    list_filters,
+    operator_text_is_stored_as_plain_text,
+    status_change_writes_record_and_history,
+    same_code_only_refreshes_last_seen,
+    stale_observations_are_ignored,
+    absent_from_list_becomes_unknown,
+    history_ranges,
+    last_seen_refreshes_are_batched,
+    batch_of_observations_applies_in_order,
+    concurrent_writers_apply_each_change_once,
+    acknowledged_writes_survive_a_restart,
+);
+
+/// Says, on the terminal and not in captured test output, that a run did not happen.
+fn skipped(why: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "store contract tests against MongoDB skipped: {why}"
+    );
+}
+
+#[cfg(not(feature = "mongodb"))]
+#[test]
+fn mongodb_contract() {
+    skipped("built without feature `mongodb`");
+}
+
+#[cfg(feature = "mongodb")]
+mod mongo {
+    use super::*;
+    use store::{MongoConfig, MongoStore};
+
+    pub fn uri() -> Option<String> {
+        match std::env::var("TEST_MONGODB_URI") {
+            Ok(uri) if !uri.trim().is_empty() => Some(uri),
+            _ => {
+                skipped("TEST_MONGODB_URI is not set");
+                None
+            }
+        }
+    }
+
+    /// A throw-away database per case.
+    pub struct Mongo {
+        config: MongoConfig,
+    }
+
+    impl Mongo {
+        pub fn new(uri: &str, case: &str) -> Self {
+            let stamp = chrono::Utc::now().timestamp_millis();
+            let name = format!("extstatus_test_{}_{stamp}_{case}", std::process::id());
+            // Database names are limited to 63 bytes.
+            let name: String = name.chars().take(63).collect();
+            Self {
+                config: MongoConfig::new(uri, name),
+            }
+        }
+
+        pub async fn cleanup(&self) -> Result<()> {
+            let store = MongoStore::connect(&self.config, options()).await?;
+            store.drop_collections().await?;
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Backend for Mongo {
+        async fn open(&self) -> Result<Arc<dyn Repository>> {
+            Ok(Arc::new(
+                MongoStore::connect(&self.config, options()).await?,
+            ))
+        }
+    }
+}
+
+/// Behaviour only the embedded store has: a file, a lock, a crash.
+mod embedded {
+    use super::*;
+    use store::{DB_FILE_NAME, EmbeddedStore};
+
+    const CRASH_CHILD: &str = "STORE_TEST_CRASH_CHILD_DIR";
+
+    /// Runs twice: the parent starts this same test in a child process, which writes, is
+    /// answered, and is then killed without any shutdown; the parent reopens the file and finds
+    /// every acknowledged write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_loses_nothing_acknowledged() -> Result<()> {
+        if let Ok(dir) = std::env::var(CRASH_CHILD) {
+            let store = EmbeddedStore::open(&dir, options()).await?;
+            for i in 0..20 {
+                store
+                    .create(new_ext(&format!("{}", 3000 + i), "Agent", "Sales"))
+                    .await?;
+            }
+            let victim = store
+                .get_by_extension(&ext("3019"))
+                .await?
+                .context("3019")?;
+            store.delete(&victim.id).await?;
+            let first = store
+                .get_by_extension(&ext("3000"))
+                .await?
+                .context("3000")?;
+            let patch = ExtensionPatch {
+                agent_name: Some(AgentName::parse("Renamed")?),
+                ..Default::default()
+            };
+            store.update(&first.id, patch).await?;
+            let batch: Vec<_> = (0..19)
+                .map(|i| {
+                    (
+                        ext(&format!("{}", 3000 + i)),
+                        Observation::reported(1, t(i)),
+                    )
+                })
+                .collect();
+            for r in store.apply_statuses(&batch).await {
+                r?;
+            }
+            // Everything above was answered; pending last_seen refreshes are not flushed.
+            store.touch_last_seen(&[ext("3001")], t(50)).await?;
+            let mut out = std::io::stdout();
+            out.write_all(b"acknowledged\n")?;
+            out.flush()?;
+            // Wait to be killed, holding the store open.
+            loop {
+                std::thread::park();
+            }
+        }
+
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().to_path_buf();
+        let (status, stderr) = tokio::task::spawn_blocking(move || -> Result<_> {
+            use std::io::{BufRead as _, Read as _};
+            let mut child = std::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "embedded::a_crash_loses_nothing_acknowledged",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CRASH_CHILD, &path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            let stdout = child.stdout.take().context("stdout")?;
+            let acknowledged = std::io::BufReader::new(stdout)
+                .lines()
+                .any(|line| line.is_ok_and(|l| l.contains("acknowledged")));
+            // SIGKILL: no destructor, no flush, no clean close of the file.
+            child.kill()?;
+            let status = child.wait()?;
+            let mut stderr = String::new();
+            child
+                .stderr
+                .take()
+                .context("stderr")?
+                .read_to_string(&mut stderr)?;
+            ensure!(acknowledged, "the child failed before its writes: {stderr}");
+            Ok((status, stderr))
+        })
+        .await??;
+        {
+            use std::os::unix::process::ExitStatusExt as _;
+            ensure!(
+                status.signal() == Some(9),
+                "the child should have been killed: {status:?} {stderr}"
+            );
+        }
+
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let all = store.list(&ExtensionFilter::default()).await?;
+        ensure!(all.len() == 19, "{}", all.len());
+        ensure!(all[0].agent_name.as_str() == "Renamed");
+        ensure!(all.iter().all(|r| r.status_code == 1));
+        ensure!(store.get_by_extension(&ext("3019")).await?.is_none());
+        ensure!(store.history(None, t(0), t(100)).await?.len() == 19);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_file_in_use_is_locked_and_named() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let first = EmbeddedStore::open(dir.path(), options()).await?;
+        let err = EmbeddedStore::open(dir.path(), options())
+            .await
+            .expect_err("second open");
+        let file = dir.path().join(DB_FILE_NAME);
+        ensure!(
+            matches!(&err, StoreError::Locked { path } if *path == file),
+            "{err:?}"
+        );
+        ensure!(err.to_string().contains(&file.display().to_string()));
+        ensure!(!err.is_transient());
+        // Once the first store is gone the file opens again.
+        drop(first);
+        EmbeddedStore::open(dir.path(), options()).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_unusable_directory_is_named() -> Result<()> {
+        // A path below a regular file can never be created, even by root.
+        let file = tempfile::NamedTempFile::new()?;
+        let dir = file.path().join("data");
+        let err = EmbeddedStore::open(&dir, options())
+            .await
+            .expect_err("not a directory");
+        ensure!(
+            matches!(&err, StoreError::InvalidPath { path, .. } if *path == dir),
+            "{err:?}"
+        );
+        ensure!(
+            err.to_string()
+                .starts_with(&format!("cannot use {}: ", dir.display())),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_store_is_named() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join(DB_FILE_NAME);
+        std::fs::write(&file, vec![0x5a; 8192])?;
+        let err = EmbeddedStore::open(dir.path(), options())
+            .await
+            .expect_err("garbage");
+        ensure!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        // The database file being a directory is just as clear.
+        let dir2 = tempfile::tempdir()?;
+        std::fs::create_dir(dir2.path().join(DB_FILE_NAME))?;
+        let err = EmbeddedStore::open(dir2.path(), options())
+            .await
+            .expect_err("a directory");
+        ensure!(
+            matches!(&err, StoreError::InvalidPath { path, .. } if path.ends_with(DB_FILE_NAME)),
+            "{err:?}"
+        );
+        Ok(())
+    }
+}
