@@ -11,12 +11,14 @@ use crate::message::ServerMessage;
 
 /// The state of the link to the PBX, as snapshots and `pbx_link` messages carry it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PbxLink {
     /// Whether the AMI connection is up (after the grace period the caller applies).
     pub connected: bool,
     /// Since when it has been in that state; `None` when it never was (a server that has not
     /// reached the PBX yet).
     #[serde(with = "rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub since: Option<Timestamp>,
 }
 

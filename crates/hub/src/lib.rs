@@ -10,7 +10,8 @@
 //!   batches, or a fresh snapshot when the subscriber fell behind its queue bound.
 //! * [`Hub::resume`] answers a reconnecting client with exactly the changes it missed while
 //!   the ring holds them, and says when it has to start over from a snapshot instead.
-//! * [`ServerMessage`] is the wire format of `GET /ws` as serde types.
+//! * [`ServerMessage`] is the wire format of `GET /ws` as serde types (with feature `ts`, also
+//!   as TypeScript declarations, from which the dashboard's types are generated).
 //!
 //! `docs/hub.md` explains the design and its invariants.
 //!

@@ -16,6 +16,7 @@ use crate::change::{PbxLink, SequencedChange, to_json};
 /// type exists so that clients and tests can read the stream, and it serializes to the same
 /// text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// The whole (filtered) board at `seq`; the first message of a stream, and what a
@@ -66,6 +67,7 @@ pub enum ServerMessage {
         connected: bool,
         /// Since when.
         #[serde(with = "rfc3339::option")]
+        #[cfg_attr(feature = "ts", ts(type = "string | null"))]
         since: Option<Timestamp>,
     },
 }
