@@ -10,7 +10,7 @@ use memchr::{memchr, memmem, memrchr};
 
 use crate::error::DecodeError;
 use crate::packet::{Field, Kind, Packet};
-use crate::parse;
+use crate::parse::{self, Line};
 use crate::scan::find_byte;
 
 /// The default cap on one packet, closing blank line included: 1 MiB.
@@ -229,42 +229,52 @@ impl Decoder {
             return Ok(Step::NeedMore);
         }
         let mut pos = self.scan;
-        let mut from = self.search;
         // One shared borrow for the whole loop; going through `BytesMut`'s `Deref` for every
         // index costs measurably at two million packets a second.
         let data: &[u8] = buf;
+        // After "need more", the bytes up to `search` are known to hold no line end: look only
+        // at the new ones, so a long line arriving in small reads is not rescanned each time.
+        if self.search > pos && find_byte(&data[self.search..], b'\n').is_none() {
+            self.search = data.len();
+            return self.need_more(buf);
+        }
         loop {
-            let Some(rel) = find_byte(&data[from..], b'\n') else {
-                self.scan = pos;
-                self.search = data.len();
-                return self.need_more(buf);
-            };
-            let nl = from + rel;
-            let next = nl + 1;
-            let end = if nl > pos && data[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
-            if end == pos {
-                return self.finish(buf, next, None);
-            }
-            let line = &data[pos..end];
-            if self.banner_possible {
-                self.banner_possible = false;
-                if let Some(version) = parse::banner_line(line) {
-                    let line_text = String::from_utf8_lossy(line).into_owned();
-                    let version_start = line_text.len() - String::from_utf8_lossy(version).len();
-                    self.consume(buf, next);
-                    self.reset();
-                    return Ok(Step::Frame(Frame::Banner(Banner {
-                        line: line_text,
-                        version_start,
-                    })));
+            let rest = &data[pos..];
+            match parse::line(rest) {
+                Line::Incomplete => {
+                    self.scan = pos;
+                    self.search = data.len();
+                    return self.need_more(buf);
                 }
-            }
-            match parse::header_line(line) {
-                Some((key_len, value_start)) => {
+                Line::Blank { next } => return self.finish(buf, pos + next, None),
+                Line::NoColon { end, next } => {
+                    if self.banner_possible
+                        && let Some(version) = parse::banner_line(&rest[..end])
+                    {
+                        let line_text = String::from_utf8_lossy(&rest[..end]).into_owned();
+                        let version_start =
+                            line_text.len() - String::from_utf8_lossy(version).len();
+                        self.consume(buf, next);
+                        self.reset();
+                        self.banner_possible = false;
+                        return Ok(Step::Frame(Frame::Banner(Banner {
+                            line: line_text,
+                            version_start,
+                        })));
+                    }
+                    self.banner_possible = false;
+                    if self.malformed.is_none() {
+                        self.malformed = Some(self.offset + pos as u64);
+                    }
+                    pos += next;
+                }
+                Line::Header {
+                    key_len,
+                    value_start,
+                    value_end,
+                    next,
+                } => {
+                    self.banner_possible = false;
                     let index = self.fields.len();
                     // Offsets fit in u32: a packet longer than the cap (at most u32::MAX) is
                     // refused in `finish` before these offsets are ever used.
@@ -272,32 +282,26 @@ impl Decoder {
                         key_start: pos as u32,
                         key_end: (pos + key_len) as u32,
                         value_start: (pos + value_start) as u32,
-                        value_end: end as u32,
+                        value_end: (pos + value_end) as u32,
                     });
                     if self.kind == Kind::Unknown
-                        && let Some(kind) = Kind::of_key(&line[..key_len])
+                        && let Some(kind) = Kind::of_key(&rest[..key_len])
                     {
                         self.kind = kind;
                         self.kind_index = index as u32;
                         if index == 0
                             && kind == Kind::Response
-                            && line[value_start..].eq_ignore_ascii_case(b"Follows")
+                            && rest[value_start..value_end].eq_ignore_ascii_case(b"Follows")
                         {
-                            self.scan = next;
-                            self.search = next;
+                            self.scan = pos + next;
+                            self.search = pos + next;
                             self.state = State::FollowsHeaders;
                             return Ok(Step::Continue);
                         }
                     }
-                }
-                None => {
-                    if self.malformed.is_none() {
-                        self.malformed = Some(self.offset + pos as u64);
-                    }
+                    pos += next;
                 }
             }
-            pos = next;
-            from = next;
         }
     }
 

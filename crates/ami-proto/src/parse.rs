@@ -6,9 +6,9 @@
 use nom::bytes::complete::tag;
 use nom::combinator::{opt, rest};
 use nom::error::{Error, ErrorKind};
-use nom::{IResult, Parser};
+use nom::{IResult, Needed, Parser};
 
-use crate::scan::find_byte;
+use crate::scan::{find_byte, find_either};
 
 /// The fixed prefix of the greeting Asterisk writes as the first line of every session.
 pub(crate) const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
@@ -56,6 +56,87 @@ fn colon(input: &[u8]) -> IResult<&[u8], u8> {
 #[inline]
 fn space(input: &[u8]) -> IResult<&[u8], u8> {
     byte(b' ')(input)
+}
+
+/// What the line at the start of a buffer is; offsets are relative to that start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// `Key: Value`. `next` is where the following line starts.
+    Header {
+        key_len: usize,
+        value_start: usize,
+        value_end: usize,
+        next: usize,
+    },
+    /// An empty line (`\r\n` or `\n`): the end of a packet.
+    Blank { next: usize },
+    /// A complete line without a colon; `end` excludes the line end.
+    NoColon { end: usize, next: usize },
+    /// No line end yet.
+    Incomplete,
+}
+
+/// The key of a line in a buffer: bytes up to the first `:` or line end, whichever comes first.
+/// Streaming: without either, more input is needed.
+#[inline]
+fn key_in_buffer(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    match find_either(input, b':', b'\n') {
+        Some(i) => Ok((&input[i..], &input[..i])),
+        None => Err(nom::Err::Incomplete(Needed::Unknown)),
+    }
+}
+
+/// The rest of a line up to its line end, which is consumed; a CR before the LF is dropped.
+#[inline]
+fn rest_of_line(input: &[u8]) -> IResult<&[u8], &[u8]> {
+    match find_byte(input, b'\n') {
+        Some(i) => {
+            let value = &input[..i];
+            Ok((&input[i + 1..], value.strip_suffix(b"\r").unwrap_or(value)))
+        }
+        None => Err(nom::Err::Incomplete(Needed::Unknown)),
+    }
+}
+
+/// Streaming form of [`header`] over the unread part of a buffer: key, colon, at most one space,
+/// value, line end. Returns `(key_len, value_start, value_end)`.
+#[inline]
+fn header_in_buffer(input: &[u8]) -> IResult<&[u8], (usize, usize, usize)> {
+    let (rest, key) = key_in_buffer(input)?;
+    let (rest, _) = colon.parse(rest)?;
+    let (rest, _) = opt(space).parse(rest)?;
+    let value_start = input.len() - rest.len();
+    let (rest, value) = rest_of_line(rest)?;
+    Ok((rest, (key.len(), value_start, value_start + value.len())))
+}
+
+/// Reads the line at the start of `input` (the unread part of the buffer) in one pass: the key
+/// bytes are scanned once for `:` or a line end, the value bytes once for the line end.
+#[inline]
+pub(crate) fn line(input: &[u8]) -> Line {
+    match header_in_buffer(input) {
+        Ok((rest, (key_len, value_start, value_end))) => Line::Header {
+            key_len,
+            value_start,
+            value_end,
+            next: input.len() - rest.len(),
+        },
+        Err(nom::Err::Incomplete(_)) => Line::Incomplete,
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => {
+            // The colon parser stopped at the line end: a complete line without a colon.
+            let nl = input.len() - e.input.len();
+            let end = if nl > 0 && input[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
+            if end == 0 {
+                Line::Blank { next: nl + 1 }
+            } else {
+                Line::NoColon { end, next: nl + 1 }
+            }
+        }
+    }
 }
 
 /// Parses one header line and returns `(key_len, value_start)` as offsets into `line`, or `None`
@@ -107,6 +188,59 @@ mod tests {
         check(": value", Some(("", "value")));
         check("no colon here", None);
         check("", None);
+    }
+
+    #[test]
+    fn lines_in_a_buffer() {
+        let cases: &[(&str, Line)] = &[
+            (
+                "Event: X\r\nNext",
+                Line::Header {
+                    key_len: 5,
+                    value_start: 7,
+                    value_end: 8,
+                    next: 10,
+                },
+            ),
+            (
+                "Output:\n",
+                Line::Header {
+                    key_len: 6,
+                    value_start: 7,
+                    value_end: 7,
+                    next: 8,
+                },
+            ),
+            (
+                "Output: \r\n",
+                Line::Header {
+                    key_len: 6,
+                    value_start: 8,
+                    value_end: 8,
+                    next: 10,
+                },
+            ),
+            (
+                "Hint: a:b\n",
+                Line::Header {
+                    key_len: 4,
+                    value_start: 6,
+                    value_end: 9,
+                    next: 10,
+                },
+            ),
+            ("\r\nEvent", Line::Blank { next: 2 }),
+            ("\nEvent", Line::Blank { next: 1 }),
+            ("garbage\r\n", Line::NoColon { end: 7, next: 9 }),
+            ("\r\r\n", Line::NoColon { end: 1, next: 3 }),
+            ("Event: X", Line::Incomplete),
+            ("Event", Line::Incomplete),
+            ("", Line::Incomplete),
+            ("\r", Line::Incomplete),
+        ];
+        for (input, want) in cases {
+            assert_eq!(line(input.as_bytes()), *want, "{input:?}");
+        }
     }
 
     #[test]

@@ -33,6 +33,33 @@ pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
     hay[i..].iter().position(|&b| b == needle).map(|j| i + j)
 }
 
+/// Position of the first `a` or `b` in `hay`.
+#[inline(always)]
+pub(crate) fn find_either(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    let pattern_a = u64::from_ne_bytes([a; 8]);
+    let pattern_b = u64::from_ne_bytes([b; 8]);
+    let span = hay.len().min(SWAR_SPAN);
+    let mut i = 0;
+    while let Some(word) = hay[i..span].first_chunk::<8>() {
+        let w = u64::from_le_bytes(*word);
+        let (xa, xb) = (w ^ pattern_a, w ^ pattern_b);
+        // The lowest flagged byte of each mask is exact (see `find_byte`), so the lowest of the
+        // two is the first occurrence of either byte.
+        let found = ((xa.wrapping_sub(LO) & !xa) | (xb.wrapping_sub(LO) & !xb)) & HI;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    if hay.len() > SWAR_SPAN {
+        return memchr::memchr2(a, b, &hay[i..]).map(|j| i + j);
+    }
+    hay[i..]
+        .iter()
+        .position(|&x| x == a || x == b)
+        .map(|j| i + j)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +85,11 @@ mod tests {
         #[test]
         fn agrees_with_memchr(hay in proptest::collection::vec(any::<u8>(), 0..200), needle in any::<u8>()) {
             prop_assert_eq!(find_byte(&hay, needle), memchr::memchr(needle, &hay));
+        }
+
+        #[test]
+        fn either_agrees_with_memchr2(hay in "[a-z\n:\r \u{80}-\u{ff}]{0,150}") {
+            prop_assert_eq!(find_either(hay.as_bytes(), b':', b'\n'), memchr::memchr2(b':', b'\n', hay.as_bytes()));
         }
 
         #[test]
