@@ -1,0 +1,564 @@
+//! One simulated AMI session: banner, login window, actions, and live events, on one socket.
+//!
+//! Like Asterisk's session thread, it writes queued events before it handles each request and
+//! right after each answer, so an answer and the list items it writes are contiguous on the
+//! wire, and events can arrive before or after them but never inside.
+
+use std::io;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ami_proto::{DecodeError, Decoder, Frame, Packet};
+use bytes::BytesMut;
+use domain::DeviceState;
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{self, Hinted};
+use super::{Emitted, Shared};
+
+/// Asterisk reads at most 128 header lines of at most 1024 bytes per request.
+const MAX_REQUEST: usize = 128 * 1026;
+
+/// Event classes, with Asterisk's bit numbers (`EVENT_FLAG_*` in `manager.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Mask(u32);
+
+impl Mask {
+    const SYSTEM: u32 = 1 << 0;
+    const CALL: u32 = 1 << 1;
+    const SECURITY: u32 = 1 << 18;
+    const ALL: Mask = Mask(u32::MAX);
+    const NONE: Mask = Mask(0);
+    /// Every class name Asterisk knows, with its bit.
+    const NAMES: [(&'static str, u32); 19] = [
+        ("system", 1 << 0),
+        ("call", 1 << 1),
+        ("log", 1 << 2),
+        ("verbose", 1 << 3),
+        ("command", 1 << 4),
+        ("agent", 1 << 5),
+        ("user", 1 << 6),
+        ("config", 1 << 7),
+        ("dtmf", 1 << 8),
+        ("reporting", 1 << 9),
+        ("cdr", 1 << 10),
+        ("dialplan", 1 << 11),
+        ("originate", 1 << 12),
+        ("agi", 1 << 13),
+        ("cc", 1 << 15),
+        ("aoc", 1 << 16),
+        ("test", 1 << 17),
+        ("security", 1 << 18),
+        ("message", 1 << 19),
+    ];
+
+    fn has(self, bit: u32) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// Reads an `Events:` / `EventMask:` value the way `strings_to_mask()` does: all digits is
+    /// a raw bit mask (so `1` is `system` only), then the false words, then the true words,
+    /// then a comma list of lower-case class names. `None` for an empty value.
+    fn parse(value: &str) -> Option<Mask> {
+        let v = value.trim();
+        if v.is_empty() {
+            return None;
+        }
+        if v.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(Mask(v.parse().unwrap_or(u32::MAX)));
+        }
+        let word = v.to_ascii_lowercase();
+        if ["no", "false", "n", "f", "0", "off"].contains(&word.as_str()) {
+            return Some(Mask::NONE);
+        }
+        if ["yes", "true", "y", "t", "1", "on"].contains(&word.as_str()) {
+            return Some(Mask::ALL);
+        }
+        // Class names are compared case-sensitively, as `ast_instring()` does.
+        let words: Vec<&str> = v.split(',').map(str::trim).collect();
+        if words.contains(&"all") {
+            return Some(Mask::ALL);
+        }
+        let bits = Mask::NAMES
+            .iter()
+            .filter(|(name, _)| words.contains(name))
+            .fold(0, |acc, (_, bit)| acc | bit);
+        Some(Mask(bits))
+    }
+}
+
+/// What the caller does after a request.
+enum Flow {
+    Continue,
+    /// Write what is queued, then close the socket.
+    Close,
+    /// Wait the configured delay, answer `Authentication failed`, then close.
+    AuthFailed(Option<String>),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    out: BufWriter<OwnedWriteHalf>,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    authenticated: bool,
+    challenge: Option<String>,
+    mask: Mask,
+    events: Option<broadcast::Receiver<Arc<Emitted>>>,
+    /// An event taken off the channel that belongs after the list being written.
+    held: Option<Arc<Emitted>>,
+    /// The board counter a list in `reply` reflects: events up to it go before the list.
+    snapshot_seq: Option<u64>,
+    /// Scratch buffer for answers.
+    reply: Vec<u8>,
+}
+
+/// Runs one session until the client logs off or disconnects, or `cancel` fires.
+pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: CancellationToken) {
+    let (local, remote) = match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(l), Ok(r)) => (l, r),
+        _ => return,
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let mut session = Session {
+        shared,
+        out: BufWriter::new(wr),
+        local,
+        remote,
+        authenticated: false,
+        challenge: None,
+        mask: Mask::NONE,
+        events: None,
+        held: None,
+        snapshot_seq: None,
+        reply: Vec::with_capacity(4096),
+    };
+    match session.serve(&mut rd, &cancel).await {
+        Ok(()) => tracing::debug!(peer = %remote, "ami-sim: session closed"),
+        Err(e) => tracing::debug!(peer = %remote, error = %e, "ami-sim: session ended"),
+    }
+    let _ = session.out.shutdown().await;
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        cancel: &CancellationToken,
+    ) -> io::Result<()> {
+        self.out.write_all(wire::BANNER).await?;
+        self.out.flush().await?;
+        let mut decoder = Decoder::with_max_packet_size(MAX_REQUEST);
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    if self.authenticated && self.mask.has(Mask::SYSTEM) {
+                        self.drain_events(None).await?;
+                        wire::shutdown(&mut self.reply);
+                        self.write_reply().await?;
+                    }
+                    return self.out.flush().await;
+                }
+                event = next_event(&mut self.events) => {
+                    match event {
+                        Ok(e) => self.out.write_all(&e.bytes).await?,
+                        Err(broadcast::error::RecvError::Closed) => self.events = None,
+                        Err(broadcast::error::RecvError::Lagged(n)) => return Err(lagged(n)),
+                    }
+                    self.drain_events(None).await?;
+                    self.out.flush().await?;
+                }
+                read = rd.read_buf(&mut buf) => {
+                    if read? == 0 {
+                        return Ok(());
+                    }
+                    loop {
+                        let flow = match decoder.decode(&mut buf) {
+                            Ok(None) => break,
+                            Ok(Some(Frame::Packet(request))) => {
+                                // Queued events go out before the next request is handled.
+                                self.drain_events(None).await?;
+                                self.handle(&request)
+                            }
+                            // A client never sends a banner; a line that looks like one is a
+                            // line without a colon, so the request has no action.
+                            Ok(Some(Frame::Banner(_))) => {
+                                wire::error(&mut self.reply, None, "Missing action in request");
+                                Flow::Continue
+                            }
+                            Err(e) => self.decode_error(&e),
+                        };
+                        match flow {
+                            Flow::Continue => {}
+                            Flow::Close => {
+                                self.write_reply().await?;
+                                return self.out.flush().await;
+                            }
+                            Flow::AuthFailed(action_id) => {
+                                self.out.flush().await?;
+                                tokio::select! {
+                                    () = cancel.cancelled() => return Ok(()),
+                                    () = tokio::time::sleep(self.shared.auth_failure_delay) => {}
+                                }
+                                wire::error(
+                                    &mut self.reply,
+                                    action_id.as_deref(),
+                                    "Authentication failed",
+                                );
+                                self.write_reply().await?;
+                                return self.out.flush().await;
+                            }
+                        }
+                        // Events of changes the list already reflects go before it.
+                        if let Some(seq) = self.snapshot_seq.take() {
+                            self.drain_events(Some(seq)).await?;
+                        }
+                        self.write_reply().await?;
+                        // Events caused by the answer (Setvar) and newer ones follow it at once.
+                        self.drain_events(None).await?;
+                    }
+                    self.out.flush().await?;
+                }
+            }
+        }
+    }
+
+    fn decode_error(&mut self, e: &DecodeError) -> Flow {
+        let message = match e {
+            DecodeError::PacketTooLarge { .. } => "Failed to parse message: line too long",
+            _ => "Missing action in request",
+        };
+        wire::error(&mut self.reply, None, message);
+        Flow::Continue
+    }
+
+    async fn write_reply(&mut self) -> io::Result<()> {
+        if !self.reply.is_empty() {
+            self.out.write_all(&self.reply).await?;
+            self.reply.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes the events already on the channel. With `upto`, stops before the first event
+    /// newer than that board counter and keeps it for the next call.
+    async fn drain_events(&mut self, upto: Option<u64>) -> io::Result<()> {
+        loop {
+            let event = match self.held.take() {
+                Some(e) => e,
+                None => {
+                    let Some(rx) = self.events.as_mut() else {
+                        return Ok(());
+                    };
+                    match rx.try_recv() {
+                        Ok(e) => e,
+                        Err(TryRecvError::Empty) => return Ok(()),
+                        Err(TryRecvError::Closed) => {
+                            self.events = None;
+                            return Ok(());
+                        }
+                        Err(TryRecvError::Lagged(n)) => return Err(lagged(n)),
+                    }
+                }
+            };
+            if upto.is_some_and(|limit| event.seq > limit) {
+                self.held = Some(event);
+                return Ok(());
+            }
+            self.out.write_all(&event.bytes).await?;
+        }
+    }
+
+    /// Answers one request into `self.reply`.
+    fn handle(&mut self, request: &Packet) -> Flow {
+        // Asterisk echoes the first ActionID without its leading blanks, and none when empty.
+        let action_id = request
+            .get("ActionID")
+            .map(|v| v.trim_start().to_owned())
+            .filter(|v| !v.is_empty());
+        let id = action_id.as_deref();
+        let action = request
+            .get("Action")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default();
+        if action.is_empty() {
+            wire::error(&mut self.reply, id, "Missing action in request");
+            return Flow::Continue;
+        }
+        let lower = action.to_ascii_lowercase();
+        let open = matches!(lower.as_str(), "login" | "challenge" | "logoff");
+        if !self.authenticated && !open {
+            wire::error(&mut self.reply, id, "Permission denied");
+            return Flow::Continue;
+        }
+        match lower.as_str() {
+            "login" => return self.login(request, action_id),
+            "challenge" => self.challenge(request, id),
+            "logoff" => {
+                wire::goodbye(&mut self.reply, id);
+                return Flow::Close;
+            }
+            "ping" => wire::pong(&mut self.reply, id, SystemTime::now()),
+            "events" => self.events_action(request, id),
+            "extensionstatelist" => self.extension_list(id),
+            "devicestatelist" => self.device_list(id),
+            "extensionstate" => self.extension_state(request, id),
+            "setvar" => self.setvar(request, id),
+            _ => wire::unknown_action(&mut self.reply, id, &action),
+        }
+        Flow::Continue
+    }
+
+    fn login(&mut self, request: &Packet, action_id: Option<String>) -> Flow {
+        let id = action_id.as_deref();
+        if self.authenticated {
+            wire::success(&mut self.reply, id, "Already authenticated");
+            return Flow::Continue;
+        }
+        let user_ok = request
+            .get("Username")
+            .is_some_and(|u| u.trim().eq_ignore_ascii_case(&self.shared.username));
+        let md5 = request
+            .get("AuthType")
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("md5"));
+        let secret_ok = if md5 {
+            match (&self.challenge, request.get("Key")) {
+                (Some(challenge), Some(key)) => key
+                    .trim()
+                    .eq_ignore_ascii_case(&ami_proto::md5_key(challenge, &self.shared.secret)),
+                _ => false,
+            }
+        } else {
+            request
+                .get("Secret")
+                .is_some_and(|s| s.trim_start() == self.shared.secret.expose())
+        };
+        if !(user_ok && secret_ok) {
+            return Flow::AuthFailed(action_id);
+        }
+        self.authenticated = true;
+        self.mask = request
+            .get("Events")
+            .and_then(|v| Mask::parse(&v))
+            .unwrap_or(Mask::ALL);
+        wire::success(&mut self.reply, id, "Authentication accepted");
+        if self.mask.has(Mask::SYSTEM) {
+            wire::fully_booted(&mut self.reply, self.shared.started.elapsed());
+        }
+        if self.mask.has(Mask::SECURITY) {
+            let info = wire::AuthInfo {
+                username: &self.shared.username,
+                session_id: self.shared.session_number(),
+                local: self.local,
+                remote: self.remote,
+                now: chrono::Utc::now(),
+            };
+            wire::successful_auth(&mut self.reply, &info);
+        }
+        self.resubscribe();
+        Flow::Continue
+    }
+
+    /// Listens to the event channel exactly while the session reads `call` events.
+    fn resubscribe(&mut self) {
+        let wants = self.authenticated && self.mask.has(Mask::CALL);
+        if wants && self.events.is_none() {
+            self.events = Some(self.shared.subscribe());
+        } else if !wants {
+            self.events = None;
+            self.held = None;
+        }
+    }
+
+    fn challenge(&mut self, request: &Packet, id: Option<&str>) {
+        let md5 = request
+            .get("AuthType")
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("md5"));
+        if !md5 {
+            wire::error(&mut self.reply, id, "Must specify AuthType");
+            return;
+        }
+        // One challenge per session, printed like `ast_random()` with `%ld`.
+        let challenge = self
+            .challenge
+            .get_or_insert_with(|| rand::rng().random_range(0..=0x7fff_ffff_u32).to_string());
+        wire::challenge(&mut self.reply, id, challenge);
+    }
+
+    fn events_action(&mut self, request: &Packet, id: Option<&str>) {
+        match request.get("EventMask").and_then(|v| Mask::parse(&v)) {
+            Some(mask) => {
+                self.mask = mask;
+                self.resubscribe();
+                wire::events_reply(&mut self.reply, id, mask != Mask::NONE);
+            }
+            None => wire::error(&mut self.reply, id, "Invalid event mask"),
+        }
+    }
+
+    /// The list and the board counter it reflects, taken under one lock.
+    fn extension_list(&mut self, id: Option<&str>) {
+        let board = self.shared.board();
+        wire::list_start(&mut self.reply, id, "Extension Statuses will follow");
+        for agent in &board.agents {
+            let hinted = Hinted {
+                exten: &agent.extension,
+                context: &board.context,
+                hint: &agent.hint,
+                state: agent.state,
+            };
+            wire::extension_status_item(&mut self.reply, id, &hinted);
+        }
+        wire::list_complete(
+            &mut self.reply,
+            "ExtensionStateListComplete",
+            id,
+            board.agents.len(),
+        );
+        self.snapshot_seq = Some(board.seq);
+    }
+
+    fn device_list(&mut self, id: Option<&str>) {
+        let board = self.shared.board();
+        wire::list_start(&mut self.reply, id, "Device State Changes will follow");
+        let mut items = 0;
+        for device in board.agents.iter().flat_map(|a| &a.devices) {
+            wire::device_state_item(&mut self.reply, id, &device.name, device.state);
+            items += 1;
+        }
+        wire::list_complete(&mut self.reply, "DeviceStateListComplete", id, items);
+        self.snapshot_seq = Some(board.seq);
+    }
+
+    fn extension_state(&mut self, request: &Packet, id: Option<&str>) {
+        let Some(exten) = request
+            .get("Exten")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        else {
+            wire::error(&mut self.reply, id, "Extension not specified");
+            return;
+        };
+        let context = request
+            .get("Context")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let board = self.shared.board();
+        let (hint, state) = match board.find(&exten, &context) {
+            Some(agent) => (agent.hint.as_str(), agent.state),
+            None => ("", domain::ExtensionState::Deactivated),
+        };
+        let hinted = Hinted {
+            exten: &exten,
+            context: &context,
+            hint,
+            state,
+        };
+        wire::extension_state_reply(&mut self.reply, id, &hinted);
+        self.snapshot_seq = Some(board.seq);
+    }
+
+    /// `Setvar DEVICE_STATE(Custom:x)` drives the simulated devices, as it drove the real PBX
+    /// in the captures; any other variable is accepted and has no effect.
+    fn setvar(&mut self, request: &Packet, id: Option<&str>) {
+        let Some(variable) = request
+            .get("Variable")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        else {
+            wire::error(&mut self.reply, id, "No variable specified");
+            return;
+        };
+        let value = request.get("Value").map(|v| v.trim().to_owned());
+        if let Some(device) = device_state_target(&variable) {
+            let state = DeviceState::parse_lenient(value.as_deref().unwrap_or(""));
+            // func_devstate writes only Custom: devices and refuses UNKNOWN.
+            let custom = device
+                .get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("Custom:"));
+            if !custom || state == DeviceState::Unknown {
+                wire::error(&mut self.reply, id, "Variable not set");
+                return;
+            }
+            self.shared.set_device(device, state);
+        }
+        wire::success(&mut self.reply, id, "Variable Set");
+    }
+}
+
+/// The device inside `DEVICE_STATE(<device>)`, if that is the variable.
+fn device_state_target(variable: &str) -> Option<&str> {
+    let open = variable.find('(')?;
+    let name = &variable[..open];
+    if !name.trim().eq_ignore_ascii_case("DEVICE_STATE") {
+        return None;
+    }
+    variable[open + 1..].strip_suffix(')').map(str::trim)
+}
+
+/// The next event, or never when the session does not read events.
+async fn next_event(
+    events: &mut Option<broadcast::Receiver<Arc<Emitted>>>,
+) -> Result<Arc<Emitted>, broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn lagged(n: u64) -> io::Error {
+    // Asterisk closes a session whose writes stall (writetimeout); the simulator does the same
+    // when a client falls so far behind that events would be lost.
+    tracing::warn!(missed = n, "ami-sim: client too slow, closing its session");
+    io::Error::other(format!("client fell {n} events behind"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_masks_like_strings_to_mask() {
+        let rows: &[(&str, Option<Mask>)] = &[
+            ("", None),
+            ("on", Some(Mask::ALL)),
+            ("YES", Some(Mask::ALL)),
+            ("off", Some(Mask::NONE)),
+            ("false", Some(Mask::NONE)),
+            ("1", Some(Mask(1))),
+            ("2", Some(Mask(2))),
+            ("0", Some(Mask(0))),
+            ("call", Some(Mask(Mask::CALL))),
+            ("system,call", Some(Mask(Mask::SYSTEM | Mask::CALL))),
+            ("CALL", Some(Mask(0))),
+            ("all", Some(Mask::ALL)),
+            ("security", Some(Mask(Mask::SECURITY))),
+        ];
+        for (value, want) in rows {
+            assert_eq!(Mask::parse(value), *want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn device_state_variables() {
+        let rows = [
+            ("DEVICE_STATE(Custom:1001)", Some("Custom:1001")),
+            ("device_state(Custom:1099a)", Some("Custom:1099a")),
+            ("DEVICE_STATE(Custom:1001", None),
+            ("GLOBAL(x)", None),
+            ("x", None),
+        ];
+        for (variable, want) in rows {
+            assert_eq!(device_state_target(variable), want, "{variable}");
+        }
+    }
+}
