@@ -14,9 +14,10 @@ impl TS for DeviceState {
     type OptionInnerType = Self;
 
     fn docs() -> Option<String> {
+        // The same shape as the derived types' comments: a JSDoc block.
         Some(
-            "A device state as Asterisk writes it (`ast_devstate_str()`), also what records \
-             store in `device_state`."
+            "/**\n * A device state as Asterisk writes it (`ast_devstate_str()`), also what \
+             records store in\n * `device_state`.\n */\n"
                 .to_owned(),
         )
     }

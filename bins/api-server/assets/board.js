@@ -1,0 +1,535 @@
+// The board: one tile per extension, grouped and filtered, patched in place.
+//
+// Built for a thousand extensions and a hundred changes a second: every tile is created once
+// and kept in a Map by id; a change marks its id dirty and one requestAnimationFrame callback
+// patches only the fields that differ; the ticking clocks write text nodes and nothing else.
+
+import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, fullTime, compareNumbers } from "./format.js";
+
+/** @typedef {import("./types").Extension} Extension */
+/** @typedef {import("./types").PbxLink} PbxLink */
+/** @typedef {import("./format.js").Category} Category */
+
+/**
+ * What the person chose to see.
+ * @typedef {object} View
+ * @property {string} query lower-cased search text (name or number)
+ * @property {string} department exact department, or "" for all
+ * @property {Category | ""} category
+ * @property {"department" | "category" | "none"} groupBy
+ * @property {boolean} showInactive
+ */
+
+/**
+ * A tile and the nodes it patches, so that an update touches no selector engine.
+ * @typedef {object} Tile
+ * @property {HTMLLIElement} el
+ * @property {Extension} rec
+ * @property {number | null} changedAt epoch ms of last_status_change
+ * @property {Category} category
+ * @property {string} haystack lower-cased name and number, for the search
+ * @property {Group | null} group
+ * @property {number | null} seenAt epoch ms of last_seen
+ * @property {string} durText the clock text last written
+ * @property {string} seenText the "seen ... ago" text last written
+ * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement}} n
+ */
+
+/**
+ * A group section with its list and its count badges.
+ * @typedef {object} Group
+ * @property {string} key
+ * @property {HTMLElement} section
+ * @property {HTMLUListElement} list
+ * @property {HTMLElement} total
+ * @property {Map<Category, HTMLElement>} countEls
+ * @property {string} countsText the counts last written, to skip identical writes
+ */
+
+const NONE_GROUP = "All extensions";
+
+const REDUCED_MOTION = matchMedia("(prefers-reduced-motion: reduce)");
+const FLASH_FRAMES = [{ outlineColor: "currentColor", outlineOffset: "2px" }, { outlineColor: "transparent", outlineOffset: "6px" }];
+const FLASH_TIMING = { duration: 700, easing: "ease-out" };
+
+/**
+ * @param {ParentNode} root
+ * @param {string} sel
+ * @returns {HTMLElement}
+ */
+function q(root, sel) {
+  const el = root.querySelector(sel);
+  if (!(el instanceof HTMLElement) && !(el instanceof SVGElement)) throw new Error(`missing ${sel}`);
+  return /** @type {HTMLElement} */ (el);
+}
+
+export class Board {
+  /**
+   * @param {HTMLElement} root the container of the group sections
+   * @param {HTMLTemplateElement} template the tile template
+   * @param {(rec: Extension) => void} onEdit
+   */
+  constructor(root, template, onEdit) {
+    this.root = root;
+    this.template = template;
+    this.onEdit = onEdit;
+    /** @type {Map<string, Tile>} */
+    this.tiles = new Map();
+    /** @type {Map<string, Group>} */
+    this.groups = new Map();
+    /** Changes waiting for the next frame: a record, or null for a deletion. @type {Map<string, Extension | null>} */
+    this.pending = new Map();
+    /** Whether the pending batch replaces everything (records not in it are gone). */
+    this.pendingReset = false;
+    this.frameRequested = false;
+    /** @type {View} */
+    this.view = { query: "", department: "", category: "", groupBy: "department", showInactive: false };
+    this.viewDirty = false;
+    /** The grouping the sections were built for. @type {View["groupBy"]} */
+    this.currentGroupBy = this.view.groupBy;
+    this.stale = false;
+    /**
+     * Called when the set of departments changed, with the sorted names.
+     * @type {(departments: string[]) => void}
+     */
+    this.onDepartments = () => {};
+    /**
+     * Called after each frame with the totals for the summary line.
+     * @type {(shown: number, total: number, counts: Map<Category, number>, inactiveHidden: number) => void}
+     */
+    this.onSummary = () => {};
+    /** @type {string} */
+    this.departmentsKey = "";
+    this.stats = { flushes: 0, flushMs: 0, maxFlushMs: 0, patched: 0, created: 0, removed: 0, tickMs: 0, ticks: 0 };
+    /** Resolvers waiting for the next completed flush (used by tests and the first-render mark). @type {Array<() => void>} */
+    this.afterFlush = [];
+    root.addEventListener("click", (ev) => {
+      const target = /** @type {Element} */ (ev.target);
+      const btn = target.closest("button.edit");
+      const li = btn && btn.closest("li.tile");
+      const tile = li instanceof HTMLElement && li.dataset.id ? this.tiles.get(li.dataset.id) : undefined;
+      if (tile) this.onEdit(tile.rec);
+    });
+  }
+
+  /**
+   * Replaces the whole list (a snapshot or a poll); records missing from it are removed.
+   * @param {Extension[]} records
+   */
+  replaceAll(records) {
+    this.pending.clear();
+    this.pendingReset = true;
+    for (const r of records) this.pending.set(r._id, r);
+    this.schedule();
+  }
+
+  /** @param {Extension} rec */
+  upsert(rec) {
+    this.pending.set(rec._id, rec);
+    this.schedule();
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    this.pending.set(id, null);
+    this.schedule();
+  }
+
+  /**
+   * @param {Partial<View>} change
+   */
+  setView(change) {
+    this.view = { ...this.view, ...change };
+    this.viewDirty = true;
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.frameRequested) return;
+    this.frameRequested = true;
+    requestAnimationFrame(() => this.flush());
+  }
+
+  /** Resolves after the next flush has reached the DOM. @returns {Promise<void>} */
+  flushed() {
+    return new Promise((resolve) => {
+      this.afterFlush.push(resolve);
+      this.schedule();
+    });
+  }
+
+  flush() {
+    this.frameRequested = false;
+    const started = performance.now();
+    if (this.viewDirty && this.currentGroupBy !== this.view.groupBy) this.rebuildGroups();
+    if (this.pendingReset) {
+      for (const id of this.tiles.keys()) if (!this.pending.has(id)) this.pending.set(id, null);
+      this.pendingReset = false;
+    }
+    /** @type {Set<Group>} */
+    const touched = new Set();
+    for (const [id, rec] of this.pending) {
+      const tile = this.tiles.get(id);
+      if (rec === null) {
+        if (tile) this.drop(tile, touched);
+      } else if (tile) {
+        this.patch(tile, rec, touched);
+      } else {
+        this.create(rec, touched);
+      }
+    }
+    this.pending.clear();
+    if (this.viewDirty) {
+      this.viewDirty = false;
+      for (const tile of this.tiles.values()) this.applyVisibility(tile);
+      for (const g of this.groups.values()) touched.add(g);
+    }
+    for (const g of touched) this.updateGroup(g);
+    this.updateSummary();
+    const took = performance.now() - started;
+    this.stats.flushes += 1;
+    this.stats.flushMs += took;
+    if (took > this.stats.maxFlushMs) this.stats.maxFlushMs = took;
+    this.root.setAttribute("aria-busy", "false");
+    for (const resolve of this.afterFlush.splice(0)) resolve();
+  }
+
+  /** @param {Extension} rec */
+  groupKeyOf(rec) {
+    switch (this.view.groupBy) {
+      case "department":
+        return rec.department;
+      case "category":
+        return look(rec).category;
+      default:
+        return NONE_GROUP;
+    }
+  }
+
+  /** Moves every tile into the sections of the chosen grouping. */
+  rebuildGroups() {
+    this.currentGroupBy = this.view.groupBy;
+    for (const g of this.groups.values()) g.section.remove();
+    this.groups.clear();
+    const sorted = [...this.tiles.values()].sort((a, b) => compareNumbers(a.rec.extension, b.rec.extension));
+    for (const tile of sorted) {
+      const g = this.groupFor(this.groupKeyOf(tile.rec));
+      g.list.append(tile.el);
+      tile.group = g;
+    }
+  }
+
+  /**
+   * The group with this key, created in its sorted place when it is new.
+   * @param {string} key
+   * @returns {Group}
+   */
+  groupFor(key) {
+    const existing = this.groups.get(key);
+    if (existing) return existing;
+    const section = document.createElement("section");
+    section.className = "group";
+    section.dataset.group = key;
+    const head = document.createElement("div");
+    head.className = "group-head";
+    const h2 = document.createElement("h2");
+    const label =
+      this.view.groupBy === "category" ? (CATEGORIES.find((c) => c.key === key)?.label ?? key) : key;
+    h2.textContent = label;
+    const total = document.createElement("span");
+    total.className = "group-total";
+    h2.append(" ", total);
+    const counts = document.createElement("ul");
+    counts.className = "counts";
+    counts.setAttribute("aria-label", `Counts for ${label}`);
+    /** @type {Map<Category, HTMLElement>} */
+    const countEls = new Map();
+    for (const c of CATEGORIES) {
+      const li = document.createElement("li");
+      li.className = `count c-${c.key}`;
+      li.hidden = true;
+      countEls.set(c.key, li);
+      counts.append(li);
+    }
+    head.append(h2, counts);
+    const list = document.createElement("ul");
+    list.className = "tiles";
+    list.setAttribute("aria-label", label);
+    section.append(head, list);
+    /** @type {Group} */
+    const g = { key, section, list, total, countEls, countsText: "" };
+    this.groups.set(key, g);
+    // Sections keep a stable order: categories in their natural order, the rest by name.
+    const order =
+      this.view.groupBy === "category"
+        ? (/** @type {string} */ a, /** @type {string} */ b) =>
+            CATEGORIES.findIndex((c) => c.key === a) - CATEGORIES.findIndex((c) => c.key === b)
+        : (/** @type {string} */ a, /** @type {string} */ b) => a.localeCompare(b);
+    const after = [...this.groups.values()].find((other) => other !== g && order(other.key, key) > 0);
+    if (after) this.root.insertBefore(section, after.section);
+    else this.root.append(section);
+    return g;
+  }
+
+  /**
+   * Puts a tile at its sorted place in a group (binary search over the list's children).
+   * @param {Tile} tile
+   * @param {Group} g
+   */
+  place(tile, g) {
+    const items = g.list.children;
+    let lo = 0;
+    let hi = items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const other = /** @type {HTMLElement} */ (items[mid]);
+      if (other === tile.el || compareNumbers(other.dataset.ext ?? "", tile.rec.extension) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    const before = items[lo] ?? null;
+    if (before !== tile.el) g.list.insertBefore(tile.el, before);
+    tile.group = g;
+  }
+
+  /**
+   * @param {Extension} rec
+   * @param {Set<Group>} touched
+   */
+  create(rec, touched) {
+    const el = /** @type {HTMLLIElement} */ (
+      /** @type {DocumentFragment} */ (this.template.content.cloneNode(true)).firstElementChild
+    );
+    /** @type {Tile} */
+    const tile = {
+      el,
+      rec,
+      changedAt: null,
+      seenAt: null,
+      category: "unknown",
+      haystack: "",
+      group: null,
+      durText: "",
+      seenText: "",
+      n: {
+        icon: /** @type {SVGUseElement} */ (/** @type {unknown} */ (q(el, "use"))),
+        stateText: q(el, ".state-text"),
+        presence: q(el, ".presence"),
+        name: q(el, ".name"),
+        ext: q(el, ".ext"),
+        dept: q(el, ".dept"),
+        dur: q(el, ".dur"),
+        changed: /** @type {HTMLTimeElement} */ (q(el, "time.changed")),
+        seen: /** @type {HTMLTimeElement} */ (q(el, "time.seen")),
+        edit: /** @type {HTMLButtonElement} */ (q(el, "button.edit")),
+      },
+    };
+    el.dataset.id = rec._id;
+    this.tiles.set(rec._id, tile);
+    this.write(tile, null, rec);
+    const g = this.groupFor(this.groupKeyOf(rec));
+    this.place(tile, g);
+    this.applyVisibility(tile);
+    touched.add(g);
+    this.stats.created += 1;
+  }
+
+  /**
+   * @param {Tile} tile
+   * @param {Extension} rec
+   * @param {Set<Group>} touched
+   */
+  patch(tile, rec, touched) {
+    const old = tile.rec;
+    if (old === rec) return;
+    tile.rec = rec;
+    this.write(tile, old, rec);
+    const key = this.groupKeyOf(rec);
+    if (tile.group && tile.group.key !== key) {
+      touched.add(tile.group);
+      this.place(tile, this.groupFor(key));
+    } else if (tile.group && old.extension !== rec.extension) {
+      this.place(tile, tile.group);
+    }
+    this.applyVisibility(tile);
+    if (tile.group) touched.add(tile.group);
+    this.stats.patched += 1;
+  }
+
+  /**
+   * @param {Tile} tile
+   * @param {Set<Group>} touched
+   */
+  drop(tile, touched) {
+    tile.el.remove();
+    this.tiles.delete(tile.rec._id);
+    if (tile.group) touched.add(tile.group);
+    this.stats.removed += 1;
+  }
+
+  /**
+   * Writes the fields of `rec` that differ from `old` (all of them for a new tile).
+   * @param {Tile} tile
+   * @param {Extension | null} old
+   * @param {Extension} rec
+   */
+  write(tile, old, rec) {
+    const { n, el } = tile;
+    const now = Date.now();
+    if (!old || old.device_state !== rec.device_state || old.status_code !== rec.status_code) {
+      const lk = look(rec);
+      tile.category = lk.category;
+      el.dataset.state = lk.category;
+      el.dataset.device = rec.device_state;
+      n.icon.setAttribute("href", `#${lk.icon}`);
+      n.stateText.textContent = lk.label;
+      n.stateText.title = `Device state ${rec.device_state}; Asterisk extension state ${statusCodeText(rec.status_code)}`;
+      if (old && !REDUCED_MOTION.matches) {
+        // A short highlight tells the eye what just changed. The Web Animations API needs no
+        // forced layout, unlike restarting a CSS animation by toggling a class.
+        el.animate(FLASH_FRAMES, FLASH_TIMING);
+      }
+    }
+    if (!old || old.status !== rec.status) {
+      n.presence.textContent = rec.status;
+      el.dataset.presence = rec.status;
+    }
+    if (!old || old.agent_name !== rec.agent_name) n.name.textContent = rec.agent_name;
+    if (!old || old.extension !== rec.extension) {
+      n.ext.textContent = rec.extension;
+      el.dataset.ext = rec.extension;
+    }
+    if (!old || old.agent_name !== rec.agent_name || old.extension !== rec.extension) {
+      tile.haystack = `${rec.agent_name.toLowerCase()}\n${rec.extension}`;
+      n.edit.setAttribute("aria-label", `Edit extension ${rec.extension} (${rec.agent_name})`);
+    }
+    if (!old || old.department !== rec.department) n.dept.textContent = rec.department;
+    if (!old || old.is_active !== rec.is_active) el.classList.toggle("inactive", !rec.is_active);
+    if (!old || old.last_status_change !== rec.last_status_change) {
+      tile.changedAt = epoch(rec.last_status_change);
+      n.changed.dateTime = rec.last_status_change ?? "";
+      n.changed.textContent = localTime(tile.changedAt, now);
+      n.changed.title = fullTime(tile.changedAt);
+      this.tickTile(tile, now);
+    }
+    if (!old || old.last_seen !== rec.last_seen) {
+      tile.seenAt = epoch(rec.last_seen);
+      n.seen.dateTime = rec.last_seen ?? "";
+      n.seen.title = fullTime(tile.seenAt);
+      this.tickTile(tile, now);
+    }
+  }
+
+  /**
+   * @param {Tile} tile
+   * @param {number} now
+   */
+  tickTile(tile, now) {
+    const text = tile.changedAt === null ? "—" : duration(now - tile.changedAt);
+    if (text !== tile.durText) {
+      tile.durText = text;
+      tile.n.dur.textContent = text;
+    }
+    const seen = tile.seenAt === null ? "never" : ago(now - tile.seenAt);
+    if (seen !== tile.seenText) {
+      tile.seenText = seen;
+      tile.n.seen.textContent = seen;
+    }
+  }
+
+  /** Advances every visible clock; called once a second. */
+  tick() {
+    const started = performance.now();
+    const now = Date.now();
+    for (const tile of this.tiles.values()) if (!tile.el.hidden) this.tickTile(tile, now);
+    this.stats.ticks += 1;
+    this.stats.tickMs += performance.now() - started;
+  }
+
+  /** @param {Tile} tile */
+  matches(tile) {
+    const v = this.view;
+    if (!v.showInactive && !tile.rec.is_active) return false;
+    if (v.department && tile.rec.department !== v.department) return false;
+    if (v.category && tile.category !== v.category) return false;
+    if (v.query && !tile.haystack.includes(v.query)) return false;
+    return true;
+  }
+
+  /** @param {Tile} tile */
+  applyVisibility(tile) {
+    const hidden = !this.matches(tile);
+    if (tile.el.hidden !== hidden) {
+      tile.el.hidden = hidden;
+      // A clock that was hidden has not been ticking.
+      if (!hidden) this.tickTile(tile, Date.now());
+    }
+  }
+
+  /**
+   * Rewrites a group's counts (only when they changed) and hides it when nothing in it shows.
+   * @param {Group} g
+   */
+  updateGroup(g) {
+    /** @type {Map<Category, number>} */
+    const counts = new Map();
+    let shown = 0;
+    let total = 0;
+    for (const el of g.list.children) {
+      const tile = this.tiles.get(/** @type {HTMLElement} */ (el).dataset.id ?? "");
+      if (!tile) continue;
+      total += 1;
+      if (tile.el.hidden) continue;
+      shown += 1;
+      counts.set(tile.category, (counts.get(tile.category) ?? 0) + 1);
+    }
+    if (total === 0) {
+      g.section.remove();
+      this.groups.delete(g.key);
+      return;
+    }
+    g.section.hidden = shown === 0;
+    const text = `${shown}/${total}|${CATEGORIES.map((c) => counts.get(c.key) ?? 0).join(",")}`;
+    if (text === g.countsText) return;
+    g.countsText = text;
+    g.total.textContent = shown === total ? `(${total})` : `(${shown} of ${total})`;
+    for (const c of CATEGORIES) {
+      const el = /** @type {HTMLElement} */ (g.countEls.get(c.key));
+      const n = counts.get(c.key) ?? 0;
+      el.hidden = n === 0;
+      el.textContent = `${n} ${c.label.toLowerCase()}`;
+    }
+  }
+
+  updateSummary() {
+    /** @type {Map<Category, number>} */
+    const counts = new Map();
+    /** @type {Set<string>} */
+    const departments = new Set();
+    let shown = 0;
+    let inactiveHidden = 0;
+    for (const tile of this.tiles.values()) {
+      departments.add(tile.rec.department);
+      if (!tile.rec.is_active && !this.view.showInactive) inactiveHidden += 1;
+      if (tile.el.hidden) continue;
+      shown += 1;
+      counts.set(tile.category, (counts.get(tile.category) ?? 0) + 1);
+    }
+    const sorted = [...departments].sort((a, b) => a.localeCompare(b));
+    const key = sorted.join("\n");
+    if (key !== this.departmentsKey) {
+      this.departmentsKey = key;
+      this.onDepartments(sorted);
+    }
+    this.onSummary(shown, this.tiles.size, counts, inactiveHidden);
+  }
+
+  /**
+   * Greys the board and says on every tile that the data is the last known, not live.
+   * @param {boolean} stale
+   */
+  setStale(stale) {
+    if (stale === this.stale) return;
+    this.stale = stale;
+    this.root.classList.toggle("stale", stale);
+  }
+}

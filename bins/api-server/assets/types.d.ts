@@ -1,0 +1,188 @@
+// Generated from the Rust types by the test `dashboard::typescript` in bins/api-server; do not edit.
+// Rewrite with: EXTSTATUS_BLESS=1 cargo test -p api-server dashboard::typescript
+
+/**
+ * A record id: 24 lower-case hexadecimal characters, the text form of a MongoDB ObjectId.
+ */
+export type RecordId = string;
+
+/**
+ * An extension number: 2 to 10 ASCII digits. Leading zeros are significant (`0101` is not
+ * `101`), so it is text, never a number.
+ */
+export type ExtensionNumber = string;
+
+/**
+ * An agent's display name: 1 to 100 characters after trimming, no control characters.
+ */
+export type AgentName = string;
+
+/**
+ * A department name: 1 to 50 characters after trimming, no control characters.
+ */
+export type Department = string;
+
+/**
+ * A device state as Asterisk writes it (`ast_devstate_str()`), also what records store in
+ * `device_state`.
+ */
+export type DeviceState = "UNKNOWN" | "NOT_INUSE" | "INUSE" | "BUSY" | "INVALID" | "UNAVAILABLE" | "RINGING" | "RINGINUSE" | "ONHOLD";
+
+/**
+ * Whether an extension's phone is reachable, as far as the PBX says.
+ */
+export type Presence = "online" | "offline" | "unknown";
+
+/**
+ * One extension: who sits at it (user fields) and what its phone is doing (AMI fields).
+ */
+export type Extension = { 
+/**
+ * The store's id.
+ */
+_id: RecordId, 
+/**
+ * The extension number; unique and immutable after creation.
+ */
+extension: ExtensionNumber, 
+/**
+ * The agent's display name.
+ */
+agent_name: AgentName, 
+/**
+ * The agent's department.
+ */
+department: Department, 
+/**
+ * The raw Asterisk extension state (see [`ExtensionState`]).
+ */
+status_code: number, 
+/**
+ * The device state derived from `status_code`.
+ */
+device_state: DeviceState, 
+/**
+ * Online, offline or unknown, derived from `status_code`.
+ */
+status: Presence, 
+/**
+ * When `status_code` last really changed.
+ */
+last_status_change: string | null, 
+/**
+ * When the PBX last reported on this extension.
+ */
+last_seen: string | null, 
+/**
+ * Whether the extension is in service; inactive ones stay listed but are not expected to
+ * be staffed.
+ */
+is_active: boolean, 
+/**
+ * When the record was created.
+ */
+createdAt: string, 
+/**
+ * When a user last edited the record (status changes do not count).
+ */
+updatedAt: string, };
+
+/**
+ * The state of the link to the PBX, as snapshots and `pbx_link` messages carry it.
+ */
+export type PbxLink = { 
+/**
+ * Whether the AMI connection is up (after the grace period the caller applies).
+ */
+connected: boolean, 
+/**
+ * Since when it has been in that state; `None` when it never was (a server that has not
+ * reached the PBX yet).
+ */
+since: string | null, };
+
+/**
+ * One message of the WebSocket stream, exactly as `shared/interfaces.md` writes it.
+ *
+ * The hub sends pre-serialized text ([`SequencedChange::json`], [`Snapshot::to_json`]); this
+ * type exists so that clients and tests can read the stream, and it serializes to the same
+ * text.
+ */
+export type ServerMessage = { "type": "snapshot", 
+/**
+ * The sequence number of the last change the snapshot includes.
+ */
+seq: number, 
+/**
+ * The records, ordered by extension number.
+ */
+extensions: Array<Extension>, 
+/**
+ * The PBX link at `seq`.
+ */
+pbx_link: PbxLink, } | { "type": "extension_status_updated", 
+/**
+ * This change's sequence number.
+ */
+seq: number, 
+/**
+ * The record after the change.
+ */
+extension: Extension, } | { "type": "extension_created", 
+/**
+ * This change's sequence number.
+ */
+seq: number, 
+/**
+ * The new record.
+ */
+extension: Extension, } | { "type": "extension_updated", 
+/**
+ * This change's sequence number.
+ */
+seq: number, 
+/**
+ * The record after the edit.
+ */
+extension: Extension, } | { "type": "extension_deleted", 
+/**
+ * This change's sequence number.
+ */
+seq: number, 
+/**
+ * The deleted record's id.
+ */
+_id: RecordId, } | { "type": "pbx_link", 
+/**
+ * This change's sequence number.
+ */
+seq: number, 
+/**
+ * Whether the link is up.
+ */
+connected: boolean, 
+/**
+ * Since when.
+ */
+since: string | null, };
+
+/** The `type` of each WebSocket message. */
+export type ServerMessageType = ServerMessage["type"];
+
+/**
+ * The extension states Asterisk defines (`status_code`); any other number is kept as
+ * sent and shown as unknown.
+ */
+export type KnownStatusCode = -2 | -1 | 0 | 1 | 2 | 4 | 8 | 9 | 16 | 17;
+
+/** One row of `EXTENSION_STATES` in constants.js. */
+export type ExtensionStateInfo = { code: KnownStatusCode, text: string, device_state: DeviceState, status: Presence, };
+
+/** One row of `DEVICE_STATES` in constants.js. */
+export type DeviceStateInfo = { name: DeviceState, number: number, cli: string, status: Presence, };
+
+/** The body of every error answer of the HTTP API (`shared/interfaces.md`). */
+export type ApiErrorBody = { error: { code: string, message: string, fields?: Record<string, string>, }, };
+
+/** The members of a creation request (`POST /api/extensions`). */
+export type NewExtensionField = "extension" | "agent_name" | "department" | "is_active";
