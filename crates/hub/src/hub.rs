@@ -411,3 +411,130 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waker_is_listed_once_per_epoch_and_the_list_stays_bounded() {
+        let mut parked = Parked::default();
+        let mut at: ParkedAt = None;
+        for _ in 0..100 {
+            parked.register(&mut at, Waker::noop());
+        }
+        assert_eq!((parked.wakers.len(), at), (1, Some((0, 0))));
+        assert_eq!(parked.take().len(), 1);
+        assert!(parked.take().is_empty(), "nothing listed, nothing taken");
+        parked.register(&mut at, Waker::noop());
+        assert_eq!(at, Some((1, 0)), "a new epoch lists it anew");
+
+        // Subscribers that leave while listed are emptied out; when most of the list is dead,
+        // it is handed back whole to be woken, and starts again empty.
+        let mut leaving = Vec::new();
+        for _ in 0..65 {
+            let mut slot = None;
+            parked.register(&mut slot, Waker::noop());
+            leaving.push(slot);
+        }
+        let mut handed_back = Vec::new();
+        for slot in leaving {
+            handed_back.extend(parked.unregister(slot));
+        }
+        assert_eq!(
+            handed_back.iter().flatten().count(),
+            1,
+            "only the live one is left"
+        );
+        assert!(parked.wakers.is_empty());
+        assert_eq!(parked.epoch, 2);
+        // A stale listing (from an earlier epoch) is left alone.
+        assert!(parked.unregister(at).is_empty());
+    }
+
+    #[test]
+    fn publishing_applies_each_kind_of_change_to_the_view() {
+        use domain::{AgentName, ExtensionNumber, NewExtension};
+        let record = |dept: &str, name: &str| {
+            Extension::create(
+                RecordId::from_bytes([7; 12]),
+                NewExtension {
+                    extension: ExtensionNumber::parse("1001").expect("ext"),
+                    agent_name: AgentName::parse(name).expect("name"),
+                    department: Department::parse(dept).expect("dept"),
+                    is_active: true,
+                },
+                domain::now(),
+            )
+        };
+        let hub = Hub::starting_at(HubConfig::default(), Vec::new(), PbxLink::unknown(), 0);
+        let view = |hub: &Hub| -> Vec<(String, String)> {
+            hub.snapshot(None)
+                .extensions
+                .iter()
+                .map(|e| (e.department.to_string(), e.agent_name.to_string()))
+                .collect()
+        };
+        let link = PbxLink::at(true, domain::now());
+        // (change, view after, previous department recorded)
+        let rows = [
+            (
+                Change::Created(record("Sales", "A")),
+                vec![("Sales", "A")],
+                None,
+            ),
+            (
+                Change::Updated(record("Sales", "B")),
+                vec![("Sales", "B")],
+                None,
+            ),
+            (
+                Change::Updated(record("Support", "B")),
+                vec![("Support", "B")],
+                Some("Sales"),
+            ),
+            (
+                Change::StatusUpdated(record("Support", "B")),
+                vec![("Support", "B")],
+                None,
+            ),
+            (Change::PbxLink(link.clone()), vec![("Support", "B")], None),
+            (
+                Change::Deleted {
+                    id: RecordId::from_bytes([7; 12]),
+                    department: Department::parse("Support").expect("dept"),
+                },
+                vec![],
+                None,
+            ),
+            // Deleting what is not there still publishes, and changes nothing.
+            (
+                Change::Deleted {
+                    id: RecordId::from_bytes([7; 12]),
+                    department: Department::parse("Support").expect("dept"),
+                },
+                vec![],
+                None,
+            ),
+        ];
+        let (_, mut sub) = hub.subscribe(None);
+        for (i, (change, want, previous)) in rows.into_iter().enumerate() {
+            let seq = hub.publish(change);
+            assert_eq!(seq, i as u64 + 1);
+            let want: Vec<(String, String)> = want
+                .into_iter()
+                .map(|(d, n)| (d.to_owned(), n.to_owned()))
+                .collect();
+            assert_eq!(view(&hub), want, "row {i}");
+            let Some(crate::Delivery::Changes(batch)) = sub.try_recv() else {
+                panic!("row {i}: a change expected");
+            };
+            assert_eq!(
+                batch[0].previous_department().map(Department::as_str),
+                previous,
+                "row {i}"
+            );
+        }
+        assert_eq!(hub.pbx_link(), link);
+    }
+}

@@ -114,10 +114,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// Orders the records the way [`Snapshot::extensions`] promises.
     pub(crate) fn sort(&mut self) {
-        self.extensions.sort_unstable_by(|a, b| {
-            let (a, b) = (a.extension.as_str(), b.extension.as_str());
-            a.len().cmp(&b.len()).then_with(|| a.cmp(b))
-        });
+        // One key per record, computed once: the records sit behind pointers, and comparing
+        // them in place would chase those pointers on every comparison.
+        self.extensions
+            .sort_by_cached_key(|e| order_key(e.extension.as_str()));
     }
 
     /// The snapshot message's JSON text,
@@ -134,6 +134,19 @@ impl Snapshot {
             pbx_link: self.pbx_link.clone(),
         }
     }
+}
+
+/// Orders extension numbers by length, then by their digits, as one integer: the length times
+/// 10^10 plus the digits' value (an extension number has at most 10 ASCII digits, so equal
+/// lengths compare as their values do, and leading zeros are counted by the length).
+fn order_key(number: &str) -> u64 {
+    let value = number.bytes().fold(0u64, |v, b| {
+        v.saturating_mul(10)
+            .saturating_add(u64::from(b.wrapping_sub(b'0')))
+    });
+    (number.len() as u64)
+        .saturating_mul(10_000_000_000)
+        .saturating_add(value)
 }
 
 impl Serialize for Snapshot {
@@ -219,6 +232,34 @@ mod tests {
         assert_eq!(json, to_json(&snapshot.to_message()));
         let back = ServerMessage::parse_frame(&json).expect("parse");
         assert_eq!(back, [snapshot.to_message()]);
+    }
+
+    #[test]
+    fn extension_numbers_order_by_length_then_digits() {
+        let mut numbers = [
+            "1001",
+            "200",
+            "0999",
+            "99",
+            "9999999999",
+            "0000000000",
+            "1000",
+            "10",
+        ];
+        numbers.sort_by_key(|n| order_key(n));
+        assert_eq!(
+            numbers,
+            [
+                "10",
+                "99",
+                "200",
+                "0999",
+                "1000",
+                "1001",
+                "0000000000",
+                "9999999999"
+            ]
+        );
     }
 
     #[test]
