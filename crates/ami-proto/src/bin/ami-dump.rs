@@ -86,7 +86,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Decode(e)) => {
-            eprintln!("ami-dump: {name}: {e} (byte offset {})", e.offset());
+            // Every decoding error names its byte offset in the message itself.
+            eprintln!("ami-dump: {name}: {e}");
             ExitCode::FAILURE
         }
         Err(Failure::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
