@@ -1,1 +1,428 @@
 //! Spawning an api-server on port 0 with a temporary store, and REST/WebSocket clients.
+//!
+//! Nothing here sleeps for a fixed time to let something happen: tests wait for conditions
+//! with [`eventually`], which polls until a bounded timeout.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use api_server::config::{AmiConfig, AuthConfig, Config, Secret, StoreConfig, Timing};
+use futures_util::{SinkExt as _, StreamExt as _};
+use hub::ServerMessage;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// How long any awaited condition may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it returns `Some`, or fails after [`PATIENCE`] naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {PATIENCE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// What a test server is started with.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The AMI peer to connect to, with its user and secret.
+    pub ami: Option<(SocketAddr, String, String)>,
+    /// The admin token.
+    pub admin_token: Option<String>,
+    /// The viewer token.
+    pub viewer_token: Option<String>,
+    /// Timer overrides; `None` uses [`Options::fast_timing`].
+    pub timing: Option<Timing>,
+}
+
+impl Options {
+    /// Timers short enough for tests: no long waits for `FullyBooted`, a short grace before a
+    /// link drop is announced, and a quick WebSocket heartbeat.
+    pub fn fast_timing() -> Timing {
+        Timing {
+            fully_booted_wait: Duration::from_millis(300),
+            pbx_grace: Duration::from_millis(300),
+            ws_ping_interval: Duration::from_secs(1),
+            ws_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            last_seen_interval: Duration::from_millis(100),
+            ..Timing::default()
+        }
+    }
+
+    /// A server connected to the AMI peer at `addr`.
+    pub fn with_ami(addr: SocketAddr, user: &str, secret: &str) -> Self {
+        Self {
+            ami: Some((addr, user.to_owned(), secret.to_owned())),
+            ..Self::default()
+        }
+    }
+}
+
+/// A running server with its own temporary data directory.
+pub struct TestServer {
+    /// The HTTP address.
+    pub addr: SocketAddr,
+    /// The REST client.
+    pub http: reqwest::Client,
+    /// The admin token, sent on writes by the helpers.
+    pub admin_token: Option<String>,
+    shutdown: CancellationToken,
+    running: Option<api_server::RunningServer>,
+    _dir: TempDir,
+}
+
+/// An HTTP answer: status and body (JSON when it parses).
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The content type.
+    pub content_type: String,
+    /// The body parsed as JSON, or `Value::Null`.
+    pub json: Value,
+    /// The raw body.
+    pub text: String,
+}
+
+impl Reply {
+    /// The `error.code` of an error body.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1:0 with a fresh embedded store.
+    pub async fn start(options: Options) -> anyhow::Result<TestServer> {
+        install_log_capture();
+        let dir = tempfile::tempdir()?;
+        let (ami_addr, user, secret) = match &options.ami {
+            Some((addr, user, secret)) => (
+                addr.to_string(),
+                Some(user.clone()),
+                Some(Secret::new(secret.clone())),
+            ),
+            None => ("127.0.0.1:9".to_owned(), None, None),
+        };
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            store: StoreConfig::Embedded {
+                data_dir: dir.path().to_path_buf(),
+            },
+            ami: AmiConfig {
+                addr: ami_addr,
+                username: user,
+                secret,
+            },
+            auth: AuthConfig {
+                admin_token: options.admin_token.clone().map(Secret::new),
+                viewer_token: options.viewer_token.clone().map(Secret::new),
+            },
+            timing: options.timing.unwrap_or_else(Options::fast_timing),
+            ..Config::default()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let shutdown = CancellationToken::new();
+        let running = api_server::start(config, listener, shutdown.clone()).await?;
+        Ok(TestServer {
+            addr: running.addr,
+            http: reqwest::Client::new(),
+            admin_token: options.admin_token,
+            shutdown,
+            running: Some(running),
+            _dir: dir,
+        })
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a request; `body` is sent as JSON when given; `token` as a bearer token.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(body)?);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        reply(req.send().await?).await
+    }
+
+    /// Sends a raw request (any content type, any bytes).
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let mut req = self.http.request(method, self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(token) = &self.admin_token {
+            req = req.bearer_auth(token);
+        }
+        reply(req.send().await?).await
+    }
+
+    /// `GET path` without a token.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        self.request(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// `POST /api/extensions` with the admin token; fails unless 201.
+    pub async fn create(
+        &self,
+        extension: &str,
+        agent: &str,
+        department: &str,
+    ) -> anyhow::Result<Value> {
+        let body = serde_json::json!({
+            "extension": extension, "agent_name": agent, "department": department
+        });
+        let r = self
+            .request(
+                reqwest::Method::POST,
+                "/api/extensions",
+                Some(&body),
+                self.admin_token.as_deref(),
+            )
+            .await?;
+        if r.status != 201 {
+            bail!("creating {extension}: {} {}", r.status, r.text);
+        }
+        Ok(r.json)
+    }
+
+    /// The stored record of an extension number, via `GET /api/extensions`.
+    pub async fn record(&self, extension: &str) -> anyhow::Result<Value> {
+        self.record_as(extension, None).await
+    }
+
+    /// [`TestServer::record`] with a bearer token.
+    pub async fn record_as(&self, extension: &str, token: Option<&str>) -> anyhow::Result<Value> {
+        let r = self
+            .request(reqwest::Method::GET, "/api/extensions", None, token)
+            .await?;
+        r.json
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["extension"] == extension))
+            .cloned()
+            .ok_or_else(|| anyhow!("no record for {extension}: {}", r.text))
+    }
+
+    /// Waits until `extension` has `status_code` in the REST API.
+    pub async fn wait_for_code(&self, extension: &str, code: i64) -> anyhow::Result<Value> {
+        eventually(
+            &format!("{extension} to have status_code {code}"),
+            || async {
+                let rec = self.record(extension).await?;
+                Ok((rec["status_code"] == code).then_some(rec))
+            },
+        )
+        .await
+    }
+
+    /// Opens `/ws` with a query string (e.g. `"?resume=5"`).
+    pub async fn ws(&self, query: &str) -> anyhow::Result<WsClient> {
+        let url = format!("ws://{}/ws{query}", self.addr);
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("websocket connect")?;
+        Ok(WsClient {
+            stream,
+            pending: Vec::new(),
+        })
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that failed before `stop` still stops its server.
+        self.shutdown.cancel();
+    }
+}
+
+async fn reply(res: reqwest::Response) -> anyhow::Result<Reply> {
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = res.text().await?;
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Reply {
+        status,
+        content_type,
+        json,
+        text,
+    })
+}
+
+/// A WebSocket client that reads the server's messages one by one, unpacking array frames.
+pub struct WsClient {
+    stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pending: Vec<ServerMessage>,
+}
+
+/// What ended a WebSocket stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WsEnd {
+    /// A close frame with this code.
+    Closed(u16),
+    /// The connection ended without a close frame.
+    Dropped,
+}
+
+impl WsClient {
+    /// The next server message, waiting at most [`PATIENCE`].
+    pub async fn next(&mut self) -> anyhow::Result<ServerMessage> {
+        loop {
+            if !self.pending.is_empty() {
+                return Ok(self.pending.remove(0));
+            }
+            let frame = tokio::time::timeout(PATIENCE, self.stream.next())
+                .await
+                .context("no websocket message in time")?
+                .ok_or_else(|| anyhow!("websocket ended"))??;
+            match frame {
+                WsMessage::Text(text) => {
+                    self.pending = ServerMessage::parse_frame(text.as_str())
+                        .with_context(|| format!("bad frame {text}"))?;
+                }
+                WsMessage::Close(c) => bail!("websocket closed: {c:?}"),
+                // Pings are answered by tungstenite itself.
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads messages until one satisfies `pred`, returning it (and dropping the rest).
+    pub async fn until(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ServerMessage) -> bool,
+    ) -> anyhow::Result<ServerMessage> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .with_context(|| format!("waiting for {what}"))??;
+            if pred(&msg) {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// Reads until the server ends the stream and says how.
+    pub async fn end(&mut self) -> anyhow::Result<WsEnd> {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.stream.next())
+                .await
+                .context("the server did not end the stream in time")?;
+            match frame {
+                Some(Ok(WsMessage::Close(c))) => {
+                    return Ok(WsEnd::Closed(c.map_or(1005, |c| u16::from(c.code))));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Ok(WsEnd::Dropped),
+            }
+        }
+    }
+
+    /// Closes the connection from the client side.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.stream.send(WsMessage::Close(None)).await.ok();
+        Ok(())
+    }
+}
+
+/// Everything every test server logged, for the check that secrets never appear.
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs (once per test binary) a global subscriber that records every log line at debug
+/// level into memory.
+pub fn install_log_capture() {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        let result = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        if result.is_err() {
+            // Another subscriber was installed first; say so, since the log checks then see
+            // nothing.
+            let _ = writeln!(std::io::stderr(), "log capture not installed");
+        }
+        buf
+    });
+}
+
+/// Everything logged so far by every server in this test binary.
+pub fn captured_logs() -> String {
+    LOGS.get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|p| p.into_inner())).into_owned())
+        .unwrap_or_default()
+}

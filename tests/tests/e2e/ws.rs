@@ -1,1 +1,238 @@
-//! End-to-end tests: ws.
+//! End-to-end tests: the WebSocket stream — snapshot then deltas, the department filter,
+//! resume after a reconnect, the heartbeat, and the close frame on shutdown.
+
+use std::time::Duration;
+
+use hub::ServerMessage;
+use reqwest::Method;
+use serde_json::json;
+use tests::server::{Options, PATIENCE, TestServer, WsEnd};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+fn ext_numbers(msg: &ServerMessage) -> Vec<String> {
+    match msg {
+        ServerMessage::Snapshot { extensions, .. } => {
+            extensions.iter().map(|e| e.extension.to_string()).collect()
+        }
+        other => panic!("not a snapshot: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn snapshot_then_every_user_edit_in_seq_order() -> anyhow::Result<()> {
+    let s = TestServer::start(Options::default()).await?;
+    s.create("1001", "Alice", "Sales").await?;
+    s.create("1002", "Bob", "Support").await?;
+    let mut ws = s.ws("").await?;
+    let first = ws.next().await?;
+    assert_eq!(ext_numbers(&first), ["1001", "1002"]);
+    let ServerMessage::Snapshot { seq, pbx_link, .. } = first else {
+        unreachable!()
+    };
+    assert!(!pbx_link.connected, "no PBX configured");
+    assert_eq!(pbx_link.since, None);
+
+    let created = s.create("1003", "Carol", "Sales").await?;
+    let id = created["_id"].as_str().expect("id").to_owned();
+    let r = s
+        .request(
+            Method::PUT,
+            &format!("/api/extensions/{id}"),
+            Some(&json!({"agent_name": "Carol King"})),
+            None,
+        )
+        .await?;
+    assert_eq!(r.status, 200);
+    // An edit that changes nothing is not news.
+    s.request(
+        Method::PUT,
+        &format!("/api/extensions/{id}"),
+        Some(&json!({"agent_name": "Carol King"})),
+        None,
+    )
+    .await?;
+    let r = s
+        .request(Method::DELETE, &format!("/api/extensions/{id}"), None, None)
+        .await?;
+    assert_eq!(r.status, 204);
+
+    match ws.next().await? {
+        ServerMessage::ExtensionCreated { seq: n, extension } => {
+            assert_eq!(n, seq + 1);
+            assert_eq!(extension.extension.as_str(), "1003");
+        }
+        other => panic!("expected extension_created, got {other:?}"),
+    }
+    match ws.next().await? {
+        ServerMessage::ExtensionUpdated { seq: n, extension } => {
+            assert_eq!(n, seq + 2);
+            assert_eq!(extension.agent_name.as_str(), "Carol King");
+        }
+        other => panic!("expected extension_updated, got {other:?}"),
+    }
+    match ws.next().await? {
+        ServerMessage::ExtensionDeleted { seq: n, id: gone } => {
+            assert_eq!(n, seq + 3);
+            assert_eq!(gone.as_str(), id);
+        }
+        other => panic!("expected extension_deleted, got {other:?}"),
+    }
+    ws.close().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn department_filter_keeps_global_seq() -> anyhow::Result<()> {
+    let s = TestServer::start(Options::default()).await?;
+    s.create("1001", "Alice", "Sales").await?;
+    s.create("1002", "Bob", "Support").await?;
+    let mut sales = s.ws("?department=Sales").await?;
+    let snap = sales.next().await?;
+    assert_eq!(ext_numbers(&snap), ["1001"]);
+    let base = snap.seq();
+    s.create("1003", "Carol", "Support").await?;
+    s.create("1004", "Dan", "Sales").await?;
+    match sales.next().await? {
+        ServerMessage::ExtensionCreated { seq, extension } => {
+            assert_eq!(extension.extension.as_str(), "1004");
+            assert_eq!(seq, base + 2, "the Support change is a gap, not a loss");
+        }
+        other => panic!("expected 1004 created, got {other:?}"),
+    }
+    let r = s.get("/ws?department=").await?;
+    assert_eq!((r.status, r.error_code()), (400, "invalid_query"));
+    let r = s.get("/ws?resume=abc").await?;
+    assert_eq!((r.status, r.error_code()), (400, "invalid_query"));
+    sales.close().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn resume_after_reconnect_gets_exactly_the_missed_changes() -> anyhow::Result<()> {
+    let s = TestServer::start(Options::default()).await?;
+    s.create("1001", "Alice", "Sales").await?;
+    let mut ws = s.ws("").await?;
+    let seen = ws.next().await?.seq();
+    ws.close().await?;
+
+    // Changes made while the client was away.
+    s.create("1002", "Bob", "Sales").await?;
+    s.create("1003", "Carol", "Support").await?;
+
+    let mut again = s.ws(&format!("?resume={seen}")).await?;
+    let m1 = again.next().await?;
+    let m2 = again.next().await?;
+    assert!(
+        matches!(&m1, ServerMessage::ExtensionCreated { extension, .. } if extension.extension.as_str() == "1002"),
+        "{m1:?}"
+    );
+    assert!(
+        matches!(&m2, ServerMessage::ExtensionCreated { extension, .. } if extension.extension.as_str() == "1003"),
+        "{m2:?}"
+    );
+    assert_eq!((m1.seq(), m2.seq()), (seen + 1, seen + 2));
+    // And it goes on live.
+    s.create("1004", "Dan", "Sales").await?;
+    assert_eq!(again.next().await?.seq(), seen + 3);
+    again.close().await?;
+
+    // Resuming filtered skips other departments' changes.
+    let mut sales = s.ws(&format!("?resume={seen}&department=Sales")).await?;
+    let got: Vec<u64> = vec![sales.next().await?.seq(), sales.next().await?.seq()];
+    assert_eq!(got, [seen + 1, seen + 3]);
+    sales.close().await?;
+
+    // A number the server never issued gets a fresh snapshot.
+    let mut stranger = s.ws(&format!("?resume={}", seen + 1000)).await?;
+    assert_eq!(ext_numbers(&stranger.next().await?).len(), 4);
+    stranger.close().await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn shutdown_sends_a_close_frame() -> anyhow::Result<()> {
+    let s = TestServer::start(Options::default()).await?;
+    let mut ws = s.ws("").await?;
+    ws.next().await?;
+    let stopping = tokio::spawn(s.stop());
+    assert_eq!(
+        ws.end().await?,
+        WsEnd::Closed(1001),
+        "close code: going away"
+    );
+    stopping.await??;
+    Ok(())
+}
+
+/// A client that completes the handshake and then never answers a ping is closed by the
+/// heartbeat. It is a raw socket because WebSocket libraries answer pings by themselves.
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed() -> anyhow::Result<()> {
+    let mut timing = Options::fast_timing();
+    timing.ws_ping_interval = Duration::from_millis(100);
+    timing.ws_timeout = Duration::from_millis(400);
+    let s = TestServer::start(Options {
+        timing: Some(timing),
+        ..Options::default()
+    })
+    .await?;
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await?;
+    sock.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            s.addr
+        )
+        .as_bytes(),
+    )
+    .await?;
+    // Read frames (server frames are unmasked) until the close frame.
+    let mut buf = Vec::new();
+    let close_code = tokio::time::timeout(PATIENCE, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "connection ended without a close frame");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(code) = find_close(&buf) {
+                return Ok(code);
+            }
+        }
+    })
+    .await??;
+    assert_eq!(
+        close_code, 1008,
+        "policy violation: no pong within the timeout"
+    );
+    s.stop().await
+}
+
+/// Skips the HTTP response head, then walks the frames; returns the code of a close frame.
+fn find_close(buf: &[u8]) -> Option<u16> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let mut at = head_end;
+    loop {
+        let b0 = *buf.get(at)?;
+        let b1 = *buf.get(at + 1)?;
+        let (len, skip) = match b1 & 0x7f {
+            126 => (
+                usize::from(u16::from_be_bytes([*buf.get(at + 2)?, *buf.get(at + 3)?])),
+                4,
+            ),
+            127 => {
+                let bytes: [u8; 8] = buf.get(at + 2..at + 10)?.try_into().ok()?;
+                (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)
+            }
+            n => (usize::from(n), 2),
+        };
+        let payload = buf.get(at + skip..at + skip + len)?;
+        if b0 & 0x0f == 0x8 {
+            return Some(
+                payload
+                    .get(..2)
+                    .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]])),
+            );
+        }
+        at += skip + len;
+    }
+}

@@ -1,0 +1,326 @@
+//! Start-up and shutdown: opens the store, seeds and starts the simulator in demo mode, builds
+//! the hub, the writer, the AMI pipeline and the HTTP server on a listener the caller bound
+//! (port 0 in tests), and tears them down in order when the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use ami_proto::client::{Client, ClientConfig};
+use domain::ExtensionFilter;
+use hub::{Hub, HubConfig, PbxLink};
+use store::{Repository, StoreOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Tokens;
+use crate::config::{Config, StoreConfig};
+use crate::health::LinkStatus;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::state::AppState;
+use crate::writer::Writer;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
+    /// The listener or the HTTP server failed.
+    #[error("http server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The demo simulator could not start.
+    #[error("demo simulator: {0}")]
+    Simulator(String),
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The HTTP address it serves.
+    pub addr: SocketAddr,
+    /// The simulator's AMI address in demo mode.
+    pub demo_ami: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), ServerError>>,
+}
+
+impl RunningServer {
+    /// Waits until the server has stopped (after the shutdown token fired).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(ServerError::Io(std::io::Error::other(format!(
+                "the server task failed: {e}"
+            )))),
+        }
+    }
+
+    /// Starts a graceful shutdown and waits for it to finish.
+    pub async fn stop(self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Starts the server and serves until `shutdown` fires, then shuts down gracefully.
+pub async fn run(
+    config: Config,
+    listener: std::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    start(config, listener, shutdown).await?.wait().await
+}
+
+/// The store backend the configuration names.
+fn backend(config: &StoreConfig) -> store::Backend {
+    match config {
+        StoreConfig::Embedded { data_dir } => store::Backend::Embedded {
+            data_dir: data_dir.clone(),
+        },
+        StoreConfig::Mongo { uri, database } => {
+            store::Backend::MongoDb(store::MongoConfig::new(uri.expose(), database.clone()))
+        }
+    }
+}
+
+/// Demo mode: the sample agents if the store is empty, and the simulator on loopback.
+async fn start_demo(
+    store: &Arc<dyn Repository>,
+    cancel: CancellationToken,
+) -> Result<(SocketAddr, String, String), ServerError> {
+    let samples = crate::sim::sample_agents();
+    if store.list(&ExtensionFilter::default()).await?.is_empty() {
+        for new in &samples {
+            match store.create(new.clone()).await {
+                Ok(_) => {}
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::info!(count = samples.len(), "demo: seeded sample agents");
+    }
+    // The simulator serves the agents the store holds, so edits made in an earlier demo run
+    // (new extensions, deleted ones) still get live states.
+    let agents = store
+        .list(&ExtensionFilter::default())
+        .await?
+        .into_iter()
+        .map(|r| crate::sim::SimAgent::custom(r.extension))
+        .collect();
+    let username = "demo".to_owned();
+    let secret = format!("demo-{:016x}", rand::random::<u64>());
+    let sim_config = crate::sim::SimConfig::new(username.clone(), secret.clone(), agents);
+    let (addr, _sim, _task) =
+        crate::sim::spawn(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)), cancel)
+            .await
+            .map_err(|e| ServerError::Simulator(e.to_string()))?;
+    tracing::info!(%addr, "demo: AMI simulator listening on loopback");
+    Ok((addr, username, secret))
+}
+
+/// Starts everything and returns once the HTTP server accepts connections on `listener`.
+pub async fn start(
+    config: Config,
+    listener: std::net::TcpListener,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
+    tracing::info!(?config, "starting");
+    let addr = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+
+    let store_token = CancellationToken::new();
+    let store = store::open(
+        &backend(&config.store),
+        StoreOptions {
+            last_seen_interval: config.timing.last_seen_interval,
+            shutdown: store_token.clone(),
+        },
+    )
+    .await?;
+    let store_backend = store.backend_name().to_owned();
+    tracing::info!(backend = %store_backend, "store open");
+
+    let sim_token = CancellationToken::new();
+    let mut ami = config.ami.clone();
+    let mut demo_ami = None;
+    if config.demo {
+        let (sim_addr, user, secret) = start_demo(&store, sim_token.clone()).await?;
+        ami.addr = sim_addr.to_string();
+        ami.username = Some(user);
+        ami.secret = Some(crate::config::Secret::new(secret));
+        demo_ami = Some(sim_addr);
+    }
+
+    let records = store.list(&ExtensionFilter::default()).await?;
+    tracing::info!(extensions = records.len(), "records loaded");
+    let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
+    let metrics = Arc::new(Metrics::default());
+    let link = Arc::new(LinkStatus::default());
+    let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), metrics.clone());
+
+    // The AMI client and the pipeline.
+    let ami_token = CancellationToken::new();
+    let pipeline_token = CancellationToken::new();
+    let mut client_handle = None;
+    let pipeline_task = match &ami.username {
+        Some(user) => {
+            link.set_configured(true);
+            let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
+            let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
+            client_config.events = "call,system".to_owned();
+            tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
+            let (handle, events) = Client::spawn(client_config, ami_token.clone());
+            client_handle = Some(handle.clone());
+            let pipeline = Pipeline {
+                client: handle,
+                events,
+                store: store.clone(),
+                writer: writer.clone(),
+                hub: hub.clone(),
+                metrics: metrics.clone(),
+                link: link.clone(),
+                timing: config.timing,
+            };
+            Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
+        }
+        None => {
+            tracing::warn!("no --ami-user: not connecting to a PBX; statuses will not move");
+            None
+        }
+    };
+
+    // The HTTP server.
+    let ws_token = CancellationToken::new();
+    let state = web::Data::new(AppState {
+        store: store.clone(),
+        store_backend,
+        hub: hub.clone(),
+        writer: writer.clone(),
+        metrics: metrics.clone(),
+        link,
+        timing: config.timing,
+        shutdown: ws_token.clone(),
+    });
+    let tokens = web::Data::new(Tokens::new(config.auth.clone()));
+    let metrics_data = web::Data::from(metrics.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(tokens.clone())
+            .app_data(metrics_data.clone())
+            .wrap(from_fn(crate::auth::middleware))
+            .wrap(from_fn(crate::metrics::middleware))
+            .configure(crate::rest::configure)
+            .configure(crate::openapi::configure)
+            .configure(crate::health::configure)
+            .route("/ws", web::get().to(crate::ws::upgrade))
+            .configure(crate::dashboard::configure)
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(config.timing.shutdown_timeout.as_secs().max(1))
+    .listen(listener)?
+    .run();
+    let http = server.handle();
+    let http_task = tokio::spawn(server);
+    tracing::info!(%addr, "listening");
+
+    let stop = Shutdown {
+        http,
+        http_task,
+        ws_token,
+        metrics,
+        pipeline_token,
+        pipeline_task,
+        ami_token,
+        client_handle,
+        writer,
+        writer_task,
+        store,
+        store_token,
+        sim_token,
+        timeout: config.timing.shutdown_timeout,
+    };
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        token.cancelled().await;
+        stop.run().await
+    });
+    Ok(RunningServer {
+        addr,
+        demo_ami,
+        shutdown,
+        task,
+    })
+}
+
+async fn not_found() -> actix_web::HttpResponse {
+    crate::error::json_not_found()
+}
+
+/// Everything shutdown stops, in the order it stops them.
+struct Shutdown {
+    http: actix_web::dev::ServerHandle,
+    http_task: JoinHandle<std::io::Result<()>>,
+    ws_token: CancellationToken,
+    metrics: Arc<Metrics>,
+    pipeline_token: CancellationToken,
+    pipeline_task: Option<JoinHandle<()>>,
+    ami_token: CancellationToken,
+    client_handle: Option<ami_proto::client::ClientHandle>,
+    writer: Writer,
+    writer_task: JoinHandle<()>,
+    store: Arc<dyn Repository>,
+    store_token: CancellationToken,
+    sim_token: CancellationToken,
+    timeout: Duration,
+}
+
+impl Shutdown {
+    async fn run(self) -> Result<(), ServerError> {
+        tracing::info!("shutting down");
+        // WebSocket clients get a close frame first, while the server still runs their tasks.
+        self.ws_token.cancel();
+        let deadline = tokio::time::Instant::now() + self.timeout.min(Duration::from_secs(2));
+        while self.metrics.ws_clients() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // In-flight requests finish (up to the shutdown timeout); no new ones are accepted.
+        self.http.stop(true).await;
+        let http_result = self.http_task.await;
+        // The pipeline stops between two writes; the client logs off.
+        self.pipeline_token.cancel();
+        if let Some(task) = self.pipeline_task {
+            let _ = task.await;
+        }
+        self.ami_token.cancel();
+        if let Some(client) = self.client_handle {
+            let _ = tokio::time::timeout(self.timeout, client.stopped()).await;
+        }
+        // Queued writes finish; then the pending last_seen refreshes are written.
+        drop(self.writer);
+        if tokio::time::timeout(self.timeout, self.writer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("writes still queued at the shutdown timeout");
+        }
+        let flushed = self.store.flush().await;
+        self.store_token.cancel();
+        self.sim_token.cancel();
+        if let Err(e) = &flushed {
+            tracing::error!(error = %e, "flushing the store failed");
+        }
+        tracing::info!("stopped");
+        match http_result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(std::io::Error::other(e.to_string()).into()),
+        }
+        flushed.map_err(Into::into)
+    }
+}

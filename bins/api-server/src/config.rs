@@ -1,0 +1,674 @@
+//! The server's configuration: command-line flags (each also an environment variable), an
+//! optional TOML file, and the typed, fully resolved [`Config`] the rest of the library takes.
+//!
+//! Precedence is flags > environment > file > defaults. clap reads flags and `EXTSTATUS_*`
+//! variables (so every flag is optional here and carries no clap default); the file and the
+//! defaults are merged afterwards by [`Config::resolve`]. Reading the process environment and the
+//! file is left to the binary, which passes what it read in.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A secret value (AMI secret, API tokens, a MongoDB URI with credentials). It prints as
+/// `[redacted]` in every `Debug` and `Display`, so no log line or error message can carry it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that must send or compare it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// A duration written as a number with an optional unit: `500ms`, `2s`, `5m`, `1h`; a bare
+/// number counts seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration such as 500ms, 2s, 5m or 1h"))?;
+        let d = match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "" | "s" => Duration::from_secs(n),
+            "m" | "min" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+        };
+        Ok(Self(d))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(n) => Ok(Self(Duration::from_secs(n))),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The command line. Every flag is also read from `EXTSTATUS_<NAME>`; none has a clap default,
+/// so that [`Config::resolve`] can tell "not given" from "given".
+#[derive(Clone, Debug, Default, clap::Parser)]
+#[command(
+    name = "api-server",
+    version,
+    about = "extstatus: live extension status from Asterisk AMI over REST and WebSocket",
+    after_help = "Precedence: flags > environment > --config file > defaults. \
+                  MONGODB_URI and AMI_SECRET are also accepted without the EXTSTATUS_ prefix."
+)]
+pub struct Args {
+    /// A TOML file with any of the settings below (keys in snake_case, e.g. `data_dir`).
+    #[arg(long, env = "EXTSTATUS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTP + WebSocket address [default: 127.0.0.1:8080].
+    #[arg(long, env = "EXTSTATUS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Embedded store location, used when no MongoDB URI is given [default: ./data].
+    #[arg(long, env = "EXTSTATUS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use MongoDB instead of the embedded store (also read from MONGODB_URI).
+    #[arg(
+        long,
+        env = "EXTSTATUS_MONGODB_URI",
+        value_name = "URI",
+        hide_env_values = true
+    )]
+    pub mongodb_uri: Option<Secret>,
+    /// MongoDB database name [default: call_center].
+    #[arg(long, env = "EXTSTATUS_MONGODB_DB", value_name = "NAME")]
+    pub mongodb_db: Option<String>,
+    /// Asterisk manager address [default: 127.0.0.1:5038].
+    #[arg(long, env = "EXTSTATUS_AMI", value_name = "ADDR")]
+    pub ami: Option<String>,
+    /// Asterisk manager user name.
+    #[arg(long, env = "EXTSTATUS_AMI_USER", value_name = "NAME")]
+    pub ami_user: Option<String>,
+    /// Asterisk manager secret, never logged (also read from AMI_SECRET).
+    #[arg(
+        long,
+        env = "EXTSTATUS_AMI_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub ami_secret: Option<Secret>,
+    /// When set, POST/PUT/DELETE need `Authorization: Bearer TOKEN`.
+    #[arg(
+        long,
+        env = "EXTSTATUS_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<Secret>,
+    /// When set, GET /api/*, /metrics and /ws need a viewer or admin token.
+    #[arg(
+        long,
+        env = "EXTSTATUS_VIEWER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub viewer_token: Option<Secret>,
+    /// Embedded store, sample extensions and a built-in AMI simulator on loopback.
+    #[arg(long, env = "EXTSTATUS_DEMO")]
+    pub demo: bool,
+    /// Log format [default: human].
+    #[arg(long, env = "EXTSTATUS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter in `tracing` syntax, e.g. `info,api_server=debug` [default: info].
+    #[arg(long, env = "EXTSTATUS_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    /// How often the full extension list is fetched again to repair drift [default: 5m].
+    #[arg(long, env = "EXTSTATUS_RESYNC_INTERVAL", value_name = "DURATION")]
+    pub resync_interval: Option<HumanDuration>,
+    /// How long to wait for `FullyBooted` after each login [default: 2s].
+    #[arg(long, env = "EXTSTATUS_FULLY_BOOTED_WAIT", value_name = "DURATION")]
+    pub fully_booted_wait: Option<HumanDuration>,
+    /// How long the PBX link may be down before clients are told [default: 5s].
+    #[arg(long, env = "EXTSTATUS_PBX_GRACE", value_name = "DURATION")]
+    pub pbx_grace: Option<HumanDuration>,
+    /// How often the server pings each WebSocket client [default: 15s].
+    #[arg(long, env = "EXTSTATUS_WS_PING_INTERVAL", value_name = "DURATION")]
+    pub ws_ping_interval: Option<HumanDuration>,
+    /// A WebSocket client silent (no pong, no message) for this long is closed [default: 45s].
+    #[arg(long, env = "EXTSTATUS_WS_TIMEOUT", value_name = "DURATION")]
+    pub ws_timeout: Option<HumanDuration>,
+    /// How long shutdown waits for requests and writes to finish [default: 10s].
+    #[arg(long, env = "EXTSTATUS_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<HumanDuration>,
+    /// How often `last_seen` refreshes are written, at most one per extension [default: 1s].
+    #[arg(long, env = "EXTSTATUS_LAST_SEEN_INTERVAL", value_name = "DURATION")]
+    pub last_seen_interval: Option<HumanDuration>,
+}
+
+impl Args {
+    /// Fills the two secrets that are also accepted under their conventional names
+    /// (`MONGODB_URI`, `AMI_SECRET`) when neither a flag nor the `EXTSTATUS_` variable gave them.
+    pub fn with_plain_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        if self.mongodb_uri.is_none() {
+            self.mongodb_uri = lookup("MONGODB_URI")
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+        }
+        if self.ami_secret.is_none() {
+            self.ami_secret = lookup("AMI_SECRET")
+                .filter(|v| !v.is_empty())
+                .map(Secret::new);
+        }
+        self
+    }
+}
+
+/// The TOML file: the same settings as the flags, keys in snake_case.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    mongodb_uri: Option<Secret>,
+    mongodb_db: Option<String>,
+    ami: Option<String>,
+    ami_user: Option<String>,
+    ami_secret: Option<Secret>,
+    admin_token: Option<Secret>,
+    viewer_token: Option<Secret>,
+    demo: Option<bool>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    resync_interval: Option<HumanDuration>,
+    fully_booted_wait: Option<HumanDuration>,
+    pbx_grace: Option<HumanDuration>,
+    ws_ping_interval: Option<HumanDuration>,
+    ws_timeout: Option<HumanDuration>,
+    shutdown_timeout: Option<HumanDuration>,
+    last_seen_interval: Option<HumanDuration>,
+}
+
+/// Where records are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded store in this directory.
+    Embedded {
+        /// The data directory.
+        data_dir: PathBuf,
+    },
+    /// A MongoDB deployment.
+    Mongo {
+        /// The connection string; it may hold credentials, so it is a secret.
+        uri: Secret,
+        /// The database name.
+        database: String,
+    },
+}
+
+/// How to reach the Asterisk manager interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AmiConfig {
+    /// `host:port` of the manager interface.
+    pub addr: String,
+    /// The manager user; without one the server does not connect (nothing to log in as).
+    pub username: Option<String>,
+    /// The manager secret.
+    pub secret: Option<Secret>,
+}
+
+/// The API tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Needed for POST/PUT/DELETE when set.
+    pub admin_token: Option<Secret>,
+    /// Needed (or the admin token) for GET /api/*, /metrics and /ws when set.
+    pub viewer_token: Option<Secret>,
+}
+
+/// Timers of the pipeline, the WebSocket heartbeat and shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// The periodic full resync.
+    pub resync_interval: Duration,
+    /// How long to wait for `FullyBooted` after a login.
+    pub fully_booted_wait: Duration,
+    /// How long the PBX link may be down before a `pbx_link` message goes out.
+    pub pbx_grace: Duration,
+    /// The WebSocket ping period.
+    pub ws_ping_interval: Duration,
+    /// How long a WebSocket client may stay silent before it is closed.
+    pub ws_timeout: Duration,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_timeout: Duration,
+    /// How often coalesced `last_seen` refreshes are written.
+    pub last_seen_interval: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(300),
+            fully_booted_wait: Duration::from_secs(2),
+            pbx_grace: Duration::from_secs(5),
+            ws_ping_interval: Duration::from_secs(15),
+            ws_timeout: Duration::from_secs(45),
+            shutdown_timeout: Duration::from_secs(10),
+            last_seen_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Everything the server needs, resolved and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The HTTP listen address as given (`host:port`).
+    pub listen: String,
+    /// The store.
+    pub store: StoreConfig,
+    /// The manager interface. In demo mode the address is replaced by the simulator's.
+    pub ami: AmiConfig,
+    /// The tokens.
+    pub auth: AuthConfig,
+    /// Demo mode: sample data and the built-in simulator.
+    pub demo: bool,
+    /// The log format (used by the binary only).
+    pub log_format: LogFormat,
+    /// The log filter (used by the binary only).
+    pub log: String,
+    /// Timers.
+    pub timing: Timing,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML file is not valid.
+    #[error("the configuration file is not valid: {0}")]
+    File(String),
+    /// A value is not valid.
+    #[error("{setting}: {problem}")]
+    Invalid {
+        /// The setting, as its flag is spelled.
+        setting: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            store: StoreConfig::Embedded {
+                data_dir: PathBuf::from("./data"),
+            },
+            ami: AmiConfig {
+                addr: "127.0.0.1:5038".to_owned(),
+                username: None,
+                secret: None,
+            },
+            auth: AuthConfig::default(),
+            demo: false,
+            log_format: LogFormat::Human,
+            log: "info".to_owned(),
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// Drops empty tokens: an empty `EXTSTATUS_ADMIN_TOKEN=` must not turn into a token that an
+/// empty `Bearer` header would match.
+fn non_empty(s: Option<Secret>) -> Option<Secret> {
+    s.filter(|s| !s.expose().is_empty())
+}
+
+impl Config {
+    /// Merges the command line (flags and `EXTSTATUS_*` variables, already in `args`) over the
+    /// TOML file text (when one was given) over the defaults, and checks the result.
+    pub fn resolve(args: Args, file: Option<&str>) -> Result<Self, ConfigError> {
+        let file: FileConfig = match file {
+            Some(text) => toml::from_str(text).map_err(|e| ConfigError::File(e.to_string()))?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let dt = d.timing;
+        let pick = |a: Option<HumanDuration>, f: Option<HumanDuration>, default: Duration| {
+            a.or(f).map_or(default, |h| h.0)
+        };
+        let demo = args.demo || file.demo.unwrap_or(false);
+        let mongodb_uri = non_empty(args.mongodb_uri.or(file.mongodb_uri));
+        let data_dir = args.data_dir.or(file.data_dir);
+        let store = match mongodb_uri {
+            // Demo mode always uses the embedded store, so it runs anywhere.
+            Some(uri) if !demo => StoreConfig::Mongo {
+                uri,
+                database: args
+                    .mongodb_db
+                    .or(file.mongodb_db)
+                    .unwrap_or_else(|| "call_center".to_owned()),
+            },
+            _ => StoreConfig::Embedded {
+                data_dir: data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            },
+        };
+        let config = Config {
+            listen: args.listen.or(file.listen).unwrap_or(d.listen),
+            store,
+            ami: AmiConfig {
+                addr: args.ami.or(file.ami).unwrap_or(d.ami.addr),
+                username: args.ami_user.or(file.ami_user).filter(|u| !u.is_empty()),
+                secret: args.ami_secret.or(file.ami_secret),
+            },
+            auth: AuthConfig {
+                admin_token: non_empty(args.admin_token.or(file.admin_token)),
+                viewer_token: non_empty(args.viewer_token.or(file.viewer_token)),
+            },
+            demo,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log: args.log.or(file.log).unwrap_or(d.log),
+            timing: Timing {
+                resync_interval: pick(
+                    args.resync_interval,
+                    file.resync_interval,
+                    dt.resync_interval,
+                ),
+                fully_booted_wait: pick(
+                    args.fully_booted_wait,
+                    file.fully_booted_wait,
+                    dt.fully_booted_wait,
+                ),
+                pbx_grace: pick(args.pbx_grace, file.pbx_grace, dt.pbx_grace),
+                ws_ping_interval: pick(
+                    args.ws_ping_interval,
+                    file.ws_ping_interval,
+                    dt.ws_ping_interval,
+                ),
+                ws_timeout: pick(args.ws_timeout, file.ws_timeout, dt.ws_timeout),
+                shutdown_timeout: pick(
+                    args.shutdown_timeout,
+                    file.shutdown_timeout,
+                    dt.shutdown_timeout,
+                ),
+                last_seen_interval: pick(
+                    args.last_seen_interval,
+                    file.last_seen_interval,
+                    dt.last_seen_interval,
+                ),
+            },
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that span settings.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, problem: String| Err(ConfigError::Invalid { setting, problem });
+        let t = &self.timing;
+        for (setting, d) in [
+            ("--resync-interval", t.resync_interval),
+            ("--ws-ping-interval", t.ws_ping_interval),
+            ("--ws-timeout", t.ws_timeout),
+            ("--last-seen-interval", t.last_seen_interval),
+        ] {
+            if d.is_zero() {
+                return invalid(setting, "must be longer than zero".to_owned());
+            }
+        }
+        if t.ws_timeout <= t.ws_ping_interval {
+            return invalid(
+                "--ws-timeout",
+                "must be longer than --ws-ping-interval, or every client would be closed"
+                    .to_owned(),
+            );
+        }
+        let addrs = self.listen_addrs()?;
+        if self.auth.admin_token.is_none() && !addrs.iter().all(|a| a.ip().is_loopback()) {
+            return invalid(
+                "--listen",
+                format!(
+                    "{} is not a loopback address; refusing to serve the API to the network \
+                     without --admin-token (set one, or listen on 127.0.0.1)",
+                    self.listen
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The socket addresses the listen setting names.
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        let addrs: Vec<SocketAddr> = self
+            .listen
+            .to_socket_addrs()
+            .map_err(|e| ConfigError::Invalid {
+                setting: "--listen",
+                problem: format!("{:?} is not a host:port address: {e}", self.listen),
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(ConfigError::Invalid {
+                setting: "--listen",
+                problem: format!("{:?} resolves to no address", self.listen),
+            });
+        }
+        Ok(addrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(flags: &[&str]) -> Args {
+        let mut argv = vec!["api-server"];
+        argv.extend_from_slice(flags);
+        Args::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(args(&[]), None).expect("defaults are valid");
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file = r#"
+            listen = "127.0.0.1:9000"
+            ami = "pbx.example:5038"
+            ami_user = "monitor"
+            resync_interval = "10m"
+            pbx_grace = 7
+            mongodb_uri = "mongodb://u:p@db/"
+        "#;
+        let c = Config::resolve(
+            args(&["--listen", "127.0.0.1:9100", "--pbx-grace", "500ms"]),
+            Some(file),
+        )
+        .expect("valid");
+        assert_eq!(c.listen, "127.0.0.1:9100");
+        assert_eq!(c.ami.addr, "pbx.example:5038");
+        assert_eq!(c.ami.username.as_deref(), Some("monitor"));
+        assert_eq!(c.timing.resync_interval, Duration::from_secs(600));
+        assert_eq!(c.timing.pbx_grace, Duration::from_millis(500));
+        assert_eq!(
+            c.store,
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://u:p@db/"),
+                database: "call_center".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn conventional_secret_variables_fill_gaps_only() {
+        let env = |k: &str| match k {
+            "AMI_SECRET" => Some("plain".to_owned()),
+            "MONGODB_URI" => Some("mongodb://x/".to_owned()),
+            _ => None,
+        };
+        let a = args(&["--ami-secret", "flag"]).with_plain_env(env);
+        assert_eq!(a.ami_secret, Some(Secret::new("flag")));
+        assert_eq!(a.mongodb_uri, Some(Secret::new("mongodb://x/")));
+    }
+
+    #[test]
+    fn demo_forces_the_embedded_store() {
+        let c = Config::resolve(
+            args(&[
+                "--demo",
+                "--mongodb-uri",
+                "mongodb://db/",
+                "--data-dir",
+                "/tmp/x",
+            ]),
+            None,
+        )
+        .expect("valid");
+        assert_eq!(
+            c.store,
+            StoreConfig::Embedded {
+                data_dir: PathBuf::from("/tmp/x")
+            }
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let rows: &[(&[&str], Option<&str>, &str)] = &[
+            (
+                &["--listen", "0.0.0.0:8080"],
+                None,
+                "--listen: 0.0.0.0:8080 is not a loopback address",
+            ),
+            (
+                &["--listen", "0.0.0.0:8080", "--admin-token", ""],
+                None,
+                "not a loopback address",
+            ),
+            (&["--listen", "nonsense"], None, "not a host:port address"),
+            (&[], Some("colour = 1"), "unknown field `colour`"),
+            (
+                &[],
+                Some("pbx_grace = \"5 fortnights\""),
+                "unknown duration unit",
+            ),
+            (
+                &["--ws-ping-interval", "1m", "--ws-timeout", "30s"],
+                None,
+                "--ws-timeout: must be longer than --ws-ping-interval",
+            ),
+            (
+                &["--resync-interval", "0"],
+                None,
+                "must be longer than zero",
+            ),
+        ];
+        for (flags, file, want) in rows {
+            let err = Config::resolve(args(flags), *file).expect_err("refused");
+            assert!(err.to_string().contains(want), "{flags:?}: {err}");
+        }
+        // With an admin token the same address is accepted.
+        Config::resolve(
+            args(&["--listen", "0.0.0.0:8080", "--admin-token", "t"]),
+            None,
+        )
+        .expect("non-loopback with a token");
+    }
+
+    #[test]
+    fn durations() {
+        let rows = [
+            ("500ms", Some(Duration::from_millis(500))),
+            ("2", Some(Duration::from_secs(2))),
+            ("2s", Some(Duration::from_secs(2))),
+            ("5m", Some(Duration::from_secs(300))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("", None),
+            ("m", None),
+            ("3 weeks", None),
+        ];
+        for (text, want) in rows {
+            assert_eq!(
+                text.parse::<HumanDuration>().ok().map(|h| h.0),
+                want,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::resolve(
+            args(&[
+                "--ami-secret",
+                "s3cr3t-ami",
+                "--admin-token",
+                "s3cr3t-admin",
+                "--viewer-token",
+                "s3cr3t-viewer",
+                "--mongodb-uri",
+                "mongodb://user:s3cr3t-pw@db/",
+            ]),
+            None,
+        )
+        .expect("valid");
+        let shown = format!("{c:?} {:?}", args(&["--ami-secret", "s3cr3t-ami"]));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+}

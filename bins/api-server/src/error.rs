@@ -1,0 +1,269 @@
+//! The one place that turns failures into HTTP answers: every error leaves as
+//! `{"error":{"code":"<snake_case>","message":"<sentence>","fields":{...}}}`, and internal causes
+//! are logged here, never sent.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// An error answer of the HTTP API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request is malformed or breaks a rule; `fields` names the fields at fault.
+    #[error("{message}")]
+    BadRequest {
+        /// The machine-readable code, e.g. `validation_failed`.
+        code: &'static str,
+        /// A human sentence.
+        message: String,
+        /// Field name to what is wrong with it.
+        fields: BTreeMap<String, String>,
+    },
+    /// No token, or the wrong one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Nothing with this id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what is stored (a duplicate extension number).
+    #[error("{message}")]
+    Conflict {
+        /// A human sentence.
+        message: String,
+        /// Field name to what is wrong with it.
+        fields: BTreeMap<String, String>,
+    },
+    /// The route exists, but not with this method.
+    #[error("this method is not allowed here")]
+    MethodNotAllowed,
+    /// The body is over the size limit.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body is not JSON.
+    #[error("request bodies must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// A dependency is down for a moment; the client may retry.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Something failed inside; the cause is logged, the client gets a generic sentence.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 with a code and a sentence and no particular field.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// A 400 naming the fields at fault.
+    pub fn invalid_fields(errors: &domain::FieldErrors) -> Self {
+        let mut fields = BTreeMap::new();
+        for e in &errors.0 {
+            // The first problem of a field is the one to fix first.
+            fields
+                .entry(e.field.clone())
+                .or_insert_with(|| e.rule.to_string());
+        }
+        Self::BadRequest {
+            code: "validation_failed",
+            message: format!("The request is not valid: {errors}."),
+            fields,
+        }
+    }
+
+    /// A 404 for a record id.
+    pub fn no_such_extension(id: &str) -> Self {
+        Self::NotFound(format!("No extension has the id {id:?}."))
+    }
+
+    /// An internal failure; `cause` is logged when the response is built and never sent.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    /// Maps a store failure: conflicts, missing records and transient outages have their own
+    /// answers; anything else is internal.
+    pub fn from_store(e: &store::StoreError) -> Self {
+        if e.is_conflict() {
+            let mut fields = BTreeMap::new();
+            fields.insert("extension".to_owned(), "is already taken".to_owned());
+            Self::Conflict {
+                message: "An extension with this number already exists.".to_owned(),
+                fields,
+            }
+        } else if e.is_not_found() {
+            Self::NotFound("No such extension.".to_owned())
+        } else if e.is_transient() {
+            tracing::warn!(error = %e, "store temporarily unavailable");
+            Self::Unavailable("The store is temporarily unavailable; try again.".to_owned())
+        } else {
+            Self::internal(e)
+        }
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict { .. } => "conflict",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The sentence sent to the client.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "Something went wrong on the server; it has been logged.".into(),
+            Self::PayloadTooLarge { limit } => {
+                format!("The request body is larger than the limit of {limit} bytes.")
+            }
+            Self::UnsupportedMediaType => {
+                "Request bodies must be JSON sent with Content-Type: application/json.".into()
+            }
+            Self::MethodNotAllowed => "This method is not allowed on this address.".into(),
+            other => other.to_string(),
+        }
+    }
+
+    fn fields(&self) -> Option<&BTreeMap<String, String>> {
+        match self {
+            Self::BadRequest { fields, .. } | Self::Conflict { fields, .. }
+                if !fields.is_empty() =>
+            {
+                Some(fields)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The JSON error body.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A snake_case code, e.g. `validation_failed`, `not_found`, `conflict`.
+    pub code: String,
+    /// A human sentence.
+    pub message: String,
+    /// Field name to what is wrong with it, when particular fields are at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(cause) = self {
+            tracing::error!(%cause, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.public_message(),
+                fields: self.fields().cloned(),
+            },
+        };
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Unauthorized(_)) {
+            res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        res.json(body)
+    }
+}
+
+/// The JSON 404 for addresses that route nowhere.
+pub fn json_not_found() -> HttpResponse {
+    ApiError::NotFound("There is nothing at this address.".to_owned()).error_response()
+}
+
+/// The JSON 405 for a route that exists with other methods.
+pub async fn method_not_allowed() -> HttpResponse {
+    ApiError::MethodNotAllowed.error_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn render(e: ApiError) -> (u16, serde_json::Value) {
+        let res = e.error_response();
+        let status = res.status().as_u16();
+        let body = to_bytes(res.into_body()).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("json"))
+    }
+
+    #[actix_web::test]
+    async fn shapes() {
+        let (s, v) = render(ApiError::internal("disk on fire at /var/secret")).await;
+        assert_eq!(s, 500);
+        assert_eq!(v["error"]["code"], "internal_error");
+        assert!(!v.to_string().contains("disk on fire"), "{v}");
+        assert!(v["error"].get("fields").is_none());
+
+        let errs = domain::NewExtension::from_json(
+            serde_json::json!({"extension": "1", "status": "online"})
+                .as_object()
+                .expect("object"),
+        )
+        .expect_err("invalid");
+        let (s, v) = render(ApiError::invalid_fields(&errs)).await;
+        assert_eq!(s, 400);
+        assert_eq!(v["error"]["code"], "validation_failed");
+        assert_eq!(
+            v["error"]["fields"]["status"],
+            "is set by the server and cannot be written"
+        );
+        assert_eq!(
+            v["error"]["fields"]["extension"],
+            "must be at least 2 characters, got 1"
+        );
+
+        let (s, v) = render(ApiError::Unauthorized("A token is required.")).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+        let (s, _) = render(ApiError::PayloadTooLarge { limit: 10 }).await;
+        assert_eq!(s, 413);
+        let (s, _) = render(ApiError::UnsupportedMediaType).await;
+        assert_eq!(s, 415);
+    }
+}

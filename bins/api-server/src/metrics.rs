@@ -1,0 +1,528 @@
+//! Counters of the whole server and their Prometheus text rendering, written by hand: the
+//! format is a few lines of text and needs no crate.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+
+/// At most this many distinct AMI event names are counted one by one; the rest count as
+/// `other`, so a misbehaving peer cannot grow the metrics without bound.
+const MAX_EVENT_NAMES: usize = 200;
+
+/// Why the store was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WriteCause {
+    /// A live `ExtensionStatus` event changed a status.
+    Event,
+    /// A full list (on connect or on the timer) changed a status.
+    Resync,
+    /// An extension missing from a full list became unknown.
+    Absent,
+    /// Only `last_seen` was refreshed.
+    LastSeen,
+    /// A user created a record.
+    Create,
+    /// A user edited a record.
+    Update,
+    /// A user deleted a record.
+    Delete,
+}
+
+impl WriteCause {
+    const ALL: [WriteCause; 7] = [
+        WriteCause::Event,
+        WriteCause::Resync,
+        WriteCause::Absent,
+        WriteCause::LastSeen,
+        WriteCause::Create,
+        WriteCause::Update,
+        WriteCause::Delete,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Event => "event",
+            Self::Resync => "resync",
+            Self::Absent => "absent",
+            Self::LastSeen => "last_seen",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+}
+
+/// Events per minute over a sliding window of 60 one-second buckets.
+#[derive(Debug)]
+struct Rate {
+    /// (unix second, count) per bucket, indexed by second modulo 60.
+    buckets: [(u64, u64); 60],
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Self {
+            buckets: [(0, 0); 60],
+        }
+    }
+}
+
+impl Rate {
+    fn add(&mut self, second: u64) {
+        let slot = &mut self.buckets[(second % 60) as usize];
+        if slot.0 != second {
+            *slot = (second, 0);
+        }
+        slot.1 += 1;
+    }
+
+    fn per_minute(&self, now: u64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|(s, _)| now.saturating_sub(*s) < 60 && *s <= now)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+fn unix_second() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The server's counters. Cheap to update from any task; rendering takes a few short locks.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ami_events: Mutex<BTreeMap<String, u64>>,
+    ami_rate: Mutex<Rate>,
+    ami_reconnects: AtomicU64,
+    ami_errors: AtomicU64,
+    ami_connected: AtomicI64,
+    store_writes: Mutex<BTreeMap<WriteCause, u64>>,
+    store_errors: AtomicU64,
+    resyncs: AtomicU64,
+    drift_repaired: AtomicU64,
+    unknown_extensions: AtomicU64,
+    ws_clients: AtomicI64,
+    http: Mutex<BTreeMap<(String, String, u16), u64>>,
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    // A poisoned lock only means another thread panicked while counting; the counts are still
+    // usable, so counting goes on.
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    *map.entry(key).or_insert(0) += 1;
+}
+
+impl Metrics {
+    /// Counts one AMI event by name.
+    pub fn ami_event(&self, name: &str) {
+        {
+            let mut map = self.ami_events.lock().unwrap_or_else(|p| p.into_inner());
+            let key = if map.contains_key(name) || map.len() < MAX_EVENT_NAMES {
+                name
+            } else {
+                "other"
+            };
+            match map.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(key.to_owned(), 1);
+                }
+            }
+        }
+        self.ami_rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(unix_second());
+    }
+
+    /// AMI events received over the last minute.
+    pub fn ami_events_per_minute(&self) -> u64 {
+        self.ami_rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .per_minute(unix_second())
+    }
+
+    /// Counts a reconnect of the AMI client.
+    pub fn ami_reconnect(&self) {
+        self.ami_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an AMI failure (a failed connect, login or action).
+    pub fn ami_error(&self) {
+        self.ami_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records whether the AMI link is up.
+    pub fn set_ami_connected(&self, up: bool) {
+        self.ami_connected.store(i64::from(up), Ordering::Relaxed);
+    }
+
+    /// Counts a store write.
+    pub fn store_write(&self, cause: WriteCause) {
+        bump(&self.store_writes, cause);
+    }
+
+    /// Counts a failed store operation.
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a completed full-list resync.
+    pub fn resync(&self) {
+        self.resyncs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts records a resync found wrong and repaired.
+    pub fn drift_repaired(&self, n: u64) {
+        self.drift_repaired.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts an extension the PBX knows and the store does not (once per extension).
+    pub fn unknown_extension(&self) {
+        self.unknown_extensions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A WebSocket client connected (`+1`) or left (`-1`).
+    pub fn ws_clients_add(&self, delta: i64) {
+        self.ws_clients.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts an HTTP request by route pattern, method and status.
+    pub fn http_request(&self, route: &str, method: &str, status: u16) {
+        bump(&self.http, (route.to_owned(), method.to_owned(), status));
+    }
+
+    /// The number of connected WebSocket clients.
+    pub fn ws_clients(&self) -> i64 {
+        self.ws_clients.load(Ordering::Relaxed)
+    }
+
+    /// AMI failures so far.
+    pub fn ami_errors(&self) -> u64 {
+        self.ami_errors.load(Ordering::Relaxed)
+    }
+
+    /// AMI reconnects so far.
+    pub fn ami_reconnects(&self) -> u64 {
+        self.ami_reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Store failures so far.
+    pub fn store_errors(&self) -> u64 {
+        self.store_errors.load(Ordering::Relaxed)
+    }
+
+    /// Drift repaired so far.
+    pub fn drift_repaired_total(&self) -> u64 {
+        self.drift_repaired.load(Ordering::Relaxed)
+    }
+
+    /// Unknown extensions seen so far.
+    pub fn unknown_extensions(&self) -> u64 {
+        self.unknown_extensions.load(Ordering::Relaxed)
+    }
+
+    /// Renders every counter in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        header(
+            &mut out,
+            "extstatus_ami_events_total",
+            "counter",
+            "AMI events received, by event name.",
+        );
+        for (name, n) in self
+            .ami_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            line(
+                &mut out,
+                "extstatus_ami_events_total",
+                &[("event", name)],
+                *n,
+            );
+        }
+        single(
+            &mut out,
+            "extstatus_ami_events_per_minute",
+            "gauge",
+            "AMI events received over the last minute.",
+            self.ami_events_per_minute(),
+        );
+        single(
+            &mut out,
+            "extstatus_ami_connected",
+            "gauge",
+            "1 while the AMI link is up.",
+            self.ami_connected.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "extstatus_ami_reconnects_total",
+            "counter",
+            "AMI reconnects after a lost link.",
+            load(&self.ami_reconnects),
+        );
+        single(
+            &mut out,
+            "extstatus_ami_errors_total",
+            "counter",
+            "Failed AMI connects, logins and actions.",
+            load(&self.ami_errors),
+        );
+        single(
+            &mut out,
+            "extstatus_resyncs_total",
+            "counter",
+            "Completed full ExtensionStateList resyncs.",
+            load(&self.resyncs),
+        );
+        single(
+            &mut out,
+            "extstatus_drift_repaired_total",
+            "counter",
+            "Stored statuses a resync found wrong and repaired.",
+            load(&self.drift_repaired),
+        );
+        single(
+            &mut out,
+            "extstatus_unknown_extensions_total",
+            "counter",
+            "Distinct extensions reported by the PBX but absent from the store.",
+            load(&self.unknown_extensions),
+        );
+
+        header(
+            &mut out,
+            "extstatus_store_writes_total",
+            "counter",
+            "Store writes, by cause.",
+        );
+        {
+            let writes = self.store_writes.lock().unwrap_or_else(|p| p.into_inner());
+            for cause in WriteCause::ALL {
+                let n = writes.get(&cause).copied().unwrap_or(0);
+                line(
+                    &mut out,
+                    "extstatus_store_writes_total",
+                    &[("cause", cause.label())],
+                    n,
+                );
+            }
+        }
+        single(
+            &mut out,
+            "extstatus_store_errors_total",
+            "counter",
+            "Failed store operations.",
+            load(&self.store_errors),
+        );
+        single(
+            &mut out,
+            "extstatus_ws_clients",
+            "gauge",
+            "Connected WebSocket clients.",
+            self.ws_clients(),
+        );
+
+        header(
+            &mut out,
+            "extstatus_http_requests_total",
+            "counter",
+            "HTTP requests, by route pattern, method and status.",
+        );
+        for ((route, method, status), n) in
+            self.http.lock().unwrap_or_else(|p| p.into_inner()).iter()
+        {
+            let status = status.to_string();
+            line(
+                &mut out,
+                "extstatus_http_requests_total",
+                &[("route", route), ("method", method), ("status", &status)],
+                *n,
+            );
+        }
+        out
+    }
+}
+
+/// Appends the hub's counters (publishing, lag resyncs, resumes) to a rendering.
+pub fn render_hub(out: &mut String, hub: &hub::HubMetrics) {
+    single(
+        out,
+        "extstatus_hub_published_total",
+        "counter",
+        "Changes published to WebSocket subscribers.",
+        hub.published,
+    );
+    single(
+        out,
+        "extstatus_hub_subscribers",
+        "gauge",
+        "Live hub subscriptions.",
+        hub.subscribers,
+    );
+    single(
+        out,
+        "extstatus_ws_lag_resyncs_total",
+        "counter",
+        "WebSocket clients that fell behind and were sent a fresh snapshot.",
+        hub.lag_resyncs,
+    );
+    header(
+        out,
+        "extstatus_ws_resumes_total",
+        "counter",
+        "WebSocket resumes, by outcome.",
+    );
+    line(
+        out,
+        "extstatus_ws_resumes_total",
+        &[("outcome", "changes")],
+        hub.resumes_from_ring,
+    );
+    line(
+        out,
+        "extstatus_ws_resumes_total",
+        &[("outcome", "snapshot")],
+        hub.resumes_with_snapshot,
+    );
+    single(
+        out,
+        "extstatus_hub_last_seq",
+        "gauge",
+        "The sequence number of the latest change.",
+        hub.last_seq,
+    );
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    out.push_str(name);
+    out.push('{');
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label(out, v);
+        out.push('"');
+    }
+    let _ = writeln!(out, "}} {value}");
+}
+
+/// Escapes a label value as the text format requires: backslash, double quote and line feed.
+fn escape_label(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The middleware counting HTTP requests by the route pattern that matched (so ids do not
+/// become labels), the method and the status.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let method = req.method().as_str().to_owned();
+    let res = next.call(req).await;
+    if let Some(metrics) = metrics {
+        let (route, status) = match &res {
+            Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
+            Err(e) => (None, e.as_response_error().status_code().as_u16()),
+        };
+        let route = route.unwrap_or_else(|| "unmatched".to_owned());
+        metrics.http_request(&route, &method, status);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.ami_event("ExtensionStatus");
+        m.ami_event("ExtensionStatus");
+        m.ami_event("Dev\"ice\n");
+        m.store_write(WriteCause::Event);
+        m.http_request("/api/extensions/{id}", "GET", 404);
+        m.ws_clients_add(2);
+        m.ws_clients_add(-1);
+        let text = m.render();
+        for want in [
+            "extstatus_ami_events_total{event=\"ExtensionStatus\"} 2\n",
+            "extstatus_ami_events_total{event=\"Dev\\\"ice\\n\"} 1\n",
+            "extstatus_store_writes_total{cause=\"event\"} 1\n",
+            "extstatus_store_writes_total{cause=\"delete\"} 0\n",
+            "extstatus_http_requests_total{route=\"/api/extensions/{id}\",method=\"GET\",status=\"404\"} 1\n",
+            "extstatus_ws_clients 1\n",
+            "extstatus_ami_events_per_minute 3\n",
+            "# TYPE extstatus_ws_clients gauge\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        // Every sample line belongs to a declared metric.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = l.split(['{', ' ']).next().expect("name");
+            assert!(text.contains(&format!("# TYPE {name} ")), "{l}");
+        }
+    }
+
+    #[test]
+    fn event_names_are_capped() {
+        let m = Metrics::default();
+        for i in 0..(MAX_EVENT_NAMES + 10) {
+            m.ami_event(&format!("E{i}"));
+        }
+        let text = m.render();
+        assert!(text.contains("extstatus_ami_events_total{event=\"other\"} 10\n"));
+    }
+
+    #[test]
+    fn rate_window_slides() {
+        let mut r = Rate::default();
+        r.add(100);
+        r.add(100);
+        r.add(130);
+        assert_eq!(r.per_minute(130), 3);
+        assert_eq!(r.per_minute(159), 3);
+        assert_eq!(r.per_minute(160), 1);
+        r.add(160);
+        assert_eq!(r.per_minute(160), 2);
+        assert_eq!(r.per_minute(300), 0);
+    }
+}

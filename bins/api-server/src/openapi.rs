@@ -1,0 +1,210 @@
+//! The OpenAPI document of the REST API, generated from the handlers' `#[utoipa::path]`
+//! attributes and served at `/api/openapi.json`.
+//!
+//! The schema structs below mirror the JSON of `domain` types for the document only; `domain`
+//! stays free of documentation dependencies, and a test checks the mirror against the real
+//! serialization so the two cannot drift apart.
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::{ErrorBody, ErrorDetail};
+
+/// An extension record as the API returns it.
+#[derive(ToSchema)]
+#[schema(as = Extension)]
+#[allow(dead_code)]
+pub struct ExtensionBody {
+    /// The store's id: 24 hexadecimal characters.
+    #[schema(rename = "_id", example = "65a1b2c3d4e5f60718293a4b")]
+    id: String,
+    /// The extension number: 2-10 ASCII digits, unique, immutable after creation.
+    #[schema(example = "1001")]
+    extension: String,
+    /// The agent's name: 1-100 characters after trimming, no control characters.
+    agent_name: String,
+    /// The department: 1-50 characters after trimming, no control characters.
+    department: String,
+    /// The raw Asterisk extension state (-1 until the PBX reports).
+    status_code: i32,
+    /// The device state derived from the code: NOT_INUSE, INUSE, BUSY, UNAVAILABLE, RINGING,
+    /// RINGINUSE, ONHOLD, UNKNOWN.
+    device_state: String,
+    /// online, offline or unknown.
+    status: String,
+    /// When the status code last really changed (RFC 3339 UTC), or null.
+    last_status_change: Option<String>,
+    /// When the PBX last reported on this extension (RFC 3339 UTC), or null.
+    last_seen: Option<String>,
+    /// Whether the extension is in service.
+    is_active: bool,
+    /// When the record was created (RFC 3339 UTC).
+    #[schema(rename = "createdAt")]
+    created_at: String,
+    /// When a user last edited the record (RFC 3339 UTC).
+    #[schema(rename = "updatedAt")]
+    updated_at: String,
+}
+
+/// A creation request. Any other member is refused with 400 and named.
+#[derive(ToSchema)]
+#[schema(as = NewExtension)]
+#[allow(dead_code)]
+pub struct NewExtensionBody {
+    /// 2-10 ASCII digits.
+    #[schema(example = "1001")]
+    extension: String,
+    /// 1-100 characters after trimming.
+    #[schema(example = "Alice Smith")]
+    agent_name: String,
+    /// 1-50 characters after trimming.
+    #[schema(example = "Sales")]
+    department: String,
+    /// Defaults to true.
+    is_active: Option<bool>,
+}
+
+/// An edit: every member optional. `extension` and the status fields are refused with 400.
+#[derive(ToSchema)]
+#[schema(as = ExtensionPatch)]
+#[allow(dead_code)]
+pub struct PatchBody {
+    /// 1-100 characters after trimming.
+    agent_name: Option<String>,
+    /// 1-50 characters after trimming.
+    department: Option<String>,
+    /// Whether the extension is in service.
+    is_active: Option<bool>,
+}
+
+/// Adds the bearer scheme the tokens use.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "extstatus",
+        description = "Live extension status from Asterisk AMI. With an admin token configured, \
+                       POST/PUT/DELETE need it as a bearer token; with a viewer token configured, \
+                       reads need the viewer or the admin token.",
+    ),
+    paths(
+        crate::rest::list,
+        crate::rest::get,
+        crate::rest::create,
+        crate::rest::update,
+        crate::rest::delete,
+        crate::health::healthz,
+        crate::health::readyz,
+        crate::health::metrics,
+        crate::ws::upgrade,
+        openapi_json,
+    ),
+    components(schemas(
+        ExtensionBody,
+        NewExtensionBody,
+        PatchBody,
+        ErrorBody,
+        ErrorDetail,
+        crate::health::Readiness,
+        crate::health::AmiReadiness,
+        crate::health::StoreReadiness,
+        crate::health::Health,
+    )),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "extensions", description = "Extension records"),
+        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "live", description = "The WebSocket stream"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API"))
+)]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Mounts the document.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/openapi.json", web::get().to(openapi_json));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, methods) in [
+            ("/api/extensions", &["get", "post"][..]),
+            ("/api/extensions/{id}", &["get", "put", "delete"][..]),
+            ("/healthz", &["get"][..]),
+            ("/readyz", &["get"][..]),
+            ("/metrics", &["get"][..]),
+            ("/ws", &["get"][..]),
+            ("/api/openapi.json", &["get"][..]),
+        ] {
+            for m in methods {
+                assert!(paths[path].get(*m).is_some(), "{m} {path} missing");
+            }
+        }
+    }
+
+    #[test]
+    fn the_record_schema_matches_the_real_json() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let props = doc["components"]["schemas"]["Extension"]["properties"]
+            .as_object()
+            .expect("Extension schema");
+        let mut documented: Vec<&str> = props.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        let record = domain::Extension::create(
+            domain::RecordId::parse("65a1b2c3d4e5f60718293a4b").expect("id"),
+            domain::NewExtension {
+                extension: domain::ExtensionNumber::parse("1001").expect("ext"),
+                agent_name: domain::AgentName::parse("A").expect("name"),
+                department: domain::Department::parse("D").expect("dept"),
+                is_active: true,
+            },
+            domain::now(),
+        );
+        let json = serde_json::to_value(record).expect("record");
+        let mut real: Vec<&str> = json
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        real.sort_unstable();
+        assert_eq!(documented, real);
+        let create = doc["components"]["schemas"]["NewExtension"]["properties"]
+            .as_object()
+            .expect("NewExtension schema");
+        let mut documented: Vec<&str> = create.keys().map(String::as_str).collect();
+        documented.sort_unstable();
+        let mut fields = domain::NewExtension::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(documented, fields);
+    }
+}

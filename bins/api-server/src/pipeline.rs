@@ -1,0 +1,552 @@
+//! The AMI → domain → store → hub pipeline: one task that follows the AMI client's events and
+//! keeps the stored statuses true.
+//!
+//! On every (re)connect it waits briefly for `FullyBooted` (a manager user without `system`
+//! rights never gets one), then takes `ExtensionStateList` as the truth: live events that were
+//! on the wire before the list's response are applied first, then the list, then the events
+//! after it, in wire order (the client numbers every packet, and the channel buffers them while
+//! the list is collected). Stored extensions missing from the list become unknown. The list is
+//! repeated on a timer, after a late `FullyBooted`, after a `Reload`, and after the client lost
+//! events; the status changes those repeats make are counted as drift repaired.
+//!
+//! Extensions the PBX reports but the store lacks are counted and logged once each, never
+//! created. While the link is down, records keep their last values; clients hear of the drop
+//! only after a grace period (seconds of reconnecting are not news), and of the return once
+//! the list has been applied.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ami_proto::client::{ClientError, ClientEvent, ClientHandle, EventListResult, Sequenced};
+use ami_proto::views::{ExtensionStatus, Message};
+use ami_proto::{Action, Packet};
+use domain::{ExtensionFilter, ExtensionNumber, Observation, Timestamp};
+use hub::{Change, Hub, PbxLink};
+use store::Repository;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Timing;
+use crate::health::LinkStatus;
+use crate::metrics::{Metrics, WriteCause};
+use crate::writer::{StatusApplied, Writer};
+
+/// How long to wait before asking again for a list that timed out.
+const LIST_RETRY: Duration = Duration::from_secs(5);
+
+/// What the pipeline works with.
+pub struct Pipeline {
+    /// Sends actions to the AMI client.
+    pub client: ClientHandle,
+    /// The client's events.
+    pub events: mpsc::Receiver<ClientEvent>,
+    /// The store, read to find extensions missing from a list.
+    pub store: Arc<dyn Repository>,
+    /// Writes statuses and publishes them.
+    pub writer: Writer,
+    /// Where the PBX link state is announced.
+    pub hub: Hub,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The link state for `/readyz`.
+    pub link: Arc<LinkStatus>,
+    /// Timers.
+    pub timing: Timing,
+}
+
+/// The pipeline's own state between events.
+struct State {
+    /// The generation of the logged-in connection, if one is up.
+    connected: Option<u64>,
+    /// When the current connection logged in.
+    connected_at: Option<Timestamp>,
+    /// A full list is wanted.
+    resync_pending: bool,
+    /// ...but not before this instant (waiting for `FullyBooted`, or backing off).
+    resync_not_before: Instant,
+    /// Whether a first list has been applied (later lists count drift).
+    lists_applied: u64,
+    /// When the link dropped, while clients have not been told yet; with the deadline of the
+    /// grace period.
+    drop_pending: Option<(Timestamp, Instant)>,
+    /// Extensions the PBX reported that the store lacks, each logged once.
+    unknown: HashSet<String>,
+    /// The time of the last observation, so that observations applied in wire order never go
+    /// back in time even when the wall clock does.
+    last_at: Option<Timestamp>,
+}
+
+impl State {
+    fn new() -> Self {
+        Self {
+            connected: None,
+            connected_at: None,
+            resync_pending: false,
+            resync_not_before: Instant::now(),
+            lists_applied: 0,
+            drop_pending: None,
+            unknown: HashSet::new(),
+            last_at: None,
+        }
+    }
+
+    /// The time for the next observation: now, but never before the previous one.
+    fn stamp(&mut self) -> Timestamp {
+        let now = domain::now();
+        let at = self.last_at.map_or(now, |last| last.max(now));
+        self.last_at = Some(at);
+        at
+    }
+
+    fn resync_due(&self, now: Instant) -> bool {
+        self.resync_pending && self.connected.is_some() && now >= self.resync_not_before
+    }
+}
+
+/// Splits the events drained after a list into those that were on the wire before the list's
+/// response (applied before the list) and everything else (handled after it, in order).
+fn split_around(
+    list: &EventListResult,
+    drained: Vec<ClientEvent>,
+) -> (Vec<Sequenced<Packet>>, Vec<ClientEvent>) {
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for event in drained {
+        match event {
+            ClientEvent::Event(p)
+                if p.generation < list.generation
+                    || (p.generation == list.generation && p.wire_seq < list.response_wire_seq) =>
+            {
+                before.push(p);
+            }
+            other => after.push(other),
+        }
+    }
+    (before, after)
+}
+
+impl Pipeline {
+    /// Runs until `cancel` fires or the client stops.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut state = State::new();
+        let period = self.timing.resync_interval;
+        let mut timer = tokio::time::interval_at(Instant::now() + period, period);
+        timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            if state.resync_due(Instant::now()) {
+                tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => break,
+                    () = self.resync(&mut state) => {}
+                }
+                continue;
+            }
+            let wait_resync = state.resync_pending && state.connected.is_some();
+            let grace = state.drop_pending.map(|(_, deadline)| deadline);
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                event = self.events.recv() => match event {
+                    Some(event) => self.on_event(&mut state, event).await,
+                    None => break,
+                },
+                () = tokio::time::sleep_until(state.resync_not_before), if wait_resync => {}
+                () = sleep_until_opt(grace) => self.announce_drop(&mut state),
+                _ = timer.tick() => {
+                    if state.connected.is_some() {
+                        state.resync_pending = true;
+                    }
+                }
+            }
+        }
+        tracing::debug!("pipeline stopped");
+    }
+
+    /// Handles one client event in order.
+    async fn on_event(&mut self, state: &mut State, event: ClientEvent) {
+        match event {
+            ClientEvent::Connected {
+                generation,
+                reconnected,
+                banner,
+            } => {
+                let at = domain::now();
+                tracing::info!(
+                    generation,
+                    banner = banner.as_deref().unwrap_or(""),
+                    "AMI logged in"
+                );
+                if reconnected {
+                    self.metrics.ami_reconnect();
+                }
+                self.metrics.set_ami_connected(true);
+                self.link.set_connected(true, at);
+                state.connected = Some(generation);
+                state.connected_at = Some(at);
+                state.resync_pending = true;
+                state.resync_not_before = Instant::now() + self.timing.fully_booted_wait;
+                if state.drop_pending.take().is_some() {
+                    tracing::info!("AMI link back within the grace period; clients were not told");
+                }
+            }
+            ClientEvent::Disconnected { generation, reason } => {
+                let at = domain::now();
+                tracing::warn!(generation, %reason, "AMI link lost; statuses keep their last known values");
+                self.metrics.set_ami_connected(false);
+                self.metrics.ami_error();
+                self.link.set_connected(false, at);
+                self.link.set_error(&reason);
+                state.connected = None;
+                if self.hub.pbx_link().connected && state.drop_pending.is_none() {
+                    state.drop_pending = Some((at, Instant::now() + self.timing.pbx_grace));
+                }
+            }
+            ClientEvent::ConnectFailed { reason } => {
+                tracing::warn!(%reason, "AMI connect failed; retrying with backoff");
+                self.metrics.ami_error();
+                self.link.set_error(&reason);
+            }
+            ClientEvent::LoginFailed { message } => {
+                tracing::error!(%message, "AMI login refused; check --ami-user and --ami-secret");
+                self.metrics.ami_error();
+                self.link.set_error(format!("login refused: {message}"));
+            }
+            ClientEvent::Event(packet) => self.on_packet(state, &packet).await,
+            ClientEvent::ProtocolError { generation, error } => {
+                tracing::warn!(generation, %error, "malformed AMI packet skipped");
+                self.metrics.ami_error();
+            }
+            ClientEvent::Lagged { dropped } => {
+                tracing::warn!(dropped, "AMI events were dropped; resyncing");
+                state.resync_pending = true;
+            }
+            other => tracing::debug!(?other, "AMI client event ignored"),
+        }
+    }
+
+    /// Handles one packet that is not the answer to an action.
+    async fn on_packet(&mut self, state: &mut State, packet: &Packet) {
+        if let Some(name) = packet.name() {
+            self.metrics.ami_event(&name);
+        }
+        self.link.event_at(domain::now());
+        match Message::classify(packet) {
+            Message::ExtensionStatus(es) => {
+                let at = state.stamp();
+                self.apply(
+                    state,
+                    &es.exten,
+                    Observation::reported(es.status, at),
+                    WriteCause::Event,
+                )
+                .await;
+            }
+            Message::FullyBooted(_) => {
+                if state.resync_pending {
+                    // The wait for it is over: the list can be taken now.
+                    state.resync_not_before = Instant::now();
+                } else {
+                    tracing::info!("Asterisk finished booting after the list was taken; resyncing");
+                    state.resync_pending = true;
+                }
+            }
+            Message::Invalid(p, e) => {
+                tracing::debug!(error = %e, event = ?p.name(), "AMI event with missing or bad headers ignored");
+            }
+            Message::Other(p) if p.name().is_some_and(|n| n.eq_ignore_ascii_case("Reload")) => {
+                // A module reload may have changed the hints.
+                state.resync_pending = true;
+            }
+            // DeviceStateChange is counted above; only ExtensionStatus drives status.
+            _ => {}
+        }
+    }
+
+    /// Applies one observation and handles the store's answer. Returns whether the status
+    /// really changed.
+    async fn apply(
+        &mut self,
+        state: &mut State,
+        exten: &str,
+        obs: Observation,
+        cause: WriteCause,
+    ) -> bool {
+        let Ok(number) = ExtensionNumber::parse(exten) else {
+            self.unknown_once(state, exten, "not a valid extension number");
+            return false;
+        };
+        match self.writer.apply_status(number, obs, cause).await {
+            Ok(StatusApplied::Changed) => true,
+            Ok(StatusApplied::Unchanged) => false,
+            Ok(StatusApplied::NotStored) => {
+                self.unknown_once(state, exten, "not in the store");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(extension = exten, error = %e, "status write failed; the next resync repairs it");
+                false
+            }
+        }
+    }
+
+    fn unknown_once(&self, state: &mut State, exten: &str, why: &str) {
+        if state.unknown.insert(exten.to_owned()) {
+            self.metrics.unknown_extension();
+            tracing::info!(
+                extension = exten,
+                why,
+                "the PBX reports an extension the board does not track; ignored"
+            );
+        }
+    }
+
+    /// Takes a full `ExtensionStateList` and makes the store agree with it.
+    async fn resync(&mut self, state: &mut State) {
+        state.resync_pending = false;
+        let list = match self.client.send_list(Action::extension_state_list()).await {
+            Ok(list) => list,
+            Err(e) => {
+                self.list_failed(state, &e);
+                return;
+            }
+        };
+        if let Some(declared) = list.declared_items()
+            && declared != list.items.len() as u64
+        {
+            tracing::warn!(
+                declared,
+                got = list.items.len(),
+                "ExtensionStateList item count differs from ListItems"
+            );
+        }
+        // Events that were read while the list was being collected wait in the channel; the
+        // ones that precede the list on the wire go first.
+        let mut drained = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            drained.push(event);
+        }
+        let (before, after) = split_around(&list, drained);
+        for packet in before {
+            self.on_packet(state, &packet).await;
+        }
+        let repaired = self.apply_list(state, &list).await;
+        let first = state.lists_applied == 0;
+        state.lists_applied += 1;
+        self.metrics.resync();
+        if !first {
+            self.metrics.drift_repaired(repaired);
+        }
+        if repaired > 0 || first {
+            tracing::info!(
+                items = list.items.len(),
+                repaired,
+                "extension states resynced"
+            );
+        }
+        self.announce_up(state);
+        for event in after {
+            self.on_event(state, event).await;
+        }
+    }
+
+    /// Applies the list's items and marks stored extensions it lacks as unknown, in one batch
+    /// (one transaction on the embedded store). Returns how many statuses changed.
+    async fn apply_list(&mut self, state: &mut State, list: &EventListResult) -> u64 {
+        let mut batch = Vec::with_capacity(list.items.len());
+        let mut reported = HashSet::with_capacity(list.items.len());
+        for item in &list.items {
+            let es = match ExtensionStatus::from_packet(item) {
+                Ok(es) => es,
+                Err(e) => {
+                    tracing::debug!(error = %e, "list item ignored");
+                    continue;
+                }
+            };
+            reported.insert(es.exten.to_string());
+            match ExtensionNumber::parse(&es.exten) {
+                Ok(number) => {
+                    let at = state.stamp();
+                    batch.push((
+                        number,
+                        Observation::reported(es.status, at),
+                        WriteCause::Resync,
+                    ));
+                }
+                Err(_) => self.unknown_once(state, &es.exten, "not a valid extension number"),
+            }
+        }
+        match self.store.list(&ExtensionFilter::default()).await {
+            Ok(stored) => {
+                let at = state.stamp();
+                batch.extend(
+                    stored
+                        .into_iter()
+                        .filter(|r| !reported.contains(r.extension.as_str()))
+                        .map(|r| (r.extension, Observation::absent(at), WriteCause::Absent)),
+                );
+            }
+            Err(e) => {
+                self.metrics.store_error();
+                tracing::warn!(error = %e, "could not read the store to find extensions missing from the list");
+            }
+        }
+        let numbers: Vec<ExtensionNumber> = batch.iter().map(|(n, _, _)| n.clone()).collect();
+        let results = self.writer.apply_statuses(batch).await;
+        let mut repaired = 0;
+        for (number, result) in numbers.iter().zip(results) {
+            match result {
+                Ok(StatusApplied::Changed) => repaired += 1,
+                Ok(StatusApplied::Unchanged) => {}
+                Ok(StatusApplied::NotStored) => {
+                    self.unknown_once(state, number.as_str(), "not in the store");
+                }
+                Err(e) => {
+                    tracing::warn!(extension = %number, error = %e, "status write failed; the next resync repairs it");
+                }
+            }
+        }
+        repaired
+    }
+
+    fn list_failed(&mut self, state: &mut State, e: &ClientError) {
+        self.metrics.ami_error();
+        self.link
+            .set_error(format!("ExtensionStateList failed: {e}"));
+        match e {
+            // The next connection resyncs anyway.
+            ClientError::NotConnected | ClientError::ConnectionLost(_) | ClientError::Shutdown => {
+                tracing::debug!(error = %e, "list interrupted by the connection");
+            }
+            ClientError::Timeout(_) => {
+                tracing::warn!(error = %e, "ExtensionStateList timed out; retrying shortly");
+                state.resync_pending = true;
+                state.resync_not_before = Instant::now() + LIST_RETRY;
+            }
+            other => {
+                // Refused (no `call`/`reporting` rights, no hints at all...): asking again at
+                // once would fail the same way, so the timer decides.
+                tracing::error!(error = %other, "ExtensionStateList refused; statuses cannot be resynced");
+            }
+        }
+        // A connection that cannot list still counts as up for clients.
+        self.announce_up(state);
+    }
+
+    /// Tells clients the link is up, if they were told it was down (or never heard it was up).
+    fn announce_up(&mut self, state: &State) {
+        if state.connected.is_none() || self.hub.pbx_link().connected {
+            return;
+        }
+        let since = state.connected_at.unwrap_or_else(domain::now);
+        self.hub.publish(Change::PbxLink(PbxLink::at(true, since)));
+        tracing::info!("PBX link announced up");
+    }
+
+    /// The grace period ran out with the link still down: tell clients.
+    fn announce_drop(&mut self, state: &mut State) {
+        let Some((since, _)) = state.drop_pending.take() else {
+            return;
+        };
+        if state.connected.is_some() || !self.hub.pbx_link().connected {
+            return;
+        }
+        self.hub.publish(Change::PbxLink(PbxLink::at(false, since)));
+        tracing::warn!("PBX link announced down; the board shows last known statuses");
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(text: &str) -> Packet {
+        Packet::parse(text.as_bytes()).expect("packet")
+    }
+
+    fn event(generation: u64, wire_seq: u64, exten: &str) -> ClientEvent {
+        ClientEvent::Event(Sequenced {
+            generation,
+            wire_seq,
+            item: packet(&format!(
+                "Event: ExtensionStatus\r\nExten: {exten}\r\nContext: agents\r\nStatus: 1\r\n"
+            )),
+        })
+    }
+
+    fn list(generation: u64, response: u64, complete: u64) -> EventListResult {
+        EventListResult {
+            generation,
+            response: packet("Response: Success\r\nEventList: start\r\n"),
+            response_wire_seq: response,
+            items: Vec::new(),
+            complete: packet(
+                "Event: ExtensionStateListComplete\r\nEventList: Complete\r\nListItems: 0\r\n",
+            ),
+            complete_wire_seq: complete,
+        }
+    }
+
+    fn exten(e: &ClientEvent) -> String {
+        match e {
+            ClientEvent::Event(p) => p.get("Exten").map(|s| s.into_owned()).unwrap_or_default(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_split_at_the_list_response_in_wire_order() {
+        let drained = vec![
+            event(3, 4, "old-connection"),
+            event(4, 7, "a"),
+            event(4, 9, "b"),
+            event(4, 20, "c"),
+            ClientEvent::Disconnected {
+                generation: 4,
+                reason: ami_proto::client::DisconnectReason::Closed,
+            },
+            event(5, 2, "d"),
+        ];
+        let (before, after) = split_around(&list(4, 10, 15), drained);
+        let before: Vec<String> = before
+            .iter()
+            .map(|p| p.get("Exten").map(|s| s.into_owned()).unwrap_or_default())
+            .collect();
+        assert_eq!(before, ["old-connection", "a", "b"]);
+        let after: Vec<String> = after.iter().map(exten).collect();
+        assert_eq!(after.len(), 3);
+        assert_eq!(after[0], "c");
+        assert!(after[1].starts_with("Disconnected"), "{after:?}");
+        assert_eq!(after[2], "d");
+    }
+
+    #[test]
+    fn stamps_never_go_back() {
+        let mut s = State::new();
+        let future = domain::now() + chrono::Duration::seconds(60);
+        s.last_at = Some(future);
+        assert_eq!(s.stamp(), future);
+        assert!(s.stamp() >= future);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resync_waits_for_connection_and_deadline() {
+        let mut s = State::new();
+        s.resync_pending = true;
+        assert!(!s.resync_due(Instant::now()), "not while disconnected");
+        s.connected = Some(1);
+        s.resync_not_before = Instant::now() + Duration::from_secs(2);
+        assert!(!s.resync_due(Instant::now()));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(s.resync_due(Instant::now()));
+    }
+}

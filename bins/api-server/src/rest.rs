@@ -1,0 +1,347 @@
+//! The REST API on `/api/extensions`: list with filters, get, create, update, delete. Bodies are
+//! checked here (media type, size, JSON, members) and by `domain` (field rules); writes go
+//! through the [`crate::writer::Writer`], which publishes each change after the store holds it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use domain::{Department, ExtensionFilter, ExtensionPatch, NewExtension, Presence, RecordId};
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::openapi::{ExtensionBody, NewExtensionBody, PatchBody};
+use crate::state::AppState;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// A request body that is a JSON object: `Content-Type: application/json` (else 415), at most
+/// [`MAX_BODY`] bytes (else 413), valid UTF-8 JSON (else 400) and an object (else 400).
+pub struct JsonObject(pub Map<String, Value>);
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+async fn read_object(req: HttpRequest, mut payload: Payload) -> Result<JsonObject, ApiError> {
+    if !is_json(&req) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("The request body could not be read: {e}."),
+            )
+        })?;
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("The request body is not valid JSON: {e}."),
+        )
+    })?;
+    match value {
+        Value::Object(map) => Ok(JsonObject(map)),
+        _ => Err(ApiError::bad_request(
+            "invalid_json",
+            "The request body must be a JSON object.",
+        )),
+    }
+}
+
+impl FromRequest for JsonObject {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        Box::pin(read_object(req.clone(), payload.take()))
+    }
+}
+
+/// Reads the filters of a list request. Unknown parameters, repeated ones and bad values are
+/// refused; an empty value means "no filter" (what an HTML form sends for "any").
+pub fn parse_filter(query: &str) -> Result<ExtensionFilter, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
+        .into_inner();
+    let mut filter = ExtensionFilter::default();
+    let mut fields = BTreeMap::new();
+    let mut seen = Vec::new();
+    for (key, value) in pairs {
+        if seen.contains(&key) {
+            fields.insert(key, "is given more than once".to_owned());
+            continue;
+        }
+        seen.push(key.clone());
+        if value.is_empty() && ["department", "status", "is_active"].contains(&key.as_str()) {
+            continue;
+        }
+        match key.as_str() {
+            "department" => match Department::parse(&value) {
+                Ok(d) => filter.department = Some(d),
+                Err(e) => {
+                    fields.insert(key, e.rule.to_string());
+                }
+            },
+            "status" => match value.parse::<Presence>() {
+                Ok(p) => filter.status = Some(p),
+                Err(_) => {
+                    fields.insert(key, "must be online, offline or unknown".to_owned());
+                }
+            },
+            "is_active" => match value.as_str() {
+                "true" => filter.is_active = Some(true),
+                "false" => filter.is_active = Some(false),
+                _ => {
+                    fields.insert(key, "must be true or false".to_owned());
+                }
+            },
+            _ => {
+                fields.insert(key, "is not a known filter".to_owned());
+            }
+        }
+    }
+    if fields.is_empty() {
+        Ok(filter)
+    } else {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        Err(ApiError::BadRequest {
+            code: "invalid_filter",
+            message: format!("The filter is not valid: {}.", names.join(", ")),
+            fields,
+        })
+    }
+}
+
+fn parse_id(raw: &str) -> Result<RecordId, ApiError> {
+    // An id that cannot exist is simply not found, as for any other unknown id.
+    RecordId::parse(raw).map_err(|_| ApiError::no_such_extension(raw))
+}
+
+/// Lists extensions, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/extensions",
+    tag = "extensions",
+    params(
+        ("department" = Option<String>, Query, description = "Only this department (exact match)"),
+        ("status" = Option<String>, Query, description = "Only this presence: online, offline or unknown"),
+        ("is_active" = Option<bool>, Query, description = "Only active (true) or inactive (false) extensions"),
+    ),
+    responses(
+        (status = 200, description = "The matching records, ordered by extension number", body = Vec<ExtensionBody>),
+        (status = 400, description = "A bad or unknown filter", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let filter = parse_filter(req.query_string())?;
+    let records = state
+        .store
+        .list(&filter)
+        .await
+        .map_err(|e| state.store_failed(&e))?;
+    Ok(HttpResponse::Ok().json(records))
+}
+
+/// Gets one extension.
+#[utoipa::path(
+    get,
+    path = "/api/extensions/{id}",
+    tag = "extensions",
+    params(("id" = String, Path, description = "The record id (24 hex characters)")),
+    responses(
+        (status = 200, description = "The record", body = ExtensionBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    match state
+        .store
+        .get(&id)
+        .await
+        .map_err(|e| state.store_failed(&e))?
+    {
+        Some(record) => Ok(HttpResponse::Ok().json(record)),
+        None => Err(ApiError::no_such_extension(id.as_str())),
+    }
+}
+
+/// Creates an extension.
+#[utoipa::path(
+    post,
+    path = "/api/extensions",
+    tag = "extensions",
+    request_body(content = NewExtensionBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = ExtensionBody),
+        (status = 400, description = "Invalid body; `fields` names each field at fault", body = ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = ErrorBody),
+        (status = 409, description = "The extension number is taken", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn create(
+    body: JsonObject,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let new = NewExtension::from_json(&body.0).map_err(|e| ApiError::invalid_fields(&e))?;
+    let record = state.writer.create(new).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/api/extensions/{}", record.id),
+        ))
+        .json(record))
+}
+
+/// Edits an extension's agent name, department or active flag.
+#[utoipa::path(
+    put,
+    path = "/api/extensions/{id}",
+    tag = "extensions",
+    params(("id" = String, Path, description = "The record id (24 hex characters)")),
+    request_body(content = PatchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The record after the edit", body = ExtensionBody),
+        (status = 400, description = "Invalid body, or status fields or `extension` present", body = ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn update(
+    path: web::Path<String>,
+    body: JsonObject,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let patch = ExtensionPatch::from_json(&body.0).map_err(|e| ApiError::invalid_fields(&e))?;
+    let id = parse_id(&path)?;
+    let record = state.writer.update(id, patch).await?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+/// Deletes an extension.
+#[utoipa::path(
+    delete,
+    path = "/api/extensions/{id}",
+    tag = "extensions",
+    params(("id" = String, Path, description = "The record id (24 hex characters)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Admin token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn delete(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path)?;
+    state.writer.delete(id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Mounts the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/extensions")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(crate::error::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/extensions/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete))
+            .default_service(web::to(crate::error::method_not_allowed)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters() {
+        let ok = |q: &str| parse_filter(q).expect(q);
+        assert_eq!(ok(""), ExtensionFilter::default());
+        assert_eq!(
+            ok("status=&department=&is_active="),
+            ExtensionFilter::default()
+        );
+        let f = ok("department=Sales&status=offline&is_active=false");
+        assert_eq!(f.department.as_ref().map(Department::as_str), Some("Sales"));
+        assert_eq!(f.status, Some(Presence::Offline));
+        assert_eq!(f.is_active, Some(false));
+
+        let rows = [
+            (
+                "status=bogus",
+                "status",
+                "must be online, offline or unknown",
+            ),
+            ("is_active=maybe", "is_active", "must be true or false"),
+            ("colour=red", "colour", "is not a known filter"),
+            (
+                "status=online&status=offline",
+                "status",
+                "is given more than once",
+            ),
+            (
+                "department=%07",
+                "department",
+                "must not contain control characters",
+            ),
+        ];
+        for (q, field, problem) in rows {
+            match parse_filter(q) {
+                Err(ApiError::BadRequest { code, fields, .. }) => {
+                    assert_eq!(code, "invalid_filter", "{q}");
+                    assert_eq!(fields.get(field).map(String::as_str), Some(problem), "{q}");
+                }
+                other => panic!("{q}: {:?}", other.map(|_| ())),
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! What every request handler shares: the store, the hub, the writer, counters and timers.
+
+use std::sync::Arc;
+
+use hub::Hub;
+use store::Repository;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Timing;
+use crate::error::ApiError;
+use crate::health::LinkStatus;
+use crate::metrics::Metrics;
+use crate::writer::Writer;
+
+/// What every handler shares.
+pub struct AppState {
+    /// The store, for reads.
+    pub store: Arc<dyn Repository>,
+    /// `embedded` or `mongodb`.
+    pub store_backend: String,
+    /// The broadcast hub.
+    pub hub: Hub,
+    /// All writes go through here.
+    pub writer: Writer,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The AMI link as the pipeline sees it.
+    pub link: Arc<LinkStatus>,
+    /// Timers (WebSocket heartbeat).
+    pub timing: Timing,
+    /// Fires when the server starts shutting down: WebSockets send their close frames.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Counts and maps a failed store read.
+    pub fn store_failed(&self, e: &store::StoreError) -> ApiError {
+        if !e.is_not_found() && !e.is_conflict() {
+            self.metrics.store_error();
+        }
+        ApiError::from_store(e)
+    }
+}

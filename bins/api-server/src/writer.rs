@@ -1,0 +1,282 @@
+//! The single writer: every store write of the server (user edits from REST, statuses from the
+//! pipeline) runs here, one after another, and each change is published to the hub right after
+//! the store has it.
+//!
+//! Running them in one task is what keeps the hub's view equal to the store: when an edit and
+//! a status update of the same record raced as independent tasks, the one that wrote first
+//! could publish last and leave subscribers with a stale record. A task that owns the writes
+//! orders them without holding any lock across an `.await`. Writes are rare next to reads
+//! (reads go straight to the store), and the pipeline is sequential anyway, so one lane costs
+//! nothing that matters.
+
+use std::sync::Arc;
+
+use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
+use hub::{Change, Hub};
+use store::{Repository, StatusEffect, StatusOutcome, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::metrics::{Metrics, WriteCause};
+
+/// How many writes may wait for the writer before callers wait to enqueue.
+const QUEUE: usize = 1024;
+
+/// What one status observation did, as the pipeline needs to know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusApplied {
+    /// The status really changed (and was published).
+    Changed,
+    /// Nothing changed but `last_seen`, or nothing at all.
+    Unchanged,
+    /// The store has no such extension.
+    NotStored,
+}
+
+enum Job {
+    Create(NewExtension, oneshot::Sender<Result<Extension, StoreError>>),
+    Update(
+        RecordId,
+        ExtensionPatch,
+        oneshot::Sender<Result<Extension, StoreError>>,
+    ),
+    Delete(RecordId, oneshot::Sender<Result<Extension, StoreError>>),
+    Statuses(
+        Vec<(ExtensionNumber, Observation, WriteCause)>,
+        oneshot::Sender<Vec<Result<StatusApplied, StoreError>>>,
+    ),
+}
+
+/// A handle to the writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// The writer task's side.
+struct Task {
+    store: Arc<dyn Repository>,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+}
+
+fn gone() -> StoreError {
+    // The writer only stops at shutdown, after which the store takes no more writes.
+    StoreError::Unavailable {
+        cause: Arc::new(std::io::Error::other("the server is shutting down")),
+    }
+}
+
+impl Writer {
+    /// Starts the writer task. It ends when every handle is dropped, after finishing the jobs
+    /// already queued.
+    pub fn spawn(
+        store: Arc<dyn Repository>,
+        hub: Hub,
+        metrics: Arc<Metrics>,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let task = Task {
+            store,
+            hub,
+            metrics,
+        };
+        (Writer { jobs }, tokio::spawn(task.run(rx)))
+    }
+
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+        closed: impl FnOnce() -> T,
+    ) -> T {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(job(tx)).await.is_err() {
+            return closed();
+        }
+        rx.await.unwrap_or_else(|_| closed())
+    }
+
+    /// Creates a record and publishes `extension_created`.
+    pub async fn create(&self, new: NewExtension) -> Result<Extension, ApiError> {
+        self.ask(|tx| Job::Create(new, tx), || Err(gone()))
+            .await
+            .map_err(|e| ApiError::from_store(&e))
+    }
+
+    /// Edits a record and publishes `extension_updated` when something changed.
+    pub async fn update(&self, id: RecordId, patch: ExtensionPatch) -> Result<Extension, ApiError> {
+        let shown = id.to_string();
+        self.ask(|tx| Job::Update(id, patch, tx), || Err(gone()))
+            .await
+            .map_err(|e| match e {
+                e if e.is_not_found() => ApiError::no_such_extension(&shown),
+                e => ApiError::from_store(&e),
+            })
+    }
+
+    /// Deletes a record and publishes `extension_deleted`.
+    pub async fn delete(&self, id: RecordId) -> Result<(), ApiError> {
+        let shown = id.to_string();
+        self.ask(|tx| Job::Delete(id, tx), || Err(gone()))
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                e if e.is_not_found() => ApiError::no_such_extension(&shown),
+                e => ApiError::from_store(&e),
+            })
+    }
+
+    /// Applies one observation and publishes `extension_status_updated` when the status
+    /// really changed.
+    pub async fn apply_status(
+        &self,
+        extension: ExtensionNumber,
+        observation: Observation,
+        cause: WriteCause,
+    ) -> Result<StatusApplied, StoreError> {
+        let mut out = self
+            .apply_statuses(vec![(extension, observation, cause)])
+            .await;
+        out.pop().unwrap_or_else(|| Err(gone()))
+    }
+
+    /// Applies many observations in order, in as few store transactions as the backend
+    /// allows (a whole state list in one), publishing each real change in order.
+    pub async fn apply_statuses(
+        &self,
+        observations: Vec<(ExtensionNumber, Observation, WriteCause)>,
+    ) -> Vec<Result<StatusApplied, StoreError>> {
+        let n = observations.len();
+        self.ask(
+            |tx| Job::Statuses(observations, tx),
+            || (0..n).map(|_| Err(gone())).collect(),
+        )
+        .await
+    }
+}
+
+impl Task {
+    async fn run(self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(job) = jobs.recv().await {
+            // A caller that gave up (a client that disconnected) does not undo its write;
+            // nobody needs the answer then.
+            match job {
+                Job::Create(new, reply) => {
+                    let _ = reply.send(self.create(new).await);
+                }
+                Job::Update(id, patch, reply) => {
+                    let _ = reply.send(self.update(&id, patch).await);
+                }
+                Job::Delete(id, reply) => {
+                    let _ = reply.send(self.delete(&id).await);
+                }
+                Job::Statuses(observations, reply) => {
+                    let _ = reply.send(self.statuses(observations).await);
+                }
+            }
+        }
+    }
+
+    fn failed(&self, e: &StoreError) {
+        if !e.is_conflict() && !e.is_not_found() {
+            self.metrics.store_error();
+        }
+    }
+
+    fn publish(&self, change: Change) {
+        self.hub.publish(change);
+    }
+
+    async fn create(&self, new: NewExtension) -> Result<Extension, StoreError> {
+        let record = self
+            .store
+            .create(new)
+            .await
+            .inspect_err(|e| self.failed(e))?;
+        self.metrics.store_write(WriteCause::Create);
+        self.publish(Change::Created(record.clone()));
+        tracing::info!(extension = %record.extension, id = %record.id, "extension created");
+        Ok(record)
+    }
+
+    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+        let before = self.store.get(id).await.inspect_err(|e| self.failed(e))?;
+        let record = self
+            .store
+            .update(id, patch)
+            .await
+            .inspect_err(|e| self.failed(e))?;
+        // An edit that sets the values already there changes nothing and is not news.
+        if before
+            .as_ref()
+            .is_none_or(|b| b.updated_at != record.updated_at)
+        {
+            self.metrics.store_write(WriteCause::Update);
+            self.publish(Change::Updated(record.clone()));
+            tracing::info!(extension = %record.extension, id = %record.id, "extension updated");
+        }
+        Ok(record)
+    }
+
+    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
+        let record = self
+            .store
+            .delete(id)
+            .await
+            .inspect_err(|e| self.failed(e))?;
+        self.metrics.store_write(WriteCause::Delete);
+        self.publish(Change::Deleted {
+            id: record.id.clone(),
+            department: record.department.clone(),
+        });
+        tracing::info!(extension = %record.extension, id = %record.id, "extension deleted");
+        Ok(record)
+    }
+
+    async fn statuses(
+        &self,
+        observations: Vec<(ExtensionNumber, Observation, WriteCause)>,
+    ) -> Vec<Result<StatusApplied, StoreError>> {
+        let batch: Vec<(ExtensionNumber, Observation)> = observations
+            .iter()
+            .map(|(e, o, _)| (e.clone(), *o))
+            .collect();
+        let results = self.store.apply_statuses(&batch).await;
+        observations
+            .into_iter()
+            .zip(results)
+            .map(|((_, _, cause), result)| self.status_result(cause, result))
+            .collect()
+    }
+
+    fn status_result(
+        &self,
+        cause: WriteCause,
+        result: Result<StatusOutcome, StoreError>,
+    ) -> Result<StatusApplied, StoreError> {
+        match result {
+            Ok(StatusOutcome {
+                effect: StatusEffect::Changed { .. },
+                record,
+            }) => {
+                self.metrics.store_write(cause);
+                tracing::debug!(extension = %record.extension, code = record.status_code, "status changed");
+                self.publish(Change::StatusUpdated(record));
+                Ok(StatusApplied::Changed)
+            }
+            Ok(StatusOutcome {
+                effect: StatusEffect::SeenOnly,
+                ..
+            }) => {
+                self.metrics.store_write(WriteCause::LastSeen);
+                Ok(StatusApplied::Unchanged)
+            }
+            Ok(_) => Ok(StatusApplied::Unchanged),
+            Err(e) if e.is_not_found() => Ok(StatusApplied::NotStored),
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+}

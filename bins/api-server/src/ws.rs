@@ -1,0 +1,252 @@
+//! `GET /ws`: the live stream. A snapshot (or, with `?resume=N`, exactly the missed changes)
+//! followed by the hub's deltas, several per frame under load; `?department=` filtering; a
+//! ping/pong heartbeat that closes silent clients; and a clean close frame on shutdown.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use domain::Department;
+use hub::{Delivery, Resume, Subscription, render_frame};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Client frames are small (pings, pongs, an occasional text we ignore); anything larger is a
+/// protocol error rather than a reason to buffer megabytes.
+const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// The query parameters of `/ws`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct WsQuery {
+    /// Start after this sequence number.
+    pub resume: Option<u64>,
+    /// Only this department's extensions.
+    pub department: Option<Department>,
+}
+
+impl WsQuery {
+    /// Reads the query string; unknown parameters and bad values are refused, so a typo
+    /// does not silently give an unfiltered stream.
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+            .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
+            .into_inner();
+        let mut out = WsQuery::default();
+        for (key, value) in pairs {
+            match key.as_str() {
+                "resume" => {
+                    let n = value.trim().parse::<u64>().map_err(|_| {
+                        invalid_param("resume", "must be a sequence number (a whole number)")
+                    })?;
+                    out.resume = Some(n);
+                }
+                "department" => {
+                    let d = Department::parse(&value)
+                        .map_err(|e| invalid_param("department", &e.rule.to_string()))?;
+                    out.department = Some(d);
+                }
+                "token" => {}
+                _ => return Err(invalid_param(&key, "is not a known parameter here")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn invalid_param(name: &str, problem: &str) -> ApiError {
+    let mut fields = std::collections::BTreeMap::new();
+    fields.insert(name.to_owned(), problem.to_owned());
+    ApiError::BadRequest {
+        code: "invalid_query",
+        message: format!("The query parameter {name:?} {problem}."),
+        fields,
+    }
+}
+
+/// Upgrades the request and hands the connection to its own task.
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "live",
+    params(
+        ("resume" = Option<u64>, Query, description = "Start with exactly the changes after this sequence number when the server still holds them (then no snapshot)"),
+        ("department" = Option<String>, Query, description = "Only this department's extensions (seq stays global)"),
+        ("token" = Option<String>, Query, description = "Viewer or admin token, where one is required"),
+    ),
+    responses(
+        (status = 101, description = "WebSocket stream: a snapshot, then deltas with seq"),
+        (status = 400, description = "Bad query parameter", body = crate::error::ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
+    )
+)]
+pub async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let query = WsQuery::parse(req.query_string())?;
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream.max_frame_size(MAX_CLIENT_FRAME);
+    let start = match query.resume {
+        Some(after) => match state.hub.resume(after, query.department) {
+            Resume::Changes(changes, sub) => {
+                let first = (!changes.is_empty()).then(|| render_frame(&changes));
+                (first, sub)
+            }
+            Resume::Snapshot(snapshot, sub) => (Some(snapshot.to_json()), sub),
+        },
+        None => {
+            let (snapshot, sub) = state.hub.subscribe(query.department);
+            (Some(snapshot.to_json()), sub)
+        }
+    };
+    let conn = Connection {
+        session,
+        stream,
+        subscription: start.1,
+        metrics: state.metrics.clone(),
+        shutdown: state.shutdown.clone(),
+        ping_interval: state.timing.ws_ping_interval,
+        timeout: state.timing.ws_timeout,
+    };
+    actix_web::rt::spawn(conn.run(start.0));
+    Ok(response)
+}
+
+/// One client connection.
+struct Connection {
+    session: Session,
+    stream: MessageStream,
+    subscription: Subscription,
+    metrics: std::sync::Arc<Metrics>,
+    shutdown: CancellationToken,
+    ping_interval: Duration,
+    timeout: Duration,
+}
+
+/// Decrements the client gauge however the connection ends.
+struct ClientGauge(std::sync::Arc<Metrics>);
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        self.0.ws_clients_add(-1);
+    }
+}
+
+/// Why a connection ended, and what close frame (if any) is still owed to the client.
+enum End {
+    /// Send this close frame.
+    Close(CloseReason),
+    /// The client closed first; echo its close frame.
+    Echo(Option<CloseReason>),
+    /// The connection is gone; nothing can be sent.
+    Gone,
+}
+
+impl Connection {
+    async fn run(mut self, first: Option<String>) {
+        self.metrics.ws_clients_add(1);
+        let _gauge = ClientGauge(self.metrics.clone());
+        if let Some(first) = first
+            && self.session.text(first).await.is_err()
+        {
+            return;
+        }
+        let end = self.pump().await;
+        let reason = match end {
+            End::Close(reason) => Some(reason),
+            End::Echo(reason) => reason,
+            End::Gone => return,
+        };
+        // The client may already be gone; there is nothing more to do about it then.
+        let _ = self.session.close(reason).await;
+    }
+
+    async fn pump(&mut self) -> End {
+        let mut ticker =
+            tokio::time::interval_at(Instant::now() + self.ping_interval, self.ping_interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => {
+                    return End::Close(CloseReason {
+                        code: CloseCode::Away,
+                        description: Some("server shutting down".to_owned()),
+                    });
+                }
+                msg = self.stream.recv() => match msg {
+                    Some(Ok(Message::Ping(bytes))) => {
+                        last_heard = Instant::now();
+                        if self.session.pong(&bytes).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                    Some(Ok(Message::Close(reason))) => return End::Echo(reason),
+                    // Pongs, texts and anything else prove the client is alive; their content
+                    // means nothing to this server.
+                    Some(Ok(_)) => last_heard = Instant::now(),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "websocket protocol error");
+                        return End::Close(CloseReason {
+                            code: CloseCode::Protocol,
+                            description: Some("protocol error".to_owned()),
+                        });
+                    }
+                    None => return End::Gone,
+                },
+                delivery = self.subscription.recv() => {
+                    let text = match delivery {
+                        Delivery::Changes(batch) => render_frame(&batch),
+                        Delivery::Resync(snapshot) => {
+                            tracing::debug!("websocket client fell behind; sending a fresh snapshot");
+                            snapshot.to_json()
+                        }
+                    };
+                    if self.session.text(text).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() >= self.timeout {
+                        tracing::debug!("websocket client silent too long; closing");
+                        return End::Close(CloseReason {
+                            code: CloseCode::Policy,
+                            description: Some("no pong within the timeout".to_owned()),
+                        });
+                    }
+                    if self.session.ping(b"").await.is_err() {
+                        return End::Gone;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        let ok = |q: &str| WsQuery::parse(q).expect(q);
+        assert_eq!(ok(""), WsQuery::default());
+        assert_eq!(
+            ok("resume=42&token=abc&department=Sales%20EU"),
+            WsQuery {
+                resume: Some(42),
+                department: Some(Department::parse("Sales EU").expect("dept")),
+            }
+        );
+        for bad in ["resume=x", "resume=-1", "department=", "colour=red"] {
+            let e = WsQuery::parse(bad).expect_err(bad);
+            assert_eq!(e.code(), "invalid_query", "{bad}");
+        }
+    }
+}
