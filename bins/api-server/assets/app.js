@@ -155,7 +155,8 @@ function restoreView() {
 }
 restoreView();
 for (const el of [deptSelect, statusSelect, groupSelect, inactiveBox]) el.addEventListener("change", readView);
-qInput.addEventListener("input", readView);
+// `input` covers typing; `change` and `search` cover clearing the field by other means.
+for (const type of ["input", "change", "search"]) qInput.addEventListener(type, readView);
 byId("filters").addEventListener("submit", (ev) => ev.preventDefault());
 readView();
 
@@ -236,7 +237,9 @@ function renderIndicators() {
   if (connText.textContent !== text) connText.textContent = text;
   if (!pbx.connected) {
     const since = pbx.since ? Date.parse(pbx.since) : NaN;
-    pbxEl.textContent = `PBX link down${Number.isNaN(since) ? "" : ` since ${localTime(since, now)}`} · statuses are the last known, not live`;
+    pbxEl.textContent = Number.isNaN(since)
+      ? "PBX not connected yet · statuses are the last known, not live"
+      : `PBX link down since ${localTime(since, now)} · statuses are the last known, not live`;
     pbxEl.hidden = false;
   } else {
     pbxEl.hidden = true;

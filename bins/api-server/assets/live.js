@@ -190,6 +190,12 @@ export class Live {
     ws.addEventListener("open", () => {
       opened = true;
       clearTimeout(openTimeout);
+      if (this.ws !== ws) return;
+      // A resumed stream with nothing missed sends nothing at first, so the open socket itself
+      // is what says the link is live again.
+      this.attempt = 0;
+      this.stopPolling();
+      this.setState("live");
     });
     ws.addEventListener("message", (ev) => {
       if (this.ws !== ws) return;
@@ -252,9 +258,6 @@ export class Live {
     }
     if (deltas.length) this.sink.apply(deltas);
     this.link.lastData = Date.now();
-    this.attempt = 0;
-    this.stopPolling();
-    this.setState("live");
   }
 
   scheduleReconnect() {
