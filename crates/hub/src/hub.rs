@@ -1,16 +1,17 @@
 //! The hub itself: the current view, the ring of recent changes, and the publish, subscribe
 //! and resume operations over them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
-use domain::{Department, Extension, RecordId};
+use domain::{Department, Extension};
 
 use crate::change::{Change, Encoded, PbxLink, SequencedChange};
 use crate::message::Snapshot;
 use crate::subscription::{Resume, Step, Subscription};
+use crate::view::{Chunk, View, flatten};
 
 /// How much history the hub keeps and how far a subscriber may fall behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +93,7 @@ pub(crate) struct Counters {
 /// Everything behind the lock.
 pub(crate) struct State {
     /// The current record of every extension.
-    view: HashMap<RecordId, Arc<Extension>>,
+    view: View,
     pbx_link: PbxLink,
     /// The most recent changes, oldest first, without gaps, ending with `last_seq`.
     ring: VecDeque<Arc<SequencedChange>>,
@@ -107,21 +108,12 @@ impl State {
         self.last_seq + 1 - self.ring.len() as u64
     }
 
-    /// The (filtered) view as of `last_seq`. Copies pointers only; the caller sorts after
-    /// releasing the lock.
-    fn snapshot(&self, filter: Option<&Department>) -> Snapshot {
-        let extensions = match filter {
-            None => self.view.values().cloned().collect(),
-            Some(d) => self
-                .view
-                .values()
-                .filter(|e| e.department == *d)
-                .cloned()
-                .collect(),
-        };
-        Snapshot {
+    /// The view as of `last_seq`: one pointer copy per chunk of records. The caller builds the
+    /// snapshot after releasing the lock.
+    fn snapshot(&self) -> SnapshotParts {
+        SnapshotParts {
             seq: self.last_seq,
-            extensions,
+            chunks: self.view.share(),
             pbx_link: self.pbx_link.clone(),
         }
     }
@@ -129,20 +121,14 @@ impl State {
     /// Reads from `next` on: a fresh snapshot when `next` has fallen out of the ring or more
     /// than `lag_limit` behind, otherwise up to `max` changes (unfiltered), or nothing when the
     /// reader is up to date. Advances `next` past whatever it returns.
-    pub(crate) fn read(
-        &self,
-        next: &mut u64,
-        filter: Option<&Department>,
-        lag_limit: u64,
-        max: usize,
-    ) -> Step {
+    pub(crate) fn read(&self, next: &mut u64, lag_limit: u64, max: usize) -> Step {
         if *next > self.last_seq {
             return Step::UpToDate;
         }
         let unread = self.last_seq + 1 - *next;
         let first = self.first_seq();
         if *next < first || unread > lag_limit {
-            let snapshot = self.snapshot(filter);
+            let snapshot = self.snapshot();
             *next = snapshot.seq + 1;
             return Step::Resync(snapshot);
         }
@@ -152,6 +138,26 @@ impl State {
         let batch: Vec<_> = self.ring.range(start..end).cloned().collect();
         *next += batch.len() as u64;
         Step::Batch(batch)
+    }
+}
+
+/// A snapshot as taken under the lock: the shared chunks of the view, not yet flattened.
+pub(crate) struct SnapshotParts {
+    seq: u64,
+    chunks: Vec<Arc<Chunk>>,
+    pbx_link: PbxLink,
+}
+
+impl SnapshotParts {
+    /// Flattens, filters and orders the records; runs outside the lock.
+    pub(crate) fn build(self, filter: Option<&Department>) -> Snapshot {
+        let mut snapshot = Snapshot {
+            seq: self.seq,
+            extensions: flatten(&self.chunks, filter),
+            pbx_link: self.pbx_link,
+        };
+        snapshot.sort();
+        snapshot
     }
 }
 
@@ -256,12 +262,8 @@ impl Hub {
     ) -> Self {
         let ring_capacity = config.ring_capacity.max(1);
         let lag_limit = config.subscriber_queue.clamp(1, ring_capacity) as u64;
-        let view = initial
-            .into_iter()
-            .map(|e| (e.id.clone(), Arc::new(e)))
-            .collect();
         let state = State {
-            view,
+            view: View::new(initial),
             pbx_link,
             ring: VecDeque::with_capacity(ring_capacity),
             // Keeps `last_seq + 1` from overflowing whatever the caller passed.
@@ -293,7 +295,7 @@ impl Hub {
             let seq = state.last_seq + 1;
             let replaced = match (&change, record) {
                 (Change::Deleted { id, .. }, _) => state.view.remove(id),
-                (_, Some(record)) => state.view.insert(record.id.clone(), record),
+                (_, Some(record)) => state.view.upsert(record),
                 (_, None) => None,
             };
             if let Change::PbxLink(link) = &change {
@@ -324,11 +326,8 @@ impl Hub {
     /// Subscribes: the current (filtered) view and a subscription that delivers every change
     /// after it. Both come from one lock hold, so no change falls between them.
     pub fn subscribe(&self, filter: Option<Department>) -> (Snapshot, Subscription) {
-        let mut snapshot = {
-            let state = self.shared.lock();
-            state.snapshot(filter.as_ref())
-        };
-        snapshot.sort();
+        let parts = self.shared.lock().snapshot();
+        let snapshot = parts.build(filter.as_ref());
         let subscription = Subscription::new(self.shared.clone(), snapshot.seq + 1, filter);
         (snapshot, subscription)
     }
@@ -342,9 +341,9 @@ impl Hub {
         let target = {
             let state = self.shared.lock();
             if after_seq > state.last_seq || after_seq < state.first_seq() - 1 {
-                let snapshot = state.snapshot(filter.as_ref());
+                let parts = state.snapshot();
                 drop(state);
-                return self.resume_with(snapshot, filter);
+                return self.resume_with(parts, filter);
             }
             state.last_seq
         };
@@ -355,9 +354,9 @@ impl Hub {
         while subscription.next_seq() <= target {
             match subscription.read(u64::MAX) {
                 Step::Batch(batch) => changes.extend(batch),
-                Step::Resync(mut snapshot) => {
+                Step::Resync(parts) => {
                     // The ring moved past the client while the changes were being gathered.
-                    snapshot.sort();
+                    let snapshot = parts.build(subscription.filter());
                     counters.resumes_with_snapshot.fetch_add(1, Relaxed);
                     return Resume::Snapshot(snapshot, subscription);
                 }
@@ -371,8 +370,8 @@ impl Hub {
         Resume::Changes(changes, subscription)
     }
 
-    fn resume_with(&self, mut snapshot: Snapshot, filter: Option<Department>) -> Resume {
-        snapshot.sort();
+    fn resume_with(&self, parts: SnapshotParts, filter: Option<Department>) -> Resume {
+        let snapshot = parts.build(filter.as_ref());
         let subscription = Subscription::new(self.shared.clone(), snapshot.seq + 1, filter);
         self.shared
             .counters
@@ -383,9 +382,8 @@ impl Hub {
 
     /// The current (filtered) view, without subscribing.
     pub fn snapshot(&self, filter: Option<&Department>) -> Snapshot {
-        let mut snapshot = self.shared.lock().snapshot(filter);
-        snapshot.sort();
-        snapshot
+        let parts = self.shared.lock().snapshot();
+        parts.build(filter)
     }
 
     /// The sequence number of the latest change (of the initial snapshot before any).
@@ -454,7 +452,7 @@ mod tests {
 
     #[test]
     fn publishing_applies_each_kind_of_change_to_the_view() {
-        use domain::{AgentName, ExtensionNumber, NewExtension};
+        use domain::{AgentName, ExtensionNumber, NewExtension, RecordId};
         let record = |dept: &str, name: &str| {
             Extension::create(
                 RecordId::from_bytes([7; 12]),

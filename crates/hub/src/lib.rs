@@ -25,6 +25,7 @@ mod change;
 mod hub;
 mod message;
 mod subscription;
+mod view;
 
 pub use change::{Change, PbxLink, SequencedChange};
 pub use hub::{Hub, HubConfig, HubMetrics};

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use domain::Department;
 
 use crate::change::SequencedChange;
-use crate::hub::{ParkedAt, Shared, wake_all};
+use crate::hub::{ParkedAt, Shared, SnapshotParts, wake_all};
 use crate::message::Snapshot;
 
 /// The most changes one [`Delivery::Changes`] holds unless [`Subscription::set_max_batch`]
@@ -55,8 +55,8 @@ impl Resume {
 
 /// One step of reading, decided under the lock.
 pub(crate) enum Step {
-    /// A fresh snapshot; the cursor now follows it.
-    Resync(Snapshot),
+    /// A fresh snapshot (to be built outside the lock); the cursor now follows it.
+    Resync(SnapshotParts),
     /// The next changes, not yet filtered, at least one.
     Batch(Vec<Arc<SequencedChange>>),
     /// Nothing new.
@@ -142,8 +142,8 @@ impl Subscription {
     fn next_delivery(&mut self, waker: Option<&Waker>) -> Option<Delivery> {
         loop {
             match self.read_or_park(self.shared.lag_limit, waker) {
-                Step::Resync(mut snapshot) => {
-                    snapshot.sort();
+                Step::Resync(parts) => {
+                    let snapshot = parts.build(self.filter.as_ref());
                     self.shared.counters.lag_resyncs.fetch_add(1, Relaxed);
                     return Some(Delivery::Resync(snapshot));
                 }
@@ -168,12 +168,7 @@ impl Subscription {
 
     fn read_or_park(&mut self, lag_limit: u64, waker: Option<&Waker>) -> Step {
         let mut state = self.shared.lock();
-        let step = state.read(
-            &mut self.next,
-            self.filter.as_ref(),
-            lag_limit,
-            self.max_batch,
-        );
+        let step = state.read(&mut self.next, lag_limit, self.max_batch);
         if let (Step::UpToDate, Some(waker)) = (&step, waker) {
             state.parked.register(&mut self.parked, waker);
         }
