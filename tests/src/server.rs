@@ -52,6 +52,9 @@ pub struct Options {
     pub viewer_token: Option<String>,
     /// Timer overrides; `None` uses [`Options::fast_timing`].
     pub timing: Option<Timing>,
+    /// Records (extension, agent, department) put into the store before the server starts,
+    /// so that the first `ExtensionStateList` already finds them.
+    pub seed: Vec<(String, String, String)>,
 }
 
 impl Options {
@@ -76,6 +79,44 @@ impl Options {
             ..Self::default()
         }
     }
+
+    /// Adds records to seed, all in one department.
+    pub fn seeded(mut self, extensions: &[&str], department: &str) -> Self {
+        self.seed.extend(
+            extensions
+                .iter()
+                .map(|e| ((*e).to_owned(), format!("Agent {e}"), department.to_owned())),
+        );
+        self
+    }
+}
+
+/// Writes `records` into a fresh embedded store in `dir`, then closes it.
+async fn seed(dir: &std::path::Path, records: &[(String, String, String)]) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    let store = store::open(
+        &store::Backend::Embedded {
+            data_dir: dir.to_path_buf(),
+        },
+        store::StoreOptions {
+            shutdown: token.clone(),
+            ..store::StoreOptions::default()
+        },
+    )
+    .await?;
+    for (extension, agent, department) in records {
+        store
+            .create(domain::NewExtension {
+                extension: domain::ExtensionNumber::parse(extension)?,
+                agent_name: domain::AgentName::parse(agent)?,
+                department: domain::Department::parse(department)?,
+                is_active: true,
+            })
+            .await?;
+    }
+    store.flush().await?;
+    token.cancel();
+    Ok(())
 }
 
 /// A running server with its own temporary data directory.
@@ -116,6 +157,9 @@ impl TestServer {
     pub async fn start(options: Options) -> anyhow::Result<TestServer> {
         install_log_capture();
         let dir = tempfile::tempdir()?;
+        if !options.seed.is_empty() {
+            seed(dir.path(), &options.seed).await?;
+        }
         let (ami_addr, user, secret) = match &options.ami {
             Some((addr, user, secret)) => (
                 addr.to_string(),
@@ -143,7 +187,23 @@ impl TestServer {
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let shutdown = CancellationToken::new();
-        let running = api_server::start(config, listener, shutdown.clone()).await?;
+        // The seeding store may take a moment to release its file after closing.
+        let running = eventually("the store to open", || {
+            let (config, listener, shutdown) =
+                (config.clone(), listener.try_clone(), shutdown.clone());
+            async move {
+                match api_server::start(config, listener?, shutdown).await {
+                    Ok(running) => Ok(Some(running)),
+                    Err(api_server::ServerError::Store(e))
+                        if e.to_string().contains("already open") =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .await?;
         Ok(TestServer {
             addr: running.addr,
             http: reqwest::Client::new(),
@@ -250,6 +310,17 @@ impl TestServer {
             .and_then(|all| all.iter().find(|e| e["extension"] == extension))
             .cloned()
             .ok_or_else(|| anyhow!("no record for {extension}: {}", r.text))
+    }
+
+    /// The `/metrics` value of a sample line starting with `name` (labels included).
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.get("/metrics").await?.text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .ok_or_else(|| anyhow!("no metric {name}"))?
+            .trim()
+            .parse()
+            .map_err(Into::into)
     }
 
     /// Waits until `extension` has `status_code` in the REST API.

@@ -1,1 +1,362 @@
-//! End-to-end tests: pipeline.
+//! End-to-end tests: the AMI → store → hub pipeline against the loopback peer that replays the
+//! real Asterisk captures — the initial list, every status code, a dropped and reconnected link
+//! with states changed meanwhile, wire order around the list, periodic drift repair, unknown
+//! extensions, and secrets kept out of the logs.
+
+use std::time::Duration;
+
+use hub::ServerMessage;
+use reqwest::Method;
+use serde_json::Value;
+use tests::ami_peer::{AmiPeer, PeerConfig};
+use tests::server::{Options, TestServer, WsClient, captured_logs, eventually};
+
+/// The hints of the `d_state_lists` capture and their codes there.
+const CAPTURED: [(&str, i64); 11] = [
+    ("1010", 0),
+    ("1004", 2),
+    ("1005", 4),
+    ("1006", 0),
+    ("1007", 9),
+    ("1001", 1),
+    ("1002", 8),
+    ("1003", 16),
+    ("1008", 4),
+    ("1009", 1),
+    ("1099", 9),
+];
+
+fn captured_extensions() -> Vec<&'static str> {
+    CAPTURED.iter().map(|(e, _)| *e).collect()
+}
+
+/// A peer with the captured user, and a server seeded with every captured extension plus
+/// `2000`, which the PBX does not know.
+async fn start(
+    peer_config: PeerConfig,
+    mut options: Options,
+) -> anyhow::Result<(AmiPeer, TestServer)> {
+    let peer = AmiPeer::start(peer_config.clone()).await;
+    options.ami = Some((peer.addr(), peer_config.username, peer_config.secret));
+    let mut seeded = captured_extensions();
+    seeded.push("2000");
+    let server = TestServer::start(options.seeded(&seeded, "Agents")).await?;
+    Ok((peer, server))
+}
+
+/// Waits for a `pbx_link` message with this state.
+async fn pbx_link(ws: &mut WsClient, connected: bool) -> anyhow::Result<ServerMessage> {
+    ws.until(
+        &format!("pbx_link connected={connected}"),
+        |m| matches!(m, ServerMessage::PbxLink { connected: c, .. } if *c == connected),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_initial_list_sets_every_stored_extension() -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    for (ext, code) in CAPTURED {
+        s.wait_for_code(ext, code).await?;
+    }
+    let rec = s.record("1003").await?;
+    assert_eq!(rec["device_state"], "ONHOLD");
+    assert_eq!(rec["status"], "online");
+    assert!(
+        rec["last_seen"].is_string() && rec["last_status_change"].is_string(),
+        "{rec}"
+    );
+    let rec = s.record("1005").await?;
+    assert_eq!(
+        (&rec["device_state"], &rec["status"]),
+        (&Value::from("UNAVAILABLE"), &Value::from("offline"))
+    );
+    // Absent from the list: unknown, and never seen.
+    let rec = s.record("2000").await?;
+    assert_eq!(rec["status_code"], -1);
+    assert_eq!(rec["status"], "unknown");
+    assert_eq!(rec["last_seen"], Value::Null);
+
+    // A client connecting now sees the board and a live link.
+    let mut ws = s.ws("").await?;
+    match ws.next().await? {
+        ServerMessage::Snapshot {
+            extensions,
+            pbx_link,
+            ..
+        } => {
+            assert_eq!(extensions.len(), 12);
+            if !pbx_link.connected {
+                self::pbx_link(&mut ws, true).await?;
+            }
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+    let ready = s.get("/readyz").await?.json;
+    assert_eq!(ready["ami"]["connected"], true, "{ready}");
+    assert!(ready["ami"]["since"].is_string());
+    assert_eq!(peer.logins(), 1);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_user_without_system_rights_is_not_waited_for_forever() -> anyhow::Result<()> {
+    let config = PeerConfig {
+        send_fully_booted: false,
+        ..PeerConfig::default()
+    };
+    let (_peer, s) = start(config, Options::default()).await?;
+    for (ext, code) in CAPTURED {
+        s.wait_for_code(ext, code).await?;
+    }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn every_status_code_reaches_rest_and_websocket() -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    s.wait_for_code("1001", 1).await?;
+    let mut ws = s.ws("").await?;
+    ws.next().await?;
+    let rows: [(i32, &str, &str); 10] = [
+        (0, "NOT_INUSE", "online"),
+        (-1, "UNKNOWN", "unknown"),
+        (2, "BUSY", "online"),
+        (4, "UNAVAILABLE", "offline"),
+        (8, "RINGING", "online"),
+        (9, "RINGINUSE", "online"),
+        (16, "ONHOLD", "online"),
+        (17, "INUSE", "online"),
+        (42, "UNKNOWN", "unknown"),
+        (1, "INUSE", "online"),
+    ];
+    for (code, device, presence) in rows {
+        let before = s.record("1001").await?;
+        peer.set_state("1001", code);
+        let rec = s.wait_for_code("1001", i64::from(code)).await?;
+        assert_eq!(rec["device_state"], device, "code {code}");
+        assert_eq!(rec["status"], presence, "code {code}");
+        assert_ne!(
+            rec["last_status_change"], before["last_status_change"],
+            "code {code}"
+        );
+        let msg = ws
+            .until(&format!("status update to {code}"), |m| {
+                matches!(m, ServerMessage::ExtensionStatusUpdated { extension, .. }
+                    if extension.extension.as_str() == "1001" && extension.status_code == code)
+            })
+            .await?;
+        let ServerMessage::ExtensionStatusUpdated { extension, .. } = msg else {
+            unreachable!()
+        };
+        assert_eq!(extension.device_state.as_str(), device);
+        assert_eq!(extension.status.as_str(), presence);
+    }
+    // A repeated identical state is not a change: `last_status_change` stays.
+    let before = s.record("1004").await?;
+    peer.emit_status_event("1004", 2);
+    peer.set_state("1006", 1);
+    s.wait_for_code("1006", 1).await?;
+    let after = s.record("1004").await?;
+    assert_eq!(after["last_status_change"], before["last_status_change"]);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_dropped_link_is_announced_and_the_list_corrects_what_changed_meanwhile()
+-> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    s.wait_for_code("1003", 16).await?;
+    let mut ws = s.ws("").await?;
+    if let ServerMessage::Snapshot { pbx_link: link, .. } = ws.next().await?
+        && !link.connected
+    {
+        pbx_link(&mut ws, true).await?;
+    }
+
+    peer.refuse_connections(true);
+    peer.drop_connections();
+    let down = pbx_link(&mut ws, false).await?;
+    let ServerMessage::PbxLink { since: Some(_), .. } = down else {
+        panic!("a drop carries its time: {down:?}");
+    };
+    let ready = s.get("/readyz").await?.json;
+    assert_eq!(ready["ami"]["connected"], false, "{ready}");
+
+    // What happens on the PBX while the server cannot see it.
+    peer.set_state_silently("1001", 4);
+    peer.set_state_silently("1002", 0);
+    peer.remove_hint("1003");
+    // Records keep their last known values meanwhile.
+    assert_eq!(s.record("1001").await?["status_code"], 1);
+    assert_eq!(s.record("1003").await?["status_code"], 16);
+
+    peer.refuse_connections(false);
+    pbx_link(&mut ws, true).await?;
+    s.wait_for_code("1001", 4).await?;
+    s.wait_for_code("1002", 0).await?;
+    let gone = s.wait_for_code("1003", -1).await?;
+    assert_eq!(gone["status"], "unknown");
+    assert_eq!(gone["device_state"], "UNKNOWN");
+    assert!(peer.logins() >= 2);
+    assert!(s.metric("extstatus_ami_reconnects_total").await? >= 1.0);
+    assert!(s.metric("extstatus_drift_repaired_total").await? >= 3.0);
+    let ready = s.get("/readyz").await?.json;
+    assert_eq!(ready["ami"]["connected"], true, "{ready}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_short_drop_is_not_news() -> anyhow::Result<()> {
+    let mut timing = Options::fast_timing();
+    timing.pbx_grace = Duration::from_secs(60);
+    let (peer, s) = start(
+        PeerConfig::default(),
+        Options {
+            timing: Some(timing),
+            ..Options::default()
+        },
+    )
+    .await?;
+    s.wait_for_code("1001", 1).await?;
+    let mut ws = s.ws("").await?;
+    if let ServerMessage::Snapshot { pbx_link: link, .. } = ws.next().await?
+        && !link.connected
+    {
+        pbx_link(&mut ws, true).await?;
+    }
+    // A change made silently before the drop: only the list after the reconnect shows it.
+    peer.set_state_silently("1002", 2);
+    peer.drop_connections();
+    s.wait_for_code("1002", 2).await?;
+    // Everything up to the correction, in stream order: no link message among it.
+    let mut seen = Vec::new();
+    loop {
+        let m = ws.next().await?;
+        let done = matches!(&m, ServerMessage::ExtensionStatusUpdated { extension, .. }
+            if extension.extension.as_str() == "1002" && extension.status_code == 2);
+        seen.push(m);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|m| matches!(m, ServerMessage::PbxLink { .. })),
+        "{seen:?}"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn events_around_the_list_apply_in_wire_order() -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    s.wait_for_code("1004", 2).await?;
+    // On the next list: an event just before its answer (the list already shows it), and one
+    // right after it (the list shows the state before it). The later one must win.
+    peer.queue_event_before_next_list("1004", 0);
+    peer.queue_event_after_next_list("1004", 16);
+    peer.queue_event_after_next_list("1006", 8);
+    peer.drop_connections();
+    s.wait_for_code("1006", 8).await?;
+    s.wait_for_code("1004", 16).await?;
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_timer_repairs_drift_and_unknown_extensions_are_counted_once() -> anyhow::Result<()> {
+    let mut timing = Options::fast_timing();
+    timing.resync_interval = Duration::from_millis(300);
+    let (peer, s) = start(
+        PeerConfig::default(),
+        Options {
+            timing: Some(timing),
+            ..Options::default()
+        },
+    )
+    .await?;
+    s.wait_for_code("1007", 9).await?;
+    // A change the server never hears of as an event.
+    peer.set_state_silently("1007", 0);
+    s.wait_for_code("1007", 0).await?;
+    assert!(s.metric("extstatus_drift_repaired_total").await? >= 1.0);
+    assert!(s.metric("extstatus_resyncs_total").await? >= 2.0);
+
+    // The PBX knows 5555, the board does not: counted and logged once, never created.
+    peer.set_state("5555", 1);
+    peer.set_state("5555", 2);
+    eventually("5555 counted", || async {
+        Ok((s.metric("extstatus_unknown_extensions_total").await? >= 1.0).then_some(()))
+    })
+    .await?;
+    // Let further lists report it again; it stays one.
+    let lists = s.metric("extstatus_resyncs_total").await?;
+    eventually("two more lists", || async {
+        Ok((s.metric("extstatus_resyncs_total").await? >= lists + 2.0).then_some(()))
+    })
+    .await?;
+    assert_eq!(s.metric("extstatus_unknown_extensions_total").await?, 1.0);
+    let all = s.get("/api/extensions").await?.json;
+    assert!(
+        !all.as_array()
+            .expect("array")
+            .iter()
+            .any(|e| e["extension"] == "5555"),
+        "never created"
+    );
+    s.stop().await
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
+    let ami_secret = "s3cr3t-ami-7d1f";
+    let admin = "s3cr3t-admin-93ab";
+    let viewer = "s3cr3t-viewer-41c2";
+    let peer_config = PeerConfig {
+        username: "watcher".into(),
+        secret: ami_secret.into(),
+        ..PeerConfig::default()
+    };
+    let (_peer, s) = start(
+        peer_config,
+        Options {
+            admin_token: Some(admin.into()),
+            viewer_token: Some(viewer.into()),
+            ..Options::default()
+        },
+    )
+    .await?;
+    eventually("1001 to be listed", || async {
+        let r = s
+            .request(Method::GET, "/api/extensions", None, Some(viewer))
+            .await?;
+        Ok(r.json
+            .as_array()
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|e| e["extension"] == "1001" && e["status_code"] == 1)
+            })
+            .then_some(()))
+    })
+    .await?;
+    // Failed attempts too: a wrong token, a token in the query string.
+    s.request(Method::POST, "/api/extensions", None, Some("wrong"))
+        .await?;
+    let mut ws = s.ws(&format!("?token={viewer}")).await?;
+    ws.next().await?;
+    ws.close().await?;
+    s.stop().await?;
+
+    let logs = captured_logs();
+    // The capture works: this server's start-up and login are in it.
+    assert!(
+        logs.contains("AMI logged in"),
+        "log capture is empty or incomplete"
+    );
+    assert!(logs.contains("watcher"), "the AMI user name is logged");
+    for secret in [ami_secret, admin, viewer] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+    Ok(())
+}
