@@ -398,6 +398,9 @@ impl Simulator {
         listener: TcpListener,
         cancel: CancellationToken,
     ) -> Result<(), SimError> {
+        // A child token stops the sessions and the timer when serving ends for any reason,
+        // without cancelling the caller's token.
+        let cancel = cancel.child_token();
         let mut tasks = JoinSet::new();
         tasks.spawn(drive(self.shared.clone(), cancel.clone()));
         let result = loop {

@@ -215,14 +215,19 @@ impl Board {
     /// Sets a device by name (without regard to case), as `Setvar DEVICE_STATE(<device>)` does,
     /// and returns one change per hint holding the device: none when no hint holds it.
     pub(crate) fn set_device(&mut self, name: &str, state: DeviceState) -> Vec<Change> {
-        let mut changes = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
         for agent in 0..self.agents.len() {
             if let Some(device) = self.agents[agent]
                 .devices
                 .iter()
                 .position(|d| d.name.eq_ignore_ascii_case(name))
             {
-                changes.push(self.apply(agent, device, state, true));
+                let mut change = self.apply(agent, device, state, true);
+                // One device, one DeviceStateChange, however many hints hold it.
+                if changes.iter().any(|c| c.device_changed) {
+                    change.device_changed = false;
+                }
+                changes.push(change);
             }
         }
         changes
@@ -386,5 +391,21 @@ mod tests {
         assert_eq!(b.seq, 2);
         assert!(b.find("1099", "agents").is_some());
         assert!(b.find("1099", "default").is_none());
+    }
+
+    #[test]
+    fn a_device_in_two_hints_changes_both_with_one_device_event() {
+        let spec = |ext: &str| AgentSpec {
+            extension: ext.into(),
+            devices: vec![format!("Custom:{ext}"), "Custom:shared".into()],
+            initial: Some(vec![NotInUse, NotInUse]),
+        };
+        let mut b = Board::new("agents".into(), vec![spec("2001"), spec("2002")], 1);
+        let changes = b.set_device("Custom:shared", Ringing);
+        assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(|c| c.extension_changed));
+        let device_events = changes.iter().filter(|c| c.device_changed).count();
+        assert_eq!(device_events, 1);
+        assert!(b.agents.iter().all(|a| a.state == ExtensionState::Ringing));
     }
 }

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ami_proto::{DecodeError, Decoder, Frame, Packet};
 use bytes::BytesMut;
@@ -23,6 +23,9 @@ use super::{Emitted, Shared};
 
 /// Asterisk reads at most 128 header lines of at most 1024 bytes per request.
 const MAX_REQUEST: usize = 128 * 1026;
+
+/// How long a session may take to say goodbye once the simulator shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Event classes, with Asterisk's bit numbers (`EVENT_FLAG_*` in `manager.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,9 +142,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: Cancella
         snapshot_seq: None,
         reply: Vec::with_capacity(4096),
     };
-    match session.serve(&mut rd, &cancel).await {
-        Ok(()) => tracing::debug!(peer = %remote, "ami-sim: session closed"),
-        Err(e) => tracing::debug!(peer = %remote, error = %e, "ami-sim: session ended"),
+    // On shutdown a session has a moment to write `Shutdown`; one whose client stopped
+    // reading would otherwise block in a write forever and hold up the server's exit.
+    let grace = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = session.serve(&mut rd, &cancel) => match result {
+            Ok(()) => tracing::debug!(peer = %remote, "ami-sim: session closed"),
+            Err(e) => tracing::debug!(peer = %remote, error = %e, "ami-sim: session ended"),
+        },
+        () = grace => tracing::debug!(peer = %remote, "ami-sim: session dropped at shutdown"),
     }
     let _ = session.out.shutdown().await;
 }
@@ -429,10 +441,14 @@ impl Session {
     fn device_list(&mut self, id: Option<&str>) {
         let board = self.shared.board();
         wire::list_start(&mut self.reply, id, "Device State Changes will follow");
+        // A device held by several hints is still one entry of the device state cache.
+        let mut seen = std::collections::HashSet::new();
         let mut items = 0;
         for device in board.agents.iter().flat_map(|a| &a.devices) {
-            wire::device_state_item(&mut self.reply, id, &device.name, device.state);
-            items += 1;
+            if seen.insert(device.name.to_ascii_lowercase()) {
+                wire::device_state_item(&mut self.reply, id, &device.name, device.state);
+                items += 1;
+            }
         }
         wire::list_complete(&mut self.reply, "DeviceStateListComplete", id, items);
         self.snapshot_seq = Some(board.seq);
