@@ -244,6 +244,7 @@ impl Pipeline {
                 .await;
             }
             Message::FullyBooted(_) => {
+                tracing::debug!("FullyBooted");
                 if state.resync_pending {
                     // The wait for it is over: the list can be taken now.
                     state.resync_not_before = Instant::now();
@@ -305,6 +306,7 @@ impl Pipeline {
     /// Takes a full `ExtensionStateList` and makes the store agree with it.
     async fn resync(&mut self, state: &mut State) {
         state.resync_pending = false;
+        tracing::debug!("taking ExtensionStateList");
         let list = match self.client.send_list(Action::extension_state_list()).await {
             Ok(list) => list,
             Err(e) => {
