@@ -456,11 +456,14 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let method = req.method().as_str().to_owned();
+    // The pattern is looked up before the inner services run, so that requests refused
+    // before routing (a missing token) still count under their route.
+    let route = req.match_pattern();
     let res = next.call(req).await;
     if let Some(metrics) = metrics {
-        let (route, status) = match &res {
-            Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
-            Err(e) => (None, e.as_response_error().status_code().as_u16()),
+        let status = match &res {
+            Ok(res) => res.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
         };
         let route = route.unwrap_or_else(|| "unmatched".to_owned());
         metrics.http_request(&route, &method, status);

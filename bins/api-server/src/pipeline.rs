@@ -420,6 +420,7 @@ impl Pipeline {
             // The next connection resyncs anyway.
             ClientError::NotConnected | ClientError::ConnectionLost(_) | ClientError::Shutdown => {
                 tracing::debug!(error = %e, "list interrupted by the connection");
+                return;
             }
             ClientError::Timeout(_) => {
                 tracing::warn!(error = %e, "ExtensionStateList timed out; retrying shortly");
@@ -432,7 +433,7 @@ impl Pipeline {
                 tracing::error!(error = %other, "ExtensionStateList refused; statuses cannot be resynced");
             }
         }
-        // A connection that cannot list still counts as up for clients.
+        // A connection that cannot list is still up (the events go on), and clients are told.
         self.announce_up(state);
     }
 

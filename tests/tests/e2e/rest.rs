@@ -392,6 +392,13 @@ async fn tokens_guard_writes_reads_metrics_and_the_stream() -> anyhow::Result<()
             assert_eq!(r.status, want, "GET {path} with {token:?}");
         }
     }
+    // Refusals are counted under their route, though they never reached it.
+    let m = s
+        .request(Method::GET, "/metrics", None, Some("viewer-secret"))
+        .await?;
+    let want =
+        "extstatus_http_requests_total{route=\"/api/extensions\",method=\"POST\",status=\"401\"} 4";
+    assert!(m.text.contains(want), "missing {want:?} in\n{}", m.text);
     // Always open.
     for path in ["/healthz", "/readyz"] {
         assert_eq!(s.get(path).await?.status, 200, "{path}");
