@@ -4,16 +4,28 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use domain::{Extension, ExtensionNumber, RecordId, StatusHistoryEntry, Timestamp};
+use domain::{
+    AgentName, Department, Extension, ExtensionNumber, ExtensionState, RecordId,
+    StatusHistoryEntry, Timestamp,
+};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
 };
+use serde::{Deserialize, Serialize};
 
 use crate::error::{StoreError, cause};
 
-/// Records by id (24 hex characters); the value is the record as JSON, with the field names of
-/// the public interface, so the file is readable with any redb tool.
+/// The user part of each record by id (24 hex characters), as JSON with the field names of the
+/// public interface, so the file is readable with any redb tool. Written only by user edits.
 pub(super) const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("extensions");
+/// The status part of each record by id: (status code, `last_status_change`, `last_seen`) with
+/// times in milliseconds ([`NO_TIME`] for none). Fixed width, so status changes and `last_seen`
+/// batches write a few bytes per record and never re-encode the user fields. `device_state`
+/// and `status` are functions of the code and are derived on load.
+pub(super) const STATUS: TableDefinition<'_, &str, (i32, i64, i64)> =
+    TableDefinition::new("status");
+/// Stands for "no time" in the status table.
+const NO_TIME: i64 = i64::MIN;
 /// History in time order: (milliseconds since the epoch, sequence) to (extension, previous
 /// code, new code).
 pub(super) const HISTORY: TableDefinition<'_, (i64, u64), (&str, i32, i32)> =
@@ -136,6 +148,7 @@ fn init(db: &Database) -> Result<(), StoreError> {
             Some(_) => {}
         }
         txn.open_table(RECORDS).map_err(storage_error)?;
+        txn.open_table(STATUS).map_err(storage_error)?;
         txn.open_table(HISTORY).map_err(storage_error)?;
         txn.open_table(HISTORY_BY_EXTENSION)
             .map_err(storage_error)?;
@@ -147,10 +160,13 @@ fn init(db: &Database) -> Result<(), StoreError> {
 fn load(db: &Database) -> Result<(Cache, u64), StoreError> {
     let txn = db.begin_read().map_err(storage_error)?;
     let records = txn.open_table(RECORDS).map_err(storage_error)?;
+    let status = txn.open_table(STATUS).map_err(storage_error)?;
     let mut cache = Cache::default();
     for row in records.iter().map_err(storage_error)? {
         let (key, value) = row.map_err(storage_error)?;
-        let record = decode(key.value(), value.value())?;
+        let key = key.value();
+        let stored = status.get(key).map_err(storage_error)?.map(|v| v.value());
+        let record = decode(key, value.value(), stored)?;
         if let Some(other) = cache
             .by_extension
             .insert(record.extension.clone(), record.id.clone())
@@ -172,23 +188,81 @@ fn load(db: &Database) -> Result<(Cache, u64), StoreError> {
     Ok((cache, next_seq))
 }
 
-/// Encodes a record for the `extensions` table.
-pub(super) fn encode(record: &Extension) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record).map_err(|e| StoreError::Internal { cause: cause(e) })
+/// The user part of a record as the `extensions` table holds it.
+#[derive(Serialize, Deserialize)]
+struct UserFields {
+    #[serde(rename = "_id")]
+    id: RecordId,
+    extension: ExtensionNumber,
+    agent_name: AgentName,
+    department: Department,
+    is_active: bool,
+    #[serde(rename = "createdAt", with = "domain::record::rfc3339")]
+    created_at: Timestamp,
+    #[serde(rename = "updatedAt", with = "domain::record::rfc3339")]
+    updated_at: Timestamp,
 }
 
-/// Decodes a record, checking that it is stored under its own id. Decoding re-validates every
-/// field, so a damaged record is reported instead of served.
-pub(super) fn decode(key: &str, bytes: &[u8]) -> Result<Extension, StoreError> {
-    let record: Extension = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+/// Encodes the user part of a record for the `extensions` table.
+pub(super) fn encode_user(r: &Extension) -> Result<Vec<u8>, StoreError> {
+    let user = UserFields {
+        id: r.id.clone(),
+        extension: r.extension.clone(),
+        agent_name: r.agent_name.clone(),
+        department: r.department.clone(),
+        is_active: r.is_active,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    };
+    serde_json::to_vec(&user).map_err(|e| StoreError::Internal { cause: cause(e) })
+}
+
+/// Encodes the status part of a record for the `status` table.
+pub(super) fn encode_status(r: &Extension) -> (i32, i64, i64) {
+    let ms = |t: Option<Timestamp>| t.map_or(NO_TIME, millis);
+    (r.status_code, ms(r.last_status_change), ms(r.last_seen))
+}
+
+/// Decodes a record from its two parts, checking that it is stored under its own id. Decoding
+/// re-validates every field, so a damaged record is reported instead of served. A record
+/// without a status row has never been reported on.
+pub(super) fn decode(
+    key: &str,
+    user: &[u8],
+    status: Option<(i32, i64, i64)>,
+) -> Result<Extension, StoreError> {
+    let user: UserFields = serde_json::from_slice(user).map_err(|e| StoreError::Corrupt {
         detail: format!("record {key}: {e}"),
     })?;
-    if record.id.as_str() != key {
+    if user.id.as_str() != key {
         return Err(StoreError::Corrupt {
-            detail: format!("record {} is stored under key {key}", record.id),
+            detail: format!("record {} is stored under key {key}", user.id),
         });
     }
-    Ok(record)
+    let (code, changed, seen) =
+        status.unwrap_or((ExtensionState::INITIAL.code(), NO_TIME, NO_TIME));
+    let time = |ms: i64| {
+        if ms == NO_TIME {
+            Ok(None)
+        } else {
+            from_millis(ms).map(Some)
+        }
+    };
+    let state = ExtensionState::from_code(code);
+    Ok(Extension {
+        id: user.id,
+        extension: user.extension,
+        agent_name: user.agent_name,
+        department: user.department,
+        status_code: code,
+        device_state: state.device_state(),
+        status: state.presence(),
+        last_status_change: time(changed)?,
+        last_seen: time(seen)?,
+        is_active: user.is_active,
+        created_at: user.created_at,
+        updated_at: user.updated_at,
+    })
 }
 
 /// A time as the history keys hold it.
@@ -258,4 +332,86 @@ pub(super) fn read_history(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{NewExtension, Observation};
+
+    fn sample() -> Extension {
+        Extension::create(
+            RecordId::parse("65a1b2c3d4e5f60718293a4b").expect("id"),
+            NewExtension {
+                extension: ExtensionNumber::parse("1001").expect("ext"),
+                agent_name: AgentName::parse("Zoë \"Z\" Müller").expect("name"),
+                department: Department::parse("Sales").expect("dept"),
+                is_active: false,
+            },
+            "2026-11-30T12:00:00.123Z".parse().expect("time"),
+        )
+    }
+
+    #[test]
+    fn records_round_trip_through_both_tables() {
+        let fresh = sample();
+        let key = fresh.id.as_str().to_owned();
+        let user = encode_user(&fresh).expect("encode");
+        // A record never reported on has no status row.
+        assert_eq!(decode(&key, &user, None).expect("decode"), fresh);
+        assert_eq!(encode_status(&fresh), (-1, NO_TIME, NO_TIME));
+
+        let mut seen = fresh.clone();
+        let at = "2026-11-30T12:00:05.5Z".parse().expect("time");
+        let write =
+            domain::decide(&seen.status_view(), &Observation::reported(16, at)).expect("a change");
+        seen.apply_status(&write);
+        let status = encode_status(&seen);
+        assert_eq!(status, (16, millis(at), millis(at)));
+        let back = decode(&key, &user, Some(status)).expect("decode");
+        assert_eq!(back, seen);
+        assert_eq!(back.device_state.as_str(), "ONHOLD");
+
+        let json: serde_json::Value = serde_json::from_slice(&user).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "_id": "65a1b2c3d4e5f60718293a4b",
+                "extension": "1001",
+                "agent_name": "Zoë \"Z\" Müller",
+                "department": "Sales",
+                "is_active": false,
+                "createdAt": "2026-11-30T12:00:00.123Z",
+                "updatedAt": "2026-11-30T12:00:00.123Z",
+            })
+        );
+    }
+
+    #[test]
+    fn damaged_rows_are_reported() {
+        let user = encode_user(&sample()).expect("encode");
+        let rows: [(&str, &[u8], &str); 3] = [
+            (
+                "65a1b2c3d4e5f60718293a4c",
+                &user,
+                "record 65a1b2c3d4e5f60718293a4b is stored under key 65a1b2c3d4e5f60718293a4c",
+            ),
+            (
+                "65a1b2c3d4e5f60718293a4b",
+                b"{\"_id\":\"65a1b2c3d4e5f60718293a4b\",\"extension\":\"1\"}",
+                "record 65a1b2c3d4e5f60718293a4b: extension must be at least 2 characters, got 1 at line 1 column 50",
+            ),
+            (
+                "65a1b2c3d4e5f60718293a4b",
+                b"not json",
+                "record 65a1b2c3d4e5f60718293a4b: expected ident at line 1 column 2",
+            ),
+        ];
+        for (key, bytes, want) in rows {
+            match decode(key, bytes, None) {
+                Err(StoreError::Corrupt { detail }) => assert_eq!(detail, want),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

@@ -18,7 +18,7 @@ use domain::{
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::tables::{self, Cache, HISTORY, HISTORY_BY_EXTENSION, RECORDS, millis};
+use super::tables::{self, Cache, HISTORY, HISTORY_BY_EXTENSION, RECORDS, STATUS, millis};
 use crate::batcher::LastSeenBatcher;
 use crate::counters::Counters;
 use crate::error::StoreError;
@@ -135,10 +135,28 @@ struct HistoryRow {
     new: i32,
 }
 
+/// Which parts of a staged record must be written: user edits touch the `extensions` row,
+/// status changes and `last_seen` batches only the fixed-width `status` row.
+#[derive(Clone, Copy, Debug, Default)]
+struct Dirty {
+    user: bool,
+    status: bool,
+}
+
+const USER: Dirty = Dirty {
+    user: true,
+    status: false,
+};
+const STATUS_ONLY: Dirty = Dirty {
+    user: false,
+    status: true,
+};
+
 /// The group's changes on top of the committed cache.
 struct Stage<'c> {
     cache: &'c Cache,
     by_id: HashMap<RecordId, Option<Extension>>,
+    dirty: HashMap<RecordId, Dirty>,
     by_extension: HashMap<ExtensionNumber, Option<RecordId>>,
     history: Vec<HistoryRow>,
 }
@@ -148,6 +166,7 @@ impl<'c> Stage<'c> {
         Self {
             cache,
             by_id: HashMap::new(),
+            dirty: HashMap::new(),
             by_extension: HashMap::new(),
             history: Vec::new(),
         }
@@ -171,7 +190,10 @@ impl<'c> Stage<'c> {
         self.id_of(ext).and_then(|id| self.get(id))
     }
 
-    fn put(&mut self, record: Extension) {
+    fn put(&mut self, record: Extension, parts: Dirty) {
+        let dirty = self.dirty.entry(record.id.clone()).or_default();
+        dirty.user |= parts.user;
+        dirty.status |= parts.status;
         self.by_extension
             .insert(record.extension.clone(), Some(record.id.clone()));
         self.by_id.insert(record.id.clone(), Some(record));
@@ -344,7 +366,7 @@ impl WriterState {
                     ),
                     None => {
                         let record = Extension::create(id::new_id(at), new, at);
-                        stage.put(record.clone());
+                        stage.put(record.clone(), USER);
                         tally.user_edits += 1;
                         (Ok(record), true)
                     }
@@ -367,7 +389,7 @@ impl WriterState {
                         let mut record = current.clone();
                         let changed = record.apply_patch(&patch, at);
                         if changed {
-                            stage.put(record.clone());
+                            stage.put(record.clone(), USER);
                             tally.user_edits += 1;
                         }
                         (Ok(record), changed)
@@ -413,7 +435,7 @@ impl WriterState {
                     }
                     let mut record = current.clone();
                     record.last_seen = Some(at);
-                    stage.put(record);
+                    stage.put(record, STATUS_ONLY);
                 }
                 Pending::Unit {
                     reply,
@@ -463,7 +485,7 @@ impl WriterState {
                         new: change.status_code,
                     });
                     self.next_seq += 1;
-                    stage.put(record.clone());
+                    stage.put(record.clone(), STATUS_ONLY);
                     tally.status_changes += 1;
                     if let Some(seen) = write.last_seen {
                         tally.settled.push((ext.clone(), seen));
@@ -486,14 +508,25 @@ impl WriterState {
         txn.set_durability(Durability::Immediate).map_err(e)?;
         {
             let mut records = txn.open_table(RECORDS).map_err(e)?;
+            let mut status = txn.open_table(STATUS).map_err(e)?;
             for (id, record) in &stage.by_id {
+                let key = id.as_str();
                 match record {
                     Some(record) => {
-                        let bytes = tables::encode(record)?;
-                        records.insert(id.as_str(), bytes.as_slice()).map_err(e)?;
+                        let dirty = stage.dirty.get(id).copied().unwrap_or_default();
+                        if dirty.user {
+                            let bytes = tables::encode_user(record)?;
+                            records.insert(key, bytes.as_slice()).map_err(e)?;
+                        }
+                        if dirty.status {
+                            status
+                                .insert(key, tables::encode_status(record))
+                                .map_err(e)?;
+                        }
                     }
                     None => {
-                        records.remove(id.as_str()).map_err(e)?;
+                        records.remove(key).map_err(e)?;
+                        status.remove(key).map_err(e)?;
                     }
                 }
             }
