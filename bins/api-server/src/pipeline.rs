@@ -36,6 +36,13 @@ use crate::writer::{StatusApplied, Writer};
 /// How long to wait before asking again for a list that timed out.
 const LIST_RETRY: Duration = Duration::from_secs(5);
 
+/// At most this many events already waiting in the channel are handled as one burst, their
+/// status observations written in one store batch (one transaction on the embedded store).
+const MAX_BURST: usize = 512;
+
+/// Status observations read but not written yet: (raw `Exten`, observation), in wire order.
+type Pending = Vec<(String, Observation)>;
+
 /// What the pipeline works with.
 pub struct Pipeline {
     /// Sends actions to the AMI client.
@@ -149,7 +156,7 @@ impl Pipeline {
                 biased;
                 () = cancel.cancelled() => break,
                 event = self.events.recv() => match event {
-                    Some(event) => self.on_event(&mut state, event).await,
+                    Some(event) => self.on_burst(&mut state, event).await,
                     None => break,
                 },
                 () = tokio::time::sleep_until(state.resync_not_before), if wait_resync => {}
@@ -164,8 +171,30 @@ impl Pipeline {
         tracing::debug!("pipeline stopped");
     }
 
-    /// Handles one client event in order.
-    async fn on_event(&mut self, state: &mut State, event: ClientEvent) {
+    /// Handles `first` and the events already waiting behind it (at most [`MAX_BURST`]), in
+    /// order, writing runs of status observations in one store batch: under a burst of
+    /// events that is what lets the store keep up.
+    async fn on_burst(&mut self, state: &mut State, first: ClientEvent) {
+        let mut pending = Pending::new();
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(event) = next.take() {
+            self.on_event(state, event, &mut pending).await;
+            handled += 1;
+            if handled < MAX_BURST {
+                next = self.events.try_recv().ok();
+            }
+        }
+        self.apply_pending(state, &mut pending).await;
+    }
+
+    /// Handles one client event in order. Status observations are added to `pending`; every
+    /// other kind of event first writes what is pending, so the order of writes is the wire
+    /// order.
+    async fn on_event(&mut self, state: &mut State, event: ClientEvent, pending: &mut Pending) {
+        if !matches!(event, ClientEvent::Event(_)) {
+            self.apply_pending(state, pending).await;
+        }
         match event {
             ClientEvent::Connected {
                 generation,
@@ -213,7 +242,7 @@ impl Pipeline {
                 self.metrics.ami_error();
                 self.link.set_error(format!("login refused: {message}"));
             }
-            ClientEvent::Event(packet) => self.on_packet(state, &packet).await,
+            ClientEvent::Event(packet) => self.on_packet(state, &packet, pending),
             ClientEvent::ProtocolError { generation, error } => {
                 tracing::warn!(generation, %error, "malformed AMI packet skipped");
                 self.metrics.ami_error();
@@ -226,8 +255,9 @@ impl Pipeline {
         }
     }
 
-    /// Handles one packet that is not the answer to an action.
-    async fn on_packet(&mut self, state: &mut State, packet: &Packet) {
+    /// Handles one packet that is not the answer to an action; a status observation is added
+    /// to `pending`.
+    fn on_packet(&mut self, state: &mut State, packet: &Packet, pending: &mut Pending) {
         if let Some(name) = packet.name() {
             self.metrics.ami_event(&name);
         }
@@ -235,13 +265,7 @@ impl Pipeline {
         match Message::classify(packet) {
             Message::ExtensionStatus(es) => {
                 let at = state.stamp();
-                self.apply(
-                    state,
-                    &es.exten,
-                    Observation::reported(es.status, at),
-                    WriteCause::Event,
-                )
-                .await;
+                pending.push((es.exten.into_owned(), Observation::reported(es.status, at)));
             }
             Message::FullyBooted(_) => {
                 tracing::debug!("FullyBooted");
@@ -265,31 +289,46 @@ impl Pipeline {
         }
     }
 
-    /// Applies one observation and handles the store's answer. Returns whether the status
-    /// really changed.
-    async fn apply(
+    /// Writes the pending observations in one batch and handles the store's answers.
+    async fn apply_pending(&mut self, state: &mut State, pending: &mut Pending) {
+        if pending.is_empty() {
+            return;
+        }
+        let batch: Vec<_> = pending
+            .drain(..)
+            .filter_map(|(exten, obs)| match ExtensionNumber::parse(&exten) {
+                Ok(number) => Some((number, obs, WriteCause::Event)),
+                Err(_) => {
+                    self.unknown_once(state, &exten, "not a valid extension number");
+                    None
+                }
+            })
+            .collect();
+        self.write(state, batch).await;
+    }
+
+    /// Writes a batch of observations; returns how many statuses really changed.
+    async fn write(
         &mut self,
         state: &mut State,
-        exten: &str,
-        obs: Observation,
-        cause: WriteCause,
-    ) -> bool {
-        let Ok(number) = ExtensionNumber::parse(exten) else {
-            self.unknown_once(state, exten, "not a valid extension number");
-            return false;
-        };
-        match self.writer.apply_status(number, obs, cause).await {
-            Ok(StatusApplied::Changed) => true,
-            Ok(StatusApplied::Unchanged) => false,
-            Ok(StatusApplied::NotStored) => {
-                self.unknown_once(state, exten, "not in the store");
-                false
-            }
-            Err(e) => {
-                tracing::warn!(extension = exten, error = %e, "status write failed; the next resync repairs it");
-                false
+        batch: Vec<(ExtensionNumber, Observation, WriteCause)>,
+    ) -> u64 {
+        let numbers: Vec<ExtensionNumber> = batch.iter().map(|(n, _, _)| n.clone()).collect();
+        let results = self.writer.apply_statuses(batch).await;
+        let mut changed = 0;
+        for (number, result) in numbers.iter().zip(results) {
+            match result {
+                Ok(StatusApplied::Changed) => changed += 1,
+                Ok(StatusApplied::Unchanged) => {}
+                Ok(StatusApplied::NotStored) => {
+                    self.unknown_once(state, number.as_str(), "not in the store");
+                }
+                Err(e) => {
+                    tracing::warn!(extension = %number, error = %e, "status write failed; the next resync repairs it");
+                }
             }
         }
+        changed
     }
 
     fn unknown_once(&self, state: &mut State, exten: &str, why: &str) {
@@ -330,9 +369,11 @@ impl Pipeline {
             drained.push(event);
         }
         let (before, after) = split_around(&list, drained);
+        let mut pending = Pending::new();
         for packet in before {
-            self.on_packet(state, &packet).await;
+            self.on_packet(state, &packet, &mut pending);
         }
+        self.apply_pending(state, &mut pending).await;
         let repaired = self.apply_list(state, &list).await;
         let first = state.lists_applied == 0;
         state.lists_applied += 1;
@@ -349,8 +390,9 @@ impl Pipeline {
         }
         self.announce_up(state);
         for event in after {
-            self.on_event(state, event).await;
+            self.on_event(state, event, &mut pending).await;
         }
+        self.apply_pending(state, &mut pending).await;
     }
 
     /// Applies the list's items and marks stored extensions it lacks as unknown, in one batch
@@ -394,22 +436,7 @@ impl Pipeline {
                 tracing::warn!(error = %e, "could not read the store to find extensions missing from the list");
             }
         }
-        let numbers: Vec<ExtensionNumber> = batch.iter().map(|(n, _, _)| n.clone()).collect();
-        let results = self.writer.apply_statuses(batch).await;
-        let mut repaired = 0;
-        for (number, result) in numbers.iter().zip(results) {
-            match result {
-                Ok(StatusApplied::Changed) => repaired += 1,
-                Ok(StatusApplied::Unchanged) => {}
-                Ok(StatusApplied::NotStored) => {
-                    self.unknown_once(state, number.as_str(), "not in the store");
-                }
-                Err(e) => {
-                    tracing::warn!(extension = %number, error = %e, "status write failed; the next resync repairs it");
-                }
-            }
-        }
-        repaired
+        self.write(state, batch).await
     }
 
     fn list_failed(&mut self, state: &mut State, e: &ClientError) {
