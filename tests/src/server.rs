@@ -91,8 +91,11 @@ impl Options {
     }
 }
 
-/// Writes `records` into a fresh embedded store in `dir`, then closes it.
-async fn seed(dir: &std::path::Path, records: &[(String, String, String)]) -> anyhow::Result<()> {
+/// Opens the embedded store in `dir` directly (while no server holds it). Cancel the token to
+/// close it.
+pub async fn open_store(
+    dir: &std::path::Path,
+) -> anyhow::Result<(Arc<dyn store::Repository>, CancellationToken)> {
     let token = CancellationToken::new();
     let store = store::open(
         &store::Backend::Embedded {
@@ -104,6 +107,12 @@ async fn seed(dir: &std::path::Path, records: &[(String, String, String)]) -> an
         },
     )
     .await?;
+    Ok((store, token))
+}
+
+/// Writes `records` into a fresh embedded store in `dir`, then closes it.
+async fn seed(dir: &std::path::Path, records: &[(String, String, String)]) -> anyhow::Result<()> {
+    let (store, token) = open_store(dir).await?;
     for (extension, agent, department) in records {
         store
             .create(domain::NewExtension {
@@ -220,12 +229,19 @@ impl TestServer {
     }
 
     /// Stops the server gracefully and waits for it.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_keeping_data().await.map(drop)
+    }
+
+    /// Stops the server gracefully and hands over its data directory, to look at what it left
+    /// in the store.
+    pub async fn stop_keeping_data(mut self) -> anyhow::Result<TempDir> {
         self.shutdown.cancel();
         if let Some(running) = self.running.take() {
             running.wait().await?;
         }
-        Ok(())
+        let placeholder = tempfile::tempdir()?;
+        Ok(std::mem::replace(&mut self._dir, placeholder))
     }
 
     /// Sends a request; `body` is sent as JSON when given; `token` as a bearer token.

@@ -9,7 +9,7 @@ use hub::ServerMessage;
 use reqwest::Method;
 use serde_json::Value;
 use tests::ami_peer::{AmiPeer, PeerConfig};
-use tests::server::{Options, TestServer, WsClient, captured_logs, eventually};
+use tests::server::{Options, TestServer, WsClient, captured_logs, eventually, open_store};
 
 /// The hints of the `d_state_lists` capture and their codes there.
 const CAPTURED: [(&str, i64); 11] = [
@@ -306,6 +306,49 @@ async fn the_timer_repairs_drift_and_unknown_extensions_are_counted_once() -> an
         "never created"
     );
     s.stop().await
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_pending_last_seen() -> anyhow::Result<()> {
+    let mut timing = Options::fast_timing();
+    // Only the shutdown flush can write it in time.
+    timing.last_seen_interval = Duration::from_secs(3600);
+    let (peer, s) = start(
+        PeerConfig::default(),
+        Options {
+            timing: Some(timing),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let before = s.wait_for_code("1004", 2).await?["last_seen"].clone();
+    let seen = s
+        .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
+        .await?;
+    // The same state again: no status change, only a fresher `last_seen`.
+    peer.emit_status_event("1004", 2);
+    eventually("the repeated report to reach the store", || async {
+        Ok((s
+            .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
+            .await?
+            > seen)
+            .then_some(()))
+    })
+    .await?;
+    let dir = s.stop_keeping_data().await?;
+    let (store, token) = open_store(dir.path()).await?;
+    let rec = store
+        .get_by_extension(&domain::ExtensionNumber::parse("1004")?)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("1004 missing"))?;
+    token.cancel();
+    assert_eq!(rec.status_code, 2);
+    let stored = rec.last_seen.map(|t| domain::format_rfc3339(&t));
+    assert!(
+        stored.as_deref() > before.as_str(),
+        "last_seen {stored:?} was not flushed (before: {before})"
+    );
+    Ok(())
 }
 
 #[tokio::test]
