@@ -105,7 +105,6 @@ pub struct Metrics {
     ami_rate: Mutex<Rate>,
     ami_reconnects: AtomicU64,
     ami_errors: AtomicU64,
-    ami_connected: AtomicI64,
     store_writes: Mutex<BTreeMap<WriteCause, u64>>,
     store_errors: AtomicU64,
     resyncs: AtomicU64,
@@ -163,19 +162,17 @@ impl Metrics {
         self.ami_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records whether the AMI link is up.
-    pub fn set_ami_connected(&self, up: bool) {
-        self.ami_connected.store(i64::from(up), Ordering::Relaxed);
-    }
-
     /// Counts a store write.
     pub fn store_write(&self, cause: WriteCause) {
         bump(&self.store_writes, cause);
     }
 
-    /// Counts a failed store operation.
-    pub fn store_error(&self) {
-        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    /// Counts a failed store operation. A conflict or a missing record is an answer, not a
+    /// failure, and is not counted.
+    pub fn store_error(&self, e: &store::StoreError) {
+        if !e.is_conflict() && !e.is_not_found() {
+            self.store_errors.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a completed full-list resync.
@@ -233,8 +230,9 @@ impl Metrics {
         self.unknown_extensions.load(Ordering::Relaxed)
     }
 
-    /// Renders every counter in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
+    /// Renders every counter in the Prometheus text exposition format (version 0.0.4), with
+    /// the link state as the pipeline reports it.
+    pub fn render(&self, ami_connected: bool) -> String {
         let mut out = String::with_capacity(4096);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -269,7 +267,7 @@ impl Metrics {
             "extstatus_ami_connected",
             "gauge",
             "1 while the AMI link is up.",
-            self.ami_connected.load(Ordering::Relaxed),
+            u8::from(ami_connected),
         );
         single(
             &mut out,
@@ -485,7 +483,7 @@ mod tests {
         m.http_request("/api/extensions/{id}", "GET", 404);
         m.ws_clients_add(2);
         m.ws_clients_add(-1);
-        let text = m.render();
+        let text = m.render(false);
         for want in [
             "extstatus_ami_events_total{event=\"ExtensionStatus\"} 2\n",
             "extstatus_ami_events_total{event=\"Dev\\\"ice\\n\"} 1\n",
@@ -511,7 +509,7 @@ mod tests {
         for i in 0..(MAX_EVENT_NAMES + 10) {
             m.ami_event(&format!("E{i}"));
         }
-        let text = m.render();
+        let text = m.render(false);
         assert!(text.contains("extstatus_ami_events_total{event=\"other\"} 10\n"));
     }
 

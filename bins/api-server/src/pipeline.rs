@@ -210,7 +210,6 @@ impl Pipeline {
                 if reconnected {
                     self.metrics.ami_reconnect();
                 }
-                self.metrics.set_ami_connected(true);
                 self.link.set_connected(true, at);
                 state.connected = Some(generation);
                 state.connected_at = Some(at);
@@ -223,7 +222,6 @@ impl Pipeline {
             ClientEvent::Disconnected { generation, reason } => {
                 let at = domain::now();
                 tracing::warn!(generation, %reason, "AMI link lost; statuses keep their last known values");
-                self.metrics.set_ami_connected(false);
                 self.metrics.ami_error();
                 self.link.set_connected(false, at);
                 self.link.set_error(&reason);
@@ -432,7 +430,7 @@ impl Pipeline {
                 );
             }
             Err(e) => {
-                self.metrics.store_error();
+                self.metrics.store_error(&e);
                 tracing::warn!(error = %e, "could not read the store to find extensions missing from the list");
             }
         }

@@ -35,9 +35,7 @@ pub struct AppState {
 impl AppState {
     /// Counts and maps a failed store read.
     pub fn store_failed(&self, e: &store::StoreError) -> ApiError {
-        if !e.is_not_found() && !e.is_conflict() {
-            self.metrics.store_error();
-        }
+        self.metrics.store_error(e);
         ApiError::from_store(e)
     }
 }

@@ -67,6 +67,15 @@ fn gone() -> StoreError {
     }
 }
 
+/// Maps a store error of an operation on record `id`, naming the id when it is not there.
+fn by_id(id: &str, e: &StoreError) -> ApiError {
+    if e.is_not_found() {
+        ApiError::no_such_extension(id)
+    } else {
+        ApiError::from_store(e)
+    }
+}
+
 impl Writer {
     /// Starts the writer task. It ends when every handle is dropped, after finishing the jobs
     /// already queued.
@@ -108,10 +117,7 @@ impl Writer {
         let shown = id.to_string();
         self.ask(|tx| Job::Update(id, patch, tx), || Err(gone()))
             .await
-            .map_err(|e| match e {
-                e if e.is_not_found() => ApiError::no_such_extension(&shown),
-                e => ApiError::from_store(&e),
-            })
+            .map_err(|e| by_id(&shown, &e))
     }
 
     /// Deletes a record and publishes `extension_deleted`.
@@ -120,10 +126,7 @@ impl Writer {
         self.ask(|tx| Job::Delete(id, tx), || Err(gone()))
             .await
             .map(|_| ())
-            .map_err(|e| match e {
-                e if e.is_not_found() => ApiError::no_such_extension(&shown),
-                e => ApiError::from_store(&e),
-            })
+            .map_err(|e| by_id(&shown, &e))
     }
 
     /// Applies one observation and publishes `extension_status_updated` when the status
@@ -177,12 +180,6 @@ impl Task {
         }
     }
 
-    fn failed(&self, e: &StoreError) {
-        if !e.is_conflict() && !e.is_not_found() {
-            self.metrics.store_error();
-        }
-    }
-
     fn publish(&self, change: Change) {
         self.hub.publish(change);
     }
@@ -192,7 +189,7 @@ impl Task {
             .store
             .create(new)
             .await
-            .inspect_err(|e| self.failed(e))?;
+            .inspect_err(|e| self.metrics.store_error(e))?;
         self.metrics.store_write(WriteCause::Create);
         self.publish(Change::Created(record.clone()));
         tracing::info!(extension = %record.extension, id = %record.id, "extension created");
@@ -200,12 +197,16 @@ impl Task {
     }
 
     async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
-        let before = self.store.get(id).await.inspect_err(|e| self.failed(e))?;
+        let before = self
+            .store
+            .get(id)
+            .await
+            .inspect_err(|e| self.metrics.store_error(e))?;
         let record = self
             .store
             .update(id, patch)
             .await
-            .inspect_err(|e| self.failed(e))?;
+            .inspect_err(|e| self.metrics.store_error(e))?;
         // An edit that sets the values already there changes nothing and is not news.
         if before
             .as_ref()
@@ -223,7 +224,7 @@ impl Task {
             .store
             .delete(id)
             .await
-            .inspect_err(|e| self.failed(e))?;
+            .inspect_err(|e| self.metrics.store_error(e))?;
         self.metrics.store_write(WriteCause::Delete);
         self.publish(Change::Deleted {
             id: record.id.clone(),
@@ -274,7 +275,7 @@ impl Task {
             Ok(_) => Ok(StatusApplied::Unchanged),
             Err(e) if e.is_not_found() => Ok(StatusApplied::NotStored),
             Err(e) => {
-                self.failed(&e);
+                self.metrics.store_error(&e);
                 Err(e)
             }
         }
