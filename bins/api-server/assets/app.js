@@ -108,6 +108,7 @@ const manage = new Manage(
   toast,
 );
 const board = new Board(boardEl, /** @type {HTMLTemplateElement} */ (byId("tile-template")), (rec) => manage.openEdit(rec));
+board.minFrameMs = Math.max(0, Number(params.get("frame") ?? 250) || 0);
 byId("add").addEventListener("click", () => manage.openNew());
 
 const qInput = /** @type {HTMLInputElement} */ (byId("q"));

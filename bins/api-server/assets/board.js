@@ -29,6 +29,7 @@ import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, full
  * @property {Category} category
  * @property {string} haystack lower-cased name and number, for the search
  * @property {Group | null} group
+ * @property {boolean} visible whether the filters let it show (mirrors `el.hidden`, read without touching the DOM)
  * @property {number | null} seenAt epoch ms of last_seen
  * @property {string} durText the clock text last written
  * @property {string} seenText the "seen ... ago" text last written
@@ -43,14 +44,14 @@ import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, full
  * @property {HTMLUListElement} list
  * @property {HTMLElement} total
  * @property {Map<Category, HTMLElement>} countEls
+ * @property {Set<Tile>} members the tiles in the group
  * @property {string} countsText the counts last written, to skip identical writes
  */
 
 const NONE_GROUP = "All extensions";
 
-const REDUCED_MOTION = matchMedia("(prefers-reduced-motion: reduce)");
-const FLASH_FRAMES = [{ outlineColor: "currentColor", outlineOffset: "2px" }, { outlineColor: "transparent", outlineOffset: "6px" }];
-const FLASH_TIMING = { duration: 700, easing: "ease-out" };
+/** How long a changed tile keeps its "just changed" mark. */
+const RECENT_MS = 3000;
 
 /**
  * @param {ParentNode} root
@@ -82,6 +83,10 @@ export class Board {
     /** Whether the pending batch replaces everything (records not in it are gone). */
     this.pendingReset = false;
     this.frameRequested = false;
+    /** When the last flush ran (performance.now()). */
+    this.lastFlush = -Infinity;
+    /** The shortest time between two flushes, in milliseconds. */
+    this.minFrameMs = 0;
     /** @type {View} */
     this.view = { query: "", department: "", category: "", groupBy: "department", showInactive: false };
     this.viewDirty = false;
@@ -100,9 +105,42 @@ export class Board {
     this.onSummary = () => {};
     /** @type {string} */
     this.departmentsKey = "";
+    /** Whether a department may have appeared or gone since the list was last sent. */
+    this.departmentsDirty = true;
     this.stats = { flushes: 0, flushMs: 0, maxFlushMs: 0, patched: 0, created: 0, removed: 0, tickMs: 0, ticks: 0 };
     /** Resolvers waiting for the next completed flush (used by tests and the first-render mark). @type {Array<() => void>} */
     this.afterFlush = [];
+    /** Tiles that carry the "just changed" mark. @type {Set<Tile>} */
+    this.recent = new Set();
+    /** Tiles on or near the screen: the only ones whose clocks tick. @type {Set<Tile>} */
+    this.onScreen = new Set();
+    /** @type {WeakMap<Element, Tile>} */
+    this.byElement = new WeakMap();
+    this.observer = new IntersectionObserver(
+      (entries) => {
+        const now = Date.now();
+        for (const e of entries) {
+          const tile = this.byElement.get(e.target);
+          if (!tile) continue;
+          if (e.isIntersecting) {
+            this.onScreen.add(tile);
+            this.tickTile(tile, now);
+          } else {
+            this.onScreen.delete(tile);
+          }
+        }
+      },
+      { rootMargin: "200px 0px" },
+    );
+    // Tooltips with the full local times are written when a pointer or the focus reaches a
+    // tile, not for every tile on every change.
+    const explain = (/** @type {Event} */ ev) => {
+      const li = /** @type {Element} */ (ev.target).closest?.("li.tile");
+      const tile = li ? this.byElement.get(li) : undefined;
+      if (tile) this.explain(tile);
+    };
+    root.addEventListener("pointerover", explain);
+    root.addEventListener("focusin", explain);
     root.addEventListener("click", (ev) => {
       const target = /** @type {Element} */ (ev.target);
       const btn = target.closest("button.edit");
@@ -147,7 +185,12 @@ export class Board {
   schedule() {
     if (this.frameRequested) return;
     this.frameRequested = true;
-    requestAnimationFrame(() => this.flush());
+    // Every rendered frame has a fixed cost (style, layout, paint and commit of the page)
+    // that dwarfs patching a tile, so under a stream of changes frames are spaced at least
+    // `minFrameMs` apart; a lone change after a quiet spell still shows in the next frame.
+    const wait = this.lastFlush + this.minFrameMs - performance.now();
+    if (wait > 0) setTimeout(() => requestAnimationFrame(() => this.flush()), wait);
+    else requestAnimationFrame(() => this.flush());
   }
 
   /** Resolves after the next flush has reached the DOM. @returns {Promise<void>} */
@@ -161,6 +204,7 @@ export class Board {
   flush() {
     this.frameRequested = false;
     const started = performance.now();
+    this.lastFlush = started;
     if (this.viewDirty && this.currentGroupBy !== this.view.groupBy) this.rebuildGroups();
     if (this.pendingReset) {
       for (const id of this.tiles.keys()) if (!this.pending.has(id)) this.pending.set(id, null);
@@ -215,6 +259,7 @@ export class Board {
     for (const tile of sorted) {
       const g = this.groupFor(this.groupKeyOf(tile.rec));
       g.list.append(tile.el);
+      g.members.add(tile);
       tile.group = g;
     }
   }
@@ -257,7 +302,7 @@ export class Board {
     list.setAttribute("aria-label", label);
     section.append(head, list);
     /** @type {Group} */
-    const g = { key, section, list, total, countEls, countsText: "" };
+    const g = { key, section, list, total, countEls, countsText: "", members: new Set() };
     this.groups.set(key, g);
     // Sections keep a stable order: categories in their natural order, the rest by name.
     const order =
@@ -288,6 +333,8 @@ export class Board {
     }
     const before = items[lo] ?? null;
     if (before !== tile.el) g.list.insertBefore(tile.el, before);
+    if (tile.group !== g) tile.group?.members.delete(tile);
+    g.members.add(tile);
     tile.group = g;
   }
 
@@ -308,6 +355,7 @@ export class Board {
       category: "unknown",
       haystack: "",
       group: null,
+      visible: true,
       durText: "",
       seenText: "",
       n: {
@@ -325,11 +373,14 @@ export class Board {
     };
     el.dataset.id = rec._id;
     this.tiles.set(rec._id, tile);
+    this.byElement.set(el, tile);
+    this.observer.observe(el);
     this.write(tile, null, rec);
     const g = this.groupFor(this.groupKeyOf(rec));
     this.place(tile, g);
     this.applyVisibility(tile);
     touched.add(g);
+    this.departmentsDirty = true;
     this.stats.created += 1;
   }
 
@@ -361,6 +412,10 @@ export class Board {
    */
   drop(tile, touched) {
     tile.el.remove();
+    tile.group?.members.delete(tile);
+    this.departmentsDirty = true;
+    this.observer.unobserve(tile.el);
+    this.onScreen.delete(tile);
     this.tiles.delete(tile.rec._id);
     if (tile.group) touched.add(tile.group);
     this.stats.removed += 1;
@@ -382,11 +437,12 @@ export class Board {
       el.dataset.device = rec.device_state;
       n.icon.setAttribute("href", `#${lk.icon}`);
       n.stateText.textContent = lk.label;
-      n.stateText.title = `Device state ${rec.device_state}; Asterisk extension state ${statusCodeText(rec.status_code)}`;
-      if (old && !REDUCED_MOTION.matches) {
-        // A short highlight tells the eye what just changed. The Web Animations API needs no
-        // forced layout, unlike restarting a CSS animation by toggling a class.
-        el.animate(FLASH_FRAMES, FLASH_TIMING);
+      if (old) {
+        // A marked border tells the eye what just changed. It is a static style, removed by
+        // the clock a few seconds later: an animation would make the page render every frame
+        // while changes stream in, which costs far more than the changes themselves.
+        el.classList.add("recent");
+        this.recent.add(tile);
       }
     }
     if (!old || old.status !== rec.status) {
@@ -402,19 +458,20 @@ export class Board {
       tile.haystack = `${rec.agent_name.toLowerCase()}\n${rec.extension}`;
       n.edit.setAttribute("aria-label", `Edit extension ${rec.extension} (${rec.agent_name})`);
     }
-    if (!old || old.department !== rec.department) n.dept.textContent = rec.department;
+    if (!old || old.department !== rec.department) {
+      n.dept.textContent = rec.department;
+      this.departmentsDirty = true;
+    }
     if (!old || old.is_active !== rec.is_active) el.classList.toggle("inactive", !rec.is_active);
     if (!old || old.last_status_change !== rec.last_status_change) {
       tile.changedAt = epoch(rec.last_status_change);
       n.changed.dateTime = rec.last_status_change ?? "";
       n.changed.textContent = localTime(tile.changedAt, now);
-      n.changed.title = fullTime(tile.changedAt);
       this.tickTile(tile, now);
     }
     if (!old || old.last_seen !== rec.last_seen) {
       tile.seenAt = epoch(rec.last_seen);
       n.seen.dateTime = rec.last_seen ?? "";
-      n.seen.title = fullTime(tile.seenAt);
       this.tickTile(tile, now);
     }
   }
@@ -436,11 +493,28 @@ export class Board {
     }
   }
 
-  /** Advances every visible clock; called once a second. */
+  /**
+   * Writes the tooltips of a tile: the exact states and the full local times.
+   * @param {Tile} tile
+   */
+  explain(tile) {
+    const { rec, n } = tile;
+    n.stateText.title = `Device state ${rec.device_state}; Asterisk extension state ${statusCodeText(rec.status_code)}`;
+    n.changed.title = fullTime(tile.changedAt);
+    n.seen.title = fullTime(tile.seenAt);
+  }
+
+  /** Advances the clocks on screen; called once a second. */
   tick() {
     const started = performance.now();
     const now = Date.now();
-    for (const tile of this.tiles.values()) if (!tile.el.hidden) this.tickTile(tile, now);
+    for (const tile of this.onScreen) if (tile.visible) this.tickTile(tile, now);
+    for (const tile of this.recent) {
+      if (tile.changedAt === null || now - tile.changedAt >= RECENT_MS || !this.tiles.has(tile.rec._id)) {
+        tile.el.classList.remove("recent");
+        this.recent.delete(tile);
+      }
+    }
     this.stats.ticks += 1;
     this.stats.tickMs += performance.now() - started;
   }
@@ -457,11 +531,12 @@ export class Board {
 
   /** @param {Tile} tile */
   applyVisibility(tile) {
-    const hidden = !this.matches(tile);
-    if (tile.el.hidden !== hidden) {
-      tile.el.hidden = hidden;
+    const visible = this.matches(tile);
+    if (tile.visible !== visible || tile.el.hidden === visible) {
+      tile.visible = visible;
+      tile.el.hidden = !visible;
       // A clock that was hidden has not been ticking.
-      if (!hidden) this.tickTile(tile, Date.now());
+      if (visible) this.tickTile(tile, Date.now());
     }
   }
 
@@ -474,11 +549,9 @@ export class Board {
     const counts = new Map();
     let shown = 0;
     let total = 0;
-    for (const el of g.list.children) {
-      const tile = this.tiles.get(/** @type {HTMLElement} */ (el).dataset.id ?? "");
-      if (!tile) continue;
+    for (const tile of g.members) {
       total += 1;
-      if (tile.el.hidden) continue;
+      if (!tile.visible) continue;
       shown += 1;
       counts.set(tile.category, (counts.get(tile.category) ?? 0) + 1);
     }
@@ -503,22 +576,25 @@ export class Board {
   updateSummary() {
     /** @type {Map<Category, number>} */
     const counts = new Map();
-    /** @type {Set<string>} */
-    const departments = new Set();
     let shown = 0;
     let inactiveHidden = 0;
     for (const tile of this.tiles.values()) {
-      departments.add(tile.rec.department);
       if (!tile.rec.is_active && !this.view.showInactive) inactiveHidden += 1;
-      if (tile.el.hidden) continue;
+      if (!tile.visible) continue;
       shown += 1;
       counts.set(tile.category, (counts.get(tile.category) ?? 0) + 1);
     }
-    const sorted = [...departments].sort((a, b) => a.localeCompare(b));
-    const key = sorted.join("\n");
-    if (key !== this.departmentsKey) {
-      this.departmentsKey = key;
-      this.onDepartments(sorted);
+    if (this.departmentsDirty) {
+      this.departmentsDirty = false;
+      /** @type {Set<string>} */
+      const departments = new Set();
+      for (const tile of this.tiles.values()) departments.add(tile.rec.department);
+      const sorted = [...departments].sort((a, b) => a.localeCompare(b));
+      const key = sorted.join("\n");
+      if (key !== this.departmentsKey) {
+        this.departmentsKey = key;
+        this.onDepartments(sorted);
+      }
     }
     this.onSummary(shown, this.tiles.size, counts, inactiveHidden);
   }
