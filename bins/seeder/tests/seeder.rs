@@ -1,0 +1,406 @@
+//! The `seeder` binary end to end: real processes against a real embedded store, and against a
+//! small in-test HTTP server that answers like the api-server's REST API.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, Result, ensure};
+use domain::{Extension, ExtensionFilter, ExtensionPatch, NewExtension, RecordId};
+use serde_json::{Map, Value, json};
+use store::{EmbeddedStore, Repository, StoreOptions};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+fn seeder(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_seeder"))
+        .args(args)
+        .env_remove("EXTSTATUS_DATA_DIR")
+        .env_remove("EXTSTATUS_MONGODB_URI")
+        .env_remove("MONGODB_URI")
+        .env_remove("EXTSTATUS_API")
+        .env_remove("EXTSTATUS_TOKEN")
+        .output()?)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs the seeder off the async runtime, since it is a blocking child process.
+async fn seeder_async(args: Vec<String>) -> Result<Output> {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        seeder(&args)
+    })
+    .await?
+}
+
+async fn stored(dir: &Path) -> Result<Vec<Extension>> {
+    let store = EmbeddedStore::open(dir, StoreOptions::default()).await?;
+    Ok(store.list(&ExtensionFilter::default()).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_loads_once_and_a_second_run_changes_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            "--range".to_owned(),
+            "1001-1050".into(),
+            "--department".into(),
+            "Sales".into(),
+            "--data-dir".into(),
+            data_arg.clone(),
+        ];
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        v
+    };
+    let file = data.join(store::DB_FILE_NAME).display().to_string();
+
+    // A dry run on an empty store lists the creates and writes nothing.
+    let dry = seeder_async(args(&["--dry-run"])).await?;
+    ensure!(dry.status.success(), "{}", text(&dry.stderr));
+    let out = text(&dry.stdout);
+    ensure!(
+        out.starts_with(
+            "create 1001: agent_name \"Agent 1001\", department \"Sales\", is_active true\n"
+        ),
+        "{out}"
+    );
+    ensure!(out.ends_with(&format!(
+        "dry run, nothing written to the embedded store {file}: would create 50, would update 0, \
+         unchanged 0, rejected 0\n"
+    )));
+    ensure!(stored(&data).await?.is_empty());
+
+    let first = seeder_async(args(&[])).await?;
+    ensure!(first.status.success(), "{}", text(&first.stderr));
+    ensure!(
+        text(&first.stdout)
+            == format!("created 50, updated 0, unchanged 0, rejected 0 (embedded store {file})\n"),
+        "{}",
+        text(&first.stdout)
+    );
+    let records = stored(&data).await?;
+    ensure!(records.len() == 50);
+    ensure!(records[0].agent_name.as_str() == "Agent 1001");
+    ensure!(
+        records
+            .iter()
+            .all(|r| r.department.as_str() == "Sales" && r.is_active)
+    );
+
+    let second = seeder_async(args(&[])).await?;
+    ensure!(second.status.success());
+    ensure!(
+        text(&second.stdout)
+            == format!("created 0, updated 0, unchanged 50, rejected 0 (embedded store {file})\n")
+    );
+    // Nothing was rewritten: the records are exactly as before.
+    ensure!(stored(&data).await? == records);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_are_reported_and_nothing_of_them_is_written() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let csv = dir.path().join("agents.csv");
+    std::fs::write(
+        &csv,
+        "extension,agent_name,department,is_active\n\
+         1001,Alice,Sales,true\n\
+         1002,Bob,Sales,perhaps\n\
+         10x3,Carol,Sales,\n\
+         1004,\"Dan, Jr.\",Support,no\n",
+    )?;
+    let out = seeder_async(vec![
+        "--from".into(),
+        csv.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    let name = csv.display().to_string();
+    ensure!(
+        err == format!(
+            "{name}: line 3: is_active: must be true or false (or yes/no, 1/0), got \"perhaps\"\n\
+             {name}: line 4: extension: must contain only the digits 0-9\n"
+        ),
+        "{err}"
+    );
+    ensure!(text(&out.stdout).starts_with("created 2, updated 0, unchanged 0, rejected 2 ("));
+    let records = stored(&data).await?;
+    let names: Vec<(&str, &str, bool)> = records
+        .iter()
+        .map(|r| (r.extension.as_str(), r.agent_name.as_str(), r.is_active))
+        .collect();
+    ensure!(
+        names == [("1001", "Alice", true), ("1004", "Dan, Jr.", false)],
+        "{names:?}"
+    );
+
+    // JSON updates what differs, keeps what the input does not say, and says so.
+    let json_file = dir.path().join("agents.json");
+    std::fs::write(
+        &json_file,
+        r#"[
+  {"extension": "1001", "agent_name": "Alice Smith", "department": "Sales"},
+  {"extension": "1004", "agent_name": "Dan, Jr.", "department": "Support"},
+  {"extension": "1005", "agent_name": "Eve", "department": "Support", "last_seen": null}
+]"#,
+    )?;
+    let out = seeder_async(vec![
+        "--from".into(),
+        json_file.display().to_string(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(1));
+    ensure!(
+        text(&out.stderr)
+            .ends_with("line 4: last_seen: is set by the server and cannot be written\n")
+    );
+    ensure!(text(&out.stdout).starts_with("created 0, updated 1, unchanged 1, rejected 1 ("));
+    let records = stored(&data).await?;
+    ensure!(records[0].agent_name.as_str() == "Alice Smith");
+    ensure!(!records[1].is_active, "an unstated flag is kept");
+    ensure!(records.len() == 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_opened_stops_the_run_and_says_why() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Held open by this process, as a running api-server would hold it.
+    let held = EmbeddedStore::open(dir.path(), StoreOptions::default()).await?;
+    let out = seeder_async(vec![
+        "--range".into(),
+        "1001-1002".into(),
+        "--department".into(),
+        "Sales".into(),
+        "--data-dir".into(),
+        dir.path().display().to_string(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    let err = text(&out.stderr);
+    ensure!(err.contains(&held.path().display().to_string()), "{err}");
+    ensure!(err.contains("--api"), "{err}");
+    drop(held);
+
+    let file = tempfile::NamedTempFile::new()?;
+    let below = file.path().join("data");
+    let out = seeder_async(vec![
+        "--range".into(),
+        "1001-1002".into(),
+        "--department".into(),
+        "Sales".into(),
+        "--data-dir".into(),
+        below.display().to_string(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(text(&out.stderr).contains(&format!("cannot use {}", below.display())));
+
+    let out = seeder_async(vec![
+        "--range".into(),
+        "1050-1001".into(),
+        "--department".into(),
+        "S".into(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(text(&out.stderr).contains("the start 1050 is after the end 1001"));
+    Ok(())
+}
+
+/// A stand-in for the api-server's extension routes: enough HTTP/1.1 for one request per
+/// connection, the same JSON shapes, and a bearer token.
+struct FakeApi {
+    records: Mutex<Vec<Extension>>,
+    writes: Mutex<Vec<String>>,
+}
+
+impl FakeApi {
+    fn answer(&self, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let error = |status: u16, code: &str, message: &str| {
+            (status, json!({"error": {"code": code, "message": message}}))
+        };
+        if auth != Some("Bearer s3cret") {
+            return error(401, "unauthorized", "A valid admin token is required.");
+        }
+        let body: Map<String, Value> = serde_json::from_slice(body).unwrap_or_default();
+        let mut records = self.records.lock().expect("lock");
+        match (method, path) {
+            ("GET", "/api/extensions") => (200, json!(*records)),
+            ("POST", "/api/extensions") => {
+                let Ok(new) = NewExtension::from_json(&body) else {
+                    return error(400, "invalid", "The request is invalid.");
+                };
+                if records.iter().any(|r| r.extension == new.extension) {
+                    return error(409, "conflict", "The extension exists.");
+                }
+                self.writes
+                    .lock()
+                    .expect("lock")
+                    .push(format!("POST {}", new.extension));
+                let id = RecordId::parse(&format!("{:024x}", records.len() + 1)).expect("id");
+                let record = Extension::create(id, new, domain::now());
+                records.push(record.clone());
+                (201, json!(record))
+            }
+            ("PUT", p) if p.starts_with("/api/extensions/") => {
+                let id = &p["/api/extensions/".len()..];
+                let Ok(patch) = ExtensionPatch::from_json(&body) else {
+                    return error(400, "invalid", "The request is invalid.");
+                };
+                let Some(record) = records.iter_mut().find(|r| r.id.as_str() == id) else {
+                    return error(404, "not_found", "No such extension.");
+                };
+                self.writes.lock().expect("lock").push(format!(
+                    "PUT {} {}",
+                    record.extension,
+                    Value::Object(body)
+                ));
+                record.apply_patch(&patch, domain::now());
+                (200, json!(record))
+            }
+            _ => error(404, "not_found", "No such route."),
+        }
+    }
+
+    async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let api = self.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (end + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let mut words = head.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let auth = head.lines().find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                        .map(|(_, v)| v.trim().to_owned())
+                });
+                let body = &buf[head_end..head_end + length];
+                let (status, json) = api.answer(method, path, auth.as_deref(), body);
+                let json = json.to_string();
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                    json.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_mode_upserts_through_rest() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let api = Arc::new(FakeApi {
+        records: Mutex::new(Vec::new()),
+        writes: Mutex::new(Vec::new()),
+    });
+    tokio::spawn(api.clone().serve(listener));
+    let run = |extra: &[&str]| {
+        let mut v: Vec<String> = vec![
+            "--api".into(),
+            url.clone(),
+            "--token".into(),
+            "s3cret".into(),
+        ];
+        v.extend(extra.iter().map(|s| (*s).to_owned()));
+        seeder_async(v)
+    };
+
+    let out = run(&["--range", "2001-2003", "--department", "Support"]).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(
+        text(&out.stdout) == format!("created 3, updated 0, unchanged 0, rejected 0 (API {url})\n")
+    );
+    let again = run(&["--range", "2001-2003", "--department", "Support"]).await?;
+    ensure!(text(&again.stdout).starts_with("created 0, updated 0, unchanged 3, rejected 0"));
+
+    // A change goes out as a PUT of the changed fields only.
+    let out = run(&["--range", "2002-2004", "--department", "Sales"]).await?;
+    ensure!(text(&out.stdout).starts_with("created 1, updated 2, unchanged 0, rejected 0"));
+    // Writes run concurrently, so their order is not fixed.
+    let mut writes = api.writes.lock().expect("lock").clone();
+    writes.sort();
+    ensure!(
+        writes
+            == [
+                "POST 2001",
+                "POST 2002",
+                "POST 2003",
+                "POST 2004",
+                "PUT 2002 {\"department\":\"Sales\"}",
+                "PUT 2003 {\"department\":\"Sales\"}",
+            ],
+        "{writes:?}"
+    );
+
+    // A wrong token stops the run before any write, with the server's message.
+    let out = seeder_async(vec![
+        "--api".into(),
+        url.clone(),
+        "--token".into(),
+        "wrong".into(),
+        "--range".into(),
+        "2001-2001".into(),
+        "--department".into(),
+        "S".into(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains("the API answered 401: A valid admin token is required."),
+        "{err}"
+    );
+    let records = api.records.lock().expect("lock").clone();
+    ensure!(records.len() == 4);
+    let dept = records
+        .iter()
+        .find(|r| r.extension.as_str() == "2002")
+        .context("2002")?;
+    ensure!(dept.department.as_str() == "Sales");
+    Ok(())
+}
