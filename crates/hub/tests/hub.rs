@@ -549,7 +549,7 @@ fn lag_limit_is_the_smaller_of_queue_and_ring() {
 async fn one_slow_subscriber_among_fast_ones() {
     const READERS: usize = 10;
     const BURST: u64 = 48;
-    const ROUNDS: u64 = 50;
+    const ROUNDS: u64 = 30;
     let start = initial(30);
     let hub = Hub::starting_at(config(256, 64), start, PbxLink::unknown(), 0);
     let (slow_snapshot, slow) = hub.subscribe(None);
@@ -802,7 +802,7 @@ fn seeded_interleavings_keep_every_subscriber_exact() {
         let mut next_ext = 100;
         let (mut resyncs, mut resumes_from_ring, mut resumes_with_snapshot) = (0, 0, 0);
         let filters = [None, Some("Sales"), Some("Support"), Some("Billing")];
-        for _ in 0..20_000 {
+        for _ in 0..10_000 {
             match rng.random_range(0..100) {
                 0..=44 => {
                     let change = random_change(&mut rng, &model, &mut next_ext);
@@ -909,7 +909,7 @@ fn seeded_interleavings_keep_every_subscriber_exact() {
 #[test]
 fn threads_publishing_and_reading_at_once() {
     const PUBLISHERS: u32 = 3;
-    const PER_PUBLISHER: u32 = 20_000;
+    const PER_PUBLISHER: u32 = 10_000;
     let start = initial(30);
     let hub = Hub::starting_at(config(512, 128), start, PbxLink::unknown(), 0);
     let done = Arc::new(AtomicBool::new(false));
