@@ -81,7 +81,11 @@ pub const SERVER_FIELDS: [&str; 8] = [
 ];
 
 fn refuse_extra(body: &Map<String, Value>, allowed: &[&str], errors: &mut FieldErrors) {
-    for key in body.keys() {
+    // Report in name order whatever order the map keeps (serde_json's `preserve_order`
+    // feature, which another crate may switch on, keeps insertion order).
+    let mut keys: Vec<&String> = body.keys().collect();
+    keys.sort();
+    for key in keys {
         if allowed.contains(&key.as_str()) {
             continue;
         }
