@@ -52,6 +52,8 @@ pub struct Options {
     pub viewer_token: Option<String>,
     /// Timer overrides; `None` uses [`Options::fast_timing`].
     pub timing: Option<Timing>,
+    /// Log in to the AMI peer with the MD5 challenge.
+    pub ami_md5: bool,
     /// Records (extension, agent, department) put into the store before the server starts,
     /// so that the first `ExtensionStateList` already finds them.
     pub seed: Vec<(String, String, String)>,
@@ -186,6 +188,7 @@ impl TestServer {
                 addr: ami_addr,
                 username: user,
                 secret,
+                md5: options.ami_md5,
             },
             auth: AuthConfig {
                 admin_token: options.admin_token.clone().map(Secret::new),

@@ -172,6 +172,9 @@ pub async fn start(
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
             client_config.events = "call,system".to_owned();
+            if ami.md5 {
+                client_config.auth = ami_proto::client::AuthMethod::Md5;
+            }
             tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
             let (handle, events) = Client::spawn(client_config, ami_token.clone());
             client_handle = Some(handle.clone());

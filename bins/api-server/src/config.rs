@@ -149,6 +149,9 @@ pub struct Args {
         hide_env_values = true
     )]
     pub ami_secret: Option<Secret>,
+    /// Log in with the MD5 challenge, so that the secret never crosses the network.
+    #[arg(long, env = "EXTSTATUS_AMI_MD5")]
+    pub ami_md5: bool,
     /// When set, POST/PUT/DELETE need `Authorization: Bearer TOKEN`.
     #[arg(
         long,
@@ -226,6 +229,7 @@ struct FileConfig {
     ami: Option<String>,
     ami_user: Option<String>,
     ami_secret: Option<Secret>,
+    ami_md5: Option<bool>,
     admin_token: Option<Secret>,
     viewer_token: Option<Secret>,
     demo: Option<bool>,
@@ -266,6 +270,8 @@ pub struct AmiConfig {
     pub username: Option<String>,
     /// The manager secret.
     pub secret: Option<Secret>,
+    /// Log in with the MD5 challenge instead of a plain secret.
+    pub md5: bool,
 }
 
 /// The API tokens.
@@ -359,6 +365,7 @@ impl Default for Config {
                 addr: "127.0.0.1:5038".to_owned(),
                 username: None,
                 secret: None,
+                md5: false,
             },
             auth: AuthConfig::default(),
             demo: false,
@@ -411,6 +418,7 @@ impl Config {
                 addr: args.ami.or(file.ami).unwrap_or(d.ami.addr),
                 username: args.ami_user.or(file.ami_user).filter(|u| !u.is_empty()),
                 secret: args.ami_secret.or(file.ami_secret),
+                md5: args.ami_md5 || file.ami_md5.unwrap_or(false),
             },
             auth: AuthConfig {
                 admin_token: non_empty(args.admin_token.or(file.admin_token)),

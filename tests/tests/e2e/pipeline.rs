@@ -113,6 +113,32 @@ async fn a_user_without_system_rights_is_not_waited_for_forever() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn an_md5_login_works_where_plain_ones_are_refused() -> anyhow::Result<()> {
+    let config = PeerConfig {
+        md5: true,
+        ..PeerConfig::default()
+    };
+    let (peer, s) = start(
+        config,
+        Options {
+            ami_md5: true,
+            ..Options::default()
+        },
+    )
+    .await?;
+    s.wait_for_code("1001", 1).await?;
+    assert_eq!(peer.logins(), 1);
+    assert!(
+        peer.actions_received()
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("Challenge")),
+        "{:?}",
+        peer.actions_received()
+    );
+    s.stop().await
+}
+
+#[tokio::test]
 async fn every_status_code_reaches_rest_and_websocket() -> anyhow::Result<()> {
     let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
     s.wait_for_code("1001", 1).await?;
