@@ -518,3 +518,35 @@ async fn a_slow_consumer_gets_a_lagged_notice_instead_of_blocking_the_reader() {
     shutdown(cancel, &handle).await;
     server.await.expect("peer saw the Logoff");
 }
+
+#[tokio::test]
+async fn an_event_in_the_same_read_as_the_login_answer_is_delivered_at_once() {
+    let (listener, addr) = listener().await;
+    let cancel = CancellationToken::new();
+    let (handle, mut events) = Client::spawn(config(&addr), cancel.clone());
+    let mut peer = Peer::accept(&listener).await;
+    let login = peer.expect_action("Login").await;
+    let id = login.action_id().expect("ActionID").into_owned();
+    // One write, as Asterisk sends it: the answer and FullyBooted right behind it. Nothing else
+    // follows, so the event must come out of the bytes already read.
+    peer.write(&format!(
+        "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n\
+         Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 5\r\nLastReload: 5\r\nStatus: Fully Booted\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(connected(&mut events).await, (1, false));
+    match next_event(&mut events).await {
+        ClientEvent::Event(packet) => assert!(packet.is(Kind::Event, "FullyBooted")),
+        other => panic!("expected FullyBooted, got {other:?}"),
+    }
+    let server = tokio::spawn(async move {
+        let logoff = peer.expect_action("Logoff").await;
+        let id = logoff.action_id().expect("ActionID").into_owned();
+        peer.write(&format!(
+            "Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n"
+        ))
+        .await;
+    });
+    shutdown(cancel, &handle).await;
+    server.await.expect("peer saw the Logoff");
+}

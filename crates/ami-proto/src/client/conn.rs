@@ -250,6 +250,16 @@ impl Supervisor {
         for packet in early {
             session.dispatch(packet, &mut self.events);
         }
+        // Packets that arrived in the same read as the login answer (FullyBooted follows it
+        // at once) are already in the buffer; deliver them now instead of after the next read,
+        // which may be a keepalive interval away.
+        drain(
+            &mut session,
+            &mut buf,
+            &mut decoder,
+            &mut wire_seq,
+            &mut self.events,
+        );
         let interval = self.config.ping_interval.max(Duration::from_millis(1));
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
