@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::DropGuard;
 
 use self::tables::Cache;
-use self::writer::{Job, Writer, WriterState, stopped};
+use self::writer::{Edit, Job, Writer, WriterState, stopped};
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{StoreError, cause};
@@ -148,7 +148,9 @@ impl Repository for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.call(|reply| Job::Ping { reply }).await?
+        self.inner
+            .call(|reply| Job::Edit(Edit::Ping { reply }))
+            .await?
     }
 
     async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError> {
@@ -181,7 +183,7 @@ impl Repository for EmbeddedStore {
     async fn create(&self, new: NewExtension) -> Result<Extension, StoreError> {
         let at = domain::now();
         self.inner
-            .call(|reply| Job::Create { new, at, reply })
+            .call(|reply| Job::Edit(Edit::Create { new, at, reply }))
             .await?
     }
 
@@ -189,18 +191,22 @@ impl Repository for EmbeddedStore {
         let at = domain::now();
         let id = id.clone();
         self.inner
-            .call(|reply| Job::Update {
-                id,
-                patch,
-                at,
-                reply,
+            .call(|reply| {
+                Job::Edit(Edit::Update {
+                    id,
+                    patch,
+                    at,
+                    reply,
+                })
             })
             .await?
     }
 
     async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
         let id = id.clone();
-        self.inner.call(|reply| Job::Delete { id, reply }).await?
+        self.inner
+            .call(|reply| Job::Edit(Edit::Delete { id, reply }))
+            .await?
     }
 
     async fn apply_status(
@@ -211,7 +217,7 @@ impl Repository for EmbeddedStore {
         let items = vec![(extension.clone(), observation)];
         let mut results = self
             .inner
-            .call(|reply| Job::Status { items, reply })
+            .call(|reply| Job::Edit(Edit::Status { items, reply }))
             .await?;
         results
             .pop()
@@ -226,7 +232,11 @@ impl Repository for EmbeddedStore {
             return Vec::new();
         }
         let items = observations.to_vec();
-        match self.inner.call(|reply| Job::Status { items, reply }).await {
+        match self
+            .inner
+            .call(|reply| Job::Edit(Edit::Status { items, reply }))
+            .await
+        {
             Ok(results) => results,
             Err(e) => observations.iter().map(|_| Err(e.clone())).collect(),
         }

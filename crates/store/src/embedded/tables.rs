@@ -27,12 +27,11 @@ pub(super) const STATUS: TableDefinition<'_, &str, (i32, i64, i64)> =
 /// Stands for "no time" in the status table.
 const NO_TIME: i64 = i64::MIN;
 /// History in time order: (milliseconds since the epoch, sequence) to (extension, previous
-/// code, new code).
+/// code, new code). New entries append at the end of the tree, so a commit writes only the
+/// last pages. There is deliberately no second index by extension: it would scatter every
+/// commit over the whole history; a per-extension query reads the time range and filters.
 pub(super) const HISTORY: TableDefinition<'_, (i64, u64), (&str, i32, i32)> =
-    TableDefinition::new("history_by_time");
-/// History per extension: (extension, milliseconds, sequence) to (previous code, new code).
-pub(super) const HISTORY_BY_EXTENSION: TableDefinition<'_, (&str, i64, u64), (i32, i32)> =
-    TableDefinition::new("history_by_extension");
+    TableDefinition::new("history");
 /// Small settings: the layout version.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
@@ -150,8 +149,6 @@ fn init(db: &Database) -> Result<(), StoreError> {
         txn.open_table(RECORDS).map_err(storage_error)?;
         txn.open_table(STATUS).map_err(storage_error)?;
         txn.open_table(HISTORY).map_err(storage_error)?;
-        txn.open_table(HISTORY_BY_EXTENSION)
-            .map_err(storage_error)?;
     }
     txn.commit().map_err(storage_error)
 }
@@ -294,42 +291,24 @@ pub(super) fn read_history(
         return Ok(Vec::new());
     }
     let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(HISTORY).map_err(storage_error)?;
     let mut out = Vec::new();
-    match extension {
-        Some(ext) => {
-            let table = txn
-                .open_table(HISTORY_BY_EXTENSION)
-                .map_err(storage_error)?;
-            let range = (ext.as_str(), from, 0u64)..=(ext.as_str(), to, u64::MAX);
-            for row in table.range(range).map_err(storage_error)? {
-                let (key, value) = row.map_err(storage_error)?;
-                let (_, ms, _) = key.value();
-                let (previous_code, new_code) = value.value();
-                out.push(StatusHistoryEntry {
-                    extension: ext.clone(),
-                    previous_code,
-                    new_code,
-                    at: from_millis(ms)?,
-                });
-            }
+    for row in table
+        .range((from, 0u64)..=(to, u64::MAX))
+        .map_err(storage_error)?
+    {
+        let (key, value) = row.map_err(storage_error)?;
+        let (ext, previous_code, new_code) = value.value();
+        if extension.is_some_and(|wanted| wanted.as_str() != ext) {
+            continue;
         }
-        None => {
-            let table = txn.open_table(HISTORY).map_err(storage_error)?;
-            for row in table
-                .range((from, 0u64)..=(to, u64::MAX))
-                .map_err(storage_error)?
-            {
-                let (key, value) = row.map_err(storage_error)?;
-                let (ms, _) = key.value();
-                let (ext, previous_code, new_code) = value.value();
-                out.push(StatusHistoryEntry {
-                    extension: history_extension(ext)?,
-                    previous_code,
-                    new_code,
-                    at: from_millis(ms)?,
-                });
-            }
-        }
+        let (ms, _) = key.value();
+        out.push(StatusHistoryEntry {
+            extension: history_extension(ext)?,
+            previous_code,
+            new_code,
+            at: from_millis(ms)?,
+        });
     }
     Ok(out)
 }

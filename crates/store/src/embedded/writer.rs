@@ -18,7 +18,7 @@ use domain::{
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::tables::{self, Cache, HISTORY, HISTORY_BY_EXTENSION, RECORDS, STATUS, millis};
+use super::tables::{self, Cache, HISTORY, RECORDS, STATUS, millis};
 use crate::batcher::LastSeenBatcher;
 use crate::counters::Counters;
 use crate::error::StoreError;
@@ -32,6 +32,17 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One request to the writer thread.
 pub(super) enum Job {
+    /// A user edit or status observations: decided in order and group-committed.
+    Edit(Edit),
+    /// A `last_seen` batch: written on its own, touching only the fixed-width status rows.
+    LastSeen {
+        batch: Vec<(ExtensionNumber, Timestamp)>,
+        reply: Reply<()>,
+    },
+}
+
+/// A request decided against the staged state of its group.
+pub(super) enum Edit {
     Create {
         new: NewExtension,
         at: Timestamp,
@@ -51,20 +62,15 @@ pub(super) enum Job {
         items: Vec<(ExtensionNumber, Observation)>,
         reply: oneshot::Sender<Vec<Result<StatusOutcome, StoreError>>>,
     },
-    LastSeen {
-        batch: Vec<(ExtensionNumber, Timestamp)>,
-        reply: Reply<()>,
-    },
     Ping {
         reply: Reply<()>,
     },
 }
 
-impl Job {
+impl Edit {
     fn weight(&self) -> usize {
         match self {
-            Job::Status { items, .. } => items.len(),
-            Job::LastSeen { batch, .. } => batch.len(),
+            Edit::Status { items, .. } => items.len(),
             _ => 1,
         }
     }
@@ -152,11 +158,16 @@ const STATUS_ONLY: Dirty = Dirty {
     status: true,
 };
 
+/// A record as the group leaves it: `None` when deleted.
+struct Staged {
+    record: Option<Extension>,
+    dirty: Dirty,
+}
+
 /// The group's changes on top of the committed cache.
 struct Stage<'c> {
     cache: &'c Cache,
-    by_id: HashMap<RecordId, Option<Extension>>,
-    dirty: HashMap<RecordId, Dirty>,
+    by_id: HashMap<RecordId, Staged>,
     by_extension: HashMap<ExtensionNumber, Option<RecordId>>,
     history: Vec<HistoryRow>,
 }
@@ -166,7 +177,6 @@ impl<'c> Stage<'c> {
         Self {
             cache,
             by_id: HashMap::new(),
-            dirty: HashMap::new(),
             by_extension: HashMap::new(),
             history: Vec::new(),
         }
@@ -174,7 +184,7 @@ impl<'c> Stage<'c> {
 
     fn get(&self, id: &RecordId) -> Option<&Extension> {
         match self.by_id.get(id) {
-            Some(staged) => staged.as_ref(),
+            Some(staged) => staged.record.as_ref(),
             None => self.cache.by_id.get(id),
         }
     }
@@ -190,18 +200,42 @@ impl<'c> Stage<'c> {
         self.id_of(ext).and_then(|id| self.get(id))
     }
 
+    /// Stages a changed record whose extension number stays what it was.
     fn put(&mut self, record: Extension, parts: Dirty) {
-        let dirty = self.dirty.entry(record.id.clone()).or_default();
-        dirty.user |= parts.user;
-        dirty.status |= parts.status;
+        match self.by_id.get_mut(&record.id) {
+            Some(staged) => {
+                staged.record = Some(record);
+                staged.dirty.user |= parts.user;
+                staged.dirty.status |= parts.status;
+            }
+            None => {
+                self.by_id.insert(
+                    record.id.clone(),
+                    Staged {
+                        record: Some(record),
+                        dirty: parts,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Stages a new record, taking its extension number.
+    fn create(&mut self, record: Extension) {
         self.by_extension
             .insert(record.extension.clone(), Some(record.id.clone()));
-        self.by_id.insert(record.id.clone(), Some(record));
+        self.put(record, USER);
     }
 
     fn remove(&mut self, record: &Extension) {
         self.by_extension.insert(record.extension.clone(), None);
-        self.by_id.insert(record.id.clone(), None);
+        self.by_id.insert(
+            record.id.clone(),
+            Staged {
+                record: None,
+                dirty: Dirty::default(),
+            },
+        );
     }
 
     fn is_empty(&self) -> bool {
@@ -237,14 +271,35 @@ struct Tally {
 
 impl WriterState {
     fn run(mut self, rx: &Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
+        // A `last_seen` batch met while gathering a group waits for the next round, so that
+        // it is written on its own and after everything queued before it.
+        let mut carried: Option<Job> = None;
+        loop {
+            let first = match carried.take() {
+                Some(job) => job,
+                None => match rx.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+            };
+            let first = match first {
+                Job::LastSeen { batch, reply } => {
+                    self.write_last_seen(&batch, reply);
+                    continue;
+                }
+                Job::Edit(edit) => edit,
+            };
             let mut weight = first.weight();
             let mut group = vec![first];
             while weight < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(job) => {
-                        weight += job.weight();
-                        group.push(job);
+                    Ok(Job::Edit(edit)) => {
+                        weight += edit.weight();
+                        group.push(edit);
+                    }
+                    Ok(last_seen) => {
+                        carried = Some(last_seen);
+                        break;
                     }
                     Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
                 }
@@ -253,7 +308,57 @@ impl WriterState {
         }
     }
 
-    fn process(&mut self, group: Vec<Job>) {
+    /// Writes a `last_seen` batch: only the status rows of records whose stored time is
+    /// older, then the same times in the cache. No record is cloned or re-encoded.
+    fn write_last_seen(&self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<()>) {
+        let updates: Vec<(RecordId, (i32, i64, i64), Timestamp)> = {
+            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+            batch
+                .iter()
+                .filter_map(|(ext, at)| {
+                    let record = cache.by_extension(ext)?;
+                    // A status change may already have written a newer time.
+                    (record.last_seen < Some(*at)).then(|| {
+                        let mut row = tables::encode_status(record);
+                        row.2 = millis(*at);
+                        (record.id.clone(), row, *at)
+                    })
+                })
+                .collect()
+        };
+        let result = if updates.is_empty() {
+            Ok(())
+        } else {
+            self.commit_status_rows(&updates)
+        };
+        if result.is_ok() {
+            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            for (id, _, at) in &updates {
+                if let Some(record) = cache.by_id.get_mut(id) {
+                    record.last_seen = record.last_seen.max(Some(*at));
+                }
+            }
+        }
+        let _ = reply.send(result);
+    }
+
+    fn commit_status_rows(
+        &self,
+        rows: &[(RecordId, (i32, i64, i64), Timestamp)],
+    ) -> Result<(), StoreError> {
+        use tables::storage_error as e;
+        let mut txn = self.db.begin_write().map_err(e)?;
+        txn.set_durability(Durability::Immediate).map_err(e)?;
+        {
+            let mut status = txn.open_table(STATUS).map_err(e)?;
+            for (id, row, _) in rows {
+                status.insert(id.as_str(), *row).map_err(e)?;
+            }
+        }
+        txn.commit().map_err(e)
+    }
+
+    fn process(&mut self, group: Vec<Edit>) {
         let cache = Arc::clone(&self.cache);
         let guard = cache.read().unwrap_or_else(PoisonError::into_inner);
         let mut stage = Stage::new(&guard);
@@ -279,8 +384,8 @@ impl WriterState {
             Ok(()) => {
                 if !by_id.is_empty() {
                     let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
-                    for (id, record) in by_id {
-                        match record {
+                    for (id, staged) in by_id {
+                        match staged.record {
                             Some(record) => cache.by_id.insert(id, record),
                             None => cache.by_id.remove(&id),
                         };
@@ -354,9 +459,9 @@ impl WriterState {
         }
     }
 
-    fn decide(&mut self, job: Job, stage: &mut Stage<'_>, tally: &mut Tally) -> Pending {
-        match job {
-            Job::Create { new, at, reply } => {
+    fn decide(&mut self, edit: Edit, stage: &mut Stage<'_>, tally: &mut Tally) -> Pending {
+        match edit {
+            Edit::Create { new, at, reply } => {
                 let (result, wrote) = match stage.id_of(&new.extension) {
                     Some(_) => (
                         Err(StoreError::Conflict {
@@ -366,7 +471,7 @@ impl WriterState {
                     ),
                     None => {
                         let record = Extension::create(id::new_id(at), new, at);
-                        stage.put(record.clone(), USER);
+                        stage.create(record.clone());
                         tally.user_edits += 1;
                         (Ok(record), true)
                     }
@@ -377,7 +482,7 @@ impl WriterState {
                     wrote,
                 }
             }
-            Job::Update {
+            Edit::Update {
                 id,
                 patch,
                 at,
@@ -401,7 +506,7 @@ impl WriterState {
                     wrote,
                 }
             }
-            Job::Delete { id, reply } => {
+            Edit::Delete { id, reply } => {
                 let (result, wrote) = match stage.get(&id).cloned() {
                     None => (Err(StoreError::NotFound), false),
                     Some(record) => {
@@ -417,32 +522,14 @@ impl WriterState {
                     wrote,
                 }
             }
-            Job::Status { items, reply } => {
+            Edit::Status { items, reply } => {
                 let results = items
                     .into_iter()
                     .map(|(ext, obs)| self.decide_status(&ext, obs, stage, tally))
                     .collect();
                 Pending::Status { reply, results }
             }
-            Job::LastSeen { batch, reply } => {
-                for (ext, at) in batch {
-                    let Some(current) = stage.by_extension(&ext) else {
-                        continue;
-                    };
-                    // A status change may already have written a newer time.
-                    if current.last_seen >= Some(at) {
-                        continue;
-                    }
-                    let mut record = current.clone();
-                    record.last_seen = Some(at);
-                    stage.put(record, STATUS_ONLY);
-                }
-                Pending::Unit {
-                    reply,
-                    result: Ok(()),
-                }
-            }
-            Job::Ping { reply } => Pending::Unit {
+            Edit::Ping { reply } => Pending::Unit {
                 reply,
                 result: Ok(()),
             },
@@ -509,11 +596,11 @@ impl WriterState {
         {
             let mut records = txn.open_table(RECORDS).map_err(e)?;
             let mut status = txn.open_table(STATUS).map_err(e)?;
-            for (id, record) in &stage.by_id {
+            for (id, staged) in &stage.by_id {
                 let key = id.as_str();
-                match record {
+                match &staged.record {
                     Some(record) => {
-                        let dirty = stage.dirty.get(id).copied().unwrap_or_default();
+                        let dirty = staged.dirty;
                         if dirty.user {
                             let bytes = tables::encode_user(record)?;
                             records.insert(key, bytes.as_slice()).map_err(e)?;
@@ -531,14 +618,10 @@ impl WriterState {
                 }
             }
             if !stage.history.is_empty() {
-                let mut by_time = txn.open_table(HISTORY).map_err(e)?;
-                let mut by_ext = txn.open_table(HISTORY_BY_EXTENSION).map_err(e)?;
+                let mut history = txn.open_table(HISTORY).map_err(e)?;
                 for h in &stage.history {
-                    by_time
+                    history
                         .insert((h.at, h.seq), (h.extension.as_str(), h.previous, h.new))
-                        .map_err(e)?;
-                    by_ext
-                        .insert((h.extension.as_str(), h.at, h.seq), (h.previous, h.new))
                         .map_err(e)?;
                 }
             }
