@@ -87,6 +87,9 @@ fn backend(config: &StoreConfig) -> store::Backend {
     }
 }
 
+/// Status changes per second the demo's simulator makes across all agents.
+const DEMO_RATE_PER_SEC: f64 = 4.0;
+
 /// Demo mode: the sample agents if the store is empty, and the simulator on loopback.
 async fn start_demo(
     store: &Arc<dyn Repository>,
@@ -113,7 +116,10 @@ async fn start_demo(
         .collect();
     let username = "demo".to_owned();
     let secret = format!("demo-{:016x}", rand::random::<u64>());
-    let sim_config = crate::sim::SimConfig::new(username.clone(), secret.clone(), agents);
+    let mut sim_config = crate::sim::SimConfig::new(username.clone(), secret.clone(), agents);
+    // About one change every ten seconds per agent: a board that visibly lives, without the
+    // churn of a load test.
+    sim_config.rate_per_sec = DEMO_RATE_PER_SEC;
     let (addr, _sim, _task) =
         crate::sim::spawn(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)), cancel)
             .await
