@@ -53,17 +53,6 @@ const NONE_GROUP = "All extensions";
 /** How long a changed tile keeps its "just changed" mark. */
 const RECENT_MS = 3000;
 
-/**
- * @param {ParentNode} root
- * @param {string} sel
- * @returns {HTMLElement}
- */
-function q(root, sel) {
-  const el = root.querySelector(sel);
-  if (!(el instanceof HTMLElement) && !(el instanceof SVGElement)) throw new Error(`missing ${sel}`);
-  return /** @type {HTMLElement} */ (el);
-}
-
 export class Board {
   /**
    * @param {HTMLElement} root the container of the group sections
@@ -188,7 +177,8 @@ export class Board {
     // Every rendered frame has a fixed cost (style, layout, paint and commit of the page)
     // that dwarfs patching a tile, so under a stream of changes frames are spaced at least
     // `minFrameMs` apart; a lone change after a quiet spell still shows in the next frame.
-    const wait = this.lastFlush + this.minFrameMs - performance.now();
+    // The first render is never held back.
+    const wait = this.tiles.size === 0 ? 0 : this.lastFlush + this.minFrameMs - performance.now();
     if (wait > 0) setTimeout(() => requestAnimationFrame(() => this.flush()), wait);
     else requestAnimationFrame(() => this.flush());
   }
@@ -212,6 +202,8 @@ export class Board {
     }
     /** @type {Set<Group>} */
     const touched = new Set();
+    /** @type {Extension[]} */
+    const created = [];
     for (const [id, rec] of this.pending) {
       const tile = this.tiles.get(id);
       if (rec === null) {
@@ -219,10 +211,12 @@ export class Board {
       } else if (tile) {
         this.patch(tile, rec, touched);
       } else {
-        this.create(rec, touched);
+        created.push(rec);
       }
     }
     this.pending.clear();
+    if (created.length > 8) this.createMany(created, touched);
+    else for (const rec of created) this.create(rec, touched);
     if (this.viewDirty) {
       this.viewDirty = false;
       for (const tile of this.tiles.values()) this.applyVisibility(tile);
@@ -343,9 +337,26 @@ export class Board {
    * @param {Set<Group>} touched
    */
   create(rec, touched) {
+    const tile = this.build(rec);
+    const g = this.groupFor(this.groupKeyOf(rec));
+    this.place(tile, g);
+    this.applyVisibility(tile);
+    touched.add(g);
+  }
+
+  /**
+   * Makes a tile for a record, not yet in any group.
+   * @param {Extension} rec
+   * @returns {Tile}
+   */
+  build(rec) {
     const el = /** @type {HTMLLIElement} */ (
       /** @type {DocumentFragment} */ (this.template.content.cloneNode(true)).firstElementChild
     );
+    // One query for all the nodes a tile patches, named by their `data-n`.
+    /** @type {Record<string, Element>} */
+    const found = {};
+    for (const node of el.querySelectorAll("[data-n]")) found[/** @type {string} */ (node.getAttribute("data-n"))] = node;
     /** @type {Tile} */
     const tile = {
       el,
@@ -358,30 +369,47 @@ export class Board {
       visible: true,
       durText: "",
       seenText: "",
-      n: {
-        icon: /** @type {SVGUseElement} */ (/** @type {unknown} */ (q(el, "use"))),
-        stateText: q(el, ".state-text"),
-        presence: q(el, ".presence"),
-        name: q(el, ".name"),
-        ext: q(el, ".ext"),
-        dept: q(el, ".dept"),
-        dur: q(el, ".dur"),
-        changed: /** @type {HTMLTimeElement} */ (q(el, "time.changed")),
-        seen: /** @type {HTMLTimeElement} */ (q(el, "time.seen")),
-        edit: /** @type {HTMLButtonElement} */ (q(el, "button.edit")),
-      },
+      n: /** @type {Tile["n"]} */ (/** @type {unknown} */ (found)),
     };
     el.dataset.id = rec._id;
     this.tiles.set(rec._id, tile);
     this.byElement.set(el, tile);
     this.observer.observe(el);
     this.write(tile, null, rec);
-    const g = this.groupFor(this.groupKeyOf(rec));
-    this.place(tile, g);
-    this.applyVisibility(tile);
-    touched.add(g);
     this.departmentsDirty = true;
     this.stats.created += 1;
+    return tile;
+  }
+
+  /**
+   * Creates many tiles at once (a snapshot): sorted once, and appended per group in one
+   * fragment when the group was empty, instead of a search and an insertion per tile.
+   * @param {Extension[]} records
+   * @param {Set<Group>} touched
+   */
+  createMany(records, touched) {
+    records.sort((a, b) => compareNumbers(a.extension, b.extension));
+    /** @type {Map<Group, DocumentFragment>} */
+    const fresh = new Map();
+    for (const rec of records) {
+      const tile = this.build(rec);
+      const g = this.groupFor(this.groupKeyOf(rec));
+      touched.add(g);
+      let frag = fresh.get(g);
+      if (!frag && g.members.size === 0) {
+        frag = document.createDocumentFragment();
+        fresh.set(g, frag);
+      }
+      if (frag) {
+        frag.append(tile.el);
+        g.members.add(tile);
+        tile.group = g;
+      } else {
+        this.place(tile, g);
+      }
+      this.applyVisibility(tile);
+    }
+    for (const [g, frag] of fresh) g.list.append(frag);
   }
 
   /**

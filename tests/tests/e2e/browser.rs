@@ -172,9 +172,19 @@ async fn choose(b: &Browser, select: &str, value: &str) -> anyhow::Result<()> {
     b.click(&option).await
 }
 
+/// Test timing with a resync every second: records created after the server's first list of
+/// the PBX get their states from the next one (a resync of an unchanged board writes nothing).
+fn quick_resync() -> Timing {
+    Timing {
+        resync_interval: Duration::from_secs(1),
+        ..Options::fast_timing()
+    }
+}
+
 async fn start_board(pbx: &Pbx, options: Options) -> anyhow::Result<(TestServer, Vec<Value>)> {
     let server = TestServer::start(Options {
         ami: pbx.options().ami,
+        timing: Some(quick_resync()),
         ..options
     })
     .await?;
@@ -182,8 +192,8 @@ async fn start_board(pbx: &Pbx, options: Options) -> anyhow::Result<(TestServer,
     for (ext, name, dept) in PEOPLE {
         records.push(server.create(ext, name, dept).await?);
     }
-    // The PBX's first list reaches the store before the page loads, so the first render
-    // already shows real states.
+    // The PBX's states reach the store (at the latest with the next resync) before the page
+    // loads, so the first render already shows them.
     for (ext, ..) in PEOPLE {
         server.wait_for_code(ext, 0).await?;
     }
@@ -398,6 +408,20 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
     .await?;
 
     if let Some(path) = std::env::var_os("EXTSTATUS_SCREENSHOT") {
+        // A busier board for the picture: one of each state.
+        pbx.set("1003", DeviceState::Unavailable)?;
+        pbx.set("2001", DeviceState::Busy)?;
+        pbx.set("1001", DeviceState::RingInUse)?;
+        wait_for(
+            &b,
+            "the screenshot's states",
+            PATIENCE,
+            &format!(
+                "const t = (() => {{ {} }})(); return t && t.device === 'RINGINUSE';",
+                tile_script("1001")
+            ),
+        )
+        .await?;
         b.exec(
             "window.scrollTo(0, 0); return window.extstatus.flushed();",
             json!([]),
@@ -555,13 +579,8 @@ async fn a_thousand_extensions_render_once_and_patch_in_place() -> anyhow::Resul
     let numbers: Vec<String> = (0..SCALE).map(|i| (10_000 + i).to_string()).collect();
     let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
     let pbx = Pbx::start(&refs, DeviceState::NotInUse).await?;
-    // The records are created after the PBX's first list, so a short resync interval brings
-    // them their states; the resync of an unchanged board writes nothing.
     let server = TestServer::start(Options {
-        timing: Some(Timing {
-            resync_interval: Duration::from_secs(2),
-            ..Options::fast_timing()
-        }),
+        timing: Some(quick_resync()),
         ..pbx.options()
     })
     .await?;
