@@ -614,7 +614,11 @@ async fn a_thousand_extensions_render_once_and_patch_in_place() -> anyhow::Resul
     .await?;
 
     let b = Browser::start().await?;
-    b.goto(&server.url("/?debug")).await?;
+    // EXTSTATUS_DASHBOARD_FRAME_MS sets the page's frame spacing, to compare settings.
+    let frame = std::env::var("EXTSTATUS_DASHBOARD_FRAME_MS")
+        .map(|ms| format!("&frame={ms}"))
+        .unwrap_or_default();
+    b.goto(&server.url(&format!("/?debug{frame}"))).await?;
     let first = wait_for(
         &b,
         "the first render",
