@@ -334,8 +334,8 @@ fn check<T>(
         .ok()
 }
 
-/// Turns byte offsets into line numbers. The csv crate's own line count goes wrong after blank
-/// lines and CR LF endings, so lines are counted here, forward only, once over the file.
+/// Turns byte offsets into line numbers, counting forward only, once over the file. (The csv
+/// crate's own line count goes wrong after blank lines and CR LF endings.)
 struct LineCounter<'a> {
     bytes: &'a [u8],
     offset: usize,
@@ -351,8 +351,8 @@ impl<'a> LineCounter<'a> {
         }
     }
 
-    /// The line of the first byte at or after `offset` that starts a row (blank lines before a
-    /// row belong to no row).
+    /// The line of the first byte at or after `offset` that is not a line break (blank lines
+    /// before a row belong to no row).
     fn line_at(&mut self, offset: u64) -> usize {
         let mut target = usize::try_from(offset)
             .unwrap_or(usize::MAX)
@@ -429,33 +429,32 @@ type Element = Result<(usize, Value), InputError>;
 
 /// Splits a top-level JSON array into its elements, each with the line it starts on.
 fn json_elements(text: &str) -> Result<Vec<Element>, InputError> {
-    let line_of = |offset: usize| text[..offset].bytes().filter(|b| *b == b'\n').count() + 1;
+    let bytes = text.as_bytes();
+    let mut lines = LineCounter::new(bytes);
     let skip_ws = |mut i: usize| {
-        while text
-            .as_bytes()
-            .get(i)
-            .is_some_and(|b| b.is_ascii_whitespace())
-        {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
         }
         i
     };
-    let bad = |offset: usize, what: &str| {
-        InputError::Json(format!("line {}: {what}", line_of(offset.min(text.len()))))
-    };
+    let offset = |i: usize| u64::try_from(i).unwrap_or(u64::MAX);
     let mut i = skip_ws(0);
-    if text.as_bytes().get(i) != Some(&b'[') {
-        return Err(bad(i, "expected an array of objects (`[ {...}, ... ]`)"));
+    if bytes.get(i) != Some(&b'[') {
+        return Err(InputError::Json(format!(
+            "line {}: expected an array of objects (`[ {{...}}, ... ]`)",
+            lines.line_at(offset(i))
+        )));
     }
     i = skip_ws(i + 1);
     let mut out = Vec::new();
-    if text.as_bytes().get(i) == Some(&b']') {
+    if bytes.get(i) == Some(&b']') {
         i = skip_ws(i + 1);
     } else {
         loop {
+            let line = lines.line_at(offset(i));
             let mut stream = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
             match stream.next() {
-                Some(Ok(value)) => out.push(Ok((line_of(i), value))),
+                Some(Ok(value)) => out.push(Ok((line, value))),
                 Some(Err(e)) => {
                     // serde_json counts lines from the start of the element; report the line
                     // in the file instead.
@@ -465,24 +464,36 @@ fn json_elements(text: &str) -> Result<Vec<Element>, InputError> {
                         .map_or(msg.as_str(), |(m, _)| m);
                     return Err(InputError::Json(format!(
                         "line {}: {msg}",
-                        line_of(i) + e.line().saturating_sub(1)
+                        line + e.line().saturating_sub(1)
                     )));
                 }
-                None => return Err(bad(i, "the array is not closed")),
+                None => {
+                    return Err(InputError::Json(format!(
+                        "line {line}: the array is not closed"
+                    )));
+                }
             }
             i = skip_ws(i + stream.byte_offset());
-            match text.as_bytes().get(i) {
+            match bytes.get(i) {
                 Some(b',') => i = skip_ws(i + 1),
                 Some(b']') => {
                     i = skip_ws(i + 1);
                     break;
                 }
-                _ => return Err(bad(i, "expected `,` or `]` after an element")),
+                _ => {
+                    return Err(InputError::Json(format!(
+                        "line {}: expected `,` or `]` after an element",
+                        lines.line_at(offset(i))
+                    )));
+                }
             }
         }
     }
     if i < text.len() {
-        return Err(bad(i, "unexpected text after the array"));
+        return Err(InputError::Json(format!(
+            "line {}: unexpected text after the array",
+            lines.line_at(offset(i))
+        )));
     }
     Ok(out)
 }

@@ -701,6 +701,36 @@ mod mongo {
         }
     }
 
+    /// Needs no server: nothing listens on port 1 of the loopback address.
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable_with_the_cause() -> Result<()> {
+        let mut config = MongoConfig::new("mongodb://127.0.0.1:1/", "call_center");
+        config.server_selection_timeout = Duration::from_millis(300);
+        let err = MongoStore::connect(&config, options())
+            .await
+            .expect_err("nothing listens there");
+        ensure!(err.is_transient(), "{err:?}");
+        ensure!(matches!(&err, StoreError::Unavailable { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err)
+            .context("a cause")?
+            .to_string();
+        ensure!(cause.contains("127.0.0.1:1"), "{cause}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_malformed_uri_is_named_without_its_password() -> Result<()> {
+        let config = MongoConfig::new("mongodb://app:hunter2@/call_center?bogus=", "call_center");
+        let err = MongoStore::connect(&config, options())
+            .await
+            .expect_err("malformed");
+        ensure!(matches!(&err, StoreError::InvalidConfig { .. }), "{err:?}");
+        let text = err.to_string();
+        ensure!(!text.contains("hunter2"), "{text}");
+        ensure!(text.contains("mongodb://app:***@"), "{text}");
+        Ok(())
+    }
+
     #[async_trait]
     impl Backend for Mongo {
         async fn open(&self) -> Result<Arc<dyn Repository>> {

@@ -470,7 +470,14 @@ impl WriterState {
                         false,
                     ),
                     None => {
-                        let record = Extension::create(id::new_id(at), new, at);
+                        // Ids carry 5 random bytes and a counter, so a clash with a record
+                        // from an earlier process is next to impossible; it would overwrite
+                        // that record, so it is checked all the same.
+                        let mut record_id = id::new_id(at);
+                        while stage.get(&record_id).is_some() {
+                            record_id = id::new_id(at);
+                        }
+                        let record = Extension::create(record_id, new, at);
                         stage.create(record.clone());
                         tally.user_edits += 1;
                         (Ok(record), true)

@@ -6,6 +6,7 @@
 
 pub mod docs;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
     Observation, RecordId, StatusHistoryEntry, Timestamp, decide,
 };
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
@@ -31,6 +32,8 @@ const DUPLICATE_KEY: i32 = 11000;
 /// How often a status change is retried when another writer changed the same extension between
 /// our conditional update and our re-read.
 const STATUS_ATTEMPTS: usize = 3;
+/// How many extensions `apply_statuses` works on at once.
+const CONCURRENT_EXTENSIONS: usize = 32;
 
 /// Where the MongoDB backend connects.
 #[derive(Clone)]
@@ -457,6 +460,46 @@ impl Repository for MongoStore {
         observation: Observation,
     ) -> Result<StatusOutcome, StoreError> {
         self.inner.apply_status(extension, observation).await
+    }
+
+    /// Observations of one extension are applied in order; different extensions go to the
+    /// server concurrently (a full state list would otherwise cost one round trip after
+    /// another).
+    async fn apply_statuses(
+        &self,
+        observations: &[(ExtensionNumber, Observation)],
+    ) -> Vec<Result<StatusOutcome, StoreError>> {
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut group_of: HashMap<&ExtensionNumber, usize> = HashMap::new();
+        for (i, (ext, _)) in observations.iter().enumerate() {
+            let g = *group_of.entry(ext).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[g].push(i);
+        }
+        let done: Vec<Vec<(usize, Result<StatusOutcome, StoreError>)>> =
+            futures_util::stream::iter(groups)
+                .map(|indexes| async move {
+                    let mut out = Vec::with_capacity(indexes.len());
+                    for i in indexes {
+                        let (ext, obs) = &observations[i];
+                        out.push((i, self.inner.apply_status(ext, *obs).await));
+                    }
+                    out
+                })
+                .buffer_unordered(CONCURRENT_EXTENSIONS)
+                .collect()
+                .await;
+        let mut results: Vec<Option<Result<StatusOutcome, StoreError>>> =
+            observations.iter().map(|_| None).collect();
+        for (i, result) in done.into_iter().flatten() {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("observation not applied"))))
+            .collect()
     }
 
     async fn touch_last_seen(
