@@ -1,31 +1,42 @@
 //! End-to-end tests of the dashboard in headless Chromium: a real api-server on port 0, fed by
-//! the loopback AMI simulator (the real Asterisk capture formats), driven over WebDriver.
+//! the loopback AMI peer (the real Asterisk captures), driven over WebDriver.
 //!
 //! The browser is Debian's `chromium` with `chromium-driver`; when either is missing these
 //! tests fail with a message naming the packages, never pass silently. Browser tests run one
-//! at a time (two cores and a thousand tiles do not share well), through [`BROWSER_LOCK`].
+//! at a time (two cores and a thousand tiles do not share well), through [`one_browser`].
 //!
 //! `EXTSTATUS_SCREENSHOT=docs/screenshot.png` makes the main test save a screenshot there.
 
 mod webdriver;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use api_server::config::Timing;
-use api_server::sim::{SimAgent, SimConfig, Simulator};
-use domain::{DeviceState, ExtensionNumber};
+use domain::ExtensionState;
 use reqwest::Method;
 use serde_json::{Value, json};
+use tests::ami_peer::{AmiPeer, PeerConfig};
 use tests::server::{Options, PATIENCE, TestServer};
-use tokio_util::sync::CancellationToken;
 
 use webdriver::Browser;
 
-/// One browser test at a time.
-static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One browser test at a time on the machine, across test processes too (nextest runs every
+/// test in its own process): a file lock, released when the guard is dropped.
+struct OneBrowser(#[allow(dead_code, reason = "held for its lock")] std::fs::File);
+
+async fn one_browser() -> anyhow::Result<OneBrowser> {
+    let path = std::env::temp_dir().join("extstatus-browser-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let file = tokio::task::spawn_blocking(move || file.lock().map(|()| file)).await??;
+    Ok(OneBrowser(file))
+}
 
 /// How soon a status change must be on screen after the PBX sent it (a user-facing promise).
 const STATUS_CHANGE_DEADLINE: Duration = Duration::from_secs(1);
@@ -42,54 +53,32 @@ const PEOPLE: &[(&str, &str, &str)] = &[
     ("3002", "Hana Sato", "Billing"),
 ];
 
-/// A loopback PBX: the AMI simulator with every agent still until the test moves one.
-struct Pbx {
-    sim: Simulator,
-    addr: SocketAddr,
-    cancel: CancellationToken,
-}
+/// The PBX: the loopback AMI peer, which speaks the real Asterisk captures, with a hint for
+/// every extension of the test.
+struct Pbx(AmiPeer);
 
 impl Pbx {
-    async fn start(extensions: &[&str], initial: DeviceState) -> anyhow::Result<Pbx> {
-        let agents = extensions
-            .iter()
-            .map(|e| {
-                let number = ExtensionNumber::parse(e).context("extension number")?;
-                Ok(SimAgent::custom(number).starting_in(vec![initial]))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut config = SimConfig::new("dashboard", "secret", agents);
-        config.rate_per_sec = 0.0;
-        config.seed = Some(7);
-        let cancel = CancellationToken::new();
-        let (addr, sim, _task) =
-            api_server::sim::spawn(config, "127.0.0.1:0".parse()?, cancel.clone()).await?;
-        Ok(Pbx { sim, addr, cancel })
+    async fn start(extensions: &[&str], initial: ExtensionState) -> Pbx {
+        let peer = AmiPeer::start(PeerConfig::default()).await;
+        let hints: Vec<(&str, i32)> = extensions.iter().map(|e| (*e, initial.code())).collect();
+        peer.replace_hints(&hints);
+        Pbx(peer)
     }
 
     fn options(&self) -> Options {
-        Options::with_ami(self.addr, "dashboard", "secret")
+        let config = PeerConfig::default();
+        Options::with_ami(self.0.addr(), &config.username, &config.secret)
     }
 
-    /// Changes a phone's state; the simulator writes the AMI events at once.
-    fn set(&self, extension: &str, state: DeviceState) -> anyhow::Result<()> {
-        ensure!(
-            self.sim
-                .set_device_state(&format!("Custom:{extension}"), state),
-            "the simulated PBX has no hint for {extension}"
-        );
-        Ok(())
+    /// Changes a phone's state; the peer writes the AMI events at once.
+    fn set(&self, extension: &str, state: ExtensionState) {
+        self.0.set_state(extension, state.code());
     }
 
-    /// Stops the PBX: every AMI session ends, as when Asterisk goes away.
+    /// The PBX goes away: every AMI session ends and new ones are refused.
     fn stop(&self) {
-        self.cancel.cancel();
-    }
-}
-
-impl Drop for Pbx {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+        self.0.refuse_connections(true);
+        self.0.drop_connections();
     }
 }
 
@@ -202,9 +191,9 @@ async fn start_board(pbx: &Pbx, options: Options) -> anyhow::Result<(TestServer,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
-    let _one = BROWSER_LOCK.lock().await;
+    let _one = one_browser().await?;
     let numbers: Vec<&str> = PEOPLE.iter().map(|p| p.0).collect();
-    let pbx = Pbx::start(&numbers, DeviceState::NotInUse).await?;
+    let pbx = Pbx::start(&numbers, ExtensionState::NotInUse).await;
     let (server, _records) = start_board(&pbx, Options::default()).await?;
     let b = Browser::start().await?;
     b.goto(&server.url("/?poll=400&debug")).await?;
@@ -237,7 +226,7 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
     // A status change is on screen within a second of the PBX sending it, without a reload.
     b.exec("window.__sameDocument = true;", json!([])).await?;
     let sent = Instant::now();
-    pbx.set("1002", DeviceState::InUse)?;
+    pbx.set("1002", ExtensionState::InUse);
     let left = STATUS_CHANGE_DEADLINE.saturating_sub(sent.elapsed());
     let shown = wait_for(
         &b,
@@ -311,7 +300,7 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(renamed.status, 200, "{}", renamed.text);
-    pbx.set("3002", DeviceState::Ringing)?;
+    pbx.set("3002", ExtensionState::Ringing);
     let during = wait_for(
         &b,
         "changes shown by polling",
@@ -347,7 +336,7 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
         stats["live"]["snapshots"], 1,
         "the reconnect resumed instead of starting over: {stats}"
     );
-    pbx.set("2003", DeviceState::OnHold)?;
+    pbx.set("2003", ExtensionState::OnHold);
     wait_for(
         &b,
         "a change after the recovery",
@@ -409,9 +398,9 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
 
     if let Some(path) = std::env::var_os("EXTSTATUS_SCREENSHOT") {
         // A busier board for the picture: one of each state.
-        pbx.set("1003", DeviceState::Unavailable)?;
-        pbx.set("2001", DeviceState::Busy)?;
-        pbx.set("1001", DeviceState::RingInUse)?;
+        pbx.set("1003", ExtensionState::Unavailable);
+        pbx.set("2001", ExtensionState::Busy);
+        pbx.set("1001", ExtensionState::RingInUse);
         wait_for(
             &b,
             "the screenshot's states",
@@ -457,8 +446,8 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_asks_for_a_token_and_keeps_it_for_the_tab() -> anyhow::Result<()> {
-    let _one = BROWSER_LOCK.lock().await;
-    let pbx = Pbx::start(&["1001"], DeviceState::Busy).await?;
+    let _one = one_browser().await?;
+    let pbx = Pbx::start(&["1001"], ExtensionState::Busy).await;
     let server = TestServer::start(Options {
         ami: pbx.options().ami,
         admin_token: Some("admin-secret".to_owned()),
@@ -569,16 +558,16 @@ fn delta(
 }
 
 /// A thousand extensions render once and are then patched in place while the PBX changes a
-/// hundred of them a second through the whole pipeline (simulator, AMI, store, hub,
+/// hundred of them a second through the whole pipeline (AMI peer, AMI client, store, hub,
 /// WebSocket). It asserts only correctness: every tile shows what the store holds and no tile
 /// was rebuilt. It prints the time to first render and the main-thread time per update, the
 /// numbers in docs/performance.md; they are measurements, not pass marks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_extensions_render_once_and_patch_in_place() -> anyhow::Result<()> {
-    let _one = BROWSER_LOCK.lock().await;
+    let _one = one_browser().await?;
     let numbers: Vec<String> = (0..SCALE).map(|i| (10_000 + i).to_string()).collect();
     let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
-    let pbx = Pbx::start(&refs, DeviceState::NotInUse).await?;
+    let pbx = Pbx::start(&refs, ExtensionState::NotInUse).await;
     let server = TestServer::start(Options {
         timing: Some(quick_resync()),
         ..pbx.options()
@@ -658,10 +647,10 @@ async fn a_thousand_extensions_render_once_and_patch_in_place() -> anyhow::Resul
     // Each update moves one phone to the next state of a call cycle, so every one is a real
     // change; the phones are picked by a fixed pseudo-random walk, so runs are comparable.
     let cycle = [
-        DeviceState::NotInUse,
-        DeviceState::Ringing,
-        DeviceState::InUse,
-        DeviceState::OnHold,
+        ExtensionState::NotInUse,
+        ExtensionState::Ringing,
+        ExtensionState::InUse,
+        ExtensionState::OnHold,
     ];
     let mut step = vec![0usize; SCALE];
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / STREAM_RATE));
@@ -671,7 +660,7 @@ async fn a_thousand_extensions_render_once_and_patch_in_place() -> anyhow::Resul
         x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
         let i = x % SCALE;
         step[i] += 1;
-        pbx.set(&numbers[i], cycle[step[i] % cycle.len()])?;
+        pbx.set(&numbers[i], cycle[step[i] % cycle.len()]);
     }
     let want = stats_before["live"]["messages"].as_u64().unwrap_or(0) + STREAM_UPDATES as u64;
     wait_for(
