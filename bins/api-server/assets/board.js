@@ -76,6 +76,8 @@ export class Board {
     this.lastFlush = -Infinity;
     /** The shortest time between two flushes, in milliseconds. */
     this.minFrameMs = 0;
+    /** The timer that holds a flush back for the frame spacing. @type {ReturnType<typeof setTimeout> | null} */
+    this.spacingTimer = null;
     /** @type {View} */
     this.view = { query: "", department: "", category: "", groupBy: "department", showInactive: false };
     this.viewDirty = false;
@@ -168,19 +170,36 @@ export class Board {
   setView(change) {
     this.view = { ...this.view, ...change };
     this.viewDirty = true;
-    this.schedule();
+    this.schedule(true);
   }
 
-  schedule() {
-    if (this.frameRequested) return;
+  /**
+   * Asks for a flush; `urgent` (a person changed the view) skips the frame spacing.
+   * @param {boolean} [urgent]
+   */
+  schedule(urgent = false) {
+    if (this.frameRequested) {
+      if (urgent && this.spacingTimer !== null) {
+        clearTimeout(this.spacingTimer);
+        this.spacingTimer = null;
+        requestAnimationFrame(() => this.flush());
+      }
+      return;
+    }
     this.frameRequested = true;
     // Every rendered frame has a fixed cost (style, layout, paint and commit of the page)
     // that dwarfs patching a tile, so under a stream of changes frames are spaced at least
     // `minFrameMs` apart; a lone change after a quiet spell still shows in the next frame.
     // The first render is never held back.
-    const wait = this.tiles.size === 0 ? 0 : this.lastFlush + this.minFrameMs - performance.now();
-    if (wait > 0) setTimeout(() => requestAnimationFrame(() => this.flush()), wait);
-    else requestAnimationFrame(() => this.flush());
+    const wait = urgent || this.tiles.size === 0 ? 0 : this.lastFlush + this.minFrameMs - performance.now();
+    if (wait > 0) {
+      this.spacingTimer = setTimeout(() => {
+        this.spacingTimer = null;
+        requestAnimationFrame(() => this.flush());
+      }, wait);
+    } else {
+      requestAnimationFrame(() => this.flush());
+    }
   }
 
   /** Resolves after the next flush has reached the DOM. @returns {Promise<void>} */
@@ -192,6 +211,7 @@ export class Board {
   }
 
   flush() {
+    if (!this.frameRequested) return;
     this.frameRequested = false;
     const started = performance.now();
     this.lastFlush = started;
