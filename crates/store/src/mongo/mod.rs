@@ -376,10 +376,17 @@ impl Repository for MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
-        let mut records = found
+        // Documents can be written by other tools. One that is not a valid record is left out
+        // and logged, so that it cannot take the whole list (and the dashboard) down with it;
+        // reading it by id still reports it.
+        let mut records: Vec<Extension> = found
             .iter()
-            .map(docs::read_record)
-            .collect::<Result<Vec<_>, _>>()?;
+            .filter_map(|d| {
+                docs::read_record(d)
+                    .map_err(|e| tracing::error!(error = %e, "extension document skipped"))
+                    .ok()
+            })
+            .collect();
         self.inner.batcher.overlay_all(&mut records);
         sort_records(&mut records);
         Ok(records)
