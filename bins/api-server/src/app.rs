@@ -167,6 +167,7 @@ pub async fn start(
     let metrics = Arc::new(Metrics::default());
     let link = Arc::new(LinkStatus::default());
     let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), metrics.clone());
+    let created = Arc::new(tokio::sync::Notify::new());
 
     // The AMI client and the pipeline.
     let ami_token = CancellationToken::new();
@@ -193,6 +194,7 @@ pub async fn start(
                 metrics: metrics.clone(),
                 link: link.clone(),
                 timing: config.timing,
+                created: created.clone(),
             };
             Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
         }
@@ -213,6 +215,7 @@ pub async fn start(
         link,
         timing: config.timing,
         shutdown: ws_token.clone(),
+        created,
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     let metrics_data = web::Data::from(metrics.clone());

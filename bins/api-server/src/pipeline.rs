@@ -24,7 +24,7 @@ use ami_proto::{Action, Packet};
 use domain::{ExtensionFilter, ExtensionNumber, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
 use store::Repository;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +61,15 @@ pub struct Pipeline {
     pub link: Arc<LinkStatus>,
     /// Timers.
     pub timing: Timing,
+    /// Notified when a user creates an extension: the PBX may have been reporting it all
+    /// along, and only a list tells its current state (Asterisk sends `ExtensionStatus` on
+    /// changes only).
+    pub created: Arc<Notify>,
 }
+
+/// How long after a creation the list is taken, so that a burst of creations (a seeder run
+/// through the API) costs one list.
+const CREATED_DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// The pipeline's own state between events.
 struct State {
@@ -164,6 +172,12 @@ impl Pipeline {
                 _ = timer.tick() => {
                     if state.connected.is_some() {
                         state.resync_pending = true;
+                    }
+                }
+                () = self.created.notified() => {
+                    if state.connected.is_some() && !state.resync_pending {
+                        state.resync_pending = true;
+                        state.resync_not_before = Instant::now() + CREATED_DEBOUNCE;
                     }
                 }
             }

@@ -223,6 +223,8 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let new = NewExtension::from_json(&body.0).map_err(|e| ApiError::invalid_fields(&e))?;
     let record = state.writer.create(new).await?;
+    // The PBX only reports changes; ask for the list so the new record gets its live state.
+    state.created.notify_one();
     Ok(HttpResponse::Created()
         .insert_header((
             actix_web::http::header::LOCATION,

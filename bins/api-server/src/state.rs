@@ -30,6 +30,8 @@ pub struct AppState {
     pub timing: Timing,
     /// Fires when the server starts shutting down: WebSockets send their close frames.
     pub shutdown: CancellationToken,
+    /// Notified after a user creates an extension, so the pipeline fetches its live state.
+    pub created: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
