@@ -563,6 +563,19 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_example_is_a_valid_configuration() {
+        let file = include_str!("../../../deploy/extstatus.toml");
+        // The example listens on the network, so it needs the token its unit file supplies.
+        let c = Config::resolve(args(&["--admin-token", "from-secrets-env"]), Some(file))
+            .expect("deploy/extstatus.toml is valid");
+        assert_eq!(c.listen, "0.0.0.0:8080");
+        assert!(c.ami.md5);
+        assert_eq!(c.log_format, LogFormat::Json);
+        let refused = Config::resolve(args(&[]), Some(file));
+        assert!(refused.is_err(), "no admin token on a network address");
+    }
+
+    #[test]
     fn conventional_secret_variables_fill_gaps_only() {
         let env = |k: &str| match k {
             "AMI_SECRET" => Some("plain".to_owned()),
