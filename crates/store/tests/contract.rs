@@ -567,6 +567,65 @@ mod cases {
         Ok(())
     }
 
+    pub async fn flushes_racing_status_changes_keep_the_newest(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        let exts: Vec<ExtensionNumber> = (0..100).map(|i| ext(&format!("{}", 5000 + i))).collect();
+        for n in &exts {
+            repo.create(new_ext(n.as_str(), "A", "Sales")).await?;
+            repo.apply_status(n, Observation::reported(0, t(0))).await?;
+        }
+        // Each round, all at once and in any order: every extension repeats its current code,
+        // the even ones change code one second later, and batches are written meanwhile.
+        for round in 1..=5i32 {
+            let base = i64::from(round) * 2;
+            let mut observations = Vec::new();
+            let mut flushes = Vec::new();
+            for (i, n) in exts.iter().enumerate() {
+                let even = i % 2 == 0;
+                let current = if even { round - 1 } else { 0 };
+                let mut planned = vec![Observation::reported(current, t(base))];
+                if even {
+                    planned.push(Observation::reported(round, t(base + 1)));
+                }
+                for obs in planned {
+                    let (repo, n) = (repo.clone(), n.clone());
+                    observations.push(tokio::spawn(
+                        async move { repo.apply_status(&n, obs).await },
+                    ));
+                }
+                if i % 25 == 0 {
+                    let repo = repo.clone();
+                    flushes.push(tokio::spawn(async move { repo.flush().await }));
+                }
+            }
+            for task in observations {
+                task.await??;
+            }
+            for task in flushes {
+                task.await??;
+            }
+        }
+        repo.flush().await?;
+        for (i, n) in exts.iter().enumerate() {
+            let r = repo.get_by_extension(n).await?.context("record")?;
+            let want = if i % 2 == 0 {
+                (5, Some(t(11)), Some(t(11)))
+            } else {
+                (0, Some(t(0)), Some(t(10)))
+            };
+            ensure!(
+                (r.status_code, r.last_status_change, r.last_seen) == want,
+                "{r:?}"
+            );
+        }
+        // What the batches wrote is what a restart reads.
+        drop(repo);
+        let repo = b.open().await?;
+        let r = repo.get_by_extension(&exts[1]).await?.context("record")?;
+        ensure!(r.last_seen == Some(t(10)), "{r:?}");
+        Ok(())
+    }
+
     pub async fn acknowledged_writes_survive_a_restart(b: &dyn Backend) -> Result<()> {
         let (kept, gone, changed) = {
             let repo = b.open().await?;
@@ -646,6 +705,7 @@ contract!(
     last_seen_refreshes_are_batched,
     batch_of_observations_applies_in_order,
     concurrent_writers_apply_each_change_once,
+    flushes_racing_status_changes_keep_the_newest,
     acknowledged_writes_survive_a_restart,
 );
 
