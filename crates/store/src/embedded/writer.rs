@@ -24,8 +24,9 @@ use crate::counters::Counters;
 use crate::error::StoreError;
 use crate::{StatusEffect, StatusOutcome, id};
 
-/// Observations processed together at most; larger bursts are split over several commits so
-/// that one transaction stays small and the first caller is not kept waiting too long.
+/// Queued requests are gathered into one commit until they hold this many observations, so
+/// that one transaction stays small and the first caller is not kept waiting too long. (One
+/// `apply_statuses` call is never split: its observations commit together.)
 const MAX_GROUP: usize = 8192;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
