@@ -30,8 +30,25 @@ fn main() -> ExitCode {
     match runtime.block_on(seeder::run(&cli, &mut out, &mut err)) {
         Ok(summary) => ExitCode::from(summary.exit_code()),
         Err(e) => {
-            eprintln!("seeder: {e:#}");
+            eprintln!("seeder: {}", report(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: store errors already show their cause in their message,
+/// so a cause the message before it contains is not repeated.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

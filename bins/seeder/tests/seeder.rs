@@ -220,6 +220,34 @@ async fn a_store_that_cannot_be_opened_stops_the_run_and_says_why() -> Result<()
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_uri_is_taken_from_the_environment() -> Result<()> {
+    // Nothing listens on port 1: the run must fail as "unavailable" after the selection
+    // timeout, naming the server, instead of quietly filling an embedded store.
+    let cwd = tempfile::tempdir()?;
+    let dir = cwd.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_seeder"))
+            .args(["--range", "1001-1002", "--department", "Sales"])
+            .current_dir(&dir)
+            .env_remove("EXTSTATUS_DATA_DIR")
+            .env_remove("EXTSTATUS_MONGODB_URI")
+            .env_remove("EXTSTATUS_API")
+            .env("MONGODB_URI", "mongodb://127.0.0.1:1/")
+            .output()
+    })
+    .await??;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(err.contains("the store is unavailable"), "{err}");
+    ensure!(err.contains("127.0.0.1:1"), "{err}");
+    ensure!(
+        !cwd.path().join("data").exists(),
+        "no embedded store was made"
+    );
+    Ok(())
+}
+
 /// A stand-in for the api-server's extension routes: enough HTTP/1.1 for one request per
 /// connection, the same JSON shapes, and a bearer token.
 struct FakeApi {

@@ -24,7 +24,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
-use crate::error::{StoreError, cause};
+use crate::error::{Message, StoreError, cause};
 use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, sort_records};
 
 /// MongoDB's code for a duplicate key.
@@ -122,10 +122,13 @@ fn map_err(e: mongodb::error::Error) -> StoreError {
             | ErrorKind::Shutdown
     ) || e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
         || e.contains_label("TransientTransactionError");
+    // The driver's own Display adds labels and empty fields around the kind; the kind says
+    // what happened (and, for server selection, which servers were tried and why).
+    let cause = cause(Message(e.kind.to_string()));
     if transient {
-        StoreError::Unavailable { cause: cause(e) }
+        StoreError::Unavailable { cause }
     } else {
-        StoreError::Internal { cause: cause(e) }
+        StoreError::Internal { cause }
     }
 }
 
