@@ -35,6 +35,9 @@ pub(super) const HISTORY: TableDefinition<'_, (i64, u64), (&str, i32, i32)> =
 /// Small settings: the layout version.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The layout this code writes; a file with a higher version was written by a newer program.
 const LAYOUT_VERSION: u64 = 1;
 
@@ -80,7 +83,12 @@ pub(super) fn open(dir: &Path, file: &Path) -> Result<Opened, StoreError> {
         path: dir.to_path_buf(),
         cause: cause(e),
     })?;
-    let db = Database::create(file).map_err(|e| open_error(file, e))?;
+    // Records are served from memory; redb's page cache only needs the recently written
+    // pages, so it is bounded well below redb's 1 GiB default.
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(file)
+        .map_err(|e| open_error(file, e))?;
     init(&db).map_err(|e| with_path(file, e))?;
     let (cache, next_seq) = load(&db).map_err(|e| with_path(file, e))?;
     Ok(Opened {

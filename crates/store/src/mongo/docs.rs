@@ -207,49 +207,34 @@ pub fn last_seen_commands(batch: &[(ExtensionNumber, Timestamp)]) -> Vec<Documen
         .collect()
 }
 
-/// One index to create: the collection, the key pattern, its name, and whether it is unique.
+/// One index to create: the collection, the key pattern, and whether it is unique. Indexes get
+/// the server's default names (`extension_1`, `extension_1_at_1`, ...), the names `mongosh`'s
+/// `createIndex` gives, so that creating them again over a database prepared by hand is a
+/// no-op rather than a name conflict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexSpec {
     /// The collection.
     pub collection: &'static str,
     /// The key pattern.
     pub keys: Document,
-    /// The index name.
-    pub name: &'static str,
     /// Whether values must be unique.
     pub unique: bool,
 }
 
 /// The indexes created at start.
 pub fn indexes() -> Vec<IndexSpec> {
-    let spec = |collection, keys, name, unique| IndexSpec {
+    let spec = |collection, keys, unique| IndexSpec {
         collection,
         keys,
-        name,
         unique,
     };
     vec![
-        spec(
-            EXTENSIONS,
-            doc! { "extension": 1 },
-            "extension_unique",
-            true,
-        ),
-        spec(EXTENSIONS, doc! { "status": 1 }, "status", false),
-        spec(EXTENSIONS, doc! { "department": 1 }, "department", false),
-        spec(EXTENSIONS, doc! { "is_active": 1 }, "is_active", false),
-        spec(
-            EXTENSIONS,
-            doc! { "last_status_change": 1 },
-            "last_status_change",
-            false,
-        ),
-        spec(
-            HISTORY,
-            doc! { "extension": 1, "at": 1 },
-            "extension_at",
-            false,
-        ),
+        spec(EXTENSIONS, doc! { "extension": 1 }, true),
+        spec(EXTENSIONS, doc! { "status": 1 }, false),
+        spec(EXTENSIONS, doc! { "department": 1 }, false),
+        spec(EXTENSIONS, doc! { "is_active": 1 }, false),
+        spec(EXTENSIONS, doc! { "last_status_change": 1 }, false),
+        spec(HISTORY, doc! { "extension": 1, "at": 1 }, false),
     ]
 }
 

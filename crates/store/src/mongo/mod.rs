@@ -208,7 +208,6 @@ impl MongoStore {
 async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
     for spec in docs::indexes() {
         let options = IndexOptions::builder()
-            .name(spec.name.to_owned())
             .unique(spec.unique.then_some(true))
             .build();
         let model = IndexModel::builder()
