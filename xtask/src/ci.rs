@@ -70,6 +70,51 @@ fn render(cmd: &Command) -> String {
     s
 }
 
+/// Runs nextest, passing its output through, and ends with one plain line
+/// `ci: N passed, N failed, N skipped` taken from nextest's summary, so that whoever reads only
+/// the last line of CI's output sees the count.
+fn run_nextest(cmd: &mut Command) -> Result<bool> {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("ci: $ {}", render(cmd));
+    let mut child = cmd.stderr(std::process::Stdio::piped()).spawn()?;
+    let mut summary = None;
+    if let Some(stderr) = child.stderr.take() {
+        let mut out = std::io::stderr().lock();
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            writeln!(out, "{line}")?;
+            if line.trim_start().starts_with("Summary [") {
+                summary = Some(line);
+            }
+        }
+    }
+    let ok = child.wait()?.success();
+    if let Some(line) = summary {
+        let count = |word: &str| count_before(&line, word);
+        eprintln!(
+            "ci: {} passed, {} failed, {} skipped",
+            count("passed"),
+            count("failed"),
+            count("skipped")
+        );
+    }
+    Ok(ok)
+}
+
+/// The number written just before `word` in a nextest summary line (0 when absent), e.g.
+/// `212` for `passed` in `213 tests run: 212 passed, 1 failed, 0 skipped`.
+fn count_before(line: &str, word: &str) -> u64 {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| !w.is_empty())
+        .collect();
+    words
+        .windows(2)
+        .find(|w| w[1] == word)
+        .and_then(|w| w[0].parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs one step on the workspace at `root`; `Ok(false)` means the step found a problem.
 pub fn run_step(root: &Path, step: Step) -> Result<bool> {
     match step {
@@ -103,7 +148,7 @@ pub fn run_step(root: &Path, step: Step) -> Result<bool> {
                 &["test", "--workspace", "--all-features", "--doc"],
             ))?;
             let tests_ok = if has_nextest(root) {
-                run(&mut cargo(
+                run_nextest(&mut cargo(
                     root,
                     &[
                         "nextest",
@@ -129,12 +174,16 @@ pub fn run_step(root: &Path, step: Step) -> Result<bool> {
 pub fn run_steps(root: &Path, steps: &[Step]) -> Result<()> {
     for &step in steps {
         let started = Instant::now();
+        eprintln!("ci: step {step} starts");
         let ok = run_step(root, step)?;
-        eprintln!(
-            "ci: step {step} {} in {:.1} s",
-            if ok { "passed" } else { "FAILED" },
-            started.elapsed().as_secs_f64()
-        );
+        if step != Step::Tests || !ok {
+            // The tests step ends with the test count, which should stay the last line.
+            eprintln!(
+                "ci: step {step} {} in {:.1} s",
+                if ok { "passed" } else { "FAILED" },
+                started.elapsed().as_secs_f64()
+            );
+        }
         if !ok {
             bail!("ci failed at step `{step}`");
         }
@@ -215,6 +264,16 @@ mod tests {
                 .into_iter()
                 .find(|&step| !run_step(&self.root(), step).expect("step runs"))
         }
+    }
+
+    #[test]
+    fn nextest_summary_counts() {
+        let line = "     Summary [  59.286s] 213 tests run: 212 passed, 1 failed, 3 skipped";
+        assert_eq!(count_before(line, "passed"), 212);
+        assert_eq!(count_before(line, "failed"), 1);
+        assert_eq!(count_before(line, "skipped"), 3);
+        let clean = "     Summary [  1.0s] 5 tests run: 5 passed, 0 skipped";
+        assert_eq!(count_before(clean, "failed"), 0);
     }
 
     #[test]
