@@ -47,6 +47,38 @@ enum Job {
     ),
 }
 
+/// At most this many queued user edits go to the store together.
+const MAX_EDIT_GROUP: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A user edit the store has done (or refused) and that is not published or answered yet.
+enum Stored {
+    Created(Reply<Extension>, Result<Extension, StoreError>),
+    Updated(Reply<Extension>, Result<(Extension, bool), StoreError>),
+    Deleted(Reply<Extension>, Result<Extension, StoreError>),
+    /// Already answered.
+    Answered,
+}
+
+impl Stored {
+    /// Publishes the change (when there is one) and answers the caller.
+    fn finish(self, task: &Task) {
+        match self {
+            Stored::Created(reply, r) => {
+                let _ = reply.send(task.created(r));
+            }
+            Stored::Updated(reply, r) => {
+                let _ = reply.send(task.updated(r));
+            }
+            Stored::Deleted(reply, r) => {
+                let _ = reply.send(task.deleted(r));
+            }
+            Stored::Answered => {}
+        }
+    }
+}
+
 /// A handle to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
@@ -158,25 +190,99 @@ impl Writer {
     }
 }
 
+impl Job {
+    fn is_edit(&self) -> bool {
+        !matches!(self, Job::Statuses(..))
+    }
+}
+
 impl Task {
     async fn run(self, mut jobs: mpsc::Receiver<Job>) {
-        while let Some(job) = jobs.recv().await {
-            // A caller that gave up (a client that disconnected) does not undo its write;
-            // nobody needs the answer then.
-            match job {
-                Job::Create(new, reply) => {
-                    let _ = reply.send(self.create(new).await);
-                }
-                Job::Update(id, patch, reply) => {
-                    let _ = reply.send(self.update(&id, patch).await);
-                }
-                Job::Delete(id, reply) => {
-                    let _ = reply.send(self.delete(&id).await);
-                }
-                Job::Statuses(observations, reply) => {
-                    let _ = reply.send(self.statuses(observations).await);
+        let mut held = None;
+        loop {
+            let job = match held.take() {
+                Some(job) => job,
+                None => match jobs.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            if !job.is_edit() {
+                self.one(job).await;
+                continue;
+            }
+            // User edits already waiting behind this one (a seeder run through the API sends
+            // many at once) go to the store together, so it commits them as one group instead
+            // of one durable commit each; answers and publications stay in queue order.
+            let mut edits = vec![job];
+            while edits.len() < MAX_EDIT_GROUP {
+                match jobs.try_recv() {
+                    Ok(next) if next.is_edit() => edits.push(next),
+                    Ok(next) => {
+                        held = Some(next);
+                        break;
+                    }
+                    Err(_) => break,
                 }
             }
+            if edits.len() == 1 {
+                for job in edits {
+                    self.one(job).await;
+                }
+            } else {
+                self.edits(edits).await;
+            }
+        }
+    }
+
+    /// Runs one job and answers it.
+    async fn one(&self, job: Job) {
+        // A caller that gave up (a client that disconnected) does not undo its write; nobody
+        // needs the answer then.
+        match job {
+            Job::Create(new, reply) => {
+                let _ = reply.send(self.create(new).await);
+            }
+            Job::Update(id, patch, reply) => {
+                let _ = reply.send(self.update(&id, patch).await);
+            }
+            Job::Delete(id, reply) => {
+                let _ = reply.send(self.delete(&id).await);
+            }
+            Job::Statuses(observations, reply) => {
+                let _ = reply.send(self.statuses(observations).await);
+            }
+        }
+    }
+
+    /// Runs several user edits at once. Edits that could depend on each other (two of the
+    /// same record, or a deletion and a creation that might reuse its number) would race, so
+    /// only a group of one kind, each for a different record, runs at once; any other group
+    /// runs one by one.
+    async fn edits(&self, edits: Vec<Job>) {
+        let mut seen = std::collections::HashSet::new();
+        let one_kind = edits
+            .windows(2)
+            .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
+        let independent = one_kind
+            && edits.iter().all(|job| match job {
+                Job::Create(new, _) => seen.insert(new.extension.to_string()),
+                Job::Update(id, ..) | Job::Delete(id, _) => seen.insert(id.to_string()),
+                Job::Statuses(..) => false,
+            });
+        if !independent {
+            for job in edits {
+                self.one(job).await;
+            }
+            return;
+        }
+        // Each edit is submitted to the store when first polled, in queue order, and the store
+        // commits what arrives together as one group. Publishing and answering wait until the
+        // whole group is stored, and then go in queue order.
+        let stored =
+            futures_util::future::join_all(edits.into_iter().map(|job| self.store_edit(job))).await;
+        for edit in stored {
+            edit.finish(self);
         }
     }
 
@@ -185,18 +291,49 @@ impl Task {
     }
 
     async fn create(&self, new: NewExtension) -> Result<Extension, StoreError> {
-        let record = self
-            .store
-            .create(new)
-            .await
-            .inspect_err(|e| self.metrics.store_error(e))?;
-        self.metrics.store_write(WriteCause::Create);
-        self.publish(Change::Created(record.clone()));
-        tracing::info!(extension = %record.extension, id = %record.id, "extension created");
-        Ok(record)
+        let stored = self.store_create(new).await;
+        self.created(stored)
     }
 
     async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+        let stored = self.store_update(id, patch).await;
+        self.updated(stored)
+    }
+
+    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
+        let stored = self.store_delete(id).await;
+        self.deleted(stored)
+    }
+
+    /// The store half of an edit, without publishing, for [`Task::edits`].
+    async fn store_edit(&self, job: Job) -> Stored {
+        match job {
+            Job::Create(new, reply) => Stored::Created(reply, self.store_create(new).await),
+            Job::Update(id, patch, reply) => {
+                Stored::Updated(reply, self.store_update(&id, patch).await)
+            }
+            Job::Delete(id, reply) => Stored::Deleted(reply, self.store_delete(&id).await),
+            Job::Statuses(observations, reply) => {
+                // Not an edit; [`Task::edits`] never gets one, but answering it is still right.
+                let _ = reply.send(self.statuses(observations).await);
+                Stored::Answered
+            }
+        }
+    }
+
+    async fn store_create(&self, new: NewExtension) -> Result<Extension, StoreError> {
+        self.store
+            .create(new)
+            .await
+            .inspect_err(|e| self.metrics.store_error(e))
+    }
+
+    /// Returns the record after the edit, and whether the edit changed anything.
+    async fn store_update(
+        &self,
+        id: &RecordId,
+        patch: ExtensionPatch,
+    ) -> Result<(Extension, bool), StoreError> {
         let before = self
             .store
             .get(id)
@@ -208,10 +345,35 @@ impl Task {
             .await
             .inspect_err(|e| self.metrics.store_error(e))?;
         // An edit that sets the values already there changes nothing and is not news.
-        if before
+        let changed = before
             .as_ref()
-            .is_none_or(|b| b.updated_at != record.updated_at)
-        {
+            .is_none_or(|b| b.updated_at != record.updated_at);
+        Ok((record, changed))
+    }
+
+    async fn store_delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
+        self.store
+            .delete(id)
+            .await
+            .inspect_err(|e| self.metrics.store_error(e))
+    }
+
+    /// The publishing half of a creation.
+    fn created(&self, stored: Result<Extension, StoreError>) -> Result<Extension, StoreError> {
+        let record = stored?;
+        self.metrics.store_write(WriteCause::Create);
+        self.publish(Change::Created(record.clone()));
+        tracing::info!(extension = %record.extension, id = %record.id, "extension created");
+        Ok(record)
+    }
+
+    /// The publishing half of an update.
+    fn updated(
+        &self,
+        stored: Result<(Extension, bool), StoreError>,
+    ) -> Result<Extension, StoreError> {
+        let (record, changed) = stored?;
+        if changed {
             self.metrics.store_write(WriteCause::Update);
             self.publish(Change::Updated(record.clone()));
             tracing::info!(extension = %record.extension, id = %record.id, "extension updated");
@@ -219,12 +381,9 @@ impl Task {
         Ok(record)
     }
 
-    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
-        let record = self
-            .store
-            .delete(id)
-            .await
-            .inspect_err(|e| self.metrics.store_error(e))?;
+    /// The publishing half of a deletion.
+    fn deleted(&self, stored: Result<Extension, StoreError>) -> Result<Extension, StoreError> {
+        let record = stored?;
         self.metrics.store_write(WriteCause::Delete);
         self.publish(Change::Deleted {
             id: record.id.clone(),

@@ -236,3 +236,55 @@ fn find_close(buf: &[u8]) -> Option<u16> {
         at += skip + len;
     }
 }
+
+#[tokio::test]
+async fn a_burst_of_concurrent_creations_is_stored_and_broadcast_once_each_in_seq_order()
+-> anyhow::Result<()> {
+    let s = TestServer::start(Options::default()).await?;
+    let mut ws = s.ws("").await?;
+    let ServerMessage::Snapshot { seq: start, .. } = ws.next().await? else {
+        anyhow::bail!("the first message is a snapshot");
+    };
+    // 120 requests at once for 100 numbers: the writer groups what queues up, and each number
+    // must still be created exactly once, with a 409 for every repeat.
+    let numbers: Vec<String> = (0..120).map(|i| format!("{}", 3000 + i % 100)).collect();
+    let bodies: Vec<serde_json::Value> = numbers
+        .iter()
+        .map(|n| json!({"extension": n, "agent_name": format!("Agent {n}"), "department": "Burst"}))
+        .collect();
+    let replies = futures_util::future::join_all(
+        bodies
+            .iter()
+            .map(|body| s.request(Method::POST, "/api/extensions", Some(body), None)),
+    )
+    .await;
+    let mut created = 0;
+    let mut conflicts = 0;
+    for r in replies {
+        match r?.status {
+            201 => created += 1,
+            409 => conflicts += 1,
+            other => anyhow::bail!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (100, 20));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut next = start + 1;
+    while seen.len() < 100 {
+        match ws.next().await? {
+            ServerMessage::ExtensionCreated { seq, extension } => {
+                assert_eq!(seq, next, "gap-free, in order");
+                next += 1;
+                assert!(
+                    seen.insert(extension.extension.to_string()),
+                    "broadcast once"
+                );
+            }
+            other => anyhow::bail!("expected extension_created, got {other:?}"),
+        }
+    }
+    let stored = s.get("/api/extensions?department=Burst").await?.json;
+    assert_eq!(stored.as_array().map(Vec::len), Some(100));
+    ws.close().await?;
+    s.stop().await
+}
