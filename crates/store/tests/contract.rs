@@ -926,6 +926,63 @@ mod embedded {
         Ok(())
     }
 
+    const HOLD_CHILD: &str = "STORE_TEST_HOLD_CHILD_DIR";
+
+    /// Runs twice: the child process opens the store and keeps it open until it is killed;
+    /// meanwhile the parent's open must fail with `Locked` naming the file, and once the child
+    /// is gone the file opens again (the operating system dropped the child's lock).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_held_by_another_process_is_locked_and_named() -> Result<()> {
+        if let Ok(dir) = std::env::var(HOLD_CHILD) {
+            let _store = EmbeddedStore::open(&dir, options()).await?;
+            println!("holding");
+            // Killed by the parent; the bound keeps a stray child from living forever.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return Ok(());
+        }
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().to_path_buf();
+        let mut child = tokio::task::spawn_blocking(move || -> Result<std::process::Child> {
+            use std::io::BufRead as _;
+            let mut child = std::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "embedded::a_file_held_by_another_process_is_locked_and_named",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(HOLD_CHILD, &path)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let stdout = child.stdout.take().context("stdout")?;
+            let holding = std::io::BufReader::new(stdout)
+                .lines()
+                .any(|line| line.is_ok_and(|l| l.contains("holding")));
+            if !holding {
+                let _ = child.kill();
+                anyhow::bail!("the child could not open the store");
+            }
+            Ok(child)
+        })
+        .await??;
+        let err = EmbeddedStore::open(dir.path(), options()).await;
+        child.kill()?;
+        child.wait()?;
+        let err = err.expect_err("the file is held by the child");
+        let file = dir.path().join(DB_FILE_NAME);
+        ensure!(
+            matches!(&err, StoreError::Locked { path } if *path == file),
+            "{err:?}"
+        );
+        ensure!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        EmbeddedStore::open(dir.path(), options()).await?;
+        Ok(())
+    }
+
     #[tokio::test]
     async fn an_unusable_directory_is_named() -> Result<()> {
         // A path below a regular file can never be created, even by root.
