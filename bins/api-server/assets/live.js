@@ -252,7 +252,16 @@ export class Live {
         this.stats.duplicates += 1;
         continue;
       }
-      if (this.lastSeq !== null && m.seq > this.lastSeq + 1) this.stats.gaps += 1;
+      if (this.lastSeq !== null && m.seq > this.lastSeq + 1) {
+        // The server never skips a number on an unfiltered stream, so a gap means something
+        // was lost on the way: keep what came before it, and reconnect resuming from there,
+        // which fetches exactly the missing changes (or a fresh snapshot).
+        this.stats.gaps += 1;
+        if (deltas.length) this.sink.apply(deltas);
+        this.link.lastData = Date.now();
+        if (this.ws) this.ws.close();
+        return;
+      }
       this.lastSeq = m.seq;
       deltas.push(m);
     }

@@ -348,6 +348,35 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
     )
     .await?;
 
+    // A frame that skips a number (something lost on the way) is not applied: the page
+    // reconnects resuming from the last number it had, and the server fills the hole.
+    let before = b
+        .exec(
+            "const s = window.extstatus.stats(); const seq = window.extstatus.live.lastSeq;
+             window.extstatus.debug.injectFrame(JSON.stringify({ type: 'extension_deleted', seq: seq + 5, _id: 'ffffffffffffffffffffffff' }));
+             return { seq, reconnects: s.live.reconnects };",
+            json!([]),
+        )
+        .await?;
+    pbx.set("2002", ExtensionState::RingInUse);
+    let after = wait_for(
+        &b,
+        "a reconnect after the gap, and live changes again",
+        PATIENCE,
+        &format!(
+            "const s = window.extstatus.stats(); const t = (() => {{ {} }})();
+             return s.link === 'live' && s.live.reconnects > {} && t && t.device === 'RINGINUSE' ? s : null;",
+            tile_script("2002"),
+            before["reconnects"]
+        ),
+    )
+    .await?;
+    assert_eq!(after["live"]["gaps"], 1, "{after}");
+    assert_eq!(
+        after["live"]["snapshots"], 1,
+        "the gap was filled by resuming, not by a new snapshot: {after}"
+    );
+
     // Adding an extension with an invalid number shows the server's error next to the field.
     b.click(&b.find("#add").await?).await?;
     let ext = b.find("#f-extension").await?;
@@ -704,7 +733,7 @@ async fn a_thousand_extensions_render_once_and_patch_in_place() -> anyhow::Resul
         &format!(
             "const ex = window.extstatus; const recs = [...ex.board.tiles.values()].map(t => t.rec);
              const cycle = [['RINGING', 8], ['INUSE', 1], ['ONHOLD', 16], ['NOT_INUSE', 0]];
-             let seq = ex.live.lastSeq + 1000000; let x = 777; const frames = [];
+             let seq = ex.live.lastSeq; let x = 777; const frames = [];
              for (let i = 0; i < {STREAM_UPDATES}; i++) {{
                  x = (x * 1103515245 + 12345) % 2147483648;
                  const [device_state, status_code] = cycle[i % cycle.length];
