@@ -150,7 +150,7 @@ pub struct Args {
     )]
     pub ami_secret: Option<Secret>,
     /// Log in with the MD5 challenge, so that the secret never crosses the network.
-    #[arg(long, env = "EXTSTATUS_AMI_MD5")]
+    #[arg(long, env = "EXTSTATUS_AMI_MD5", value_parser = clap::builder::BoolishValueParser::new())]
     pub ami_md5: bool,
     /// When set, POST/PUT/DELETE need `Authorization: Bearer TOKEN`.
     #[arg(
@@ -169,7 +169,7 @@ pub struct Args {
     )]
     pub viewer_token: Option<Secret>,
     /// Embedded store, sample extensions and a built-in AMI simulator on loopback.
-    #[arg(long, env = "EXTSTATUS_DEMO")]
+    #[arg(long, env = "EXTSTATUS_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
     /// Log format [default: human].
     #[arg(long, env = "EXTSTATUS_LOG_FORMAT", value_enum)]

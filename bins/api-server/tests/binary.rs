@@ -78,6 +78,24 @@ fn bad_configurations_are_refused_with_a_clear_message() {
     }
 }
 
+#[test]
+fn boolean_settings_from_the_environment_take_the_usual_words() {
+    // Each run gets as far as the listen-address check, which comes after parsing, so the
+    // refusal proves the boolean words were accepted.
+    for word in ["1", "0", "yes", "no", "true", "false", "on", "off"] {
+        let mut cmd = server();
+        cmd.env("EXTSTATUS_DEMO", word)
+            .env("EXTSTATUS_AMI_MD5", word)
+            .args(["--listen", "0.0.0.0:18998"]);
+        let (code, stderr) = refused(&mut cmd);
+        assert_eq!(code, Some(2), "{word}: {stderr}");
+        assert!(
+            stderr.contains("0.0.0.0:18998 is not a loopback address"),
+            "{word}: {stderr}"
+        );
+    }
+}
+
 /// Reads the child's stderr on a thread, line by line.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("piped stderr");
