@@ -89,8 +89,10 @@ fn refuse_extra(body: &Map<String, Value>, allowed: &[&str], errors: &mut FieldE
         if allowed.contains(&key.as_str()) {
             continue;
         }
-        let rule = if SERVER_FIELDS.contains(&key.as_str()) || key == "extension" {
+        let rule = if SERVER_FIELDS.contains(&key.as_str()) {
             Rule::NotSettable
+        } else if key == "extension" {
+            Rule::Immutable
         } else {
             Rule::UnknownField
         };
@@ -105,7 +107,9 @@ fn text<T>(
     errors: &mut FieldErrors,
 ) -> Option<T> {
     match body.get(field) {
-        None | Some(Value::Null) => None,
+        // `null` is refused like any other wrong type: a client sending it to mean "clear this"
+        // must not be told that it succeeded. To leave a field as it is, leave it out.
+        None => None,
         Some(Value::String(s)) => parse(s).map_err(|e| errors.push(e)).ok(),
         Some(_) => {
             errors.push(FieldError::new(
@@ -121,7 +125,7 @@ fn text<T>(
 
 fn flag(body: &Map<String, Value>, field: &str, errors: &mut FieldErrors) -> Option<bool> {
     match body.get(field) {
-        None | Some(Value::Null) => None,
+        None => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => {
             errors.push(FieldError::new(
@@ -141,7 +145,7 @@ fn required<T>(
     field: &str,
     errors: &mut FieldErrors,
 ) -> Option<T> {
-    if value.is_none() && matches!(body.get(field), None | Some(Value::Null)) {
+    if value.is_none() && body.get(field).is_none() {
         errors.push(FieldError::new(field, Rule::Required));
     }
     value
@@ -265,7 +269,7 @@ mod tests {
             vec![
                 (
                     "extension".into(),
-                    "is set by the server and cannot be written".into()
+                    "cannot be changed after creation".into()
                 ),
                 (
                     "last_seen".into(),
@@ -275,6 +279,30 @@ mod tests {
                     "department".into(),
                     "must not contain control characters".into()
                 ),
+                ("is_active".into(), "must be true or false".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn null_is_refused_not_ignored() {
+        let got = errors(ExtensionPatch::from_json(&obj(json!({
+            "agent_name": null, "is_active": null
+        }))));
+        assert_eq!(
+            got,
+            vec![
+                ("agent_name".into(), "must be a string".into()),
+                ("is_active".into(), "must be true or false".into()),
+            ]
+        );
+        let got = errors(NewExtension::from_json(&obj(json!({
+            "extension": "1001", "agent_name": "A", "department": null, "is_active": null
+        }))));
+        assert_eq!(
+            got,
+            vec![
+                ("department".into(), "must be a string".into()),
                 ("is_active".into(), "must be true or false".into()),
             ]
         );

@@ -36,6 +36,8 @@ pub enum Rule {
     },
     /// The field may not be set through this operation (a status field, an id, a timestamp).
     NotSettable,
+    /// The field was set at creation and can never change (the extension number).
+    Immutable,
     /// The field is not part of this operation at all.
     UnknownField,
     /// The value is not a 24-character hexadecimal id.
@@ -56,6 +58,7 @@ impl fmt::Display for Rule {
             Rule::ControlCharacter => f.write_str("must not contain control characters"),
             Rule::WrongType { expected } => write!(f, "must be {expected}"),
             Rule::NotSettable => f.write_str("is set by the server and cannot be written"),
+            Rule::Immutable => f.write_str("cannot be changed after creation"),
             Rule::UnknownField => f.write_str("is not a known field here"),
             Rule::NotAnId => f.write_str("must be a 24-character hexadecimal id"),
         }
