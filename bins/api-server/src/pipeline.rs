@@ -120,6 +120,15 @@ impl State {
     }
 }
 
+/// The newest time any stored record was observed at.
+fn newest_observation(records: &[domain::Extension]) -> Option<Timestamp> {
+    records
+        .iter()
+        .flat_map(|r| [r.last_seen, r.last_status_change])
+        .flatten()
+        .max()
+}
+
 /// Splits the events drained after a list into those that were on the wire before the list's
 /// response (applied before the list) and everything else (handled after it, in order).
 fn split_around(
@@ -146,6 +155,24 @@ impl Pipeline {
     /// Runs until `cancel` fires or the client stops.
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut state = State::new();
+        // Observations older than what the store holds are ignored, so after a restart the
+        // clock must not start behind the stored times (a clock stepped back by NTP or a
+        // restored VM would otherwise freeze every status until it caught up).
+        match self.store.list(&ExtensionFilter::default()).await {
+            Ok(records) => {
+                state.last_at = newest_observation(&records);
+                if let Some(newest) = state.last_at
+                    && newest > domain::now()
+                {
+                    tracing::warn!(
+                        newest = %domain::format_rfc3339(&newest),
+                        "the store holds status times later than this machine's clock; statuses \
+                         are stamped with the stored time until the clock catches up"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the newest stored status time"),
+        }
         let period = self.timing.resync_interval;
         let mut timer = tokio::time::interval_at(Instant::now() + period, period);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -569,6 +596,31 @@ mod tests {
         assert_eq!(after[0], "c");
         assert!(after[1].starts_with("Disconnected"), "{after:?}");
         assert_eq!(after[2], "d");
+    }
+
+    #[test]
+    fn the_clock_starts_at_the_newest_stored_observation() {
+        let t = |s: &str| s.parse::<Timestamp>().expect("time");
+        let mut a = domain::Extension::create(
+            domain::RecordId::parse("65a1b2c3d4e5f60718293a4b").expect("id"),
+            domain::NewExtension {
+                extension: ExtensionNumber::parse("1001").expect("ext"),
+                agent_name: domain::AgentName::parse("A").expect("name"),
+                department: domain::Department::parse("D").expect("dept"),
+                is_active: true,
+            },
+            t("2026-01-01T00:00:00Z"),
+        );
+        assert_eq!(newest_observation(std::slice::from_ref(&a)), None);
+        let mut b = a.clone();
+        a.last_seen = Some(t("2099-01-01T00:00:00Z"));
+        b.last_status_change = Some(t("2099-06-01T00:00:00Z"));
+        let newest = newest_observation(&[a, b]);
+        assert_eq!(newest, Some(t("2099-06-01T00:00:00Z")));
+        // Stamped from there, an observation after a restart is never older than the store.
+        let mut s = State::new();
+        s.last_at = newest;
+        assert!(s.stamp() >= t("2099-06-01T00:00:00Z"));
     }
 
     #[test]
