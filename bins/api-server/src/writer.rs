@@ -426,9 +426,12 @@ impl Task {
             }
             Ok(StatusOutcome {
                 effect: StatusEffect::SeenOnly,
-                ..
+                record,
             }) => {
                 self.metrics.store_write(WriteCause::LastSeen);
+                // The status stands, but the record's `last_seen` moved: boards show it ("seen
+                // 4 s ago"), so the hub's copy and its subscribers must move with the store.
+                self.publish(Change::StatusUpdated(record));
                 Ok(StatusApplied::Unchanged)
             }
             Ok(_) => Ok(StatusApplied::Unchanged),

@@ -445,3 +445,43 @@ async fn an_extension_created_later_gets_its_live_state_without_waiting_for_the_
     assert!(rec["last_seen"].is_string(), "{rec}");
     s.stop().await
 }
+
+#[tokio::test]
+async fn a_list_that_changes_nothing_still_moves_last_seen_on_the_websocket() -> anyhow::Result<()>
+{
+    let mut timing = Options::fast_timing();
+    timing.resync_interval = Duration::from_millis(300);
+    let (_peer, s) = start(
+        PeerConfig::default(),
+        Options {
+            timing: Some(timing),
+            ..Options::default()
+        },
+    )
+    .await?;
+    let first = s.wait_for_code("1001", 1).await?;
+    let seen_before = first["last_seen"].as_str().unwrap_or_default().to_owned();
+    let mut ws = s.ws("").await?;
+    // The next lists report 1001 with the same code: only last_seen moves, and clients see it.
+    let update = ws
+        .until("a newer last_seen for 1001", |m| match m {
+            ServerMessage::ExtensionStatusUpdated { extension, .. } => {
+                extension.extension.as_str() == "1001"
+                    && extension.last_seen.map(|t| domain::format_rfc3339(&t))
+                        > Some(seen_before.clone())
+            }
+            _ => false,
+        })
+        .await?;
+    let ServerMessage::ExtensionStatusUpdated { extension, .. } = update else {
+        unreachable!()
+    };
+    assert_eq!(extension.status_code, 1, "the status itself did not change");
+    assert_eq!(
+        extension
+            .last_status_change
+            .map(|t| domain::format_rfc3339(&t)),
+        first["last_status_change"].as_str().map(str::to_owned)
+    );
+    s.stop().await
+}
