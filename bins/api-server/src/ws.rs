@@ -44,6 +44,9 @@ impl WsQuery {
                     })?;
                     out.resume = Some(n);
                 }
+                // An empty value means "no filter", as it does for `GET /api/extensions`, so a
+                // client can build both URLs the same way.
+                "department" if value.trim().is_empty() => {}
                 "department" => {
                     let d = Department::parse(&value)
                         .map_err(|e| invalid_param("department", &e.rule.to_string()))?;
@@ -244,7 +247,8 @@ mod tests {
                 department: Some(Department::parse("Sales EU").expect("dept")),
             }
         );
-        for bad in ["resume=x", "resume=-1", "department=", "colour=red"] {
+        assert_eq!(ok("department="), WsQuery::default());
+        for bad in ["resume=x", "resume=-1", "department=%07", "colour=red"] {
             let e = WsQuery::parse(bad).expect_err(bad);
             assert_eq!(e.code(), "invalid_query", "{bad}");
         }
