@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 
 use crate::input::{Parsed, parse_csv, parse_json, parse_range};
 use crate::plan::{Action, Plan, plan};
-use crate::target::{ApiTarget, StoreTarget, Target};
+use crate::target::{ApiTarget, StoreTarget, Target, TargetError};
 
 /// Inputs larger than this show a progress bar (when stderr is a terminal).
 const PROGRESS_ABOVE: usize = 500;
@@ -215,33 +215,60 @@ pub async fn open_target(cli: &Cli) -> Result<Box<dyn Target>> {
     }))
 }
 
-/// Carries out the plan with up to `concurrency` writes in flight. Returns the failures with
-/// the line of their row, in line order.
+/// Carries out the plan with up to `concurrency` writes in flight. Returns the rows not
+/// written, with the line of their row, in line order: with the reason, or with `None` for
+/// rows not tried because the API had already refused the token.
 pub async fn apply(
     target: &dyn Target,
     plan: &Plan,
     concurrency: usize,
     progress: &indicatif::ProgressBar,
-) -> Vec<(usize, String)> {
-    let mut failures: Vec<(usize, String)> = futures_util::stream::iter(&plan.actions)
+) -> Vec<(usize, Option<String>)> {
+    // A refused token (401/403) fails every row the same way: the first refusal stops the
+    // run, instead of repeating one message for each of thousands of rows.
+    let refused = std::sync::atomic::AtomicBool::new(false);
+    let refused = &refused;
+    let mut failures: Vec<(usize, Option<String>)> = futures_util::stream::iter(&plan.actions)
         .map(|action| async move {
             let row = action.row();
+            if refused.load(std::sync::atomic::Ordering::Relaxed) {
+                return (row.line, row.extension.clone(), None);
+            }
             let result = match action {
                 Action::Create(row) => target.create(row.to_new()).await.map(drop),
                 Action::Update { id, patch, .. } => {
                     target.update(id, patch.clone()).await.map(drop)
                 }
             };
-            (row.line, row.extension.clone(), result)
+            if let Err(TargetError::Api {
+                status: 401 | 403, ..
+            }) = &result
+                && refused.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                // Another row already reported the refusal.
+                return (row.line, row.extension.clone(), None);
+            }
+            (row.line, row.extension.clone(), Some(result))
         })
         .buffer_unordered(concurrency.max(1))
         .filter_map(|(line, ext, result)| {
             progress.inc(1);
-            std::future::ready(
-                result
+            std::future::ready(match result {
+                Some(Err(
+                    e @ TargetError::Api {
+                        status: 401 | 403, ..
+                    },
+                )) => Some((
+                    line,
+                    Some(format!(
+                        "extension {ext}: {e}; stopped: check --token (the admin token)"
+                    )),
+                )),
+                Some(result) => result
                     .err()
-                    .map(|e| (line, format!("extension {ext}: {e}"))),
-            )
+                    .map(|e| (line, Some(format!("extension {ext}: {e}")))),
+                None => Some((line, None)),
+            })
         })
         .collect()
         .await;
@@ -308,7 +335,9 @@ pub async fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<
     .await;
     progress.finish_and_clear();
     for (line, message) in &failures {
-        writeln!(err, "{source}: line {line}: {message}")?;
+        if let Some(message) = message {
+            writeln!(err, "{source}: line {line}: {message}")?;
+        }
         let failed_create = plan
             .actions
             .iter()

@@ -260,7 +260,9 @@ impl FakeApi {
         let error = |status: u16, code: &str, message: &str| {
             (status, json!({"error": {"code": code, "message": message}}))
         };
-        if auth != Some("Bearer s3cret") {
+        // `view` is a viewer token: it may read, not write.
+        let reader = auth == Some("Bearer view") && method == "GET";
+        if auth != Some("Bearer s3cret") && !reader {
             return error(401, "unauthorized", "A valid admin token is required.");
         }
         let body: Map<String, Value> = serde_json::from_slice(body).unwrap_or_default();
@@ -422,6 +424,28 @@ async fn api_mode_upserts_through_rest() -> Result<()> {
     ensure!(
         err.contains("the API answered 401: A valid admin token is required."),
         "{err}"
+    );
+    // A token that may read but not write: the first refused write stops the run, with one
+    // message instead of one per row, and nothing counts as created.
+    let out = seeder_async(vec![
+        "--api".into(),
+        url.clone(),
+        "--token".into(),
+        "view".into(),
+        "--range".into(),
+        "2101-2150".into(),
+        "--department".into(),
+        "S".into(),
+    ])
+    .await?;
+    ensure!(!out.status.success());
+    let err = text(&out.stderr);
+    ensure!(err.matches("401").count() == 1, "{err}");
+    ensure!(err.contains("stopped: check --token"), "{err}");
+    ensure!(
+        text(&out.stdout).starts_with("created 0, updated 0, unchanged 0, rejected 0, failed 50"),
+        "{}",
+        text(&out.stdout)
     );
     let records = api.records.lock().expect("lock").clone();
     ensure!(records.len() == 4);
