@@ -43,6 +43,9 @@ impl Row {
 pub struct Rejection {
     /// The line the row starts on.
     pub line: usize,
+    /// For JSON input, the row's position in the array (1-based): several elements can
+    /// start on one line when the array is written on a single line.
+    pub element: Option<usize>,
     /// The field at fault, when one is.
     pub field: Option<String>,
     /// What is wrong.
@@ -53,6 +56,7 @@ impl Rejection {
     fn row(line: usize, reason: impl Into<String>) -> Self {
         Self {
             line,
+            element: None,
             field: None,
             reason: reason.into(),
         }
@@ -61,6 +65,7 @@ impl Rejection {
     fn field(line: usize, e: &FieldError) -> Self {
         Self {
             line,
+            element: None,
             field: Some(e.field.clone()),
             reason: e.rule.to_string(),
         }
@@ -69,9 +74,13 @@ impl Rejection {
 
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}", self.line)?;
+        if let Some(element) = self.element {
+            write!(f, " (element {element})")?;
+        }
         match &self.field {
-            Some(field) => write!(f, "line {}: {field}: {}", self.line, self.reason),
-            None => write!(f, "line {}: {}", self.line, self.reason),
+            Some(field) => write!(f, ": {field}: {}", self.reason),
+            None => write!(f, ": {}", self.reason),
         }
     }
 }
@@ -88,9 +97,10 @@ pub struct Parsed {
 impl Parsed {
     /// How many rows were refused (a row with three bad fields counts once).
     pub fn rejected_rows(&self) -> usize {
-        let mut lines: Vec<usize> = self.rejected.iter().map(|r| r.line).collect();
-        lines.dedup();
-        lines.len()
+        let mut rows: Vec<(usize, Option<usize>)> =
+            self.rejected.iter().map(|r| (r.line, r.element)).collect();
+        rows.dedup();
+        rows.len()
     }
 
     /// Adds a row, refusing an extension number that an earlier row already has.
@@ -98,6 +108,7 @@ impl Parsed {
         match seen.get(&row.extension) {
             Some(first) => self.rejected.push(Rejection {
                 line: row.line,
+                element: None,
                 field: Some("extension".into()),
                 reason: format!("{} already appears on line {first}", row.extension),
             }),
@@ -256,6 +267,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Parsed, InputError> {
                 Err(_) => {
                     parsed.rejected.push(Rejection {
                         line,
+                        element: None,
                         field: Some(column.name().into()),
                         reason: "is not valid UTF-8".into(),
                     });
@@ -280,6 +292,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Parsed, InputError> {
             Err(reason) => {
                 parsed.rejected.push(Rejection {
                     line,
+                    element: None,
                     field: Some("is_active".into()),
                     reason,
                 });
@@ -383,35 +396,49 @@ pub fn parse_json(text: &str) -> Result<Parsed, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parsed = Parsed::default();
     let mut seen = HashMap::new();
-    for element in json_elements(text)? {
+    for (index, element) in json_elements(text)?.into_iter().enumerate() {
         let (line, value) = element?;
-        let Value::Object(map) = value else {
-            parsed.rejected.push(Rejection::row(
-                line,
-                format!("expected an object, got {}", json_kind(&value)),
-            ));
-            continue;
-        };
-        match NewExtension::from_json(&map) {
-            Ok(new) => {
-                let is_active = map.get("is_active").and_then(Value::as_bool);
-                parsed.push(
-                    Row {
-                        line,
-                        extension: new.extension,
-                        agent_name: new.agent_name,
-                        department: new.department,
-                        is_active,
-                    },
-                    &mut seen,
-                );
-            }
-            Err(errors) => parsed
-                .rejected
-                .extend(errors.0.iter().map(|e| Rejection::field(line, e))),
+        let before = parsed.rejected.len();
+        parse_json_element(&mut parsed, &mut seen, line, value);
+        for r in &mut parsed.rejected[before..] {
+            r.element = Some(index + 1);
         }
     }
     Ok(parsed)
+}
+
+/// Reads one element of a JSON array into `parsed`.
+fn parse_json_element(
+    parsed: &mut Parsed,
+    seen: &mut HashMap<ExtensionNumber, usize>,
+    line: usize,
+    value: Value,
+) {
+    let Value::Object(map) = value else {
+        parsed.rejected.push(Rejection::row(
+            line,
+            format!("expected an object, got {}", json_kind(&value)),
+        ));
+        return;
+    };
+    match NewExtension::from_json(&map) {
+        Ok(new) => {
+            let is_active = map.get("is_active").and_then(Value::as_bool);
+            parsed.push(
+                Row {
+                    line,
+                    extension: new.extension,
+                    agent_name: new.agent_name,
+                    department: new.department,
+                    is_active,
+                },
+                seen,
+            );
+        }
+        Err(errors) => parsed
+            .rejected
+            .extend(errors.0.iter().map(|e| Rejection::field(line, e))),
+    }
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -732,13 +759,33 @@ mod tests {
         assert_eq!(
             rejected,
             vec![
-                "line 4: status: is set by the server and cannot be written",
-                "line 4: extension: must be a string",
-                "line 10: expected an object, got a string",
-                "line 12: extension: 1001 already appears on line 2",
+                "line 4 (element 3): status: is set by the server and cannot be written",
+                "line 4 (element 3): extension: must be a string",
+                "line 10 (element 4): expected an object, got a string",
+                "line 12 (element 6): extension: 1001 already appears on line 2",
             ]
         );
+        assert_eq!(p.rejected_rows(), 3);
         assert_eq!(parse_json(" [ ] ").expect("empty"), Parsed::default());
+    }
+
+    #[test]
+    fn a_json_array_on_one_line_counts_and_names_each_element() {
+        let text = r#"[{"extension":"1"},{"extension":"1002","agent_name":"B","department":"S"},7,{"extension":"x","agent_name":"C","department":"S"}]"#;
+        let p = parse_json(text).expect("parsed");
+        let (rows, rejected) = summary(&p);
+        assert_eq!(rows, vec![row(1, "1002", "B", "S", None)]);
+        assert_eq!(
+            rejected,
+            vec![
+                "line 1 (element 1): extension: must be at least 2 characters, got 1",
+                "line 1 (element 1): agent_name: is required and may not be blank",
+                "line 1 (element 1): department: is required and may not be blank",
+                "line 1 (element 3): expected an object, got a number",
+                "line 1 (element 4): extension: must contain only the digits 0-9",
+            ]
+        );
+        assert_eq!(p.rejected_rows(), 3);
     }
 
     #[test]

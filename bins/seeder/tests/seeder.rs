@@ -163,8 +163,9 @@ async fn bad_rows_are_reported_and_nothing_of_them_is_written() -> Result<()> {
     .await?;
     ensure!(out.status.code() == Some(1));
     ensure!(
-        text(&out.stderr)
-            .ends_with("line 4: last_seen: is set by the server and cannot be written\n")
+        text(&out.stderr).ends_with(
+            "line 4 (element 3): last_seen: is set by the server and cannot be written\n"
+        )
     );
     ensure!(text(&out.stdout).starts_with("created 0, updated 1, unchanged 1, rejected 1 ("));
     let records = stored(&data).await?;
