@@ -175,8 +175,13 @@ impl MongoStore {
                 .map_err(|e| StoreError::InvalidConfig {
                     detail: format!("MongoDB URI {}: {}", redact_uri(&config.uri), e.kind),
                 })?;
-        client_options.server_selection_timeout = Some(config.server_selection_timeout);
-        client_options.app_name.clone_from(&config.app_name);
+        // Options written in the URI are the operator's explicit choice; ours only fill gaps.
+        client_options
+            .server_selection_timeout
+            .get_or_insert(config.server_selection_timeout);
+        if client_options.app_name.is_none() {
+            client_options.app_name.clone_from(&config.app_name);
+        }
         let client =
             Client::with_options(client_options).map_err(|e| StoreError::InvalidConfig {
                 detail: format!("MongoDB options: {}", e.kind),
