@@ -99,7 +99,7 @@ async fn department_filter_keeps_global_seq() -> anyhow::Result<()> {
         }
         other => panic!("expected 1004 created, got {other:?}"),
     }
-    let r = s.get("/ws?department=").await?;
+    let r = s.get("/ws?department=%07").await?;
     assert_eq!((r.status, r.error_code()), (400, "invalid_query"));
     let r = s.get("/ws?resume=abc").await?;
     assert_eq!((r.status, r.error_code()), (400, "invalid_query"));
