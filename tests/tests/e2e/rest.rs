@@ -304,6 +304,31 @@ async fn every_error_path_answers_json_and_changes_nothing() -> anyhow::Result<(
         .await?;
     assert_eq!((r.status, r.error_code()), (415, "unsupported_media_type"));
 
+    // A member given twice is ambiguous: refused and named, and nothing is created.
+    let r = s
+        .raw(
+            Method::POST,
+            "/api/extensions",
+            Some("application/json"),
+            br#"{"extension":"5556","agent_name":"A","department":"D","extension":"5557"}"#
+                .to_vec(),
+        )
+        .await?;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (400, "invalid_json"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.json["error"]["fields"]["extension"], "is given more than once",
+        "{}",
+        r.text
+    );
+    for ext in ["5556", "5557"] {
+        assert!(s.record(ext).await.is_err(), "{ext} must not exist");
+    }
+
     // Unknown ids, routes, methods and filters.
     let r = s
         .request(
