@@ -699,6 +699,17 @@ impl AmiPeer {
         }
     }
 
+    /// Adds a hint for `exten` in another dialplan context (as a second tenant of a shared PBX
+    /// would have), in state `code`. It shows in the next list, after the existing hints.
+    pub fn add_hint_in_context(&self, exten: &str, context: &str, code: i32) {
+        self.inner.lock().hints.push(Hint {
+            exten: exten.to_owned(),
+            context: context.to_owned(),
+            hint: format!("Custom:{context}-{exten}"),
+            code,
+        });
+    }
+
     /// Removes a hint. Asterisk sends no event for this; the extension just disappears from
     /// the next list.
     pub fn remove_hint(&self, exten: &str) {

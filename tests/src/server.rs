@@ -54,6 +54,8 @@ pub struct Options {
     pub timing: Option<Timing>,
     /// Log in to the AMI peer with the MD5 challenge.
     pub ami_md5: bool,
+    /// Follow only this dialplan context (`--ami-context`).
+    pub ami_context: Option<String>,
     /// Records (extension, agent, department) put into the store before the server starts,
     /// so that the first `ExtensionStateList` already finds them.
     pub seed: Vec<(String, String, String)>,
@@ -189,6 +191,7 @@ impl TestServer {
                 username: user,
                 secret,
                 md5: options.ami_md5,
+                context: options.ami_context.clone(),
             },
             auth: AuthConfig {
                 admin_token: options.admin_token.clone().map(Secret::new),

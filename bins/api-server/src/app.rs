@@ -195,6 +195,7 @@ pub async fn start(
                 link: link.clone(),
                 timing: config.timing,
                 created: created.clone(),
+                context: ami.context.clone(),
             };
             Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
         }

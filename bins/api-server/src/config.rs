@@ -152,6 +152,10 @@ pub struct Args {
     /// Log in with the MD5 challenge, so that the secret never crosses the network.
     #[arg(long, env = "EXTSTATUS_AMI_MD5", value_parser = clap::builder::BoolishValueParser::new())]
     pub ami_md5: bool,
+    /// Follow only the hints of this dialplan context (for a PBX where one number is hinted in
+    /// several contexts, e.g. one per tenant); by default every context counts.
+    #[arg(long, env = "EXTSTATUS_AMI_CONTEXT", value_name = "NAME")]
+    pub ami_context: Option<String>,
     /// When set, POST/PUT/DELETE need `Authorization: Bearer TOKEN`.
     #[arg(
         long,
@@ -230,6 +234,7 @@ struct FileConfig {
     ami_user: Option<String>,
     ami_secret: Option<Secret>,
     ami_md5: Option<bool>,
+    ami_context: Option<String>,
     admin_token: Option<Secret>,
     viewer_token: Option<Secret>,
     demo: Option<bool>,
@@ -272,6 +277,8 @@ pub struct AmiConfig {
     pub secret: Option<Secret>,
     /// Log in with the MD5 challenge instead of a plain secret.
     pub md5: bool,
+    /// Only hints of this dialplan context count; `None` means every context.
+    pub context: Option<String>,
 }
 
 /// The API tokens.
@@ -366,6 +373,7 @@ impl Default for Config {
                 username: None,
                 secret: None,
                 md5: false,
+                context: None,
             },
             auth: AuthConfig::default(),
             demo: false,
@@ -419,6 +427,10 @@ impl Config {
                 username: args.ami_user.or(file.ami_user).filter(|u| !u.is_empty()),
                 secret: args.ami_secret.or(file.ami_secret),
                 md5: args.ami_md5 || file.ami_md5.unwrap_or(false),
+                context: args
+                    .ami_context
+                    .or(file.ami_context)
+                    .filter(|c| !c.trim().is_empty()),
             },
             auth: AuthConfig {
                 admin_token: non_empty(args.admin_token.or(file.admin_token)),

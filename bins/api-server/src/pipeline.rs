@@ -14,7 +14,7 @@
 //! only after a grace period (seconds of reconnecting are not news), and of the return once
 //! the list has been applied.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +65,8 @@ pub struct Pipeline {
     /// along, and only a list tells its current state (Asterisk sends `ExtensionStatus` on
     /// changes only).
     pub created: Arc<Notify>,
+    /// When set, only hints of this dialplan context count (`--ami-context`).
+    pub context: Option<String>,
 }
 
 /// How long after a creation the list is taken, so that a burst of creations (a seeder run
@@ -88,6 +90,8 @@ struct State {
     drop_pending: Option<(Timestamp, Instant)>,
     /// Extensions the PBX reported that the store lacks, each logged once.
     unknown: HashSet<String>,
+    /// Extensions hinted in several contexts, each logged once.
+    ambiguous: HashSet<String>,
     /// The time of the last observation, so that observations applied in wire order never go
     /// back in time even when the wall clock does.
     last_at: Option<Timestamp>,
@@ -103,6 +107,7 @@ impl State {
             lists_applied: 0,
             drop_pending: None,
             unknown: HashSet::new(),
+            ambiguous: HashSet::new(),
             last_at: None,
         }
     }
@@ -302,6 +307,7 @@ impl Pipeline {
         }
         self.link.event_at(domain::now());
         match Message::classify(packet) {
+            Message::ExtensionStatus(es) if !self.follows(&es.context) => {}
             Message::ExtensionStatus(es) => {
                 let at = state.stamp();
                 pending.push((es.exten.into_owned(), Observation::reported(es.status, at)));
@@ -368,6 +374,11 @@ impl Pipeline {
             }
         }
         changed
+    }
+
+    /// Whether hints of this dialplan context count.
+    fn follows(&self, context: &str) -> bool {
+        self.context.as_deref().is_none_or(|c| c == context)
     }
 
     fn unknown_once(&self, state: &mut State, exten: &str, why: &str) {
@@ -438,7 +449,9 @@ impl Pipeline {
     /// (one transaction on the embedded store). Returns how many statuses changed.
     async fn apply_list(&mut self, state: &mut State, list: &EventListResult) -> u64 {
         let mut batch = Vec::with_capacity(list.items.len());
-        let mut reported = HashSet::with_capacity(list.items.len());
+        // Extension number -> the context it was reported in, to notice a number hinted in
+        // several contexts: its states would overwrite each other.
+        let mut reported: HashMap<String, String> = HashMap::with_capacity(list.items.len());
         for item in &list.items {
             let es = match ExtensionStatus::from_packet(item) {
                 Ok(es) => es,
@@ -447,7 +460,20 @@ impl Pipeline {
                     continue;
                 }
             };
-            reported.insert(es.exten.to_string());
+            if !self.follows(&es.context) {
+                continue;
+            }
+            if let Some(first) = reported.insert(es.exten.to_string(), es.context.to_string())
+                && first != es.context
+                && state.ambiguous.insert(es.exten.to_string())
+            {
+                tracing::warn!(
+                    extension = %es.exten,
+                    contexts = %format!("{first}, {}", es.context),
+                    "the PBX hints this extension in several contexts, so their states overwrite \
+                     each other; choose one with --ami-context"
+                );
+            }
             match ExtensionNumber::parse(&es.exten) {
                 Ok(number) => {
                     let at = state.stamp();
@@ -466,7 +492,7 @@ impl Pipeline {
                 batch.extend(
                     stored
                         .into_iter()
-                        .filter(|r| !reported.contains(r.extension.as_str()))
+                        .filter(|r| !reported.contains_key(r.extension.as_str()))
                         .map(|r| (r.extension, Observation::absent(at), WriteCause::Absent)),
                 );
             }

@@ -485,3 +485,37 @@ async fn a_list_that_changes_nothing_still_moves_last_seen_on_the_websocket() ->
     );
     s.stop().await
 }
+
+#[tokio::test]
+async fn with_a_context_chosen_other_tenants_hints_of_the_same_number_are_ignored()
+-> anyhow::Result<()> {
+    let peer = AmiPeer::start(PeerConfig::default()).await;
+    // A second tenant's 1001, listed after ours: without a chosen context it would win.
+    peer.add_hint_in_context("1001", "tenant2", 4);
+    let config = PeerConfig::default();
+    let options = Options {
+        ami: Some((peer.addr(), config.username, config.secret)),
+        ami_context: Some("agents".to_owned()),
+        ..Options::default()
+    };
+    let s = TestServer::start(options.seeded(&captured_extensions(), "Agents")).await?;
+    s.wait_for_code("1002", 8).await?;
+    assert_eq!(
+        s.record("1001").await?["status_code"],
+        1,
+        "the list kept ours"
+    );
+    // A live event from the other tenant is ignored too; ours still apply.
+    peer.emit_raw(
+        b"Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: 1001\r\nContext: tenant2\r\n\
+          Hint: Custom:tenant2-1001\r\nStatus: 8\r\nStatusText: Ringing\r\n\r\n",
+    );
+    peer.set_state("1002", 0);
+    s.wait_for_code("1002", 0).await?;
+    assert_eq!(
+        s.record("1001").await?["status_code"],
+        1,
+        "events kept ours"
+    );
+    s.stop().await
+}
