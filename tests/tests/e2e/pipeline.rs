@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use api_server::config::Timing;
 use hub::ServerMessage;
 use reqwest::Method;
 use serde_json::Value;
@@ -42,6 +43,18 @@ async fn start(
     seeded.push("2000");
     let server = TestServer::start(options.seeded(&seeded, "Agents")).await?;
     Ok((peer, server))
+}
+
+/// [`start`] with the default peer and these timers.
+async fn start_timed(timing: Timing) -> anyhow::Result<(AmiPeer, TestServer)> {
+    start(
+        PeerConfig::default(),
+        Options {
+            timing: Some(timing),
+            ..Options::default()
+        },
+    )
+    .await
 }
 
 /// Waits for a `pbx_link` message with this state.
@@ -236,14 +249,7 @@ async fn a_dropped_link_is_announced_and_the_list_corrects_what_changed_meanwhil
 async fn a_short_drop_is_not_news() -> anyhow::Result<()> {
     let mut timing = Options::fast_timing();
     timing.pbx_grace = Duration::from_secs(60);
-    let (peer, s) = start(
-        PeerConfig::default(),
-        Options {
-            timing: Some(timing),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let (peer, s) = start_timed(timing).await?;
     s.wait_for_code("1001", 1).await?;
     let mut ws = s.ws("").await?;
     if let ServerMessage::Snapshot { pbx_link: link, .. } = ws.next().await?
@@ -294,14 +300,7 @@ async fn events_around_the_list_apply_in_wire_order() -> anyhow::Result<()> {
 async fn the_timer_repairs_drift_and_unknown_extensions_are_counted_once() -> anyhow::Result<()> {
     let mut timing = Options::fast_timing();
     timing.resync_interval = Duration::from_millis(300);
-    let (peer, s) = start(
-        PeerConfig::default(),
-        Options {
-            timing: Some(timing),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let (peer, s) = start_timed(timing).await?;
     s.wait_for_code("1007", 9).await?;
     // A change the server never hears of as an event.
     peer.set_state_silently("1007", 0);
@@ -339,14 +338,7 @@ async fn shutdown_flushes_the_pending_last_seen() -> anyhow::Result<()> {
     let mut timing = Options::fast_timing();
     // Only the shutdown flush can write it in time.
     timing.last_seen_interval = Duration::from_secs(3600);
-    let (peer, s) = start(
-        PeerConfig::default(),
-        Options {
-            timing: Some(timing),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let (peer, s) = start_timed(timing).await?;
     let before = s.wait_for_code("1004", 2).await?["last_seen"].clone();
     let seen = s
         .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
@@ -451,14 +443,7 @@ async fn a_list_that_changes_nothing_still_moves_last_seen_on_the_websocket() ->
 {
     let mut timing = Options::fast_timing();
     timing.resync_interval = Duration::from_millis(300);
-    let (_peer, s) = start(
-        PeerConfig::default(),
-        Options {
-            timing: Some(timing),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let (_peer, s) = start_timed(timing).await?;
     let first = s.wait_for_code("1001", 1).await?;
     let seen_before = first["last_seen"].as_str().unwrap_or_default().to_owned();
     let mut ws = s.ws("").await?;
