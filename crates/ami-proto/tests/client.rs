@@ -96,6 +96,16 @@ impl Peer {
         let _ = self.stream.write_all(text.as_bytes()).await;
     }
 
+    /// Waits for the client's Logoff and answers it as Asterisk does.
+    async fn goodbye(mut self) {
+        let logoff = self.expect_action("Logoff").await;
+        let id = logoff.action_id().expect("ActionID").into_owned();
+        self.write(&format!(
+            "Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n"
+        ))
+        .await;
+    }
+
     /// Accepts a plain login with `Response: Success` and returns the Login action.
     async fn login_ok(&mut self) -> Packet {
         let login = self.expect_action("Login").await;
@@ -448,14 +458,7 @@ async fn silent_peer_is_declared_dead_then_the_client_reconnects() {
     let (generation, reconnected) = connected(&mut events).await;
     assert!(reconnected);
     assert_eq!(generation, 2);
-    let server = tokio::spawn(async move {
-        let logoff = peer.expect_action("Logoff").await;
-        let id = logoff.action_id().expect("ActionID").into_owned();
-        peer.write(&format!(
-            "Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n"
-        ))
-        .await;
-    });
+    let server = tokio::spawn(async move { peer.goodbye().await });
     shutdown(cancel, &handle).await;
     server.await.expect("peer saw the Logoff");
     match next_notice(&mut events).await {
@@ -539,14 +542,7 @@ async fn an_event_in_the_same_read_as_the_login_answer_is_delivered_at_once() {
         ClientEvent::Event(packet) => assert!(packet.is(Kind::Event, "FullyBooted")),
         other => panic!("expected FullyBooted, got {other:?}"),
     }
-    let server = tokio::spawn(async move {
-        let logoff = peer.expect_action("Logoff").await;
-        let id = logoff.action_id().expect("ActionID").into_owned();
-        peer.write(&format!(
-            "Response: Goodbye\r\nActionID: {id}\r\nMessage: Thanks for all the fish.\r\n\r\n"
-        ))
-        .await;
-    });
+    let server = tokio::spawn(async move { peer.goodbye().await });
     shutdown(cancel, &handle).await;
     server.await.expect("peer saw the Logoff");
 }
