@@ -34,13 +34,9 @@ pub enum StatusApplied {
 }
 
 enum Job {
-    Create(NewExtension, oneshot::Sender<Result<Extension, StoreError>>),
-    Update(
-        RecordId,
-        ExtensionPatch,
-        oneshot::Sender<Result<Extension, StoreError>>,
-    ),
-    Delete(RecordId, oneshot::Sender<Result<Extension, StoreError>>),
+    Create(NewExtension, Reply<Extension>),
+    Update(RecordId, ExtensionPatch, Reply<Extension>),
+    Delete(RecordId, Reply<Extension>),
     Statuses(
         Vec<(ExtensionNumber, Observation, WriteCause)>,
         oneshot::Sender<Vec<Result<StatusApplied, StoreError>>>,
@@ -62,7 +58,8 @@ enum Stored {
 }
 
 impl Stored {
-    /// Publishes the change (when there is one) and answers the caller.
+    /// Publishes the change (when there is one) and answers the caller. A caller that gave up
+    /// (a client that disconnected) does not undo its write; nobody needs the answer then.
     fn finish(self, task: &Task) {
         match self {
             Stored::Created(reply, r) => {
@@ -235,24 +232,9 @@ impl Task {
         }
     }
 
-    /// Runs one job and answers it.
+    /// Runs one job and answers it: its store half, then its publishing half.
     async fn one(&self, job: Job) {
-        // A caller that gave up (a client that disconnected) does not undo its write; nobody
-        // needs the answer then.
-        match job {
-            Job::Create(new, reply) => {
-                let _ = reply.send(self.create(new).await);
-            }
-            Job::Update(id, patch, reply) => {
-                let _ = reply.send(self.update(&id, patch).await);
-            }
-            Job::Delete(id, reply) => {
-                let _ = reply.send(self.delete(&id).await);
-            }
-            Job::Statuses(observations, reply) => {
-                let _ = reply.send(self.statuses(observations).await);
-            }
-        }
+        self.store_edit(job).await.finish(self);
     }
 
     /// Runs several user edits at once. Edits that could depend on each other (two of the
@@ -290,22 +272,8 @@ impl Task {
         self.hub.publish(change);
     }
 
-    async fn create(&self, new: NewExtension) -> Result<Extension, StoreError> {
-        let stored = self.store_create(new).await;
-        self.created(stored)
-    }
-
-    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
-        let stored = self.store_update(id, patch).await;
-        self.updated(stored)
-    }
-
-    async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
-        let stored = self.store_delete(id).await;
-        self.deleted(stored)
-    }
-
-    /// The store half of an edit, without publishing, for [`Task::edits`].
+    /// The store half of a job, without publishing: [`Stored::finish`] does the rest. Status
+    /// batches publish as they go, so they come back already answered.
     async fn store_edit(&self, job: Job) -> Stored {
         match job {
             Job::Create(new, reply) => Stored::Created(reply, self.store_create(new).await),
@@ -314,7 +282,7 @@ impl Task {
             }
             Job::Delete(id, reply) => Stored::Deleted(reply, self.store_delete(&id).await),
             Job::Statuses(observations, reply) => {
-                // Not an edit; [`Task::edits`] never gets one, but answering it is still right.
+                // A caller that gave up does not undo its write; nobody needs the answer then.
                 let _ = reply.send(self.statuses(observations).await);
                 Stored::Answered
             }
