@@ -163,6 +163,7 @@ pub async fn start(
 
     let records = store.list(&ExtensionFilter::default()).await?;
     tracing::info!(extensions = records.len(), "records loaded");
+    let newest_stored = crate::pipeline::newest_observation(&records);
     let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
     let metrics = Arc::new(Metrics::default());
     let link = Arc::new(LinkStatus::default());
@@ -196,6 +197,7 @@ pub async fn start(
                 timing: config.timing,
                 created: created.clone(),
                 context: ami.context.clone(),
+                newest_stored,
             };
             Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
         }

@@ -67,6 +67,9 @@ pub struct Pipeline {
     pub created: Arc<Notify>,
     /// When set, only hints of this dialplan context count (`--ami-context`).
     pub context: Option<String>,
+    /// The newest time the stored records were observed at ([`newest_observation`]), where
+    /// the pipeline's clock starts.
+    pub newest_stored: Option<Timestamp>,
 }
 
 /// How long after a creation the list is taken, so that a burst of creations (a seeder run
@@ -126,7 +129,7 @@ impl State {
 }
 
 /// The newest time any stored record was observed at.
-fn newest_observation(records: &[domain::Extension]) -> Option<Timestamp> {
+pub fn newest_observation(records: &[domain::Extension]) -> Option<Timestamp> {
     records
         .iter()
         .flat_map(|r| [r.last_seen, r.last_status_change])
@@ -163,20 +166,15 @@ impl Pipeline {
         // Observations older than what the store holds are ignored, so after a restart the
         // clock must not start behind the stored times (a clock stepped back by NTP or a
         // restored VM would otherwise freeze every status until it caught up).
-        match self.store.list(&ExtensionFilter::default()).await {
-            Ok(records) => {
-                state.last_at = newest_observation(&records);
-                if let Some(newest) = state.last_at
-                    && newest > domain::now()
-                {
-                    tracing::warn!(
-                        newest = %domain::format_rfc3339(&newest),
-                        "the store holds status times later than this machine's clock; statuses \
-                         are stamped with the stored time until the clock catches up"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not read the newest stored status time"),
+        state.last_at = self.newest_stored;
+        if let Some(newest) = state.last_at
+            && newest > domain::now()
+        {
+            tracing::warn!(
+                newest = %domain::format_rfc3339(&newest),
+                "the store holds status times later than this machine's clock; statuses are \
+                 stamped with the stored time until the clock catches up"
+            );
         }
         let period = self.timing.resync_interval;
         let mut timer = tokio::time::interval_at(Instant::now() + period, period);
