@@ -1,7 +1,8 @@
 //! `store`: where extension records live, behind one [`Repository`] contract with two backends.
 //!
 //! * [`EmbeddedStore`] (feature `embedded`, the default): one redb file under a data
-//!   directory; every user edit and status change is durable when its call returns.
+//!   directory; every user edit is durable when its call returns, status changes (soft
+//!   state) within a second.
 //! * [`MongoStore`] (feature `mongodb`): the official driver, the `extensions` and
 //!   `extension_status_history` collections; status changes are single conditional updates.
 //!

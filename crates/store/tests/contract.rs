@@ -810,7 +810,7 @@ mod embedded {
 
     /// Runs twice: the parent starts this same test in a child process, which writes, is
     /// answered, and is then killed without any shutdown; the parent reopens the file and finds
-    /// every acknowledged write.
+    /// every acknowledged user edit, and the status changes committed before the last of them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_crash_loses_nothing_acknowledged() -> Result<()> {
         if let Ok(dir) = std::env::var(CRASH_CHILD) {
@@ -825,15 +825,6 @@ mod embedded {
                 .await?
                 .context("3019")?;
             store.delete(&victim.id).await?;
-            let first = store
-                .get_by_extension(&ext("3000"))
-                .await?
-                .context("3000")?;
-            let patch = ExtensionPatch {
-                agent_name: Some(AgentName::parse("Renamed")?),
-                ..Default::default()
-            };
-            store.update(&first.id, patch).await?;
             let batch: Vec<_> = (0..19)
                 .map(|i| {
                     (
@@ -845,6 +836,17 @@ mod embedded {
             for r in store.apply_statuses(&batch).await {
                 r?;
             }
+            // Status commits are soft (no fsync of their own); the durable commit of the next
+            // user edit persists them with it.
+            let first = store
+                .get_by_extension(&ext("3000"))
+                .await?
+                .context("3000")?;
+            let patch = ExtensionPatch {
+                agent_name: Some(AgentName::parse("Renamed")?),
+                ..Default::default()
+            };
+            store.update(&first.id, patch).await?;
             // Everything above was answered; pending last_seen refreshes are not flushed.
             store.touch_last_seen(&[ext("3001")], t(50)).await?;
             let mut out = std::io::stdout();
@@ -857,17 +859,35 @@ mod embedded {
         }
 
         let dir = tempfile::tempdir()?;
-        let path = dir.path().to_path_buf();
+        run_and_kill(
+            "embedded::a_crash_loses_nothing_acknowledged",
+            CRASH_CHILD,
+            dir.path(),
+        )
+        .await?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let all = store.list(&ExtensionFilter::default()).await?;
+        ensure!(all.len() == 19, "{}", all.len());
+        ensure!(all[0].agent_name.as_str() == "Renamed");
+        ensure!(all.iter().all(|r| r.status_code == 1));
+        ensure!(store.get_by_extension(&ext("3019")).await?.is_none());
+        ensure!(store.history(None, t(0), t(100)).await?.len() == 19);
+        Ok(())
+    }
+
+    /// Runs the test `name` in a child process with `env` set to `dir`, waits until it prints
+    /// `acknowledged`, and kills it with SIGKILL: no destructor, no flush, no clean close.
+    async fn run_and_kill(
+        name: &'static str,
+        env: &'static str,
+        dir: &std::path::Path,
+    ) -> Result<()> {
+        let path = dir.to_path_buf();
         let (status, stderr) = tokio::task::spawn_blocking(move || -> Result<_> {
             use std::io::{BufRead as _, Read as _};
             let mut child = std::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "embedded::a_crash_loses_nothing_acknowledged",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(CRASH_CHILD, &path)
+                .args([name, "--exact", "--nocapture", "--test-threads=1"])
+                .env(env, &path)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()?;
@@ -875,7 +895,6 @@ mod embedded {
             let acknowledged = std::io::BufReader::new(stdout)
                 .lines()
                 .any(|line| line.is_ok_and(|l| l.contains("acknowledged")));
-            // SIGKILL: no destructor, no flush, no clean close of the file.
             child.kill()?;
             let status = child.wait()?;
             let mut stderr = String::new();
@@ -888,21 +907,60 @@ mod embedded {
             Ok((status, stderr))
         })
         .await??;
-        {
-            use std::os::unix::process::ExitStatusExt as _;
-            ensure!(
-                status.signal() == Some(9),
-                "the child should have been killed: {status:?} {stderr}"
-            );
-        }
+        use std::os::unix::process::ExitStatusExt as _;
+        ensure!(
+            status.signal() == Some(9),
+            "the child should have been killed: {status:?} {stderr}"
+        );
+        Ok(())
+    }
 
+    const SOFT_CHILD: &str = "STORE_TEST_SOFT_CHILD_DIR";
+
+    /// Status changes alone commit without an fsync, and the writer makes them durable within
+    /// a second by itself: a child that only applies statuses, waits well past that and is
+    /// killed loses none of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn soft_statuses_become_durable_on_their_own() -> Result<()> {
+        if let Ok(dir) = std::env::var(SOFT_CHILD) {
+            let store = EmbeddedStore::open(&dir, options()).await?;
+            for i in 0..5 {
+                store
+                    .create(new_ext(&format!("{}", 3100 + i), "Agent", "Sales"))
+                    .await?;
+            }
+            let batch: Vec<_> = (0..5)
+                .map(|i| {
+                    (
+                        ext(&format!("{}", 3100 + i)),
+                        Observation::reported(1, t(i)),
+                    )
+                })
+                .collect();
+            for r in store.apply_statuses(&batch).await {
+                r?;
+            }
+            // Twice the writer's one-second bound, then killed.
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            let mut out = std::io::stdout();
+            out.write_all(b"acknowledged\n")?;
+            out.flush()?;
+            loop {
+                std::thread::park();
+            }
+        }
+        let dir = tempfile::tempdir()?;
+        run_and_kill(
+            "embedded::soft_statuses_become_durable_on_their_own",
+            SOFT_CHILD,
+            dir.path(),
+        )
+        .await?;
         let store = EmbeddedStore::open(dir.path(), options()).await?;
         let all = store.list(&ExtensionFilter::default()).await?;
-        ensure!(all.len() == 19, "{}", all.len());
-        ensure!(all[0].agent_name.as_str() == "Renamed");
-        ensure!(all.iter().all(|r| r.status_code == 1));
-        ensure!(store.get_by_extension(&ext("3019")).await?.is_none());
-        ensure!(store.history(None, t(0), t(100)).await?.len() == 19);
+        ensure!(all.len() == 5, "{}", all.len());
+        ensure!(all.iter().all(|r| r.status_code == 1), "{all:?}");
+        ensure!(store.history(None, t(0), t(100)).await?.len() == 5);
         Ok(())
     }
 

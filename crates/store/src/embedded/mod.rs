@@ -2,9 +2,10 @@
 //!
 //! Reads are served from an in-memory copy of the committed records (10,000 records are a few
 //! megabytes), so listing and the status decision never touch the disk. Every mutation goes to
-//! one writer thread, which commits whatever has queued up in one durable transaction (group
-//! commit) before answering; `last_seen` refreshes go through the shared batcher and are
-//! written at most once per extension per interval.
+//! one writer thread, which commits whatever has queued up in one transaction (group commit)
+//! before answering: durable (fsynced) when it holds a user edit; status changes alone are soft
+//! state and are made durable within a second. `last_seen` refreshes go through the shared
+//! batcher and are written at most once per extension per interval.
 
 mod tables;
 mod writer;
@@ -84,6 +85,7 @@ impl EmbeddedStore {
             batcher: batcher.clone(),
             counters: counters.clone(),
             next_seq: opened.next_seq,
+            soft_since: None,
         })?;
         let stop = options.shutdown.child_token();
         let inner = Arc::new(Inner {

@@ -1,15 +1,22 @@
 //! The embedded store's single writer thread: every mutation is decided here, against the
-//! committed state, and whatever queued up meanwhile is committed in one durable transaction
-//! (group commit), in arrival order, before anyone is answered.
+//! committed state, and whatever queued up meanwhile is committed in one transaction (group
+//! commit), in arrival order, before anyone is answered.
+//!
+//! A group holding a user edit (or a `ping`) is committed durably (fsynced) before it is
+//! answered. Status changes and `last_seen` batches alone are soft state, which the PBX
+//! re-derives after any restart: they are committed without an fsync, and the next durable
+//! commit persists them, at the latest [`DURABLE_EVERY`] after the first one (an empty durable
+//! commit when nothing else comes) and when the writer stops.
 //!
 //! One thread owning every write keeps the decisions race-free without a lock held across an
 //! await: the in-memory cache changes only after a commit succeeded, so readers never see a
 //! write that could still fail.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use domain::{
     Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId, Timestamp,
@@ -28,6 +35,10 @@ use crate::{StatusEffect, StatusOutcome, id};
 /// that one transaction stays small and the first caller is not kept waiting too long. (One
 /// `apply_statuses` call is never split: its observations commit together.)
 const MAX_GROUP: usize = 8192;
+
+/// Non-durable status commits are made durable at least this often, so that a crash loses at
+/// most this much soft state (which the next `ExtensionStateList` repairs anyway).
+pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -74,6 +85,12 @@ impl Edit {
             Edit::Status { items, .. } => items.len(),
             _ => 1,
         }
+    }
+
+    /// Whether the answer promises durability: user edits, and a ping (which proves the
+    /// disk takes a durable write).
+    fn needs_fsync(&self) -> bool {
+        !matches!(self, Edit::Status { .. })
     }
 }
 
@@ -131,6 +148,8 @@ pub(super) struct WriterState {
     pub(super) batcher: Arc<LastSeenBatcher>,
     pub(super) counters: Arc<Counters>,
     pub(super) next_seq: u64,
+    /// Since when non-durable commits are waiting for a durable one, if any are.
+    pub(super) soft_since: Option<Instant>,
 }
 
 /// A history entry to write.
@@ -278,9 +297,21 @@ impl WriterState {
         loop {
             let first = match carried.take() {
                 Some(job) => job,
-                None => match rx.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
+                None => match self.soft_since {
+                    None => match rx.recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    },
+                    Some(since) => {
+                        match rx.recv_timeout(DURABLE_EVERY.saturating_sub(since.elapsed())) {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Timeout) => {
+                                self.persist();
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
                 },
             };
             let first = match first {
@@ -307,11 +338,46 @@ impl WriterState {
             }
             self.process(group);
         }
+        if self.soft_since.is_some() {
+            self.persist();
+        }
+    }
+
+    /// Whether the next commit must be durable: the caller needs it, or soft commits have
+    /// waited long enough.
+    fn durable_due(&self, needed: bool) -> bool {
+        needed
+            || self
+                .soft_since
+                .is_some_and(|t| t.elapsed() >= DURABLE_EVERY)
+    }
+
+    /// Notes how a commit went: a durable one persists every soft one before it.
+    fn committed(&mut self, durable: bool) {
+        if durable {
+            self.soft_since = None;
+        } else if self.soft_since.is_none() {
+            self.soft_since = Some(Instant::now());
+        }
+    }
+
+    /// An empty durable commit, which persists the soft commits before it.
+    fn persist(&mut self) {
+        use tables::storage_error as e;
+        let result = self.db.begin_write().map_err(e).and_then(|mut txn| {
+            txn.set_durability(Durability::Immediate).map_err(e)?;
+            txn.commit().map_err(e)
+        });
+        match result {
+            Ok(()) => self.soft_since = None,
+            // Kept as soft: the next commit or timeout tries again.
+            Err(e) => tracing::error!(error = %e, "embedded store: durable commit failed"),
+        }
     }
 
     /// Writes a `last_seen` batch: only the status rows of records whose stored time is
     /// older, then the same times in the cache. No record is cloned or re-encoded.
-    fn write_last_seen(&self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<()>) {
+    fn write_last_seen(&mut self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<()>) {
         let updates: Vec<(RecordId, (i32, i64, i64), Timestamp)> = {
             let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
             batch
@@ -330,7 +396,12 @@ impl WriterState {
         let result = if updates.is_empty() {
             Ok(())
         } else {
-            self.commit_status_rows(&updates)
+            let durable = self.durable_due(false);
+            let r = self.commit_status_rows(&updates, durable);
+            if r.is_ok() {
+                self.committed(durable);
+            }
+            r
         };
         if result.is_ok() {
             let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
@@ -346,10 +417,11 @@ impl WriterState {
     fn commit_status_rows(
         &self,
         rows: &[(RecordId, (i32, i64, i64), Timestamp)],
+        durable: bool,
     ) -> Result<(), StoreError> {
         use tables::storage_error as e;
         let mut txn = self.db.begin_write().map_err(e)?;
-        txn.set_durability(Durability::Immediate).map_err(e)?;
+        txn.set_durability(durability(durable)).map_err(e)?;
         {
             let mut status = txn.open_table(STATUS).map_err(e)?;
             for (id, row, _) in rows {
@@ -364,15 +436,17 @@ impl WriterState {
         let guard = cache.read().unwrap_or_else(PoisonError::into_inner);
         let mut stage = Stage::new(&guard);
         let mut tally = Tally::default();
+        let durable = self.durable_due(group.iter().any(Edit::needs_fsync));
         let answers: Vec<Pending> = group
             .into_iter()
             .map(|job| self.decide(job, &mut stage, &mut tally))
             .collect();
 
-        let committed = if stage.is_empty() {
+        // A ping proves the disk takes a durable commit, even when nothing else is written.
+        let committed = if stage.is_empty() && !durable {
             Ok(())
         } else {
-            self.commit(&stage)
+            self.commit(&stage, durable)
         };
         let Stage {
             by_id,
@@ -381,6 +455,9 @@ impl WriterState {
         } = stage;
         drop(guard);
 
+        if committed.is_ok() && (durable || !by_id.is_empty()) {
+            self.committed(durable);
+        }
         match committed {
             Ok(()) => {
                 if !by_id.is_empty() {
@@ -596,11 +673,12 @@ impl WriterState {
         }
     }
 
-    /// Writes the staged records and history in one transaction, durable when it returns.
-    fn commit(&self, stage: &Stage<'_>) -> Result<(), StoreError> {
+    /// Writes the staged records and history in one transaction, durable when it returns if
+    /// `durable`.
+    fn commit(&self, stage: &Stage<'_>, durable: bool) -> Result<(), StoreError> {
         use tables::storage_error as e;
         let mut txn = self.db.begin_write().map_err(e)?;
-        txn.set_durability(Durability::Immediate).map_err(e)?;
+        txn.set_durability(durability(durable)).map_err(e)?;
         {
             let mut records = txn.open_table(RECORDS).map_err(e)?;
             let mut status = txn.open_table(STATUS).map_err(e)?;
@@ -635,5 +713,13 @@ impl WriterState {
             }
         }
         txn.commit().map_err(e)
+    }
+}
+
+fn durability(durable: bool) -> Durability {
+    if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
     }
 }
