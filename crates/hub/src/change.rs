@@ -85,6 +85,15 @@ impl Change {
         }
     }
 
+    /// The id of the record the change is about; `None` for the PBX link.
+    pub fn record_id(&self) -> Option<&RecordId> {
+        match self {
+            Change::StatusUpdated(e) | Change::Created(e) | Change::Updated(e) => Some(&e.id),
+            Change::Deleted { id, .. } => Some(id),
+            Change::PbxLink(_) => None,
+        }
+    }
+
     /// The department the change is about; `None` for changes every subscriber hears
     /// (the PBX link).
     pub fn department(&self) -> Option<&Department> {
