@@ -167,7 +167,12 @@ pub async fn start(
     let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
     let metrics = Arc::new(Metrics::default());
     let link = Arc::new(LinkStatus::default());
-    let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), metrics.clone());
+    let (writer, writer_task) = Writer::spawn(
+        store.clone(),
+        hub.clone(),
+        metrics.clone(),
+        config.timing.last_seen_interval,
+    );
     let created = Arc::new(tokio::sync::Notify::new());
 
     // The AMI client and the pipeline.
@@ -219,6 +224,7 @@ pub async fn start(
         timing: config.timing,
         shutdown: ws_token.clone(),
         created,
+        list_cache: crate::rest::ListCache::default(),
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     let metrics_data = web::Data::from(metrics.clone());

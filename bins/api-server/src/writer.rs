@@ -9,12 +9,15 @@
 //! (reads go straight to the store), and the pipeline is sequential anyway, so one lane costs
 //! nothing that matters.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
 use hub::{Change, Hub};
 use store::{Repository, StatusEffect, StatusOutcome, StoreError};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::ApiError;
 use crate::metrics::{Metrics, WriteCause};
@@ -87,6 +90,70 @@ struct Task {
     store: Arc<dyn Repository>,
     hub: Hub,
     metrics: Arc<Metrics>,
+    /// `last_seen`-only refreshes held back (never held across an `.await`).
+    seen: Mutex<SeenRefreshes>,
+}
+
+/// `last_seen`-only refreshes reach the hub at most once per extension per interval: the PBX
+/// repeats a status often, and each refresh published as a full `extension_status_updated`
+/// record filled the ring and every socket for a "seen 4 s ago" label. A refresh that comes
+/// sooner is held (the newest one per record) and published when its interval is over; any
+/// other change of the record, which carries the newer `last_seen` anyway, replaces it.
+struct SeenRefreshes {
+    interval: Duration,
+    /// When each record's refresh was last published.
+    published: HashMap<RecordId, Instant>,
+    /// The newest held-back refresh of each record.
+    held: HashMap<RecordId, Extension>,
+}
+
+impl SeenRefreshes {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            published: HashMap::new(),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Whether `record`'s refresh may be published now; if not, it is held.
+    fn admit(&mut self, record: &Extension, now: Instant) -> bool {
+        let due = self
+            .published
+            .get(&record.id)
+            .is_none_or(|at| now.duration_since(*at) >= self.interval);
+        if due {
+            self.published.insert(record.id.clone(), now);
+            self.held.remove(&record.id);
+        } else {
+            self.held.insert(record.id.clone(), record.clone());
+        }
+        due
+    }
+
+    /// A change of record `id` is being published: a held refresh of it is outdated.
+    fn superseded(&mut self, id: &RecordId) {
+        self.held.remove(id);
+    }
+
+    /// The held refreshes whose interval is over, now published; forgets publication times
+    /// old enough not to matter.
+    fn due(&mut self, now: Instant) -> Vec<Extension> {
+        let interval = self.interval;
+        self.published
+            .retain(|_, at| now.duration_since(*at) < interval);
+        let mut out = Vec::new();
+        let published = &mut self.published;
+        self.held.retain(|id, record| {
+            if published.contains_key(id) {
+                return true;
+            }
+            published.insert(id.clone(), now);
+            out.push(record.clone());
+            false
+        });
+        out
+    }
 }
 
 fn gone() -> StoreError {
@@ -107,17 +174,20 @@ fn by_id(id: &str, e: &StoreError) -> ApiError {
 
 impl Writer {
     /// Starts the writer task. It ends when every handle is dropped, after finishing the jobs
-    /// already queued.
+    /// already queued. `last_seen`-only refreshes reach the hub at most once per extension per
+    /// `seen_interval`.
     pub fn spawn(
         store: Arc<dyn Repository>,
         hub: Hub,
         metrics: Arc<Metrics>,
+        seen_interval: Duration,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let task = Task {
             store,
             hub,
             metrics,
+            seen: Mutex::new(SeenRefreshes::new(seen_interval)),
         };
         (Writer { jobs }, tokio::spawn(task.run(rx)))
     }
@@ -196,12 +266,22 @@ impl Job {
 impl Task {
     async fn run(self, mut jobs: mpsc::Receiver<Job>) {
         let mut held = None;
+        // A held refresh waits at most a quarter interval past its due time.
+        let period = (self.seen().interval / 4).max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let job = match held.take() {
                 Some(job) => job,
-                None => match jobs.recv().await {
-                    Some(job) => job,
-                    None => break,
+                None => tokio::select! {
+                    job = jobs.recv() => match job {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    _ = ticker.tick() => {
+                        self.publish_held_refreshes();
+                        continue;
+                    }
                 },
             };
             if !job.is_edit() {
@@ -268,8 +348,24 @@ impl Task {
         }
     }
 
+    fn seen(&self) -> std::sync::MutexGuard<'_, SeenRefreshes> {
+        // Every update of the maps is a single insert or remove: consistent even after a panic.
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn publish(&self, change: Change) {
+        if let Some(id) = change.record_id() {
+            self.seen().superseded(id);
+        }
         self.hub.publish(change);
+    }
+
+    /// Publishes the held `last_seen` refreshes whose interval is over.
+    fn publish_held_refreshes(&self) {
+        let due = self.seen().due(Instant::now());
+        for record in due {
+            self.hub.publish(Change::StatusUpdated(record));
+        }
     }
 
     /// The store half of a job, without publishing: [`Stored::finish`] does the rest. Status
@@ -398,8 +494,11 @@ impl Task {
             }) => {
                 self.metrics.store_write(WriteCause::LastSeen);
                 // The status stands, but the record's `last_seen` moved: boards show it ("seen
-                // 4 s ago"), so the hub's copy and its subscribers must move with the store.
-                self.publish(Change::StatusUpdated(record));
+                // 4 s ago"), so the hub's copy and its subscribers follow the store, at most
+                // once per extension per interval.
+                if self.seen().admit(&record, Instant::now()) {
+                    self.hub.publish(Change::StatusUpdated(record));
+                }
                 Ok(StatusApplied::Unchanged)
             }
             Ok(_) => Ok(StatusApplied::Unchanged),
