@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError};
 
 use actix_web::dev::Payload;
-use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, ContentType, VARY};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use domain::{Department, ExtensionFilter, ExtensionPatch, NewExtension, Presence, RecordId};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
@@ -245,12 +247,132 @@ fn parse_id(raw: &str) -> Result<RecordId, ApiError> {
 )]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(req.query_string())?;
-    let records = state
-        .store
-        .list(&filter)
-        .await
-        .map_err(|e| state.store_failed(&e))?;
-    Ok(HttpResponse::Ok().json(records))
+    if filter != ExtensionFilter::default() {
+        let records = state
+            .store
+            .list(&filter)
+            .await
+            .map_err(|e| state.store_failed(&e))?;
+        return Ok(HttpResponse::Ok().json(records));
+    }
+    let body = state.list_cache.body(&state).await?;
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(ContentType::json())
+        .insert_header((VARY, "Accept-Encoding"));
+    if accepts_gzip(&req) {
+        let gzip = body.gzip().await?;
+        response.insert_header((CONTENT_ENCODING, "gzip"));
+        Ok(response.body(gzip))
+    } else {
+        Ok(response.body(body.plain.clone()))
+    }
+}
+
+/// Whether the request's `Accept-Encoding` lists `gzip` (or `*`) with a non-zero weight.
+fn accepts_gzip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+}
+
+/// The unfiltered list body, serialized once per change of the hub's sequence number (and
+/// compressed once, when a client first asks for gzip), instead of once per request: with
+/// 10,000 extensions it is 3 MB of JSON.
+///
+/// Every store write is published to the hub after the store has it (see
+/// [`crate::writer`]), so a body read from the store after the hub's number was `N` holds at
+/// least every change up to `N`; it is served until the number moves.
+#[derive(Default)]
+pub struct ListCache {
+    current: std::sync::Mutex<Option<Arc<ListBody>>>,
+    /// One rebuild at a time: requests that miss together wait for one body.
+    building: tokio::sync::Mutex<()>,
+}
+
+/// One built body.
+pub struct ListBody {
+    seq: u64,
+    plain: Bytes,
+    gzip: tokio::sync::OnceCell<Bytes>,
+}
+
+impl ListCache {
+    fn cached(&self, seq: u64) -> Option<Arc<ListBody>> {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current.as_ref().filter(|b| b.seq == seq).cloned()
+    }
+
+    async fn body(&self, state: &AppState) -> Result<Arc<ListBody>, ApiError> {
+        let seq = state.hub.last_seq();
+        if let Some(body) = self.cached(seq) {
+            return Ok(body);
+        }
+        let _one = self.building.lock().await;
+        // The number is read before the records, so a change made meanwhile can only make the
+        // body newer than its number says, never older.
+        let seq = state.hub.last_seq();
+        if let Some(body) = self.cached(seq) {
+            return Ok(body);
+        }
+        let records = state
+            .store
+            .list(&ExtensionFilter::default())
+            .await
+            .map_err(|e| state.store_failed(&e))?;
+        let plain = web::block(move || serde_json::to_vec(&records))
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .map_err(|e| ApiError::internal(&e))?;
+        let body = Arc::new(ListBody {
+            seq,
+            plain: Bytes::from(plain),
+            gzip: tokio::sync::OnceCell::new(),
+        });
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(body.clone());
+        Ok(body)
+    }
+}
+
+impl ListBody {
+    /// The body gzip-compressed, once (concurrent first askers wait for the one compression).
+    async fn gzip(&self) -> Result<Bytes, ApiError> {
+        let plain = self.plain.clone();
+        self.gzip
+            .get_or_try_init(|| async move {
+                web::block(move || gzip(&plain))
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?
+                    .map_err(|e| ApiError::internal(&e))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Compresses with a fast level: the body is compressed once per change and served many
+/// times, and list bodies (repetitive JSON) shrink about tenfold even so.
+fn gzip(plain: &[u8]) -> std::io::Result<Bytes> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(plain.len() / 8),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(plain)?;
+    Ok(Bytes::from(encoder.finish()?))
 }
 
 /// Gets one extension.

@@ -32,6 +32,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Notified after a user creates an extension, so the pipeline fetches its live state.
     pub created: Arc<tokio::sync::Notify>,
+    /// The unfiltered `GET /api/extensions` body, built once per change.
+    pub list_cache: crate::rest::ListCache,
 }
 
 impl AppState {
