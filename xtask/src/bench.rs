@@ -1,20 +1,45 @@
-//! `cargo xtask bench`: runs the criterion benchmarks and the parser throughput measurement
-//! that `docs/performance.md` quotes. Benchmarks are never part of `ci`: numbers from a shared
-//! 2-core machine are evidence for the docs, not pass/fail gates.
+//! `cargo xtask bench`: the end-to-end measurements that `docs/performance.md` quotes, in one
+//! command: release build; the shared AMI → WebSocket harness over a rate × clients matrix;
+//! the parser on a generated AMI stream; `GET /api/extensions` with 10,000 extensions under
+//! `wrk` (plain and gzip); api-server's peak RSS at idle with 10,000 extensions and `/healthz`
+//! latency. It writes `target/bench/summary.json` and the "Latest `cargo xtask bench`" section
+//! of `docs/performance.md`. Never part of `ci`: numbers from a shared 2-core machine are
+//! evidence for the docs, not pass/fail gates.
+//!
+//! `cargo xtask bench criterion [CRATE...]` runs the criterion benchmarks instead.
+//!
+//! Environment: `RATES` ("1000 5000 20000") and `CLIENTS` ("10 100 500") for the harness, and
+//! any other knob of its `run_ours.sh`; `EXTSTATUS_SHARED_DIR` (the shared folder, by default
+//! `../shared` beside the workspace); `BENCH_REST_PORT` (18731); `BENCH_SKIP` (a list of `e2e`,
+//! `parser`, `rest` to leave out).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 /// The crates that have criterion benchmarks.
 const BENCH_CRATES: [&str; 3] = ["ami-proto", "store", "hub"];
 
-fn shared_dir(root: &Path) -> Option<PathBuf> {
+/// How many extensions the REST and idle-memory measurements hold.
+const REST_EXTENSIONS: u32 = 10_000;
+
+/// Where the generated section of `docs/performance.md` starts and ends.
+const DOC_START: &str = "<!-- bench:start (written by `cargo xtask bench`) -->";
+const DOC_END: &str = "<!-- bench:end -->";
+
+fn shared_dir(root: &Path) -> Result<PathBuf> {
     std::env::var_os("EXTSTATUS_SHARED_DIR")
         .map(PathBuf::from)
         .or_else(|| root.parent().map(|p| p.join("shared")))
         .filter(|p| p.join("bench/gen_ami.py").is_file())
+        .context(
+            "shared/bench/gen_ami.py not found beside the workspace; set EXTSTATUS_SHARED_DIR \
+             to the shared folder",
+        )
 }
 
 fn cargo(root: &Path) -> Command {
@@ -32,30 +57,138 @@ fn check(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// Runs the benchmarks of `only` (or of every bench crate when empty).
-pub fn run(root: &Path, only: &[String]) -> Result<()> {
-    let crates: Vec<&str> = if only.is_empty() {
-        BENCH_CRATES.to_vec()
-    } else {
-        only.iter().map(String::as_str).collect()
-    };
-    for krate in &crates {
-        check(cargo(root).args(["bench", "-p", krate]))?;
+fn output(cmd: &mut Command) -> Result<String> {
+    eprintln!("bench: $ {cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    if crates.contains(&"ami-proto") {
-        parser_throughput(root)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `cargo xtask bench [criterion [CRATE...]]`.
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        None => all(root),
+        Some("criterion") => criterion(root, &args[1..]),
+        Some(other) => bail!("unknown bench argument {other:?}: use no argument or `criterion`"),
     }
+}
+
+fn skipped(part: &str) -> bool {
+    std::env::var("BENCH_SKIP").is_ok_and(|s| s.split([',', ' ']).any(|p| p == part))
+}
+
+fn all(root: &Path) -> Result<()> {
+    let started = Instant::now();
+    let shared = shared_dir(root)?;
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    check(cargo(root).args(["build", "--release", "--bins"]))?;
+    let machine = machine();
+    let mut summary = json!({ "machine": machine });
+    let mut doc = String::new();
+    let _ = writeln!(
+        doc,
+        "Machine: {machine}. Release build (`cargo build --release --bins`). Written by \
+         `cargo xtask bench`; the raw results are in `target/bench/summary.json`.\n"
+    );
+    if !skipped("e2e") {
+        summary["e2e"] = e2e(root, &shared, &out, &mut doc)?;
+    }
+    if !skipped("parser") {
+        summary["parser"] = parser(root, &shared, &mut doc)?;
+    }
+    if !skipped("rest") {
+        summary["rest"] = rest(root, &out, &mut doc)?;
+    }
+    summary["elapsed_s"] = json!(started.elapsed().as_secs());
+    let path = out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    write_doc(root, &doc)?;
+    eprintln!(
+        "bench: done in {} s; {} and docs/performance.md written",
+        started.elapsed().as_secs(),
+        path.display()
+    );
     Ok(())
 }
 
-/// Generates the realistic 200,000-packet stream and times `ami-dump --count` on it.
-fn parser_throughput(root: &Path) -> Result<()> {
-    let Some(shared) = shared_dir(root) else {
-        bail!(
-            "shared/bench/gen_ami.py not found beside the workspace; set EXTSTATUS_SHARED_DIR \
-             to the shared folder"
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_owned();
+    format!("{cores} cores, load average {load} at the start")
+}
+
+/// The shared harness: fake PBX → api-server → N WebSocket clients, per rate × clients cell.
+fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value> {
+    let rates = std::env::var("RATES").unwrap_or_else(|_| "1000 5000 20000".to_owned());
+    let clients = std::env::var("CLIENTS").unwrap_or_else(|_| "10 100 500".to_owned());
+    let dir = out.join("e2e");
+    // A fresh folder per run, so rows.jsonl holds this run only.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let script = shared.join("bench/e2e/run_ours.sh");
+    check(
+        Command::new(&script)
+            .current_dir(root)
+            .env("RATES", &rates)
+            .env("CLIENTS", &clients)
+            .env("OUT", &dir),
+    )?;
+    let table = std::fs::read_to_string(dir.join("table.md")).unwrap_or_default();
+    let rows: Vec<Value> = std::fs::read_to_string(dir.join("rows.jsonl"))
+        .with_context(|| format!("reading {}/rows.jsonl", dir.display()))?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("rows.jsonl of the harness")?;
+    let _ = writeln!(
+        doc,
+        "### End to end: AMI event → api-server → WebSocket clients\n\n\
+         Each cell: 1,000 seeded extensions, R `ExtensionStatus` events/s (every one a real \
+         change) for 10 s from the fake PBX, N WebSocket clients; latency from the event's send \
+         to each client's read.\n\n\
+         ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" OUT=target/bench/e2e \
+         ../shared/bench/e2e/run_ours.sh\n```\n"
+    );
+    let _ = writeln!(
+        doc,
+        "| R × N | lost | skipped through resyncs | p50 / p99 ms | api-server CPU % of 200 | peak RSS MB |\n|---|---|---|---|---|---|"
+    );
+    for r in &rows {
+        let f = |k: &str| {
+            r.get(k)
+                .filter(|v| !v.is_null())
+                .map_or("—".to_owned(), Value::to_string)
+        };
+        let _ = writeln!(
+            doc,
+            "| {} × {} | {} | {} | {} / {} | {} | {} |",
+            f("rate"),
+            f("clients"),
+            f("lost_excl_resync"),
+            f("resync_skipped"),
+            f("p50_ms"),
+            f("p99_ms"),
+            f("sut_cpu_pct_stream"),
+            f("sut_hwm_mb"),
         );
-    };
+    }
+    let _ = writeln!(doc);
+    Ok(json!({ "rates": rates, "clients": clients, "rows": rows, "table_md": table }))
+}
+
+/// Generates the realistic 200,000-packet stream and times `ami-dump --count` on it.
+fn parser(root: &Path, shared: &Path, doc: &mut String) -> Result<Value> {
     let stream = root.join("target/ami200k.ami");
     if !stream.is_file() {
         check(
@@ -65,16 +198,249 @@ fn parser_throughput(root: &Path) -> Result<()> {
                 .arg(&stream),
         )?;
     }
-    check(cargo(root).args(["build", "--release", "-p", "ami-proto", "--bin", "ami-dump"]))?;
     let dump = root.join("target/release/ami-dump");
-    for chunk in ["4096", "65536"] {
-        for _ in 0..3 {
-            check(
-                Command::new(&dump)
-                    .args(["--count", "--chunk", chunk])
-                    .arg(&stream),
-            )?;
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(
+            output(Command::new(&dump).arg("--count").arg(&stream))?
+                .trim()
+                .to_owned(),
+        );
+    }
+    let _ = writeln!(
+        doc,
+        "### Parser\n\nFrame + parse of 200,000 realistic AMI packets in 4,096-byte reads, 3 runs:\n\n\
+         ```\npython3 ../shared/bench/gen_ami.py -n 200000 -o target/ami200k.ami\n\
+         ./target/release/ami-dump --count target/ami200k.ami\n```\n\n```\n{}\n```\n",
+        runs.join("\n")
+    );
+    Ok(json!({ "command": "ami-dump --count target/ami200k.ami", "runs": runs }))
+}
+
+/// A server this process started; stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET /api/extensions` with 10,000 extensions under wrk, plain and gzip; the idle peak RSS
+/// and `/healthz` latency of the same server.
+fn rest(root: &Path, out: &Path, doc: &mut String) -> Result<Value> {
+    let port = std::env::var("BENCH_REST_PORT").unwrap_or_else(|_| "18731".to_owned());
+    let data = out.join("rest-data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
+    let bin = root.join("target/release");
+    let range = format!("100000-{}", 100_000 + REST_EXTENSIONS - 1);
+    output(
+        Command::new(bin.join("seeder"))
+            .args(["--range", &range, "--department", "Bench", "--data-dir"])
+            .arg(&data),
+    )?;
+    let log = std::fs::File::create(out.join("rest-server.log"))?;
+    let mut cmd = Command::new(bin.join("api-server"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .args(["--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("EXTSTATUS_") || key == "MONGODB_URI" || key == "AMI_SECRET" {
+            cmd.env_remove(key);
         }
     }
+    eprintln!("bench: $ {cmd:?}");
+    let server = Server(cmd.spawn().context("starting api-server")?);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while curl(&format!("{base}/healthz"), &[]).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "api-server did not answer /healthz within 30 s (see target/bench/rest-server.log)"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Idle: started, 10,000 records loaded, nothing asked yet but health.
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_rss_mb = peak_rss_mb(server.0.id())?;
+    let mut health_ms = Vec::new();
+    for _ in 0..20 {
+        let t = curl(
+            &format!("{base}/healthz"),
+            &["-w", "%{time_total}", "-o", "/dev/null"],
+        )?;
+        health_ms.push(t.trim().parse::<f64>().unwrap_or(f64::NAN) * 1000.0);
+    }
+    let health_max_ms = health_ms.iter().copied().fold(0.0_f64, f64::max);
+
+    let url = format!("{base}/api/extensions");
+    let encoding = curl(
+        &url,
+        &["-H", "Accept-Encoding: gzip", "-D", "-", "-o", "/dev/null"],
+    )?;
+    if !encoding
+        .to_ascii_lowercase()
+        .contains("content-encoding: gzip")
+    {
+        bail!("GET /api/extensions with Accept-Encoding: gzip did not answer gzip: {encoding}");
+    }
+    let plain = wrk(&url, &[])?;
+    let gzip = wrk(&url, &["-H", "Accept-Encoding: gzip"])?;
+    let after_rss_mb = peak_rss_mb(server.0.id())?;
+    drop(server);
+    let _ = writeln!(
+        doc,
+        "### REST and memory\n\n`GET /api/extensions` (unfiltered) with {REST_EXTENSIONS} \
+         extensions, against a release api-server without AMI (`seeder --range {range}`, then \
+         `api-server --listen 127.0.0.1:{port} --data-dir DIR`):\n\n\
+         ```\nwrk -t2 -c32 -d10s --latency http://127.0.0.1:{port}/api/extensions\n\
+         wrk -t2 -c32 -d10s --latency -H 'Accept-Encoding: gzip' http://127.0.0.1:{port}/api/extensions\n```\n\n\
+         | body | requests/s | p99 ms |\n|---|---|---|\n\
+         | plain | {:.0} | {:.2} |\n| gzip | {:.0} | {:.2} |\n\n\
+         api-server peak RSS (VmHWM) at idle with {REST_EXTENSIONS} extensions: **{idle_rss_mb:.1} MB** \
+         ({after_rss_mb:.1} MB after the wrk runs). `/healthz`, 20 sequential requests with curl: \
+         at most {health_max_ms:.1} ms.\n",
+        plain.0, plain.1, gzip.0, gzip.1
+    );
+    Ok(json!({
+        "extensions": REST_EXTENSIONS,
+        "plain": { "requests_per_s": plain.0, "p99_ms": plain.1 },
+        "gzip": { "requests_per_s": gzip.0, "p99_ms": gzip.1 },
+        "idle_peak_rss_mb": idle_rss_mb,
+        "peak_rss_after_wrk_mb": after_rss_mb,
+        "healthz_max_ms": health_max_ms,
+    }))
+}
+
+fn curl(url: &str, extra: &[&str]) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--noproxy", "*", "-m", "5"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .context("starting curl")?;
+    if !out.status.success() {
+        bail!(
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The process's peak resident set (VmHWM), in MB.
+fn peak_rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .context("no VmHWM in /proc/PID/status")?;
+    Ok(kb / 1024.0)
+}
+
+/// Runs wrk and returns (requests/s, p99 ms).
+fn wrk(url: &str, extra: &[&str]) -> Result<(f64, f64)> {
+    let text = output(
+        Command::new("wrk")
+            .args(["-t2", "-c32", "-d10s", "--latency"])
+            .args(extra)
+            .arg(url),
+    )?;
+    eprintln!("{text}");
+    if text.contains("Non-2xx") {
+        bail!("wrk saw error answers from {url}:\n{text}");
+    }
+    let rps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .context("no Requests/sec in wrk's output")?;
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .and_then(|v| duration_ms(v.trim()))
+        .context("no 99% latency in wrk's output (--latency)")?;
+    Ok((rps, p99))
+}
+
+/// wrk's durations: `812.00us`, `12.34ms`, `1.02s`, `2.00m`.
+fn duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    match unit {
+        "us" => Some(n / 1000.0),
+        "ms" => Some(n),
+        "s" => Some(n * 1000.0),
+        "m" => Some(n * 60_000.0),
+        _ => None,
+    }
+}
+
+/// Replaces the generated section of `docs/performance.md` (or appends it).
+fn write_doc(root: &Path, body: &str) -> Result<()> {
+    let path = root.join("docs/performance.md");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let section = format!("{DOC_START}\n{body}{DOC_END}");
+    let new = match (text.find(DOC_START), text.find(DOC_END)) {
+        (Some(start), Some(end)) if end > start => {
+            format!(
+                "{}{section}{}",
+                &text[..start],
+                &text[end + DOC_END.len()..]
+            )
+        }
+        _ => format!(
+            "{}\n## Latest `cargo xtask bench`\n\n{section}\n",
+            text.trim_end()
+        ),
+    };
+    std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs the criterion benchmarks of `only` (or of every bench crate when empty).
+fn criterion(root: &Path, only: &[String]) -> Result<()> {
+    let crates: Vec<&str> = if only.is_empty() {
+        BENCH_CRATES.to_vec()
+    } else {
+        only.iter().map(String::as_str).collect()
+    };
+    for krate in &crates {
+        check(cargo(root).args(["bench", "-p", krate]))?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_durations() {
+        assert_eq!(duration_ms("812.00us"), Some(0.812));
+        assert_eq!(duration_ms("12.34ms"), Some(12.34));
+        assert_eq!(duration_ms("1.50s"), Some(1500.0));
+        assert_eq!(duration_ms("12.34"), None);
+        assert_eq!(duration_ms("3.0h"), None);
+    }
 }

@@ -3,8 +3,10 @@
 //! * `cargo xtask ci`: format check, tidy, clippy (warnings are errors), docs (warnings are
 //!   errors), then every test. `.ci/run` runs exactly this.
 //! * `cargo xtask tidy`: only the tidy rules.
-//! * `cargo xtask bench`: the criterion benchmarks of every crate, and the `ami-dump --count`
-//!   parser measurement on a generated stream.
+//! * `cargo xtask bench`: release build, the end-to-end AMI → WebSocket harness, the parser,
+//!   REST under wrk and idle memory; writes `docs/performance.md` and
+//!   `target/bench/summary.json`. `cargo xtask bench criterion [CRATE...]`: the criterion
+//!   benchmarks.
 
 mod bench;
 mod ci;
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::check(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <ci | tidy | bench [CRATE...]>");
+            eprintln!("usage: cargo xtask <ci | tidy | bench [criterion [CRATE...]]>");
             return ExitCode::from(2);
         }
     };
