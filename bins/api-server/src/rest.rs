@@ -508,6 +508,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn gzip_is_accepted_only_when_asked_for() {
+        let accepts = |values: &[&str]| {
+            let mut req = actix_web::test::TestRequest::default();
+            for v in values {
+                req = req.append_header((ACCEPT_ENCODING, *v));
+            }
+            accepts_gzip(&req.to_http_request())
+        };
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["gzip, deflate, br"]));
+        assert!(accepts(&["br", "GZIP;q=0.5"]));
+        assert!(accepts(&["*"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["deflate, br"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["x-gzip2"]));
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read as _;
+        let plain = br#"[{"extension":"1001"},{"extension":"1002"}]"#.repeat(100);
+        let zipped = gzip(&plain).expect("gzip");
+        assert!(zipped.len() < plain.len() / 4);
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&zipped[..])
+            .read_to_end(&mut back)
+            .expect("gunzip");
+        assert_eq!(back, plain);
+    }
+
+    #[test]
     fn filters() {
         let ok = |q: &str| parse_filter(q).expect(q);
         assert_eq!(ok(""), ExtensionFilter::default());

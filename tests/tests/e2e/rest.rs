@@ -533,3 +533,60 @@ async fn health_readiness_metrics_and_openapi() -> anyhow::Result<()> {
     }
     s.stop().await
 }
+
+/// The unfiltered list is served from a body built once per change: plain and gzip (for a
+/// client that asks for it) say the same, and a change is in the very next answer of both.
+#[tokio::test]
+async fn the_cached_list_follows_every_change_plain_and_gzip() -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let s = TestServer::start(Options::default()).await?;
+    let client = reqwest::Client::new();
+    let both = || async {
+        let plain: Value = client
+            .get(s.url("/api/extensions"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let zipped = client
+            .get(s.url("/api/extensions"))
+            .header("Accept-Encoding", "deflate, gzip;q=0.5")
+            .send()
+            .await?;
+        anyhow::ensure!(zipped.status() == 200);
+        anyhow::ensure!(
+            zipped.headers().get("content-encoding").map(|v| v.as_bytes()) == Some(b"gzip"),
+            "{:?}",
+            zipped.headers()
+        );
+        let bytes = zipped.bytes().await?;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text)?;
+        let unzipped: Value = serde_json::from_str(&text)?;
+        anyhow::ensure!(plain == unzipped, "{plain} != {unzipped}");
+        anyhow::Ok(plain)
+    };
+    assert_eq!(both().await?, serde_json::json!([]));
+    let created = s.create("1001", "Alice", "Sales").await?;
+    let list = both().await?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let id = id_of(&created);
+    let renamed = s
+        .request(
+            Method::PUT,
+            &format!("/api/extensions/{id}"),
+            Some(&serde_json::json!({"agent_name": "Alicia"})),
+            None,
+        )
+        .await?;
+    assert_eq!(renamed.status, 200);
+    assert_eq!(both().await?[0]["agent_name"], "Alicia");
+    // A client that refuses gzip gets the plain body.
+    let refused = client
+        .get(s.url("/api/extensions"))
+        .header("Accept-Encoding", "gzip;q=0")
+        .send()
+        .await?;
+    assert!(refused.headers().get("content-encoding").is_none());
+    s.stop().await
+}
