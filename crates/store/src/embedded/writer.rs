@@ -370,8 +370,12 @@ impl WriterState {
         });
         match result {
             Ok(()) => self.soft_since = None,
-            // Kept as soft: the next commit or timeout tries again.
-            Err(e) => tracing::error!(error = %e, "embedded store: durable commit failed"),
+            // Kept as soft: the next commit tries again, or the timer one interval from now
+            // (not at once: a disk that refuses would make this loop spin).
+            Err(e) => {
+                tracing::error!(error = %e, "embedded store: durable commit failed");
+                self.soft_since = Some(Instant::now());
+            }
         }
     }
 
