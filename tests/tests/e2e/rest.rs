@@ -555,7 +555,11 @@ async fn the_cached_list_follows_every_change_plain_and_gzip() -> anyhow::Result
             .await?;
         anyhow::ensure!(zipped.status() == 200);
         anyhow::ensure!(
-            zipped.headers().get("content-encoding").map(|v| v.as_bytes()) == Some(b"gzip"),
+            zipped
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.as_bytes())
+                == Some(b"gzip"),
             "{:?}",
             zipped.headers()
         );
