@@ -170,13 +170,26 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
                 .filter(|v| !v.is_null())
                 .map_or("—".to_owned(), Value::to_string)
         };
+        let share = match (
+            r.get("resync_skipped").and_then(Value::as_f64),
+            r.get("expected").and_then(Value::as_f64),
+        ) {
+            (Some(skipped), Some(expected)) if expected > 0.0 => {
+                format!(
+                    "{} ({:.2} %)",
+                    f("resync_skipped"),
+                    100.0 * skipped / expected
+                )
+            }
+            _ => f("resync_skipped"),
+        };
         let _ = writeln!(
             doc,
             "| {} × {} | {} | {} | {} / {} | {} | {} |",
             f("rate"),
             f("clients"),
             f("lost_excl_resync"),
-            f("resync_skipped"),
+            share,
             f("p50_ms"),
             f("p99_ms"),
             f("sut_cpu_pct_stream"),
