@@ -96,7 +96,6 @@ impl EventSink {
     }
 }
 
-
 /// Owns everything that outlives one connection and runs the reconnect loop.
 pub(crate) struct Supervisor {
     config: Arc<ClientConfig>,

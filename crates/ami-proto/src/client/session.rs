@@ -395,9 +395,7 @@ impl Session {
         if self.phase == Phase::Ready && due(self.next_ping) {
             self.next_ping = now.checked_add(self.ping_interval());
             if self.ping_deadline.is_none()
-                && self
-                    .transmit(&Action::ping(), Purpose::Ping, None)
-                    .is_ok()
+                && self.transmit(&Action::ping(), Purpose::Ping, None).is_ok()
             {
                 self.ping_deadline = now.checked_add(self.config.ping_timeout);
             }
@@ -477,10 +475,8 @@ impl Session {
         self.phase = Phase::LoggingIn;
         let sent = match self.config.auth {
             AuthMethod::Plain => {
-                let login = self.login_action(Action::login(
-                    &self.config.username,
-                    &self.config.secret,
-                ));
+                let login =
+                    self.login_action(Action::login(&self.config.username, &self.config.secret));
                 self.transmit(&login, Purpose::Login, None)
             }
             AuthMethod::Md5 => self.transmit(&Action::challenge_md5(), Purpose::Challenge, None),
@@ -666,7 +662,8 @@ impl Session {
 
     /// The answer to `Login`.
     fn on_login(&mut self, answer: &Packet, now: Instant) {
-        if !Response::from_packet(answer).is_some_and(|r| r.is_success()) {
+        // Only `Success` logs in (`Response::is_success` would also take `Goodbye`).
+        if !answer.is(Kind::Response, "Success") {
             return self.login_failed(answer);
         }
         self.phase = Phase::Ready;
@@ -688,12 +685,7 @@ impl Session {
         let message = answer
             .get("Message")
             .map(|m| m.into_owned())
-            .unwrap_or_else(|| {
-                format!(
-                    "unexpected answer {}",
-                    answer.name().unwrap_or_default()
-                )
-            });
+            .unwrap_or_else(|| format!("unexpected answer {}", answer.name().unwrap_or_default()));
         self.outputs.push_back(Output::LoginFailed { message });
     }
 
