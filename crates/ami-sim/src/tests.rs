@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use ami_proto::{Decoder, Frame, Packet};
 use bytes::BytesMut;
-use domain::{DeviceState, ExtensionNumber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +22,6 @@ fn capture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn ext(n: &str) -> ExtensionNumber {
-    ExtensionNumber::parse(n).expect("valid extension")
-}
-
 /// The user of the captures, no agents moving by themselves, no delay after a failed login.
 fn config(agents: Vec<SimAgent>) -> SimConfig {
     let mut c = SimConfig::new("monitor", "monitorpass", agents);
@@ -38,29 +33,7 @@ fn config(agents: Vec<SimAgent>) -> SimConfig {
 
 /// Agents 1001..1010 and 1099 in the order and with the device states of `d_state_lists`.
 fn d_agents() -> Vec<SimAgent> {
-    use DeviceState::*;
-    let single = [
-        ("1010", NotInUse),
-        ("1004", Busy),
-        ("1005", Unavailable),
-        ("1006", NotInUse),
-        ("1007", RingInUse),
-        ("1001", InUse),
-        ("1002", Ringing),
-        ("1003", OnHold),
-        ("1008", Invalid),
-        ("1009", InUse),
-    ];
-    let mut agents: Vec<SimAgent> = single
-        .iter()
-        .map(|(n, s)| SimAgent::custom(ext(n)).starting_in(vec![*s]))
-        .collect();
-    agents.push(SimAgent {
-        extension: ext("1099"),
-        devices: vec!["Custom:1099a".into(), "Custom:1099b".into()],
-        initial: Some(vec![InUse, Ringing]),
-    });
-    agents
+    captured_agents()
 }
 
 struct Running {
@@ -344,9 +317,10 @@ async fn state_lists_match_capture_d() {
 
 #[tokio::test]
 async fn device_state_changes_match_capture_e() {
-    let mut agents = vec![SimAgent::custom(ext("1001")).starting_in(vec![DeviceState::Invalid])];
+    let mut agents = vec![SimAgent::custom("1001").starting_in(vec![DeviceState::Invalid])];
     agents.push(SimAgent {
-        extension: ext("1099"),
+        extension: "1099".to_owned(),
+        context: None,
         devices: vec!["Custom:1099a".into(), "Custom:1099b".into()],
         initial: Some(vec![DeviceState::NotInUse, DeviceState::NotInUse]),
     });
@@ -436,7 +410,9 @@ async fn read_list(
 
 #[tokio::test]
 async fn lists_always_agree_with_the_events_before_them() {
-    let agents: Vec<SimAgent> = sample_agents().iter().map(SimAgent::from).collect();
+    let agents: Vec<SimAgent> = sample_agents()
+        .map(|a| SimAgent::custom(a.extension))
+        .collect();
     let mut cfg = config(agents);
     cfg.seed = Some(42);
     let sim = Running::start(cfg).await;
@@ -580,7 +556,9 @@ async fn every_logged_in_client_gets_the_events_and_only_then() {
 
 #[tokio::test(start_paused = true)]
 async fn the_timer_applies_the_configured_rate() {
-    let agents: Vec<SimAgent> = sample_agents().iter().map(SimAgent::from).collect();
+    let agents: Vec<SimAgent> = sample_agents()
+        .map(|a| SimAgent::custom(a.extension))
+        .collect();
     let mut cfg = config(agents);
     cfg.rate_per_sec = 4.0;
     cfg.seed = Some(9);
@@ -611,11 +589,11 @@ async fn the_timer_applies_the_configured_rate() {
 
 #[test]
 fn bad_configurations_are_refused() {
-    let base = || config(vec![SimAgent::custom(ext("1001"))]);
+    let base = || config(vec![SimAgent::custom("1001")]);
     let mut rate = base();
     rate.rate_per_sec = f64::NAN;
     let mut dup = base();
-    dup.agents.push(SimAgent::custom(ext("1001")));
+    dup.agents.push(SimAgent::custom("1001"));
     let mut states = base();
     states.agents[0].initial = Some(vec![]);
     let mut device = base();
