@@ -125,6 +125,9 @@ struct Session {
     snapshot_seq: Option<u64>,
     /// Scratch buffer for answers.
     reply: Vec<u8>,
+    /// The action of the request being answered, recorded once its answer is written (or
+    /// dropped, while silent), so a test that waits for it sees its answer settled.
+    received: Option<String>,
 }
 
 /// Runs one session until the client logs off or disconnects, or `cancel` fires.
@@ -148,6 +151,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: Cancella
         events: None,
         held: None,
         snapshot_seq: None,
+        received: None,
         reply: Vec::with_capacity(4096),
     };
     // On shutdown a session has a moment to write `Shutdown`; one whose client stopped
@@ -240,9 +244,11 @@ impl Session {
                             Flow::Continue => {}
                             Flow::Close => {
                                 self.write_reply().await?;
+                                self.record_received();
                                 return self.out.flush().await;
                             }
                             Flow::AuthFailed(action_id) => {
+                                self.record_received();
                                 self.out.flush().await?;
                                 tokio::select! {
                                     () = cancel.cancelled() => return Ok(()),
@@ -262,6 +268,7 @@ impl Session {
                             self.drain_events(Some(seq)).await?;
                         }
                         self.write_reply().await?;
+                        self.record_received();
                         // Events caused by the answer (Setvar) and newer ones follow it at once.
                         self.drain_events(None).await?;
                     }
@@ -278,6 +285,12 @@ impl Session {
         };
         wire::error(&mut self.reply, None, message);
         Flow::Continue
+    }
+
+    fn record_received(&mut self) {
+        if let Some(action) = self.received.take() {
+            self.shared.record_action(&action);
+        }
     }
 
     /// Writes bytes unless the PBX has gone silent, in which case they are lost.
@@ -349,7 +362,7 @@ impl Session {
             .get("Action")
             .map(|v| v.trim().to_owned())
             .unwrap_or_default();
-        self.shared.record_action(&action);
+        self.received = Some(action.clone());
         if action.is_empty() {
             wire::error(&mut self.reply, id, "Missing action in request");
             return Flow::Continue;
