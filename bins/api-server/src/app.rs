@@ -374,4 +374,76 @@ mod tests {
         assert_eq!(departments.len(), 4);
         assert!(agents.iter().all(|a| a.is_active));
     }
+
+    /// `(extension, status_code)` of every record, over plain HTTP/1.0 (no chunking).
+    async fn codes(addr: SocketAddr) -> anyhow::Result<Vec<(String, i64)>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /api/extensions HTTP/1.0\r\nHost: demo\r\n\r\n")
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let (_, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| anyhow::anyhow!("no body in {response:?}"))?;
+        let records: Vec<serde_json::Value> = serde_json::from_str(body)?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let ext = r["extension"].as_str().unwrap_or_default().to_owned();
+                (ext, r["status_code"].as_i64().unwrap_or(i64::MIN))
+            })
+            .collect())
+    }
+
+    /// Polls `codes` until `done` accepts them; the patience only bounds a hang.
+    async fn until(
+        addr: SocketAddr,
+        what: &str,
+        done: impl Fn(&[(String, i64)]) -> bool,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        let patience = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = codes(addr).await?;
+            if done(&now) {
+                return Ok(now);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < patience,
+                "gave up waiting for {what}: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_mode_seeds_the_sample_agents_and_the_simulator_moves_them() -> anyhow::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            store: StoreConfig::Embedded {
+                data_dir: dir.path().to_path_buf(),
+            },
+            demo: true,
+            ..Config::default()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let shutdown = CancellationToken::new();
+        let running = start(config, listener, shutdown.clone()).await?;
+        assert!(running.demo_ami.is_some_and(|a| a.ip().is_loopback()));
+        let addr = running.addr;
+        // The first list from the simulator gives every sample agent a live state.
+        let first = until(addr, "40 agents with live states", |c| {
+            c.len() == 40 && c.iter().all(|(_, code)| *code >= 0)
+        })
+        .await?;
+        assert_eq!(first[0].0, "1001");
+        // Then the call cycle moves the board.
+        until(addr, "a status change", |c| c != first.as_slice()).await?;
+        shutdown.cancel();
+        running.wait().await?;
+        Ok(())
+    }
 }
