@@ -4,6 +4,9 @@
 //! Every packet is `Key: Value` lines ending in CRLF and closed by an empty line. Header order
 //! and spelling are part of the format: a client that works against these bytes works against
 //! the real PBX.
+//!
+//! This is the workspace's one writer of server-side AMI: the simulator, `--demo` and the
+//! end-to-end peer all write through it (clients write actions with `ami-proto`'s encoder).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
