@@ -600,12 +600,18 @@ fn bad_configurations_are_refused() {
     device.agents[0].devices = vec!["Custom:1&Custom:2".into()];
     let mut user = base();
     user.username = "a\r\nb".into();
+    let mut read = base();
+    read.read = String::new();
+    let mut empty = base();
+    empty.agents.push(SimAgent::custom(""));
     for (cfg, what) in [
         (rate, "rate"),
         (dup, "twice"),
         (states, "starting states"),
         (device, "device name"),
         (user, "user name"),
+        (read, "read classes"),
+        (empty, "extension \"\""),
     ] {
         let err = Simulator::new(cfg).expect_err(what);
         assert!(err.is_config());
