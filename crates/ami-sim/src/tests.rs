@@ -554,6 +554,164 @@ async fn every_logged_in_client_gets_the_events_and_only_then() {
     sim.handle.await.expect("task").expect("clean end");
 }
 
+/// Reads packets until one named `name` (by `Event:` or `Response:`), returning the names of
+/// those before it.
+async fn skip_to(client: &mut Client, name: &str) -> (Vec<String>, Packet) {
+    let mut before = Vec::new();
+    loop {
+        let p = client.packet().await;
+        let got = p.name().map(|n| n.into_owned()).unwrap_or_default();
+        if got == name {
+            return (before, p);
+        }
+        before.push(got);
+    }
+}
+
+#[tokio::test]
+async fn scripted_states_and_cues_keep_wire_order() {
+    let sim = Running::start(config(d_agents())).await;
+    let mut c = Client::connect(sim.addr).await;
+    c.login("call").await;
+    // A scripted state the hint arithmetic never gives is reported as is, with the phone's
+    // device event after it.
+    sim.sim
+        .set_extension_state("1001", ExtensionState::INUSE_ONHOLD);
+    let p = c.packet().await;
+    assert_eq!(
+        p.as_bytes(),
+        b"Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: 1001\r\nContext: agents\r\nHint: Custom:1001\r\nStatus: 17\r\nStatusText: InUse&Hold\r\n\r\n"
+    );
+    // 1001 was INUSE already: no device event. A silent change and a removed hint send
+    // nothing; a stray event changes nothing; the next packet is the stray one.
+    sim.sim
+        .set_extension_state_silently("1002", ExtensionState::UNAVAILABLE);
+    sim.sim.remove_hint("1099");
+    sim.sim
+        .emit_extension_status("1003", ExtensionState::NOT_INUSE);
+    let p = c.packet().await;
+    assert_eq!(
+        (p.get("Exten").as_deref(), p.get("Status").as_deref()),
+        (Some("1003"), Some("0"))
+    );
+    // Cues around the next list: before (shown by it), after (not shown, follows it).
+    sim.sim
+        .cue_before_next_list("1004", ExtensionState::NOT_INUSE);
+    sim.sim.cue_after_next_list("1005", ExtensionState::RINGING);
+    c.send("Action: ExtensionStateList\r\nActionID: l\r\n\r\n")
+        .await;
+    let (before, _) = skip_to(&mut c, "Success").await;
+    assert_eq!(before, ["ExtensionStatus", "DeviceStateChange"]);
+    let mut list = BTreeMap::new();
+    let mut events = BTreeMap::new();
+    let listed = read_list(&mut c, &mut events).await;
+    list.extend(listed);
+    assert_eq!(list.get("1004"), Some(&0));
+    assert_eq!(list.get("1005"), Some(&4), "the list shows the old state");
+    assert_eq!(list.get("1001"), Some(&17));
+    assert_eq!(list.get("1002"), Some(&4));
+    assert_eq!(list.get("1003"), Some(&16), "a stray event changes nothing");
+    assert!(!list.contains_key("1099"));
+    let p = c.packet().await;
+    assert!(p.action_id().is_none());
+    assert_eq!(
+        (p.get("Exten").as_deref(), p.get("Status").as_deref()),
+        (Some("1005"), Some("8"))
+    );
+    let p = c.packet().await;
+    assert_eq!(
+        (p.get("Device").as_deref(), p.get("State").as_deref()),
+        (Some("Custom:1005"), Some("RINGING"))
+    );
+    // A new extension is added at the end and announced.
+    sim.sim.set_extension_state("5555", ExtensionState::ONHOLD);
+    let p = c.packet().await;
+    assert_eq!(p.get("Hint").as_deref(), Some("Custom:5555"));
+    let states = sim.sim.extension_states();
+    assert_eq!(
+        states.last(),
+        Some(&("5555".to_owned(), ExtensionState::ONHOLD))
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn faults_silence_refusal_and_the_journal() {
+    let mut cfg = config(d_agents());
+    cfg.read = "call".to_owned();
+    cfg.plain_login = false;
+    let sim = Running::start(cfg).await;
+    // Only the MD5 login is accepted.
+    let got = sim
+        .transcript(
+            b"Action: Login\r\nActionID: 1\r\nUsername: monitor\r\nSecret: monitorpass\r\n\r\n",
+        )
+        .await;
+    assert_eq!(
+        packets(&got)[1],
+        "Response: Error\r\nActionID: 1\r\nMessage: Authentication failed\r\n\r\n"
+    );
+    let mut c = Client::connect(sim.addr).await;
+    c.send("Action: Challenge\r\nAuthType: MD5\r\n\r\n").await;
+    let challenge = c
+        .packet()
+        .await
+        .get("Challenge")
+        .expect("challenge")
+        .into_owned();
+    let key = ami_proto::md5_key(&challenge, &ami_proto::Secret::new("monitorpass"));
+    c.send(&format!(
+        "Action: Login\r\nAuthType: MD5\r\nUsername: monitor\r\nKey: {key}\r\nEvents: on\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(
+        c.packet().await.get("Message").as_deref(),
+        Some("Authentication accepted")
+    );
+    // read=call: no FullyBooted, no SuccessfulAuth; raw bytes reach every logged-in session.
+    sim.sim
+        .emit_raw(b"Event: Reload\r\nPrivilege: system,all\r\nStatus: 0\r\n\r\n");
+    assert_eq!(c.packet().await.name().as_deref(), Some("Reload"));
+    // Silent: the answer is lost; the action is still recorded.
+    sim.sim.go_silent(true);
+    c.send("Action: Ping\r\nActionID: p1\r\n\r\n").await;
+    sim.sim.wait_for_action("PING", 1).await;
+    sim.sim.go_silent(false);
+    c.send("Action: Ping\r\nActionID: p2\r\n\r\n").await;
+    assert_eq!(c.packet().await.action_id().as_deref(), Some("p2"));
+    assert_eq!(sim.sim.logins(), 1);
+    assert_eq!(
+        sim.sim.actions_received(),
+        ["Login", "Challenge", "Login", "Ping", "Ping"]
+    );
+    assert_eq!(sim.sim.connections(), 1);
+    // A drop in the middle of a packet: half an ExtensionStatus, then the end of the stream.
+    sim.sim.inject(Fault::CloseMidPacket);
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).await.expect("read");
+    assert!(rest.starts_with(b"Event: ExtensionStatus\r\n"), "{rest:?}");
+    c.buf.extend_from_slice(&rest);
+    assert!(
+        c.decoder
+            .decode(&mut c.buf)
+            .expect("no error yet")
+            .is_none()
+    );
+    assert!(c.decoder.decode_eof(&mut c.buf).is_err(), "truncated");
+    // Refused: closed before the banner.
+    sim.sim.refuse_connections(true);
+    assert!(sim.transcript(b"").await.is_empty());
+    sim.sim.refuse_connections(false);
+    // The banner is written after the session listens for faults.
+    let mut c = Client::connect(sim.addr).await;
+    // A clean drop: the stream ends on a packet boundary.
+    sim.sim.inject(Fault::Close);
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).await.expect("read");
+    assert!(rest.is_empty());
+    sim.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_timer_applies_the_configured_rate() {
     let agents: Vec<SimAgent> = sample_agents()
