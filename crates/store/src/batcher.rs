@@ -37,8 +37,10 @@ pub(crate) trait LastSeenSink: Send + Sync + 'static {
     /// changed, as the backend counted them. It must never move a `last_seen` backwards (a
     /// status change may have written a newer one meanwhile), and it ignores extensions that no
     /// longer exist; neither is counted.
-    async fn write_last_seen(&self, batch: &[(ExtensionNumber, Timestamp)])
-    -> Result<u64, StoreError>;
+    async fn write_last_seen(
+        &self,
+        batch: &[(ExtensionNumber, Timestamp)],
+    ) -> Result<u64, StoreError>;
 }
 
 impl LastSeenBatcher {

@@ -220,7 +220,12 @@ impl MongoStore {
     }
 }
 
+/// Creates the indexes, one `createIndexes` command per collection. One command matters: a
+/// server may build an index added to an existing collection in a background job (DocumentDB
+/// polls for such builds every two seconds), while the indexes of the command that creates the
+/// collection are built at once.
 async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
+    let mut by_collection: Vec<(&'static str, Vec<IndexModel>)> = Vec::new();
     for spec in docs::indexes() {
         let options = IndexOptions::builder()
             .unique(spec.unique.then_some(true))
@@ -229,8 +234,17 @@ async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
             .keys(spec.keys)
             .options(options)
             .build();
-        db.collection::<Document>(spec.collection)
-            .create_index(model)
+        match by_collection
+            .iter_mut()
+            .find(|(c, _)| *c == spec.collection)
+        {
+            Some((_, models)) => models.push(model),
+            None => by_collection.push((spec.collection, vec![model])),
+        }
+    }
+    for (collection, models) in by_collection {
+        db.collection::<Document>(collection)
+            .create_indexes(models)
             .await
             .map_err(map_err)?;
     }
