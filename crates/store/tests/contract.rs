@@ -674,16 +674,38 @@ macro_rules! contract {
             )*
         }
 
+        /// Runs every case, each on its own fresh database, and fails once at the end with the
+        /// list of every case that failed and why.
         #[cfg(feature = "mongodb")]
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn mongodb_contract() -> Result<()> {
             let Some(uri) = mongo::uri() else { return Ok(()) };
+            let mut failures = Vec::new();
+            let mut ran = 0;
             $(
+                ran += 1;
+                let started = std::time::Instant::now();
                 let backend = mongo::Mongo::new(&uri, stringify!($case));
                 let outcome = cases::$case(&backend).await;
-                backend.cleanup().await?;
-                outcome.with_context(|| format!("MongoDB case {}", stringify!($case)))?;
+                let cleaned = backend.cleanup().await;
+                let outcome = outcome.and_then(|()| cleaned.context("dropping its database"));
+                println!(
+                    "MongoDB case {} {} in {:.2} s",
+                    stringify!($case),
+                    if outcome.is_ok() { "passed" } else { "FAILED" },
+                    started.elapsed().as_secs_f64()
+                );
+                if let Err(e) = outcome {
+                    failures.push(format!("{}: {e:#}", stringify!($case)));
+                }
             )*
+            mongo::ran(ran, failures.len());
+            ensure!(
+                failures.is_empty(),
+                "{} of {ran} MongoDB contract case(s) failed:\n{}",
+                failures.len(),
+                failures.join("\n")
+            );
             Ok(())
         }
     };
@@ -709,7 +731,8 @@ contract!(
     acknowledged_writes_survive_a_restart,
 );
 
-/// Says, on the terminal and not in captured test output, that a run did not happen.
+/// Says, on stderr, that a run did not happen (`cargo xtask ci` says it once for every
+/// MongoDB run, so the test runner's capture of this line is enough).
 fn skipped(why: &str) {
     let _ = writeln!(
         std::io::stderr(),
@@ -736,6 +759,15 @@ mod mongo {
                 None
             }
         }
+    }
+
+    /// Says, on the terminal, how the run went, so a pass against a real server is visible too.
+    pub fn ran(cases: usize, failed: usize) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "store contract tests against MongoDB: {} of {cases} case(s) passed",
+            cases - failed
+        );
     }
 
     /// A throw-away database per case.

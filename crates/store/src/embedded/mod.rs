@@ -135,7 +135,7 @@ impl LastSeenSink for Inner {
     async fn write_last_seen(
         &self,
         batch: &[(ExtensionNumber, Timestamp)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let batch = batch.to_vec();
         self.call(|reply| Job::LastSeen { batch, reply }).await?
     }

@@ -38,7 +38,8 @@ pub(super) enum Job {
     /// A `last_seen` batch: written on its own, touching only the fixed-width status rows.
     LastSeen {
         batch: Vec<(ExtensionNumber, Timestamp)>,
-        reply: Reply<()>,
+        /// Answered with the number of records written.
+        reply: Reply<u64>,
     },
 }
 
@@ -311,7 +312,7 @@ impl WriterState {
 
     /// Writes a `last_seen` batch: only the status rows of records whose stored time is
     /// older, then the same times in the cache. No record is cloned or re-encoded.
-    fn write_last_seen(&self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<()>) {
+    fn write_last_seen(&self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<u64>) {
         let updates: Vec<(RecordId, (i32, i64, i64), Timestamp)> = {
             let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
             batch
@@ -331,7 +332,8 @@ impl WriterState {
             Ok(())
         } else {
             self.commit_status_rows(&updates)
-        };
+        }
+        .map(|()| u64::try_from(updates.len()).unwrap_or(u64::MAX));
         if result.is_ok() {
             let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
             for (id, _, at) in &updates {
