@@ -22,7 +22,6 @@ mod id;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,8 +84,8 @@ pub trait Repository: Send + Sync {
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Every record that passes `filter`, sorted by extension number (shorter numbers first,
-    /// then by text, so `999` comes before `1001`).
+    /// Every record that passes `filter`, sorted by extension number in [`ExtensionNumber`]'s
+    /// order (by value, so `999` comes before `1001`).
     async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError>;
 
     /// The record with this id.
@@ -216,32 +215,7 @@ pub async fn open(
     }
 }
 
-/// The order records are listed in: by length, then by text, so that extension numbers of
-/// different lengths sort numerically (`999` before `1001`) while leading zeros still count.
-pub fn extension_order(a: &ExtensionNumber, b: &ExtensionNumber) -> Ordering {
-    a.as_str()
-        .len()
-        .cmp(&b.as_str().len())
-        .then_with(|| a.as_str().cmp(b.as_str()))
-}
-
-/// Sorts records by [`extension_order`].
+/// Sorts records by extension number, in [`ExtensionNumber`]'s order.
 pub(crate) fn sort_records(records: &mut [Extension]) {
-    records.sort_unstable_by(|a, b| extension_order(&a.extension, &b.extension));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extension_order_is_numeric_for_plain_numbers() {
-        let mut v: Vec<ExtensionNumber> = ["1001", "999", "0101", "101", "20", "1000"]
-            .iter()
-            .map(|s| ExtensionNumber::parse(s).expect("ext"))
-            .collect();
-        v.sort_by(extension_order);
-        let got: Vec<&str> = v.iter().map(ExtensionNumber::as_str).collect();
-        assert_eq!(got, ["20", "101", "999", "0101", "1000", "1001"]);
-    }
+    records.sort_unstable_by(|a, b| a.extension.cmp(&b.extension));
 }
