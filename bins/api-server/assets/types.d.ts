@@ -9,6 +9,12 @@ export type RecordId = string;
 /**
  * An extension number: 2 to 10 ASCII digits. Leading zeros are significant (`0101` is not
  * `101`), so it is text, never a number.
+ *
+ * It orders the way a supervisor reads a board: by the numeric value of its digits
+ * (`99` < `100`, and `0101`, worth 101, sits between `100` and `102`), and numbers of equal
+ * value by length, fewer leading zeros first (`101` < `0101` < `00101`).
+ * This is the one definition of extension order: the store lists records in it and the
+ * hub's snapshots use it.
  */
 export type ExtensionNumber = string;
 

@@ -189,7 +189,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     security((), ("bearer" = []))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut text = state.metrics.render(state.link.is_connected());
+    let mut text = state
+        .metrics
+        .render(state.link.is_connected(), &state.store.counters());
     crate::metrics::render_hub(&mut text, &state.hub.metrics());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -23,7 +23,7 @@ use ami_proto::views::{ExtensionStatus, Message};
 use ami_proto::{Action, Packet};
 use domain::{ExtensionFilter, ExtensionNumber, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
-use store::Repository;
+use store::{Repository, StatusEffect};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Timing;
 use crate::health::LinkStatus;
 use crate::metrics::{Metrics, WriteCause};
-use crate::writer::{StatusApplied, Writer};
+use crate::writer::Writer;
 
 /// How long to wait before asking again for a list that timed out.
 const LIST_RETRY: Duration = Duration::from_secs(5);
@@ -361,9 +361,9 @@ impl Pipeline {
         let mut changed = 0;
         for (number, result) in numbers.iter().zip(results) {
             match result {
-                Ok(StatusApplied::Changed) => changed += 1,
-                Ok(StatusApplied::Unchanged) => {}
-                Ok(StatusApplied::NotStored) => {
+                Ok(StatusEffect::Changed { .. }) => changed += 1,
+                Ok(StatusEffect::SeenOnly | StatusEffect::Ignored(_)) => {}
+                Err(e) if e.is_not_found() => {
                     self.unknown_once(state, number.as_str(), "not in the store");
                 }
                 Err(e) => {

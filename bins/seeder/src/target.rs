@@ -63,7 +63,7 @@ impl Target for StoreTarget {
     }
 
     async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, TargetError> {
-        Ok(self.store.update(id, patch).await?)
+        Ok(self.store.update(id, patch).await?.record)
     }
 }
 

@@ -72,6 +72,17 @@ impl StatusOutcome {
     }
 }
 
+/// The result of [`Repository::update`]: the record as it now stands, and whether the edit
+/// changed anything. An edit that sets the values already stored writes nothing, leaves
+/// `updatedAt` alone, and is no news to broadcast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// The record after the edit.
+    pub record: Extension,
+    /// Whether a field really changed (and so the record was written and `updatedAt` moved).
+    pub changed: bool,
+}
+
 /// The repository contract every backend fulfils, and the one test suite checks.
 ///
 /// Object safe, so a server picks the backend at run time and holds an
@@ -101,9 +112,14 @@ pub trait Repository: Send + Sync {
     /// [`StoreError::Conflict`]. Durable when it returns.
     async fn create(&self, new: NewExtension) -> Result<Extension, StoreError>;
 
-    /// Changes the user-editable fields; `updatedAt` moves only when something changed.
-    /// [`StoreError::NotFound`] when there is no such record. Durable when it returns.
-    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError>;
+    /// Changes the user-editable fields and says whether anything changed; `updatedAt` moves
+    /// only then. [`StoreError::NotFound`] when there is no such record. Durable when it
+    /// returns.
+    async fn update(
+        &self,
+        id: &RecordId,
+        patch: ExtensionPatch,
+    ) -> Result<UpdateOutcome, StoreError>;
 
     /// Deletes a record and returns it as it was. Its status history stays.
     /// [`StoreError::NotFound`] when there is no such record. Durable when it returns.
