@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::change::{PbxLink, SequencedChange, to_json};
 
-/// One message of the WebSocket stream, exactly as `shared/interfaces.md` writes it.
+/// One message of the WebSocket stream, exactly as `docs/api.md` describes it.
 ///
 /// The hub sends pre-serialized text ([`SequencedChange::json`], [`Snapshot::to_json`]); this
 /// type exists so that clients and tests can read the stream, and it serializes to the same
