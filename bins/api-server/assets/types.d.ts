@@ -108,7 +108,7 @@ connected: boolean,
 since: string | null, };
 
 /**
- * One message of the WebSocket stream, exactly as `shared/interfaces.md` writes it.
+ * One message of the WebSocket stream, exactly as `docs/api.md` describes it.
  *
  * The hub sends pre-serialized text ([`SequencedChange::json`], [`Snapshot::to_json`]); this
  * type exists so that clients and tests can read the stream, and it serializes to the same
@@ -187,7 +187,7 @@ export type ExtensionStateInfo = { code: KnownStatusCode, text: string, device_s
 /** One row of `DEVICE_STATES` in constants.js. */
 export type DeviceStateInfo = { name: DeviceState, number: number, cli: string, status: Presence, };
 
-/** The body of every error answer of the HTTP API (`shared/interfaces.md`). */
+/** The body of every error answer of the HTTP API (`docs/api.md`). */
 export type ApiErrorBody = { error: { code: string, message: string, fields?: Record<string, string>, }, };
 
 /** The members of a creation request (`POST /api/extensions`). */
