@@ -4,6 +4,8 @@
 //!   directory; every user edit and status change is durable when its call returns.
 //! * [`MongoStore`] (feature `mongodb`): the official driver, the `extensions` and
 //!   `extension_status_history` collections; status changes are single conditional updates.
+//!   Only [`MongoStore`] and [`MongoConfig`] are public: the documents it sends are private,
+//!   so no `bson` type is part of this crate's API.
 //!
 //! Both decide status changes with [`domain::decide`], write status changes at once and in
 //! order, and coalesce `last_seen` refreshes through one shared batcher (at most one write per
@@ -20,7 +22,7 @@ mod embedded;
 mod error;
 mod id;
 #[cfg(feature = "mongodb")]
-pub mod mongo;
+mod mongo;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //!
 //! The documents it sends are built in [`docs`], where tests check them exactly.
 
-pub mod docs;
+pub(crate) mod docs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
