@@ -11,11 +11,17 @@
 //! order, and coalesce `last_seen` refreshes through one shared batcher (at most one write per
 //! extension per interval). [`WriteCounters`] count writes by cause.
 //!
+//! With feature `cli`, [`cli::StoreArgs`] declares the store's flags, environment variables
+//! and file keys once, for the binaries to flatten; [`Secret`] is the workspace's one type for a
+//! value that must never be printed.
+//!
 //! This crate deliberately does not read configuration or environment variables, install a
 //! tracing subscriber, validate user input (the `domain` types arrive validated), speak HTTP, or
 //! know about AMI; callers pass explicit config structs and a shutdown token.
 
 mod batcher;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod counters;
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -23,6 +29,7 @@ mod error;
 mod id;
 #[cfg(feature = "mongodb")]
 mod mongo;
+mod secret;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +47,7 @@ pub use embedded::{DB_FILE_NAME, EmbeddedStore};
 pub use error::{Cause, StoreError};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStore};
+pub use secret::Secret;
 
 /// What applying one observation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
