@@ -185,7 +185,8 @@ pub async fn start(
     let newest_stored = crate::pipeline::newest_observation(&records);
     let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
     let metrics = Arc::new(Metrics::default());
-    let link = Arc::new(LinkStatus::default());
+    // Without a PBX there is no link to follow; with one, the client's watch is its state.
+    let mut link = Arc::new(LinkStatus::new(None));
     let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), metrics.clone());
     let created = Arc::new(tokio::sync::Notify::new());
 
@@ -195,7 +196,6 @@ pub async fn start(
     let mut client_handle = None;
     let pipeline_task = match &ami.username {
         Some(user) => {
-            link.set_configured(true);
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
             client_config.events = "call,system".to_owned();
@@ -204,6 +204,7 @@ pub async fn start(
             }
             tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
             let (handle, events) = Client::spawn(client_config, ami_token.clone());
+            link = Arc::new(LinkStatus::new(Some(handle.link())));
             client_handle = Some(handle.clone());
             let pipeline = Pipeline {
                 client: handle,

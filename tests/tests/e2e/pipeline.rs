@@ -368,13 +368,13 @@ async fn shutdown_flushes_the_pending_last_seen() -> anyhow::Result<()> {
     let (peer, s) = start_timed(timing).await?;
     let before = s.wait_for_code("1004", 2).await?["last_seen"].clone();
     let seen = s
-        .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
+        .metric("extstatus_store_last_seen_coalesced_total")
         .await?;
     // The same state again: no status change, only a fresher `last_seen`.
     peer.emit_status_event("1004", 2);
     eventually("the repeated report to reach the store", || async {
         Ok((s
-            .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
+            .metric("extstatus_store_last_seen_coalesced_total")
             .await?
             > seen)
             .then_some(()))

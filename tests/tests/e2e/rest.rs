@@ -526,7 +526,8 @@ async fn health_readiness_metrics_and_openapi() -> anyhow::Result<()> {
     for want in [
         "extstatus_http_requests_total{route=\"/api/extensions/{id}\",method=\"GET\",status=\"404\"} 1",
         "extstatus_http_requests_total{route=\"/api/extensions\",method=\"POST\",status=\"201\"} 1",
-        "extstatus_store_writes_total{cause=\"create\"} 1",
+        "extstatus_changes_total{cause=\"create\"} 1",
+        "extstatus_store_writes_total{cause=\"user_edit\"} 1",
         "extstatus_hub_published_total 1",
         "extstatus_ws_clients 0",
         "# TYPE extstatus_ami_events_total counter",

@@ -22,7 +22,7 @@ use super::tables::{self, Cache, HISTORY, RECORDS, STATUS, millis};
 use crate::batcher::LastSeenBatcher;
 use crate::counters::Counters;
 use crate::error::StoreError;
-use crate::{StatusEffect, StatusOutcome, id};
+use crate::{StatusEffect, StatusOutcome, UpdateOutcome, id};
 
 /// Queued requests are gathered into one commit until they hold this many observations, so
 /// that one transaction stays small and the first caller is not kept waiting too long. (One
@@ -54,7 +54,7 @@ pub(super) enum Edit {
         id: RecordId,
         patch: ExtensionPatch,
         at: Timestamp,
-        reply: Reply<Extension>,
+        reply: Reply<UpdateOutcome>,
     },
     Delete {
         id: RecordId,
@@ -245,10 +245,30 @@ impl<'c> Stage<'c> {
     }
 }
 
+/// Who waits for a record: a creation or deletion wants the record, an update also whether it
+/// changed anything (which is whether it wrote).
+enum RecordReply {
+    Record(Reply<Extension>),
+    Update(Reply<UpdateOutcome>),
+}
+
+impl RecordReply {
+    fn send(self, result: Result<Extension, StoreError>, wrote: bool) {
+        // A caller that stopped waiting is no concern of the writer.
+        match self {
+            RecordReply::Record(reply) => drop(reply.send(result)),
+            RecordReply::Update(reply) => drop(reply.send(result.map(|record| UpdateOutcome {
+                record,
+                changed: wrote,
+            }))),
+        }
+    }
+}
+
 /// An answer held back until the group is committed.
 enum Pending {
     Record {
-        reply: Reply<Extension>,
+        reply: RecordReply,
         result: Result<Extension, StoreError>,
         wrote: bool,
     },
@@ -437,7 +457,7 @@ impl WriterState {
                         r
                     }),
                 };
-                let _ = reply.send(result);
+                reply.send(result, wrote);
             }
             Pending::Status { reply, results } => {
                 let results = results
@@ -487,7 +507,7 @@ impl WriterState {
                     }
                 };
                 Pending::Record {
-                    reply,
+                    reply: RecordReply::Record(reply),
                     result,
                     wrote,
                 }
@@ -511,7 +531,7 @@ impl WriterState {
                     }
                 };
                 Pending::Record {
-                    reply,
+                    reply: RecordReply::Update(reply),
                     result,
                     wrote,
                 }
@@ -527,7 +547,7 @@ impl WriterState {
                     }
                 };
                 Pending::Record {
-                    reply,
+                    reply: RecordReply::Record(reply),
                     result,
                     wrote,
                 }

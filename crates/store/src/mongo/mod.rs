@@ -4,7 +4,7 @@
 //!
 //! The documents it sends are built in [`docs`], where tests check them exactly.
 
-pub mod docs;
+pub(crate) mod docs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use tokio_util::sync::DropGuard;
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{Message, StoreError, cause};
-use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, sort_records};
+use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, UpdateOutcome, sort_records};
 
 /// MongoDB's code for a duplicate key.
 const DUPLICATE_KEY: i32 = 11000;
@@ -455,7 +455,11 @@ impl Repository for MongoStore {
         }
     }
 
-    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+    async fn update(
+        &self,
+        id: &RecordId,
+        patch: ExtensionPatch,
+    ) -> Result<UpdateOutcome, StoreError> {
         if !patch.is_empty() {
             let updated = self
                 .inner
@@ -471,11 +475,18 @@ impl Repository for MongoStore {
                 self.inner.counters.user_edits(1);
                 let mut record = docs::read_record(&doc)?;
                 self.inner.batcher.overlay(&mut record);
-                return Ok(record);
+                return Ok(UpdateOutcome {
+                    record,
+                    changed: true,
+                });
             }
         }
         // Nothing to change, or nothing would change: the record as it is, if it exists.
-        self.get(id).await?.ok_or(StoreError::NotFound)
+        let record = self.get(id).await?.ok_or(StoreError::NotFound)?;
+        Ok(UpdateOutcome {
+            record,
+            changed: false,
+        })
     }
 
     async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
