@@ -6,7 +6,7 @@
 //!   whose constructors name the field and the rule that was broken;
 //! * the user-edit types ([`NewExtension`], [`ExtensionPatch`]) that cannot carry status fields;
 //! * the call-center fields of the record ([`QueueMembership`], [`AgentPresence`], [`CallInfo`]),
-//!   and the user's [`PauseReason`];
+//!   the user's [`PauseReason`], and the pure call-center tracker ([`callcenter::Tracker`]);
 //! * the complete Asterisk mapping ([`ExtensionState`], [`DeviceState`], [`Presence`]);
 //! * the pure status-change function ([`change::decide`]);
 //! * with feature `ts`, TypeScript declarations of the record (`ts_rs::TS`), from which the
@@ -16,6 +16,7 @@
 //! nothing of AMI framing, storage or transport. It depends on no other workspace crate.
 
 pub mod agent;
+pub mod callcenter;
 pub mod change;
 pub mod edit;
 pub mod fields;
