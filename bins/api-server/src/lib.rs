@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod callcenter;
 pub mod config;
 pub mod dashboard;
 pub mod error;
