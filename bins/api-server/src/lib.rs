@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod callcenter;
 pub mod config;
 pub mod dashboard;
 pub mod error;
