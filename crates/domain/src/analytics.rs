@@ -18,6 +18,7 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeStruct, Serializer};
@@ -274,16 +275,69 @@ impl Serialize for TimeInState {
     }
 }
 
+/// The pass's hasher: FNV-1a for the interned queue and reason texts, a multiply-and-fold for
+/// the integer keys of extension numbers. SipHash's protection against chosen keys would cost
+/// more than the rest of the work per entry and buys nothing here (the keys are stored
+/// extension numbers, queue names and reasons).
+#[derive(Default)]
+struct FastHash(u64);
+
+impl Hasher for FastHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        let h = (self.0 ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // The table takes its bucket from the low bits: fold the well-mixed high bits in.
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHash>>;
+
+/// An extension number as one integer: its digits' value and its length, so `0101` and `101`
+/// differ. Unique because an extension number has at most 10 digits.
+fn number_key(n: &str) -> u64 {
+    let value = n.bytes().fold(0u64, |v, b| {
+        v.wrapping_mul(10)
+            .wrapping_add(u64::from(b.wrapping_sub(b'0')))
+    });
+    (value << 4) | (n.len() as u64 & 0xf)
+}
+
+/// The id of `text` in `table`, adding it when new. Ids start at 1; 0 means "none".
+fn intern(table: &mut FastMap<String, u32>, names: &mut Vec<Option<String>>, text: &str) -> u32 {
+    if let Some(id) = table.get(text) {
+        return *id;
+    }
+    let id = u32::try_from(names.len()).unwrap_or(u32::MAX);
+    names.push(Some(text.to_owned()));
+    table.insert(text.to_owned(), id);
+    id
+}
+
 /// One extension's state while the pass runs.
 struct Track {
     /// Up to when its time has been counted.
     since: i64,
     presence: usize,
     device: usize,
-    /// The queues it is paused in, with their reasons.
-    paused: Vec<(String, Option<String>)>,
+    /// The queues it is paused in, with their reasons, as interned ids.
+    paused: Vec<(u32, u32)>,
     on_call: bool,
     times: StateTimes,
+    /// Paused milliseconds by interned reason id.
+    reason_ms: Vec<(u32, u64)>,
 }
 
 impl Track {
@@ -296,6 +350,7 @@ impl Track {
             paused: Vec::new(),
             on_call: false,
             times: StateTimes::default(),
+            reason_ms: Vec::new(),
         }
     }
 
@@ -318,11 +373,14 @@ impl Track {
         times.device_state[self.device] += dt;
         if !self.paused.is_empty() {
             times.paused += dt;
-            for (i, (_, reason)) in self.paused.iter().enumerate() {
+            for (i, &(_, reason)) in self.paused.iter().enumerate() {
                 // A reason shared by several queues counts once.
-                let seen = self.paused[..i].iter().any(|(_, r)| r == reason);
-                if !seen {
-                    times.add_reason(reason, dt);
+                if self.paused[..i].iter().any(|&(_, r)| r == reason) {
+                    continue;
+                }
+                match self.reason_ms.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, ms)) => *ms += dt,
+                    None => self.reason_ms.push((reason, dt)),
                 }
             }
         }
@@ -333,18 +391,24 @@ impl Track {
 }
 
 /// The one pass over the history.
-struct Pass<'a> {
+struct Pass {
     from: i64,
     to: i64,
-    index: HashMap<&'a str, usize>,
+    /// Track index by [`number_key`].
+    index: FastMap<u64, usize>,
     tracks: Vec<Track>,
+    queues: FastMap<String, u32>,
+    queue_names: Vec<Option<String>>,
+    reasons: FastMap<String, u32>,
+    /// Reason texts by id; id 0 is "no reason".
+    reason_names: Vec<Option<String>>,
     running: bool,
     link_up: bool,
     /// The (clipped) time of the last entry seen, of any kind or extension.
     last_at: Option<i64>,
 }
 
-impl Pass<'_> {
+impl Pass {
     fn known(&self) -> bool {
         self.running && self.link_up
     }
@@ -400,18 +464,31 @@ impl Pass<'_> {
                 paused,
                 reason,
             } => {
+                // Interning first: the track borrows the whole pass.
+                let selected = self.index.contains_key(&number_key(extension.as_str()));
+                let q = if selected {
+                    intern(&mut self.queues, &mut self.queue_names, queue)
+                } else {
+                    0
+                };
+                let r = match (selected && *paused, reason) {
+                    (true, Some(reason)) => {
+                        intern(&mut self.reasons, &mut self.reason_names, reason)
+                    }
+                    _ => 0,
+                };
                 if let Some(track) = self.track(extension.as_str(), t) {
-                    let slot = track.paused.iter().position(|(q, _)| q == queue);
+                    let slot = track.paused.iter().position(|&(tq, _)| tq == q);
                     match (slot, paused) {
                         (Some(i), true) => {
                             if let Some(entry) = track.paused.get_mut(i) {
-                                entry.1.clone_from(reason);
+                                entry.1 = r;
                             }
                         }
                         (Some(i), false) => {
                             track.paused.swap_remove(i);
                         }
-                        (None, true) => track.paused.push((queue.clone(), reason.clone())),
+                        (None, true) => track.paused.push((q, r)),
                         (None, false) => {}
                     }
                 }
@@ -432,7 +509,9 @@ impl Pass<'_> {
     /// reported.
     fn track(&mut self, extension: &str, t: i64) -> Option<&mut Track> {
         let known = self.known();
-        let track = self.tracks.get_mut(*self.index.get(extension)?)?;
+        let track = self
+            .tracks
+            .get_mut(*self.index.get(&number_key(extension))?)?;
         track.flush(t, known);
         Some(track)
     }
@@ -468,9 +547,13 @@ where
         index: selected
             .iter()
             .enumerate()
-            .map(|(i, (n, _))| (n.as_str(), i))
+            .map(|(i, (n, _))| (number_key(n.as_str()), i))
             .collect(),
         tracks: selected.iter().map(|_| Track::new(from)).collect(),
+        queues: FastMap::default(),
+        queue_names: vec![None],
+        reasons: FastMap::default(),
+        reason_names: vec![None],
         running: false,
         link_up: false,
         last_at: None,
@@ -496,12 +579,25 @@ where
         pass.apply(t, &entry.event);
     }
     pass.flush_all(pass.to);
+    let reasons = std::mem::take(&mut pass.reason_names);
 
     let mut departments: BTreeMap<&Department, DepartmentTimes> = BTreeMap::new();
     let extensions: Vec<ExtensionTimes> = selected
         .iter()
         .zip(pass.tracks)
         .map(|((n, d), mut track)| {
+            track.times.paused_by_reason = track
+                .reason_ms
+                .iter()
+                .map(|&(id, ms)| {
+                    let name = usize::try_from(id)
+                        .ok()
+                        .and_then(|i| reasons.get(i))
+                        .cloned()
+                        .flatten();
+                    (name, ms)
+                })
+                .collect();
             track.times.paused_by_reason.sort();
             let sum = departments.entry(d).or_insert_with(|| DepartmentTimes {
                 department: (*d).clone(),
