@@ -10,11 +10,9 @@ use anyhow::{Context, Result, bail};
 /// The crates that have criterion benchmarks.
 const BENCH_CRATES: [&str; 3] = ["ami-proto", "store", "hub"];
 
-fn shared_dir(root: &Path) -> Option<PathBuf> {
-    std::env::var_os("EXTSTATUS_SHARED_DIR")
-        .map(PathBuf::from)
-        .or_else(|| root.parent().map(|p| p.join("shared")))
-        .filter(|p| p.join("bench/gen_ami.py").is_file())
+/// The generator of the realistic AMI stream, kept in the repository.
+fn generator(root: &Path) -> Option<PathBuf> {
+    Some(root.join("fixtures/bench/gen_ami.py")).filter(|p| p.is_file())
 }
 
 fn cargo(root: &Path) -> Command {
@@ -50,17 +48,17 @@ pub fn run(root: &Path, only: &[String]) -> Result<()> {
 
 /// Generates the realistic 200,000-packet stream and times `ami-dump --count` on it.
 fn parser_throughput(root: &Path) -> Result<()> {
-    let Some(shared) = shared_dir(root) else {
+    let Some(generator) = generator(root) else {
         bail!(
-            "shared/bench/gen_ami.py not found beside the workspace; set EXTSTATUS_SHARED_DIR \
-             to the shared folder"
+            "fixtures/bench/gen_ami.py not found in the workspace at {}",
+            root.display()
         );
     };
     let stream = root.join("target/ami200k.ami");
     if !stream.is_file() {
         check(
             Command::new("python3")
-                .arg(shared.join("bench/gen_ami.py"))
+                .arg(&generator)
                 .args(["-n", "200000", "-o"])
                 .arg(&stream),
         )?;

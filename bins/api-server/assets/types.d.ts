@@ -9,6 +9,12 @@ export type RecordId = string;
 /**
  * An extension number: 2 to 10 ASCII digits. Leading zeros are significant (`0101` is not
  * `101`), so it is text, never a number.
+ *
+ * It orders the way a supervisor reads a board: by the numeric value of its digits
+ * (`99` < `100`, and `0101`, worth 101, sits between `100` and `102`), and numbers of equal
+ * value by length, fewer leading zeros first (`101` < `0101` < `00101`).
+ * This is the one definition of extension order: the store lists records in it and the
+ * hub's snapshots use it.
  */
 export type ExtensionNumber = string;
 
@@ -102,7 +108,7 @@ connected: boolean,
 since: string | null, };
 
 /**
- * One message of the WebSocket stream, exactly as `shared/interfaces.md` writes it.
+ * One message of the WebSocket stream, exactly as `docs/api.md` describes it.
  *
  * The hub sends pre-serialized text ([`SequencedChange::json`], [`Snapshot::to_json`]); this
  * type exists so that clients and tests can read the stream, and it serializes to the same
@@ -181,7 +187,7 @@ export type ExtensionStateInfo = { code: KnownStatusCode, text: string, device_s
 /** One row of `DEVICE_STATES` in constants.js. */
 export type DeviceStateInfo = { name: DeviceState, number: number, cli: string, status: Presence, };
 
-/** The body of every error answer of the HTTP API (`shared/interfaces.md`). */
+/** The body of every error answer of the HTTP API (`docs/api.md`). */
 export type ApiErrorBody = { error: { code: string, message: string, fields?: Record<string, string>, }, };
 
 /** The members of a creation request (`POST /api/extensions`). */

@@ -1,4 +1,4 @@
-//! The extension record, exactly as `shared/interfaces.md` names its fields, and the time format
+//! The extension record, exactly as the interface (`docs/api.md`) names its fields, and the time format
 //! it is written in.
 
 use chrono::{DateTime, SubsecRound, Utc};

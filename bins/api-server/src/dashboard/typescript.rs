@@ -66,7 +66,7 @@ fn types_d_ts() -> String {
          export type ExtensionStateInfo = {{ code: KnownStatusCode, text: string, device_state: DeviceState, status: Presence, }};\n\n\
          /** One row of `DEVICE_STATES` in constants.js. */\n\
          export type DeviceStateInfo = {{ name: DeviceState, number: number, cli: string, status: Presence, }};\n\n\
-         /** The body of every error answer of the HTTP API (`shared/interfaces.md`). */\n\
+         /** The body of every error answer of the HTTP API (`docs/api.md`). */\n\
          export type ApiErrorBody = {{ error: {{ code: string, message: string, fields?: Record<string, string>, }}, }};\n\n\
          /** The members of a creation request (`POST /api/extensions`). */\n\
          export type NewExtensionField = {};\n",
