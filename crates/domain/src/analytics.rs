@@ -305,16 +305,6 @@ impl Hasher for FastHash {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHash>>;
 
-/// An extension number as one integer: its digits' value and its length, so `0101` and `101`
-/// differ. Unique because an extension number has at most 10 digits.
-fn number_key(n: &str) -> u64 {
-    let value = n.bytes().fold(0u64, |v, b| {
-        v.wrapping_mul(10)
-            .wrapping_add(u64::from(b.wrapping_sub(b'0')))
-    });
-    (value << 4) | (n.len() as u64 & 0xf)
-}
-
 /// The id of `text` in `table`, adding it when new. Ids start at 1; 0 means "none".
 fn intern(table: &mut FastMap<String, u32>, names: &mut Vec<Option<String>>, text: &str) -> u32 {
     if let Some(id) = table.get(text) {
@@ -394,7 +384,7 @@ impl Track {
 struct Pass {
     from: i64,
     to: i64,
-    /// Track index by [`number_key`].
+    /// Track index by [`ExtensionNumber::order_key`], unique per extension number.
     index: FastMap<u64, usize>,
     tracks: Vec<Track>,
     queues: FastMap<String, u32>,
@@ -452,7 +442,7 @@ impl Pass {
             HistoryEvent::Status {
                 extension, code, ..
             } => {
-                if let Some(track) = self.track(extension.as_str(), t) {
+                if let Some(track) = self.track(extension, t) {
                     let state = ExtensionState::from_code(*code);
                     track.presence = presence_index(state.presence());
                     track.device = usize::from(state.device_state().number());
@@ -465,7 +455,7 @@ impl Pass {
                 reason,
             } => {
                 // Interning first: the track borrows the whole pass.
-                let selected = self.index.contains_key(&number_key(extension.as_str()));
+                let selected = self.index.contains_key(&extension.order_key());
                 let q = if selected {
                     intern(&mut self.queues, &mut self.queue_names, queue)
                 } else {
@@ -477,7 +467,7 @@ impl Pass {
                     }
                     _ => 0,
                 };
-                if let Some(track) = self.track(extension.as_str(), t) {
+                if let Some(track) = self.track(extension, t) {
                     let slot = track.paused.iter().position(|&(tq, _)| tq == q);
                     match (slot, paused) {
                         (Some(i), true) => {
@@ -496,7 +486,7 @@ impl Pass {
             HistoryEvent::Call {
                 extension, on_call, ..
             } => {
-                if let Some(track) = self.track(extension.as_str(), t) {
+                if let Some(track) = self.track(extension, t) {
                     track.on_call = *on_call;
                 }
             }
@@ -507,11 +497,11 @@ impl Pass {
 
     /// The track of `extension` with its time counted up to `t`; `None` when it is not
     /// reported.
-    fn track(&mut self, extension: &str, t: i64) -> Option<&mut Track> {
+    fn track(&mut self, extension: &ExtensionNumber, t: i64) -> Option<&mut Track> {
         let known = self.known();
         let track = self
             .tracks
-            .get_mut(*self.index.get(&number_key(extension))?)?;
+            .get_mut(*self.index.get(&extension.order_key())?)?;
         track.flush(t, known);
         Some(track)
     }
@@ -547,7 +537,7 @@ where
         index: selected
             .iter()
             .enumerate()
-            .map(|(i, (n, _))| (number_key(n.as_str()), i))
+            .map(|(i, (n, _))| (n.order_key(), i))
             .collect(),
         tracks: selected.iter().map(|_| Track::new(from)).collect(),
         queues: FastMap::default(),
