@@ -70,10 +70,10 @@ pub enum HistoryEvent {
     },
     /// The presence state of `extension` changed (JSON kind `presence`).
     Presence {
-        /// The presence state, e.g. `available`, `away`, `dnd`.
-        state: String,
         /// The extension.
         extension: ExtensionNumber,
+        /// The presence state, e.g. `available`, `away`, `dnd`.
+        state: String,
         /// The presence subtype, if any.
         subtype: Option<String>,
         /// The presence message, if any.
