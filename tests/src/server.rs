@@ -1,11 +1,16 @@
 //! Spawning an api-server on port 0 with a temporary store, and REST/WebSocket clients.
 //!
+//! The store is a fresh embedded one by default; [`Options::mongodb`] gives a server on a fresh
+//! database of the MongoDB server named by `TEST_MONGODB_URI`, dropped again when the server
+//! stops.
+//!
 //! Nothing here sleeps for a fixed time to let something happen: tests wait for conditions
 //! with [`eventually`], which polls until a bounded timeout.
 
 use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -41,6 +46,40 @@ where
     }
 }
 
+/// The environment variable that names a MongoDB server for the tests.
+pub const MONGODB_URI_VAR: &str = "TEST_MONGODB_URI";
+
+/// The MongoDB URI of `TEST_MONGODB_URI`, if set and not blank.
+pub fn mongodb_uri() -> Option<String> {
+    std::env::var(MONGODB_URI_VAR)
+        .ok()
+        .filter(|uri| !uri.trim().is_empty())
+}
+
+/// Which store a test server runs on.
+#[derive(Clone, Debug, Default)]
+pub enum StoreKind {
+    /// A fresh embedded store in a temporary directory.
+    #[default]
+    Embedded,
+    /// A fresh database, named when the server starts, on this MongoDB server.
+    MongoDb {
+        /// The connection string.
+        uri: String,
+    },
+}
+
+/// A database name no other test server of any process uses: the process id, a counter and
+/// the time, within MongoDB's 63-byte limit.
+fn fresh_database_name() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("extstatus_e2e_{}_{n}_{stamp}", std::process::id())
+}
+
 /// What a test server is started with.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -59,9 +98,28 @@ pub struct Options {
     /// Records (extension, agent, department) put into the store before the server starts,
     /// so that the first `ExtensionStateList` already finds them.
     pub seed: Vec<(String, String, String)>,
+    /// The store to run on.
+    pub store: StoreKind,
 }
 
 impl Options {
+    /// Default options on a fresh MongoDB database, or `None` when `TEST_MONGODB_URI` is not
+    /// set (`cargo xtask ci` says once that the MongoDB runs were skipped).
+    pub fn mongodb() -> Option<Self> {
+        mongodb_uri().map(|uri| Self {
+            store: StoreKind::MongoDb { uri },
+            ..Self::default()
+        })
+    }
+
+    /// These options on the store of `base` (the embedded store, or a MongoDB server).
+    pub fn on_store_of(self, base: &Options) -> Self {
+        Self {
+            store: base.store.clone(),
+            ..self
+        }
+    }
+
     /// Timers short enough for tests: no long waits for `FullyBooted`, a short grace before a
     /// link drop is announced, and a quick WebSocket heartbeat.
     pub fn fast_timing() -> Timing {
@@ -100,11 +158,20 @@ impl Options {
 pub async fn open_store(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Arc<dyn store::Repository>, CancellationToken)> {
+    open_backend(&store::Backend::Embedded {
+        data_dir: dir.to_path_buf(),
+    })
+    .await
+}
+
+/// Opens a store as a test's own client, beside (or before) the server. Cancel the token to
+/// close it.
+async fn open_backend(
+    backend: &store::Backend,
+) -> anyhow::Result<(Arc<dyn store::Repository>, CancellationToken)> {
     let token = CancellationToken::new();
     let store = store::open(
-        &store::Backend::Embedded {
-            data_dir: dir.to_path_buf(),
-        },
+        backend,
         store::StoreOptions {
             shutdown: token.clone(),
             ..store::StoreOptions::default()
@@ -114,9 +181,12 @@ pub async fn open_store(
     Ok((store, token))
 }
 
-/// Writes `records` into a fresh embedded store in `dir`, then closes it.
-async fn seed(dir: &std::path::Path, records: &[(String, String, String)]) -> anyhow::Result<()> {
-    let (store, token) = open_store(dir).await?;
+/// Writes `records` into a fresh store, then closes it.
+async fn seed(
+    backend: &store::Backend,
+    records: &[(String, String, String)],
+) -> anyhow::Result<()> {
+    let (store, token) = open_backend(backend).await?;
     for (extension, agent, department) in records {
         store
             .create(domain::NewExtension {
@@ -142,6 +212,8 @@ pub struct TestServer {
     pub admin_token: Option<String>,
     shutdown: CancellationToken,
     running: Option<api_server::RunningServer>,
+    /// The MongoDB database the server runs on, dropped when it stops.
+    mongodb: Option<store::MongoConfig>,
     _dir: TempDir,
 }
 
@@ -166,12 +238,35 @@ impl Reply {
 }
 
 impl TestServer {
-    /// Starts a server on 127.0.0.1:0 with a fresh embedded store.
+    /// Starts a server on 127.0.0.1:0 with a fresh store of the kind `options.store` names.
     pub async fn start(options: Options) -> anyhow::Result<TestServer> {
         install_log_capture();
         let dir = tempfile::tempdir()?;
+        let (backend, store_config, mongodb) = match &options.store {
+            StoreKind::Embedded => (
+                store::Backend::Embedded {
+                    data_dir: dir.path().to_path_buf(),
+                },
+                StoreConfig::Embedded {
+                    data_dir: dir.path().to_path_buf(),
+                },
+                None,
+            ),
+            StoreKind::MongoDb { uri } => {
+                let database = fresh_database_name();
+                let config = store::MongoConfig::new(uri.clone(), database.clone());
+                (
+                    store::Backend::MongoDb(config.clone()),
+                    StoreConfig::Mongo {
+                        uri: Secret::new(uri.clone()),
+                        database,
+                    },
+                    Some(config),
+                )
+            }
+        };
         if !options.seed.is_empty() {
-            seed(dir.path(), &options.seed).await?;
+            seed(&backend, &options.seed).await?;
         }
         let (ami_addr, user, secret) = match &options.ami {
             Some((addr, user, secret)) => (
@@ -183,9 +278,7 @@ impl TestServer {
         };
         let config = Config {
             listen: "127.0.0.1:0".to_owned(),
-            store: StoreConfig::Embedded {
-                data_dir: dir.path().to_path_buf(),
-            },
+            store: store_config,
             ami: AmiConfig {
                 addr: ami_addr,
                 username: user,
@@ -225,6 +318,7 @@ impl TestServer {
             admin_token: options.admin_token,
             shutdown,
             running: Some(running),
+            mongodb,
             _dir: dir,
         })
     }
@@ -234,14 +328,30 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop_keeping_data().await.map(drop)
+    /// Stops the server gracefully and waits for it; a MongoDB database is dropped.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await?;
+        }
+        if let Some(config) = self.mongodb.take() {
+            let store = store::MongoStore::connect(&config, store::StoreOptions::default())
+                .await
+                .context("connecting to drop the test database")?;
+            store
+                .drop_collections()
+                .await
+                .context("dropping the test database")?;
+        }
+        Ok(())
     }
 
     /// Stops the server gracefully and hands over its data directory, to look at what it left
-    /// in the store.
+    /// in the store. Only for a server on the embedded store.
     pub async fn stop_keeping_data(mut self) -> anyhow::Result<TempDir> {
+        if self.mongodb.is_some() {
+            bail!("stop_keeping_data is for the embedded store; this server runs on MongoDB");
+        }
         self.shutdown.cancel();
         if let Some(running) = self.running.take() {
             running.wait().await?;

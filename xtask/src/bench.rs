@@ -31,15 +31,29 @@ const REST_EXTENSIONS: u32 = 10_000;
 const DOC_START: &str = "<!-- bench:start (written by `cargo xtask bench`) -->";
 const DOC_END: &str = "<!-- bench:end -->";
 
+/// The folder holding the end-to-end harness (`bench/e2e/run_ours.sh`), which is not part of
+/// the repository.
 fn shared_dir(root: &Path) -> Result<PathBuf> {
     std::env::var_os("EXTSTATUS_SHARED_DIR")
         .map(PathBuf::from)
         .or_else(|| root.parent().map(|p| p.join("shared")))
-        .filter(|p| p.join("bench/gen_ami.py").is_file())
+        .filter(|p| p.join("bench/e2e/run_ours.sh").is_file())
         .context(
-            "shared/bench/gen_ami.py not found beside the workspace; set EXTSTATUS_SHARED_DIR \
-             to the shared folder",
+            "bench/e2e/run_ours.sh not found in the shared folder beside the workspace; set \
+             EXTSTATUS_SHARED_DIR to the folder that holds the end-to-end harness",
         )
+}
+
+/// The generator of the realistic AMI stream, kept in the repository.
+fn generator(root: &Path) -> Result<PathBuf> {
+    Some(root.join("fixtures/bench/gen_ami.py"))
+        .filter(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "fixtures/bench/gen_ami.py not found in the workspace at {}",
+                root.display()
+            )
+        })
 }
 
 fn cargo(root: &Path) -> Command {
@@ -85,7 +99,6 @@ fn skipped(part: &str) -> bool {
 
 fn all(root: &Path) -> Result<()> {
     let started = Instant::now();
-    let shared = shared_dir(root)?;
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     check(cargo(root).args(["build", "--release", "--bins"]))?;
@@ -98,10 +111,10 @@ fn all(root: &Path) -> Result<()> {
          `cargo xtask bench`; the raw results are in `target/bench/summary.json`.\n"
     );
     if !skipped("e2e") {
-        summary["e2e"] = e2e(root, &shared, &out, &mut doc)?;
+        summary["e2e"] = e2e(root, &shared_dir(root)?, &out, &mut doc)?;
     }
     if !skipped("parser") {
-        summary["parser"] = parser(root, &shared, &mut doc)?;
+        summary["parser"] = parser(root, &mut doc)?;
     }
     if !skipped("rest") {
         summary["rest"] = rest(root, &out, &mut doc)?;
@@ -158,7 +171,7 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
          change) for 10 s from the fake PBX, N WebSocket clients; latency from the event's send \
          to each client's read.\n\n\
          ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" OUT=target/bench/e2e \
-         ../shared/bench/e2e/run_ours.sh\n```\n"
+         $EXTSTATUS_SHARED_DIR/bench/e2e/run_ours.sh\n```\n"
     );
     let _ = writeln!(
         doc,
@@ -201,12 +214,13 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
 }
 
 /// Generates the realistic 200,000-packet stream and times `ami-dump --count` on it.
-fn parser(root: &Path, shared: &Path, doc: &mut String) -> Result<Value> {
+fn parser(root: &Path, doc: &mut String) -> Result<Value> {
+    let generator = generator(root)?;
     let stream = root.join("target/ami200k.ami");
     if !stream.is_file() {
         check(
             Command::new("python3")
-                .arg(shared.join("bench/gen_ami.py"))
+                .arg(&generator)
                 .args(["-n", "200000", "-o"])
                 .arg(&stream),
         )?;
@@ -223,7 +237,7 @@ fn parser(root: &Path, shared: &Path, doc: &mut String) -> Result<Value> {
     let _ = writeln!(
         doc,
         "### Parser\n\nFrame + parse of 200,000 realistic AMI packets in 4,096-byte reads, 3 runs:\n\n\
-         ```\npython3 ../shared/bench/gen_ami.py -n 200000 -o target/ami200k.ami\n\
+         ```\npython3 fixtures/bench/gen_ami.py -n 200000 -o target/ami200k.ami\n\
          ./target/release/ami-dump --count target/ami200k.ami\n```\n\n```\n{}\n```\n",
         runs.join("\n")
     );

@@ -46,6 +46,11 @@ impl fmt::Display for Step {
 fn cargo(root: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     cmd.args(args).current_dir(root);
+    // On CI (`CI` set, a fresh clone every run) incremental compilation only costs: it writes
+    // caches no later build reads. Locally it stays on, as the profile says.
+    if std::env::var_os("CI").is_some() && std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        cmd.env("CARGO_INCREMENTAL", "0");
+    }
     cmd
 }
 
@@ -138,8 +143,12 @@ pub fn run_step(root: &Path, step: Step) -> Result<bool> {
                 "warnings",
             ],
         )),
+        // `--examples` (there are none) makes cargo resolve features as clippy's
+        // `--all-targets` does, dev-dependencies included, so rustdoc reuses the dependency
+        // metadata clippy built instead of checking 44 dependencies again (docs/ci.md).
         Step::Doc => run(
             cargo(root, &["doc", "--workspace", "--no-deps", "--all-features"])
+                .args(["--lib", "--bins", "--examples"])
                 .env("RUSTDOCFLAGS", "-D warnings"),
         ),
         Step::Tests => {
@@ -170,11 +179,36 @@ pub fn run_step(root: &Path, step: Step) -> Result<bool> {
     }
 }
 
+/// The environment variable that points the MongoDB runs at a server.
+const MONGODB_URI_VAR: &str = "TEST_MONGODB_URI";
+
+/// The one line that says whether the MongoDB runs (the store contract suite and the server's
+/// end-to-end tests on MongoDB) happen, given the value of `TEST_MONGODB_URI`. The URI is not
+/// printed: it may hold a password.
+fn mongodb_line(uri: Option<&str>) -> &'static str {
+    match uri {
+        Some(uri) if !uri.trim().is_empty() => {
+            "ci: MongoDB runs: the store contract suite and the server end-to-end tests also run \
+             against TEST_MONGODB_URI"
+        }
+        _ => {
+            "ci: MongoDB runs skipped: TEST_MONGODB_URI is not set, so the store contract suite \
+             and the server end-to-end tests ran on the embedded store only"
+        }
+    }
+}
+
 /// Runs `steps` in order on the workspace at `root` and stops at the first failing one.
 pub fn run_steps(root: &Path, steps: &[Step]) -> Result<()> {
     for &step in steps {
         let started = Instant::now();
         eprintln!("ci: step {step} starts");
+        if step == Step::Tests {
+            eprintln!(
+                "{}",
+                mongodb_line(std::env::var(MONGODB_URI_VAR).ok().as_deref())
+            );
+        }
         let ok = run_step(root, step)?;
         if step != Step::Tests || !ok {
             // The tests step ends with the test count, which should stay the last line.
@@ -204,12 +238,14 @@ mod tests {
         "<!-- tidy:deps:start -->\n| `scratch` | — |\n| `helper` | — |\n<!-- tidy:deps:end -->\n";
     const GOOD_LIB: &str = "//! A scratch crate.\n\n/// Adds one.\npub fn add_one(x: u8) -> u8 {\n    x.wrapping_add(1)\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add_one(1), 2);\n    }\n}\n";
 
+    /// A scratch workspace of two crates. The cases break and repair the same workspace in
+    /// turn, so nested cargo builds its dependencies once and then only what a case changed.
     struct Scratch {
         dir: tempfile::TempDir,
     }
 
     impl Scratch {
-        fn new(lib: &str) -> Self {
+        fn new() -> Self {
             let dir = tempfile::tempdir().expect("tempdir");
             let root = dir.path();
             std::fs::write(
@@ -218,52 +254,62 @@ mod tests {
             )
             .expect("write");
             std::fs::write(root.join("ARCHITECTURE.md"), ARCH).expect("write");
-            for (name, body, deps) in [
-                ("scratch", lib, ""),
-                ("helper", "//! A helper crate.\n", ""),
-            ] {
-                std::fs::create_dir_all(root.join(name).join("src")).expect("mkdir");
-                std::fs::write(
-                    root.join(name).join("Cargo.toml"),
-                    format!(
-                        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n{deps}"
-                    ),
-                )
-                .expect("write");
-                std::fs::write(root.join(name).join("src/lib.rs"), body).expect("write");
-            }
-            Self { dir }
+            // Nested cargo must not share the outer build's target directory or its lock, so
+            // the scratch workspace names its own in a config file that nested cargo reads.
+            let cfg = root.join(".cargo");
+            std::fs::create_dir_all(&cfg).expect("mkdir");
+            std::fs::write(
+                cfg.join("config.toml"),
+                format!(
+                    "[build]\ntarget-dir = {:?}\n",
+                    root.join("target").display().to_string()
+                ),
+            )
+            .expect("write");
+            let scratch = Self { dir };
+            scratch.write_crate("helper", "//! A helper crate.\n", "");
+            scratch.write_crate("scratch", GOOD_LIB, "");
+            scratch
         }
 
         fn root(&self) -> PathBuf {
             self.dir.path().to_path_buf()
         }
 
-        fn add_dependency(&self, from: &str, to: &str) {
-            let manifest = self.root().join(from).join("Cargo.toml");
-            let mut text = std::fs::read_to_string(&manifest).expect("read");
-            text.push_str(&format!("{to} = {{ path = \"../{to}\" }}\n"));
-            std::fs::write(manifest, text).expect("write");
-        }
-
-        /// Runs the steps with the scratch workspace's own target directory.
-        fn failing_step(&self) -> Option<Step> {
-            // Nested cargo must not share the outer build's target directory or its lock, so
-            // the scratch workspace names its own in a config file that nested cargo reads.
-            let cfg = self.root().join(".cargo");
-            std::fs::create_dir_all(&cfg).expect("mkdir");
+        /// Writes crate `name` with this `lib.rs` and these `[dependencies]` lines.
+        fn write_crate(&self, name: &str, lib: &str, deps: &str) {
+            let dir = self.root().join(name);
+            std::fs::create_dir_all(dir.join("src")).expect("mkdir");
             std::fs::write(
-                cfg.join("config.toml"),
+                dir.join("Cargo.toml"),
                 format!(
-                    "[build]\ntarget-dir = {:?}\n",
-                    self.root().join("target").display().to_string()
+                    "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n{deps}"
                 ),
             )
             .expect("write");
-            [Step::Fmt, Step::Tidy, Step::Clippy, Step::Tests]
-                .into_iter()
-                .find(|&step| !run_step(&self.root(), step).expect("step runs"))
+            std::fs::write(dir.join("src/lib.rs"), lib).expect("write");
         }
+
+        /// The first step that fails with the `scratch` crate written this way, or `None`.
+        /// The crate is put back in its clean state afterwards.
+        fn failing_step_with(&self, lib: &str, deps: &str) -> Option<Step> {
+            self.write_crate("scratch", lib, deps);
+            let failing = [Step::Fmt, Step::Tidy, Step::Clippy, Step::Tests]
+                .into_iter()
+                .find(|&step| !run_step(&self.root(), step).expect("step runs"));
+            self.write_crate("scratch", GOOD_LIB, "");
+            failing
+        }
+    }
+
+    #[test]
+    fn the_mongodb_line_says_whether_the_runs_happen() {
+        for unset in [None, Some(""), Some("  ")] {
+            assert!(mongodb_line(unset).starts_with("ci: MongoDB runs skipped: "));
+        }
+        let line = mongodb_line(Some("mongodb://u:hunter2@127.0.0.1:10260/"));
+        assert!(line.starts_with("ci: MongoDB runs: "), "{line}");
+        assert!(!line.contains("hunter2"));
     }
 
     #[test]
@@ -278,28 +324,47 @@ mod tests {
 
     #[test]
     fn ci_catches_each_kind_of_breakage() {
-        let clean = Scratch::new(GOOD_LIB);
-        assert_eq!(clean.failing_step(), None, "a clean workspace passes");
-
-        let unformatted =
-            Scratch::new(&GOOD_LIB.replace("x.wrapping_add(1)", "x.wrapping_add( 1 )"));
-        assert_eq!(unformatted.failing_step(), Some(Step::Fmt));
-
-        let no_doc =
-            Scratch::new(&GOOD_LIB.replace("//! A scratch crate.\n", "// A scratch crate.\n"));
-        assert_eq!(no_doc.failing_step(), Some(Step::Tidy));
-
-        let edge = Scratch::new(GOOD_LIB);
-        edge.add_dependency("scratch", "helper");
-        assert_eq!(edge.failing_step(), Some(Step::Tidy));
-
-        let lint = Scratch::new(&GOOD_LIB.replace(
-            "/// Adds one.",
-            "/// Counts.\npub fn count(v: &Vec<u8>) -> usize {\n    v.len()\n}\n\n/// Adds one.",
-        ));
-        assert_eq!(lint.failing_step(), Some(Step::Clippy));
-
-        let failing = Scratch::new(&GOOD_LIB.replace("add_one(1), 2", "add_one(1), 3"));
-        assert_eq!(failing.failing_step(), Some(Step::Tests));
+        let scratch = Scratch::new();
+        let cases = [
+            ("a clean workspace", GOOD_LIB.to_owned(), "", None),
+            (
+                "unformatted code",
+                GOOD_LIB.replace("x.wrapping_add(1)", "x.wrapping_add( 1 )"),
+                "",
+                Some(Step::Fmt),
+            ),
+            (
+                "a file without a `//!` line",
+                GOOD_LIB.replace("//! A scratch crate.\n", "// A scratch crate.\n"),
+                "",
+                Some(Step::Tidy),
+            ),
+            (
+                "a crate edge ARCHITECTURE.md does not list",
+                GOOD_LIB.to_owned(),
+                "helper = { path = \"../helper\" }\n",
+                Some(Step::Tidy),
+            ),
+            (
+                "a clippy warning",
+                GOOD_LIB.replace(
+                    "/// Adds one.",
+                    "/// Counts.\npub fn count(v: &Vec<u8>) -> usize {\n    v.len()\n}\n\n/// Adds one.",
+                ),
+                "",
+                Some(Step::Clippy),
+            ),
+            (
+                "a failing test",
+                GOOD_LIB.replace("add_one(1), 2", "add_one(1), 3"),
+                "",
+                Some(Step::Tests),
+            ),
+            // Again clean after every breakage: no case's failure leaks into the next.
+            ("the repaired workspace", GOOD_LIB.to_owned(), "", None),
+        ];
+        for (what, lib, deps, want) in cases {
+            assert_eq!(scratch.failing_step_with(&lib, deps), want, "{what}");
+        }
     }
 }

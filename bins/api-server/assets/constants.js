@@ -47,4 +47,5 @@ export const LIMITS = Object.freeze({
   extension: Object.freeze({ min: 2, max: 10 }),
   agent_name: Object.freeze({ max: 100 }),
   department: Object.freeze({ max: 50 }),
+  pause_reason: Object.freeze({ max: 64 }),
 });

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use ami_proto::client::{Client, ClientConfig};
-use domain::ExtensionFilter;
+use domain::{AgentName, Department, ExtensionFilter, ExtensionNumber, NewExtension};
 use hub::{Hub, HubConfig, PbxLink};
 use store::{Repository, StoreOptions};
 use tokio::task::JoinHandle;
@@ -90,12 +90,31 @@ fn backend(config: &StoreConfig) -> store::Backend {
 /// Status changes per second the demo's simulator makes across all agents.
 const DEMO_RATE_PER_SEC: f64 = 4.0;
 
+/// The sample agents of `ami-sim` as records to seed, or which one is not a valid record.
+fn demo_agents() -> Result<Vec<NewExtension>, ServerError> {
+    ami_sim::sample_agents()
+        .map(|a| {
+            let invalid = |what: &str, e: &dyn std::fmt::Display| {
+                ServerError::Simulator(format!("sample agent {}: invalid {what}: {e}", a.extension))
+            };
+            Ok(NewExtension {
+                extension: ExtensionNumber::parse(a.extension)
+                    .map_err(|e| invalid("extension", &e))?,
+                agent_name: AgentName::parse(a.name).map_err(|e| invalid("name", &e))?,
+                department: Department::parse(a.department)
+                    .map_err(|e| invalid("department", &e))?,
+                is_active: true,
+            })
+        })
+        .collect()
+}
+
 /// Demo mode: the sample agents if the store is empty, and the simulator on loopback.
 async fn start_demo(
     store: &Arc<dyn Repository>,
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, String, String), ServerError> {
-    let samples = crate::sim::sample_agents();
+    let samples = demo_agents()?;
     if store.list(&ExtensionFilter::default()).await?.is_empty() {
         for new in &samples {
             match store.create(new.clone()).await {
@@ -112,16 +131,16 @@ async fn start_demo(
         .list(&ExtensionFilter::default())
         .await?
         .into_iter()
-        .map(|r| crate::sim::SimAgent::custom(r.extension))
+        .map(|r| ami_sim::SimAgent::custom(r.extension.as_str()))
         .collect();
     let username = "demo".to_owned();
     let secret = format!("demo-{:016x}", rand::random::<u64>());
-    let mut sim_config = crate::sim::SimConfig::new(username.clone(), secret.clone(), agents);
+    let mut sim_config = ami_sim::SimConfig::new(username.clone(), secret.clone(), agents);
     // About one change every ten seconds per agent: a board that visibly lives, without the
     // churn of a load test.
     sim_config.rate_per_sec = DEMO_RATE_PER_SEC;
     let (addr, _sim, _task) =
-        crate::sim::spawn(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)), cancel)
+        ami_sim::spawn(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)), cancel)
             .await
             .map_err(|e| ServerError::Simulator(e.to_string()))?;
     tracing::info!(%addr, "demo: AMI simulator listening on loopback");
@@ -166,7 +185,8 @@ pub async fn start(
     let newest_stored = crate::pipeline::newest_observation(&records);
     let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
     let metrics = Arc::new(Metrics::default());
-    let link = Arc::new(LinkStatus::default());
+    // Without a PBX there is no link to follow; with one, the client's watch is its state.
+    let mut link = Arc::new(LinkStatus::new(None));
     let (writer, writer_task) = Writer::spawn(
         store.clone(),
         hub.clone(),
@@ -181,7 +201,6 @@ pub async fn start(
     let mut client_handle = None;
     let pipeline_task = match &ami.username {
         Some(user) => {
-            link.set_configured(true);
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
             client_config.events = "call,system".to_owned();
@@ -190,6 +209,7 @@ pub async fn start(
             }
             tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
             let (handle, events) = Client::spawn(client_config, ami_token.clone());
+            link = Arc::new(LinkStatus::new(Some(handle.link())));
             client_handle = Some(handle.clone());
             let pipeline = Pipeline {
                 client: handle,
@@ -343,5 +363,94 @@ impl Shutdown {
             Err(e) => return Err(std::io::Error::other(e.to_string()).into()),
         }
         flushed.map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_seeds_forty_valid_agents_in_four_departments() {
+        let agents = demo_agents().expect("the sample roster is valid");
+        assert_eq!(agents.len(), 40);
+        assert_eq!(agents[0].extension.as_str(), "1001");
+        assert_eq!(agents[39].extension.as_str(), "1040");
+        let departments: std::collections::BTreeSet<&str> =
+            agents.iter().map(|a| a.department.as_str()).collect();
+        assert_eq!(departments.len(), 4);
+        assert!(agents.iter().all(|a| a.is_active));
+    }
+
+    /// `(extension, status_code)` of every record, over plain HTTP/1.0 (no chunking).
+    async fn codes(addr: SocketAddr) -> anyhow::Result<Vec<(String, i64)>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /api/extensions HTTP/1.0\r\nHost: demo\r\n\r\n")
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let (_, body) = response
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| anyhow::anyhow!("no body in {response:?}"))?;
+        let records: Vec<serde_json::Value> = serde_json::from_str(body)?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                let ext = r["extension"].as_str().unwrap_or_default().to_owned();
+                (ext, r["status_code"].as_i64().unwrap_or(i64::MIN))
+            })
+            .collect())
+    }
+
+    /// Polls `codes` until `done` accepts them; the patience only bounds a hang.
+    async fn until(
+        addr: SocketAddr,
+        what: &str,
+        done: impl Fn(&[(String, i64)]) -> bool,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        let patience = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = codes(addr).await?;
+            if done(&now) {
+                return Ok(now);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < patience,
+                "gave up waiting for {what}: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_mode_seeds_the_sample_agents_and_the_simulator_moves_them() -> anyhow::Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            store: StoreConfig::Embedded {
+                data_dir: dir.path().to_path_buf(),
+            },
+            demo: true,
+            ..Config::default()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let shutdown = CancellationToken::new();
+        let running = start(config, listener, shutdown.clone()).await?;
+        assert!(running.demo_ami.is_some_and(|a| a.ip().is_loopback()));
+        let addr = running.addr;
+        // The first list from the simulator gives every sample agent a live state.
+        let first = until(addr, "40 agents with live states", |c| {
+            c.len() == 40 && c.iter().all(|(_, code)| *code >= 0)
+        })
+        .await?;
+        assert_eq!(first[0].0, "1001");
+        // Then the call cycle moves the board.
+        until(addr, "a status change", |c| c != first.as_slice()).await?;
+        shutdown.cancel();
+        running.wait().await?;
+        Ok(())
     }
 }

@@ -1,56 +1,25 @@
 //! The server's configuration: command-line flags (each also an environment variable), an
 //! optional TOML file, and the typed, fully resolved [`Config`] the rest of the library takes.
 //!
-//! Precedence is flags > environment > file > defaults. clap reads flags and `EXTSTATUS_*`
-//! variables (so every flag is optional here and carries no clap default); the file and the
-//! defaults are merged afterwards by [`Config::resolve`]. Reading the process environment and the
-//! file is left to the binary, which passes what it read in.
+//! Every setting is declared once, in [`Args`]: its flag, its `EXTSTATUS_*` variable (clap) and
+//! its TOML key (serde, the field's name); the store's settings come from the `store` crate's
+//! [`StoreArgs`], flattened in. Precedence is flags > environment > file > defaults: clap reads
+//! flags and variables into one [`Args`] (so every setting is optional and carries no clap
+//! default), the file is read into another, and [`Config::resolve`] merges them over the
+//! defaults. Reading the process environment and the file is left to the binary, which passes
+//! what it read in.
 
-use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use store::cli::StoreArgs;
 
-/// A secret value (AMI secret, API tokens, a MongoDB URI with credentials). It prints as
-/// `[redacted]` in every `Debug` and `Display`, so no log line or error message can carry it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that must send or compare it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
+/// The workspace's one secret type (AMI secret, API tokens, a MongoDB URI with credentials):
+/// it prints as `[redacted]` in every `Debug` and `Display`.
+pub use store::Secret;
 
 /// A duration written as a number with an optional unit: `500ms`, `2s`, `5m`, `1h`; a bare
 /// number counts seconds.
@@ -104,9 +73,11 @@ pub enum LogFormat {
     Json,
 }
 
-/// The command line. Every flag is also read from `EXTSTATUS_<NAME>`; none has a clap default,
+/// Every setting, declared once: the command line (each flag also read from `EXTSTATUS_<NAME>`)
+/// and the TOML file (each key the field's name, in snake_case). No setting has a clap default,
 /// so that [`Config::resolve`] can tell "not given" from "given".
-#[derive(Clone, Debug, Default, clap::Parser)]
+#[derive(Clone, Debug, Default, clap::Parser, Deserialize)]
+#[serde(default)]
 #[command(
     name = "api-server",
     version,
@@ -117,24 +88,15 @@ pub enum LogFormat {
 pub struct Args {
     /// A TOML file with any of the settings below (keys in snake_case, e.g. `data_dir`).
     #[arg(long, env = "EXTSTATUS_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// HTTP + WebSocket address [default: 127.0.0.1:8080].
     #[arg(long, env = "EXTSTATUS_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Embedded store location, used when no MongoDB URI is given [default: ./data].
-    #[arg(long, env = "EXTSTATUS_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Use MongoDB instead of the embedded store (also read from MONGODB_URI).
-    #[arg(
-        long,
-        env = "EXTSTATUS_MONGODB_URI",
-        value_name = "URI",
-        hide_env_values = true
-    )]
-    pub mongodb_uri: Option<Secret>,
-    /// MongoDB database name [default: call_center].
-    #[arg(long, env = "EXTSTATUS_MONGODB_DB", value_name = "NAME")]
-    pub mongodb_db: Option<String>,
+    /// Where the records are: `--data-dir`, `--mongodb-uri`, `--mongodb-db`.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub store: StoreArgs,
     /// Asterisk manager address [default: 127.0.0.1:5038].
     #[arg(long, env = "EXTSTATUS_AMI", value_name = "ADDR")]
     pub ami: Option<String>,
@@ -208,11 +170,7 @@ impl Args {
     /// Fills the two secrets that are also accepted under their conventional names
     /// (`MONGODB_URI`, `AMI_SECRET`) when neither a flag nor the `EXTSTATUS_` variable gave them.
     pub fn with_plain_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        if self.mongodb_uri.is_none() {
-            self.mongodb_uri = lookup("MONGODB_URI")
-                .filter(|v| !v.is_empty())
-                .map(Secret::new);
-        }
+        self.store = self.store.with_plain_env(&lookup);
         if self.ami_secret.is_none() {
             self.ami_secret = lookup("AMI_SECRET")
                 .filter(|v| !v.is_empty())
@@ -220,33 +178,29 @@ impl Args {
         }
         self
     }
-}
 
-/// The TOML file: the same settings as the flags, keys in snake_case.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    mongodb_uri: Option<Secret>,
-    mongodb_db: Option<String>,
-    ami: Option<String>,
-    ami_user: Option<String>,
-    ami_secret: Option<Secret>,
-    ami_md5: Option<bool>,
-    ami_context: Option<String>,
-    admin_token: Option<Secret>,
-    viewer_token: Option<Secret>,
-    demo: Option<bool>,
-    log_format: Option<LogFormat>,
-    log: Option<String>,
-    resync_interval: Option<HumanDuration>,
-    fully_booted_wait: Option<HumanDuration>,
-    pbx_grace: Option<HumanDuration>,
-    ws_ping_interval: Option<HumanDuration>,
-    ws_timeout: Option<HumanDuration>,
-    shutdown_timeout: Option<HumanDuration>,
-    last_seen_interval: Option<HumanDuration>,
+    /// Reads the TOML file: the same settings as the flags, keys in snake_case. A key that
+    /// names no setting is refused, naming the key.
+    fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::File(e.to_string()))?;
+        let command = <Args as clap::CommandFactory>::command();
+        let keys: Vec<&str> = command
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| !matches!(*id, "config" | "help" | "version"))
+            .collect();
+        if let Some(unknown) = table.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(ConfigError::File(format!(
+                "unknown field `{unknown}`, expected one of {}",
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Args::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::File(e.to_string()))
+    }
 }
 
 /// Where records are kept.
@@ -366,7 +320,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
             store: StoreConfig::Embedded {
-                data_dir: PathBuf::from("./data"),
+                data_dir: PathBuf::from(StoreArgs::DEFAULT_DATA_DIR),
             },
             ami: AmiConfig {
                 addr: "127.0.0.1:5038".to_owned(),
@@ -394,29 +348,25 @@ impl Config {
     /// Merges the command line (flags and `EXTSTATUS_*` variables, already in `args`) over the
     /// TOML file text (when one was given) over the defaults, and checks the result.
     pub fn resolve(args: Args, file: Option<&str>) -> Result<Self, ConfigError> {
-        let file: FileConfig = match file {
-            Some(text) => toml::from_str(text).map_err(|e| ConfigError::File(e.to_string()))?,
-            None => FileConfig::default(),
+        let file = match file {
+            Some(text) => Args::from_toml(text)?,
+            None => Args::default(),
         };
         let d = Config::default();
         let dt = d.timing;
         let pick = |a: Option<HumanDuration>, f: Option<HumanDuration>, default: Duration| {
             a.or(f).map_or(default, |h| h.0)
         };
-        let demo = args.demo || file.demo.unwrap_or(false);
-        let mongodb_uri = non_empty(args.mongodb_uri.or(file.mongodb_uri));
-        let data_dir = args.data_dir.or(file.data_dir);
-        let store = match mongodb_uri {
+        let demo = args.demo || file.demo;
+        let stored = args.store.or(file.store);
+        let store = match stored.mongodb_uri() {
             // Demo mode always uses the embedded store, so it runs anywhere.
             Some(uri) if !demo => StoreConfig::Mongo {
-                uri,
-                database: args
-                    .mongodb_db
-                    .or(file.mongodb_db)
-                    .unwrap_or_else(|| "call_center".to_owned()),
+                uri: uri.clone(),
+                database: stored.database(),
             },
             _ => StoreConfig::Embedded {
-                data_dir: data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+                data_dir: stored.data_dir(),
             },
         };
         let config = Config {
@@ -426,7 +376,7 @@ impl Config {
                 addr: args.ami.or(file.ami).unwrap_or(d.ami.addr),
                 username: args.ami_user.or(file.ami_user).filter(|u| !u.is_empty()),
                 secret: args.ami_secret.or(file.ami_secret),
-                md5: args.ami_md5 || file.ami_md5.unwrap_or(false),
+                md5: args.ami_md5 || file.ami_md5,
                 context: args
                     .ami_context
                     .or(file.ami_context)
@@ -575,6 +525,37 @@ mod tests {
     }
 
     #[test]
+    fn store_settings_and_switches_come_from_the_file_too() {
+        let file = r#"
+            data_dir = "/var/lib/x"
+            mongodb_db = "other"
+            ami_md5 = true
+        "#;
+        let c = Config::resolve(args(&[]), Some(file)).expect("valid");
+        assert_eq!(
+            c.store,
+            StoreConfig::Embedded {
+                data_dir: PathBuf::from("/var/lib/x")
+            }
+        );
+        assert!(c.ami.md5);
+        let c =
+            Config::resolve(args(&["--mongodb-uri", "mongodb://db/"]), Some(file)).expect("valid");
+        assert_eq!(
+            c.store,
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://db/"),
+                database: "other".to_owned()
+            }
+        );
+        // The file cannot name another file, nor anything that is not a setting.
+        for bad in ["config = \"other.toml\"", "help = true", "mongodb = \"x\""] {
+            let err = Config::resolve(args(&[]), Some(bad)).expect_err(bad);
+            assert!(err.to_string().contains("unknown field"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_deployment_example_is_a_valid_configuration() {
         let file = include_str!("../../../deploy/extstatus.toml");
         // The example listens on the network, so it needs the token its unit file supplies.
@@ -596,7 +577,7 @@ mod tests {
         };
         let a = args(&["--ami-secret", "flag"]).with_plain_env(env);
         assert_eq!(a.ami_secret, Some(Secret::new("flag")));
-        assert_eq!(a.mongodb_uri, Some(Secret::new("mongodb://x/")));
+        assert_eq!(a.store.mongodb_uri, Some(Secret::new("mongodb://x/")));
     }
 
     #[test]

@@ -4,64 +4,88 @@
 use std::sync::Mutex;
 
 use actix_web::{HttpResponse, web};
+use ami_proto::client::LinkState;
+use chrono::SubsecRound as _;
 use domain::{Timestamp, format_rfc3339};
 use serde::Serialize;
+use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use crate::state::AppState;
 
-/// What the pipeline reports about the AMI link, for `/readyz`.
+/// The AMI link as `/readyz`, `/metrics` and the pipeline see it.
+///
+/// Whether the link is up, and since when, has one source: the AMI client's [`LinkState`]
+/// watch, which this only reads. What the pipeline adds is what the client does not know: when
+/// the last event arrived and the latest failure in words. (The hub's `PbxLink` is a different
+/// fact: what browsers have been told, which the pipeline derives from this after a grace
+/// period.)
 #[derive(Debug, Default)]
 pub struct LinkStatus {
-    inner: Mutex<LinkInner>,
+    /// The client's link state; `None` when no PBX is configured.
+    link: Option<watch::Receiver<LinkState>>,
+    observed: Mutex<Observed>,
 }
 
+/// What the pipeline observed about the link.
 #[derive(Debug, Default, Clone)]
-struct LinkInner {
-    connected: bool,
-    since: Option<Timestamp>,
+struct Observed {
     last_event: Option<Timestamp>,
     last_error: Option<String>,
-    configured: bool,
 }
 
 impl LinkStatus {
-    fn with<R>(&self, f: impl FnOnce(&mut LinkInner) -> R) -> R {
+    /// The status of a link followed through the client's watch; `None` when the server is not
+    /// configured to reach a PBX.
+    pub fn new(link: Option<watch::Receiver<LinkState>>) -> Self {
+        Self {
+            link,
+            observed: Mutex::default(),
+        }
+    }
+
+    fn observed(&self) -> Observed {
         // A poisoned lock holds plain data that is still valid.
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut g)
+        self.observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn observe(&self, f: impl FnOnce(&mut Observed)) {
+        f(&mut self.observed.lock().unwrap_or_else(|p| p.into_inner()));
     }
 
     /// Whether the server is configured to reach a PBX at all.
-    pub fn set_configured(&self, configured: bool) {
-        self.with(|s| s.configured = configured);
+    pub fn is_configured(&self) -> bool {
+        self.link.is_some()
     }
 
-    /// The link went up or down at `at`.
-    pub fn set_connected(&self, connected: bool, at: Timestamp) {
-        self.with(|s| {
-            if s.connected != connected || s.since.is_none() {
-                s.connected = connected;
-                s.since = Some(at);
-            }
-        });
+    /// Whether a logged-in connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.borrow().connected)
+    }
+
+    /// Since when the link has been up or down, or `None` before the first login.
+    pub fn since(&self) -> Option<Timestamp> {
+        let link = self.link.as_ref()?;
+        let state = link.borrow();
+        // Generation 0 and down: no connection has logged in yet, so `since` is only the
+        // client's start.
+        (state.connected || state.generation > 0)
+            .then(|| Timestamp::from(state.since).trunc_subsecs(3))
     }
 
     /// An event arrived at `at`.
     pub fn event_at(&self, at: Timestamp) {
-        self.with(|s| s.last_event = Some(at));
+        self.observe(|s| s.last_event = Some(at));
     }
 
     /// The latest AMI failure, for operators (never holds a secret: callers pass error
     /// messages of the client, which does not print credentials).
     pub fn set_error(&self, e: impl std::fmt::Display) {
         let e = e.to_string();
-        self.with(|s| s.last_error = Some(e));
-    }
-
-    /// Whether the link is up now.
-    pub fn is_connected(&self) -> bool {
-        self.with(|s| s.connected)
+        self.observe(|s| s.last_error = Some(e));
     }
 }
 
@@ -148,19 +172,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             false
         }
     };
-    let link = state.link.with(|s| s.clone());
+    let link = &state.link;
+    let observed = link.observed();
     let m = &state.metrics;
     let body = Readiness {
         status: if store_ok { "ready" } else { "not_ready" },
         ami: AmiReadiness {
-            configured: link.configured,
-            connected: link.connected,
-            since: link.since.as_ref().map(format_rfc3339),
-            last_event_at: link.last_event.as_ref().map(format_rfc3339),
+            configured: link.is_configured(),
+            connected: link.is_connected(),
+            since: link.since().as_ref().map(format_rfc3339),
+            last_event_at: observed.last_event.as_ref().map(format_rfc3339),
             events_per_minute: m.ami_events_per_minute(),
             reconnects: m.ami_reconnects(),
             errors: m.ami_errors(),
-            last_error: link.last_error,
+            last_error: observed.last_error,
             unknown_extensions: m.unknown_extensions(),
         },
         store: StoreReadiness {
@@ -189,7 +214,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     security((), ("bearer" = []))
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let mut text = state.metrics.render(state.link.is_connected());
+    let mut text = state
+        .metrics
+        .render(state.link.is_connected(), &state.store.counters());
     crate::metrics::render_hub(&mut text, &state.hub.metrics());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -1,5 +1,6 @@
 //! api-server library: composes `ami-proto`, `domain`, `store` and `hub` into the extstatus
-//! server (REST, WebSocket, AMI ingest, health, metrics, dashboard). The binary `main.rs` is a
+//! server (REST, WebSocket, AMI ingest, health, metrics, dashboard); `--demo` runs the
+//! simulated PBX of the `ami-sim` crate. The binary `main.rs` is a
 //! thin wrapper around it, so end-to-end tests can start a server on port 0.
 //!
 //! Start with [`app::start`] (or [`app::run`]) and a resolved [`config::Config`].
@@ -12,6 +13,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod callcenter;
 pub mod config;
 pub mod dashboard;
 pub mod error;
@@ -20,7 +22,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod rest;
-pub mod sim;
 pub mod state;
 pub mod writer;
 pub mod ws;

@@ -16,7 +16,9 @@ use actix_web::web;
 /// `other`, so a misbehaving peer cannot grow the metrics without bound.
 const MAX_EVENT_NAMES: usize = 200;
 
-/// Why the store was written.
+/// Why a change was written and published: the origin of a status change, or the kind of a
+/// user edit. (How many records the store really wrote is the store's own count,
+/// [`store::WriteCounters`], rendered next to these.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum WriteCause {
     /// A live `ExtensionStatus` event changed a status.
@@ -25,8 +27,6 @@ pub enum WriteCause {
     Resync,
     /// An extension missing from a full list became unknown.
     Absent,
-    /// Only `last_seen` was refreshed.
-    LastSeen,
     /// A user created a record.
     Create,
     /// A user edited a record.
@@ -36,11 +36,10 @@ pub enum WriteCause {
 }
 
 impl WriteCause {
-    const ALL: [WriteCause; 7] = [
+    const ALL: [WriteCause; 6] = [
         WriteCause::Event,
         WriteCause::Resync,
         WriteCause::Absent,
-        WriteCause::LastSeen,
         WriteCause::Create,
         WriteCause::Update,
         WriteCause::Delete,
@@ -51,7 +50,6 @@ impl WriteCause {
             Self::Event => "event",
             Self::Resync => "resync",
             Self::Absent => "absent",
-            Self::LastSeen => "last_seen",
             Self::Create => "create",
             Self::Update => "update",
             Self::Delete => "delete",
@@ -105,7 +103,7 @@ pub struct Metrics {
     ami_rate: Mutex<Rate>,
     ami_reconnects: AtomicU64,
     ami_errors: AtomicU64,
-    store_writes: Mutex<BTreeMap<WriteCause, u64>>,
+    changes: Mutex<BTreeMap<WriteCause, u64>>,
     store_errors: AtomicU64,
     resyncs: AtomicU64,
     drift_repaired: AtomicU64,
@@ -162,9 +160,9 @@ impl Metrics {
         self.ami_errors.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a store write.
-    pub fn store_write(&self, cause: WriteCause) {
-        bump(&self.store_writes, cause);
+    /// Counts a change the writer stored and published.
+    pub fn change(&self, cause: WriteCause) {
+        bump(&self.changes, cause);
     }
 
     /// Counts a failed store operation. A conflict or a missing record is an answer, not a
@@ -231,8 +229,8 @@ impl Metrics {
     }
 
     /// Renders every counter in the Prometheus text exposition format (version 0.0.4), with
-    /// the link state as the pipeline reports it.
-    pub fn render(&self, ami_connected: bool) -> String {
+    /// the AMI link state and the store's own write counters.
+    pub fn render(&self, ami_connected: bool, store: &store::WriteCounters) -> String {
         let mut out = String::with_capacity(4096);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
@@ -307,22 +305,23 @@ impl Metrics {
 
         header(
             &mut out,
-            "extstatus_store_writes_total",
+            "extstatus_changes_total",
             "counter",
-            "Store writes, by cause.",
+            "Changes stored and published, by cause: status changes by origin, user edits by kind.",
         );
         {
-            let writes = self.store_writes.lock().unwrap_or_else(|p| p.into_inner());
+            let changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
             for cause in WriteCause::ALL {
-                let n = writes.get(&cause).copied().unwrap_or(0);
+                let n = changes.get(&cause).copied().unwrap_or(0);
                 line(
                     &mut out,
-                    "extstatus_store_writes_total",
+                    "extstatus_changes_total",
                     &[("cause", cause.label())],
                     n,
                 );
             }
         }
+        render_store(&mut out, store);
         single(
             &mut out,
             "extstatus_store_errors_total",
@@ -357,6 +356,39 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The store's own write counters: records it really wrote, by cause, and what the `last_seen`
+/// coalescing took in and saved.
+fn render_store(out: &mut String, c: &store::WriteCounters) {
+    header(
+        out,
+        "extstatus_store_writes_total",
+        "counter",
+        "Records the store wrote, by cause (a status change also writes one history entry).",
+    );
+    for (cause, n) in [
+        ("status_change", c.status_changes),
+        ("user_edit", c.user_edits),
+        ("last_seen", c.last_seen_records),
+    ] {
+        line(out, "extstatus_store_writes_total", &[("cause", cause)], n);
+    }
+    single(
+        out,
+        "extstatus_store_last_seen_batches_total",
+        "counter",
+        "Batched last_seen writes (one multi-record write each).",
+        c.last_seen_batches,
+    );
+    single(
+        out,
+        "extstatus_store_last_seen_coalesced_total",
+        "counter",
+        "last_seen refreshes handed to the coalescing batcher; minus the last_seen writes, what \
+         coalescing saved.",
+        c.last_seen_coalesced,
+    );
 }
 
 /// Appends the hub's counters (publishing, lag resyncs, resumes) to a rendering.
@@ -479,16 +511,28 @@ mod tests {
         m.ami_event("ExtensionStatus");
         m.ami_event("ExtensionStatus");
         m.ami_event("Dev\"ice\n");
-        m.store_write(WriteCause::Event);
+        m.change(WriteCause::Event);
         m.http_request("/api/extensions/{id}", "GET", 404);
         m.ws_clients_add(2);
         m.ws_clients_add(-1);
-        let text = m.render(false);
+        let store = store::WriteCounters {
+            status_changes: 3,
+            last_seen_batches: 2,
+            last_seen_records: 5,
+            last_seen_coalesced: 40,
+            user_edits: 7,
+        };
+        let text = m.render(false, &store);
         for want in [
             "extstatus_ami_events_total{event=\"ExtensionStatus\"} 2\n",
             "extstatus_ami_events_total{event=\"Dev\\\"ice\\n\"} 1\n",
-            "extstatus_store_writes_total{cause=\"event\"} 1\n",
-            "extstatus_store_writes_total{cause=\"delete\"} 0\n",
+            "extstatus_changes_total{cause=\"event\"} 1\n",
+            "extstatus_changes_total{cause=\"delete\"} 0\n",
+            "extstatus_store_writes_total{cause=\"status_change\"} 3\n",
+            "extstatus_store_writes_total{cause=\"user_edit\"} 7\n",
+            "extstatus_store_writes_total{cause=\"last_seen\"} 5\n",
+            "extstatus_store_last_seen_batches_total 2\n",
+            "extstatus_store_last_seen_coalesced_total 40\n",
             "extstatus_http_requests_total{route=\"/api/extensions/{id}\",method=\"GET\",status=\"404\"} 1\n",
             "extstatus_ws_clients 1\n",
             "extstatus_ami_events_per_minute 3\n",
@@ -509,7 +553,7 @@ mod tests {
         for i in 0..(MAX_EVENT_NAMES + 10) {
             m.ami_event(&format!("E{i}"));
         }
-        let text = m.render(false);
+        let text = m.render(false, &store::WriteCounters::default());
         assert!(text.contains("extstatus_ami_events_total{event=\"other\"} 10\n"));
     }
 

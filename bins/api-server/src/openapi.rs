@@ -37,6 +37,12 @@ pub struct ExtensionBody {
     last_status_change: Option<String>,
     /// When the PBX last reported on this extension (RFC 3339 UTC), or null.
     last_seen: Option<String>,
+    /// The queues the agent is a member of (`[]` when none); set by the PBX only.
+    queues: Vec<QueueMembershipBody>,
+    /// The agent's presence, or null when no presence provider is hinted; set by the PBX only.
+    presence: Option<PresenceBody>,
+    /// The call the agent is being rung for or is talking on, or null; set by the PBX only.
+    call: Option<CallBody>,
     /// Whether the extension is in service.
     is_active: bool,
     /// When the record was created (RFC 3339 UTC).
@@ -45,6 +51,60 @@ pub struct ExtensionBody {
     /// When a user last edited the record (RFC 3339 UTC).
     #[schema(rename = "updatedAt")]
     updated_at: String,
+}
+
+/// One queue membership of an agent.
+#[derive(ToSchema)]
+#[schema(as = QueueMembership)]
+#[allow(dead_code)]
+pub struct QueueMembershipBody {
+    /// The queue's name.
+    #[schema(example = "sales")]
+    queue: String,
+    /// Whether the agent is paused in this queue.
+    paused: bool,
+    /// The pause reason the PBX reports, or null.
+    paused_reason: Option<String>,
+    /// The member's penalty.
+    penalty: i32,
+    /// Calls taken from this queue.
+    calls_taken: u32,
+    /// When the last call from this queue ended (RFC 3339 UTC), or null.
+    last_call: Option<String>,
+    /// Whether the agent is on a call from this queue now.
+    in_call: bool,
+}
+
+/// An agent's presence.
+#[derive(ToSchema)]
+#[schema(as = AgentPresence)]
+#[allow(dead_code)]
+pub struct PresenceBody {
+    /// Lower-case: available, away, dnd, xa, chat, unavailable, not_set, ...
+    #[schema(example = "away")]
+    state: String,
+    /// The subtype, or null.
+    subtype: Option<String>,
+    /// The message, or null.
+    message: Option<String>,
+}
+
+/// The call an agent is being rung for or is talking on.
+#[derive(ToSchema)]
+#[schema(as = CallInfo)]
+#[allow(dead_code)]
+pub struct CallBody {
+    /// ringing or up.
+    #[schema(example = "up")]
+    state: String,
+    /// The other party's number, or null.
+    peer_number: Option<String>,
+    /// The other party's name, or null.
+    peer_name: Option<String>,
+    /// The queue the call came from, or null.
+    queue: Option<String>,
+    /// When the call reached its current state (RFC 3339 UTC).
+    since: String,
 }
 
 /// A creation request. Any other member is refused with 400 and named.
@@ -114,6 +174,9 @@ impl Modify for BearerScheme {
     ),
     components(schemas(
         ExtensionBody,
+        QueueMembershipBody,
+        PresenceBody,
+        CallBody,
         NewExtensionBody,
         PatchBody,
         ErrorBody,

@@ -23,7 +23,7 @@ use ami_proto::views::{ExtensionStatus, Message};
 use ami_proto::{Action, Packet};
 use domain::{ExtensionFilter, ExtensionNumber, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
-use store::Repository;
+use store::{Repository, StatusEffect};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Timing;
 use crate::health::LinkStatus;
 use crate::metrics::{Metrics, WriteCause};
-use crate::writer::{StatusApplied, Writer};
+use crate::writer::Writer;
 
 /// How long to wait before asking again for a list that timed out.
 const LIST_RETRY: Duration = Duration::from_secs(5);
@@ -57,7 +57,8 @@ pub struct Pipeline {
     pub hub: Hub,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    /// The link state for `/readyz`.
+    /// The link state: whether the client is logged in and since when (read from the client's
+    /// watch), and where the last event time and failure are noted for `/readyz`.
     pub link: Arc<LinkStatus>,
     /// Timers.
     pub timing: Timing,
@@ -76,12 +77,9 @@ pub struct Pipeline {
 /// through the API) costs one list.
 const CREATED_DEBOUNCE: Duration = Duration::from_millis(250);
 
-/// The pipeline's own state between events.
+/// The pipeline's own state between events. Whether the link is up is not part of it: that is
+/// the client's [`LinkStatus`] fact, read where it is needed.
 struct State {
-    /// The generation of the logged-in connection, if one is up.
-    connected: Option<u64>,
-    /// When the current connection logged in.
-    connected_at: Option<Timestamp>,
     /// A full list is wanted.
     resync_pending: bool,
     /// ...but not before this instant (waiting for `FullyBooted`, or backing off).
@@ -103,8 +101,6 @@ struct State {
 impl State {
     fn new() -> Self {
         Self {
-            connected: None,
-            connected_at: None,
             resync_pending: false,
             resync_not_before: Instant::now(),
             lists_applied: 0,
@@ -123,8 +119,9 @@ impl State {
         at
     }
 
-    fn resync_due(&self, now: Instant) -> bool {
-        self.resync_pending && self.connected.is_some() && now >= self.resync_not_before
+    /// Whether a list is wanted and may be taken now, on a link that is `connected`.
+    fn resync_due(&self, now: Instant, connected: bool) -> bool {
+        self.resync_pending && connected && now >= self.resync_not_before
     }
 }
 
@@ -180,7 +177,7 @@ impl Pipeline {
         let mut timer = tokio::time::interval_at(Instant::now() + period, period);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            if state.resync_due(Instant::now()) {
+            if state.resync_due(Instant::now(), self.link.is_connected()) {
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => break,
@@ -188,7 +185,7 @@ impl Pipeline {
                 }
                 continue;
             }
-            let wait_resync = state.resync_pending && state.connected.is_some();
+            let wait_resync = state.resync_pending && self.link.is_connected();
             let grace = state.drop_pending.map(|(_, deadline)| deadline);
             tokio::select! {
                 biased;
@@ -200,12 +197,12 @@ impl Pipeline {
                 () = tokio::time::sleep_until(state.resync_not_before), if wait_resync => {}
                 () = sleep_until_opt(grace) => self.announce_drop(&mut state),
                 _ = timer.tick() => {
-                    if state.connected.is_some() {
+                    if self.link.is_connected() {
                         state.resync_pending = true;
                     }
                 }
                 () = self.created.notified() => {
-                    if state.connected.is_some() && !state.resync_pending {
+                    if self.link.is_connected() && !state.resync_pending {
                         state.resync_pending = true;
                         state.resync_not_before = Instant::now() + CREATED_DEBOUNCE;
                     }
@@ -245,7 +242,6 @@ impl Pipeline {
                 reconnected,
                 banner,
             } => {
-                let at = domain::now();
                 tracing::info!(
                     generation,
                     banner = banner.as_deref().unwrap_or(""),
@@ -254,9 +250,6 @@ impl Pipeline {
                 if reconnected {
                     self.metrics.ami_reconnect();
                 }
-                self.link.set_connected(true, at);
-                state.connected = Some(generation);
-                state.connected_at = Some(at);
                 state.resync_pending = true;
                 state.resync_not_before = Instant::now() + self.timing.fully_booted_wait;
                 if state.drop_pending.take().is_some() {
@@ -267,9 +260,7 @@ impl Pipeline {
                 let at = domain::now();
                 tracing::warn!(generation, %reason, "AMI link lost; statuses keep their last known values");
                 self.metrics.ami_error();
-                self.link.set_connected(false, at);
                 self.link.set_error(&reason);
-                state.connected = None;
                 if self.hub.pbx_link().connected && state.drop_pending.is_none() {
                     state.drop_pending = Some((at, Instant::now() + self.timing.pbx_grace));
                 }
@@ -361,9 +352,9 @@ impl Pipeline {
         let mut changed = 0;
         for (number, result) in numbers.iter().zip(results) {
             match result {
-                Ok(StatusApplied::Changed) => changed += 1,
-                Ok(StatusApplied::Unchanged) => {}
-                Ok(StatusApplied::NotStored) => {
+                Ok(StatusEffect::Changed { .. }) => changed += 1,
+                Ok(StatusEffect::SeenOnly | StatusEffect::Ignored(_)) => {}
+                Err(e) if e.is_not_found() => {
                     self.unknown_once(state, number.as_str(), "not in the store");
                 }
                 Err(e) => {
@@ -436,7 +427,7 @@ impl Pipeline {
                 "extension states resynced"
             );
         }
-        self.announce_up(state);
+        self.announce_up();
         for event in after {
             self.on_event(state, event, &mut pending).await;
         }
@@ -524,15 +515,15 @@ impl Pipeline {
             }
         }
         // A connection that cannot list is still up (the events go on), and clients are told.
-        self.announce_up(state);
+        self.announce_up();
     }
 
     /// Tells clients the link is up, if they were told it was down (or never heard it was up).
-    fn announce_up(&mut self, state: &State) {
-        if state.connected.is_none() || self.hub.pbx_link().connected {
+    fn announce_up(&mut self) {
+        if !self.link.is_connected() || self.hub.pbx_link().connected {
             return;
         }
-        let since = state.connected_at.unwrap_or_else(domain::now);
+        let since = self.link.since().unwrap_or_else(domain::now);
         self.hub.publish(Change::PbxLink(PbxLink::at(true, since)));
         tracing::info!("PBX link announced up");
     }
@@ -542,7 +533,7 @@ impl Pipeline {
         let Some((since, _)) = state.drop_pending.take() else {
             return;
         };
-        if state.connected.is_some() || !self.hub.pbx_link().connected {
+        if self.link.is_connected() || !self.hub.pbx_link().connected {
             return;
         }
         self.hub.publish(Change::PbxLink(PbxLink::at(false, since)));
@@ -660,11 +651,14 @@ mod tests {
     async fn resync_waits_for_connection_and_deadline() {
         let mut s = State::new();
         s.resync_pending = true;
-        assert!(!s.resync_due(Instant::now()), "not while disconnected");
-        s.connected = Some(1);
+        assert!(
+            !s.resync_due(Instant::now(), false),
+            "not while disconnected"
+        );
         s.resync_not_before = Instant::now() + Duration::from_secs(2);
-        assert!(!s.resync_due(Instant::now()));
+        assert!(!s.resync_due(Instant::now(), true));
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(s.resync_due(Instant::now()));
+        assert!(s.resync_due(Instant::now(), true));
+        assert!(!s.resync_due(Instant::now(), false));
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
 use hub::{Change, Hub};
-use store::{Repository, StatusEffect, StatusOutcome, StoreError};
+use store::{Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -25,24 +25,13 @@ use crate::metrics::{Metrics, WriteCause};
 /// How many writes may wait for the writer before callers wait to enqueue.
 const QUEUE: usize = 1024;
 
-/// What one status observation did, as the pipeline needs to know it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusApplied {
-    /// The status really changed (and was published).
-    Changed,
-    /// Nothing changed but `last_seen`, or nothing at all.
-    Unchanged,
-    /// The store has no such extension.
-    NotStored,
-}
-
 enum Job {
     Create(NewExtension, Reply<Extension>),
     Update(RecordId, ExtensionPatch, Reply<Extension>),
     Delete(RecordId, Reply<Extension>),
     Statuses(
         Vec<(ExtensionNumber, Observation, WriteCause)>,
-        oneshot::Sender<Vec<Result<StatusApplied, StoreError>>>,
+        oneshot::Sender<Vec<Result<StatusEffect, StoreError>>>,
     ),
 }
 
@@ -54,7 +43,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// A user edit the store has done (or refused) and that is not published or answered yet.
 enum Stored {
     Created(Reply<Extension>, Result<Extension, StoreError>),
-    Updated(Reply<Extension>, Result<(Extension, bool), StoreError>),
+    Updated(Reply<Extension>, Result<UpdateOutcome, StoreError>),
     Deleted(Reply<Extension>, Result<Extension, StoreError>),
     /// Already answered.
     Answered,
@@ -228,26 +217,14 @@ impl Writer {
             .map_err(|e| by_id(&shown, &e))
     }
 
-    /// Applies one observation and publishes `extension_status_updated` when the status
-    /// really changed.
-    pub async fn apply_status(
-        &self,
-        extension: ExtensionNumber,
-        observation: Observation,
-        cause: WriteCause,
-    ) -> Result<StatusApplied, StoreError> {
-        let mut out = self
-            .apply_statuses(vec![(extension, observation, cause)])
-            .await;
-        out.pop().unwrap_or_else(|| Err(gone()))
-    }
-
     /// Applies many observations in order, in as few store transactions as the backend
-    /// allows (a whole state list in one), publishing each real change in order.
+    /// allows (a whole state list in one), publishing each real change in order (a `last_seen`
+    /// refresh at most once per extension per interval). Answers what the store did with each, as the store says it
+    /// ([`StatusEffect`]); an extension the store does not hold is [`StoreError::NotFound`].
     pub async fn apply_statuses(
         &self,
         observations: Vec<(ExtensionNumber, Observation, WriteCause)>,
-    ) -> Vec<Result<StatusApplied, StoreError>> {
+    ) -> Vec<Result<StatusEffect, StoreError>> {
         let n = observations.len();
         self.ask(
             |tx| Job::Statuses(observations, tx),
@@ -392,27 +369,16 @@ impl Task {
             .inspect_err(|e| self.metrics.store_error(e))
     }
 
-    /// Returns the record after the edit, and whether the edit changed anything.
+    /// The record after the edit, and whether the edit changed anything, as the store says.
     async fn store_update(
         &self,
         id: &RecordId,
         patch: ExtensionPatch,
-    ) -> Result<(Extension, bool), StoreError> {
-        let before = self
-            .store
-            .get(id)
-            .await
-            .inspect_err(|e| self.metrics.store_error(e))?;
-        let record = self
-            .store
+    ) -> Result<UpdateOutcome, StoreError> {
+        self.store
             .update(id, patch)
             .await
-            .inspect_err(|e| self.metrics.store_error(e))?;
-        // An edit that sets the values already there changes nothing and is not news.
-        let changed = before
-            .as_ref()
-            .is_none_or(|b| b.updated_at != record.updated_at);
-        Ok((record, changed))
+            .inspect_err(|e| self.metrics.store_error(e))
     }
 
     async fn store_delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
@@ -425,20 +391,18 @@ impl Task {
     /// The publishing half of a creation.
     fn created(&self, stored: Result<Extension, StoreError>) -> Result<Extension, StoreError> {
         let record = stored?;
-        self.metrics.store_write(WriteCause::Create);
+        self.metrics.change(WriteCause::Create);
         self.publish(Change::Created(record.clone()));
         tracing::info!(extension = %record.extension, id = %record.id, "extension created");
         Ok(record)
     }
 
-    /// The publishing half of an update.
-    fn updated(
-        &self,
-        stored: Result<(Extension, bool), StoreError>,
-    ) -> Result<Extension, StoreError> {
-        let (record, changed) = stored?;
+    /// The publishing half of an update: an edit that set the values already stored changed
+    /// nothing and is not news.
+    fn updated(&self, stored: Result<UpdateOutcome, StoreError>) -> Result<Extension, StoreError> {
+        let UpdateOutcome { record, changed } = stored?;
         if changed {
-            self.metrics.store_write(WriteCause::Update);
+            self.metrics.change(WriteCause::Update);
             self.publish(Change::Updated(record.clone()));
             tracing::info!(extension = %record.extension, id = %record.id, "extension updated");
         }
@@ -448,7 +412,7 @@ impl Task {
     /// The publishing half of a deletion.
     fn deleted(&self, stored: Result<Extension, StoreError>) -> Result<Extension, StoreError> {
         let record = stored?;
-        self.metrics.store_write(WriteCause::Delete);
+        self.metrics.change(WriteCause::Delete);
         self.publish(Change::Deleted {
             id: record.id.clone(),
             department: record.department.clone(),
@@ -460,7 +424,7 @@ impl Task {
     async fn statuses(
         &self,
         observations: Vec<(ExtensionNumber, Observation, WriteCause)>,
-    ) -> Vec<Result<StatusApplied, StoreError>> {
+    ) -> Vec<Result<StatusEffect, StoreError>> {
         let batch: Vec<(ExtensionNumber, Observation)> = observations
             .iter()
             .map(|(e, o, _)| (e.clone(), *o))
@@ -473,40 +437,35 @@ impl Task {
             .collect()
     }
 
+    /// The publishing half of one observation; hands the store's answer on.
     fn status_result(
         &self,
         cause: WriteCause,
         result: Result<StatusOutcome, StoreError>,
-    ) -> Result<StatusApplied, StoreError> {
-        match result {
-            Ok(StatusOutcome {
-                effect: StatusEffect::Changed { .. },
-                record,
-            }) => {
-                self.metrics.store_write(cause);
+    ) -> Result<StatusEffect, StoreError> {
+        let StatusOutcome { effect, record } = match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.metrics.store_error(&e);
+                return Err(e);
+            }
+        };
+        match effect {
+            StatusEffect::Changed { .. } => {
+                self.metrics.change(cause);
                 tracing::debug!(extension = %record.extension, code = record.status_code, "status changed");
                 self.publish(Change::StatusUpdated(record));
-                Ok(StatusApplied::Changed)
             }
-            Ok(StatusOutcome {
-                effect: StatusEffect::SeenOnly,
-                record,
-            }) => {
-                self.metrics.store_write(WriteCause::LastSeen);
+            StatusEffect::SeenOnly => {
                 // The status stands, but the record's `last_seen` moved: boards show it ("seen
                 // 4 s ago"), so the hub's copy and its subscribers follow the store, at most
-                // once per extension per interval.
+                // once per extension per interval. The store counts the coalesced write itself.
                 if self.seen().admit(&record, Instant::now()) {
                     self.hub.publish(Change::StatusUpdated(record));
                 }
-                Ok(StatusApplied::Unchanged)
             }
-            Ok(_) => Ok(StatusApplied::Unchanged),
-            Err(e) if e.is_not_found() => Ok(StatusApplied::NotStored),
-            Err(e) => {
-                self.metrics.store_error(&e);
-                Err(e)
-            }
+            StatusEffect::Ignored(_) => {}
         }
+        Ok(effect)
     }
 }

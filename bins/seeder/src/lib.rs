@@ -17,6 +17,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt as _;
+use store::Secret;
+use store::cli::StoreArgs;
 
 use crate::input::{Parsed, parse_csv, parse_json, parse_range};
 use crate::plan::{Action, Plan, plan};
@@ -59,30 +61,10 @@ pub struct Cli {
     /// Shows what would change and writes nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// The embedded store's directory (used when neither --mongodb-uri nor --api is given).
-    #[arg(
-        long,
-        env = "EXTSTATUS_DATA_DIR",
-        value_name = "DIR",
-        default_value = "./data"
-    )]
-    pub data_dir: PathBuf,
-    /// Loads into MongoDB instead of the embedded store.
-    #[arg(
-        long,
-        env = "EXTSTATUS_MONGODB_URI",
-        value_name = "URI",
-        hide_env_values = true
-    )]
-    pub mongodb_uri: Option<String>,
-    /// The MongoDB database.
-    #[arg(
-        long,
-        env = "EXTSTATUS_MONGODB_DB",
-        value_name = "NAME",
-        default_value = "call_center"
-    )]
-    pub mongodb_db: String,
+    /// Where the records are (unless --api is given): `--data-dir`, `--mongodb-uri`,
+    /// `--mongodb-db`, declared once by the store, as the api-server has them.
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Goes through a running api-server (e.g. http://127.0.0.1:8080) instead of opening the
     /// store, which belongs to that server while it runs.
     #[arg(
@@ -99,7 +81,7 @@ pub struct Cli {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// How many writes are in flight at once.
     #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
@@ -199,15 +181,16 @@ pub async fn open_target(cli: &Cli) -> Result<Box<dyn Target>> {
         return Ok(Box::new(ApiTarget::new(api, cli.token.clone())?));
     }
     let options = store::StoreOptions::default();
-    if let Some(uri) = &cli.mongodb_uri {
-        let config = store::MongoConfig::new(uri.clone(), cli.mongodb_db.clone());
+    if let Some(uri) = cli.store.mongodb_uri() {
+        let database = cli.store.database();
+        let config = store::MongoConfig::new(uri.expose(), database.clone());
         let store = store::open(&store::Backend::MongoDb(config), options).await?;
         return Ok(Box::new(StoreTarget {
             store,
-            description: format!("MongoDB database {}", cli.mongodb_db),
+            description: format!("MongoDB database {database}"),
         }));
     }
-    let store = store::EmbeddedStore::open(&cli.data_dir, options).await?;
+    let store = store::EmbeddedStore::open(&cli.store.data_dir(), options).await?;
     let description = format!("embedded store {}", store.path().display());
     Ok(Box::new(StoreTarget {
         store: Arc::new(store),
@@ -374,7 +357,8 @@ mod tests {
         let c = cli(&["--range", "1001-1050", "--department", "Sales"]).expect("range");
         assert_eq!(c.range.as_deref(), Some("1001-1050"));
         assert_eq!(c.concurrency, 64);
-        assert_eq!(c.mongodb_db, "call_center");
+        assert_eq!(c.store.database(), "call_center");
+        assert_eq!(c.store.data_dir(), PathBuf::from("./data"));
         let c = cli(&[
             "--from",
             "a.csv",

@@ -9,10 +9,8 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     let mut cli = seeder::Cli::parse();
     // MONGODB_URI is accepted without the prefix, as the api-server accepts it; --api wins.
-    if cli.mongodb_uri.is_none() && cli.api.is_none() {
-        cli.mongodb_uri = std::env::var("MONGODB_URI")
-            .ok()
-            .filter(|uri| !uri.trim().is_empty());
+    if cli.api.is_none() {
+        cli.store = cli.store.with_plain_env(|name| std::env::var(name).ok());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

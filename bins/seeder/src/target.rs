@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use domain::{Extension, ExtensionPatch, NewExtension, RecordId};
 use serde_json::{Map, Value, json};
-use store::{Repository, StoreError};
+use store::{Repository, Secret, StoreError};
 
 /// Why a write or the initial listing failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,7 @@ impl Target for StoreTarget {
     }
 
     async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, TargetError> {
-        Ok(self.store.update(id, patch).await?)
+        Ok(self.store.update(id, patch).await?.record)
     }
 }
 
@@ -71,13 +71,13 @@ impl Target for StoreTarget {
 pub struct ApiTarget {
     client: reqwest::Client,
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 impl ApiTarget {
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`), sending `token` as a
     /// bearer token when given.
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, TargetError> {
+    pub fn new(base: &str, token: Option<Secret>) -> Result<Self, TargetError> {
         let base = base.trim().trim_end_matches('/').to_owned();
         if !base.starts_with("http://") {
             return Err(TargetError::Transport(format!(
@@ -99,7 +99,7 @@ impl ApiTarget {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let req = self.client.request(method, format!("{}{path}", self.base));
         match &self.token {
-            Some(token) => req.bearer_auth(token),
+            Some(token) => req.bearer_auth(token.expose()),
             None => req,
         }
     }

@@ -1,8 +1,7 @@
 //! Criterion benchmark of frame + parse throughput on a large realistic AMI stream.
 //!
-//! The stream is made at bench time by `shared/bench/gen_ami.py -n 200000` (looked up in
-//! `$EXTSTATUS_SHARED_DIR/bench`, then `<workspace>/../shared/bench`) and cached under the target
-//! directory. Without the script or python3 the bench says so and falls back to the real captures
+//! The stream is made at bench time by `fixtures/bench/gen_ami.py -n 200000` and cached under
+//! the target directory. Without the script or python3 the bench says so and falls back to the real captures
 //! in `fixtures/ami/real` repeated to a similar size, so it still measures something real.
 
 use std::hint::black_box;
@@ -20,21 +19,13 @@ fn workspace_root() -> PathBuf {
 }
 
 fn generator() -> Option<PathBuf> {
-    let candidates = std::env::var_os("EXTSTATUS_SHARED_DIR")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([workspace_root().join("../shared")]);
-    candidates
-        .map(|dir| dir.join("bench/gen_ami.py"))
-        .find(|p| p.is_file())
+    Some(workspace_root().join("fixtures/bench/gen_ami.py")).filter(|p| p.is_file())
 }
 
 /// The generated stream, made once and kept in the target directory.
 fn generated() -> Option<Vec<u8>> {
     let script = generator().or_else(|| {
-        eprintln!(
-            "parse bench: gen_ami.py not found in $EXTSTATUS_SHARED_DIR/bench or ../shared/bench"
-        );
+        eprintln!("parse bench: fixtures/bench/gen_ami.py not found in the workspace");
         None
     })?;
     let target = std::env::var_os("CARGO_TARGET_DIR")

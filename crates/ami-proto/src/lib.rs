@@ -8,7 +8,8 @@
 //!   packet size without losing sync, and reports every error with its byte offset;
 //! * the nom parser for banner and `Key: Value` lines (private: nom never appears in the API);
 //! * the raw [`Packet`] (ordered headers, duplicates kept, case-insensitive lookup, lossless
-//!   bytes with a lossy UTF-8 view) and typed views over it ([`views`]);
+//!   bytes with a lossy UTF-8 view) and typed views over it ([`views`], and [`callcenter`] for
+//!   queues, presence and channels);
 //! * the action encoder ([`Action`]), which refuses header injection, and MD5 login keys;
 //! * behind the `tokio` feature, the [`client`]: connect, login, ActionID correlation, event
 //!   lists, keepalive, reconnect with backoff, and wire-order sequence numbers;
@@ -20,6 +21,7 @@
 //! re-established); it never reads configuration or installs a tracing subscriber; it does not
 //! speak the HTTP variants of AMI (`/rawman`, `/mxml`) or TLS.
 
+pub mod callcenter;
 mod encode;
 mod error;
 mod frame;
@@ -33,6 +35,7 @@ pub mod views;
 #[cfg(feature = "tokio")]
 pub mod client;
 
+pub use callcenter::CallCenterEvent;
 pub use encode::{Action, Secret, md5_key};
 pub use error::{DecodeError, EncodeError, ViewError};
 pub use frame::{Banner, DEFAULT_MAX_PACKET_SIZE, Decoder, Frame};

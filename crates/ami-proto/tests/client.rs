@@ -1,6 +1,9 @@
-//! The tokio client against a scripted AMI peer on a loopback TCP port: login failure, MD5
-//! login, event lists with interleaved events, a connection dropped mid-packet, a silent peer,
-//! reconnection, backpressure and clean shutdown.
+//! The tokio client against a scripted AMI peer on a loopback TCP port: login failure, event
+//! lists with interleaved events, a connection dropped mid-packet, a silent peer, reconnection,
+//! backpressure and clean shutdown. The protocol decisions themselves (plain and MD5 login,
+//! correlation, list collection, keepalive and action timeouts) are unit-tested without sockets
+//! next to the session, in `src/client/session_tests.rs`; these tests prove the supervisor
+//! around it: socket IO, timers, reconnection, delivery and the handle.
 //!
 //! These tests run on real time, not paused time: tokio's auto-advance of a paused clock can
 //! fire while a loopback socket has data ready (a task woken by the IO driver during the
@@ -10,7 +13,6 @@
 
 use std::time::Duration;
 
-use ami_proto::client::AuthMethod;
 use ami_proto::client::{
     Client, ClientConfig, ClientError, ClientEvent, ClientHandle, DisconnectReason,
 };
@@ -203,51 +205,6 @@ async fn refused_login_is_reported_and_retried_with_backoff() {
         );
     }
     shutdown(cancel, &handle).await;
-}
-
-#[tokio::test]
-async fn md5_login_sends_the_expected_key() {
-    let (listener, addr) = listener().await;
-    let cancel = CancellationToken::new();
-    let mut cfg = config(&addr);
-    cfg.auth = AuthMethod::Md5;
-    let (handle, mut events) = Client::spawn(cfg, cancel.clone());
-
-    let mut peer = Peer::accept(&listener).await;
-    let challenge = peer.expect_action("Challenge").await;
-    assert!(challenge.has("AuthType", "MD5"));
-    let id = challenge.action_id().expect("ActionID").into_owned();
-    peer.write(&format!(
-        "Response: Success\r\nActionID: {id}\r\nChallenge: 139199246\r\n\r\n"
-    ))
-    .await;
-    let login = peer.expect_action("Login").await;
-    assert!(login.has("AuthType", "MD5"));
-    assert_eq!(login.get("Username").as_deref(), Some("monitor"));
-    assert_eq!(
-        login.get("Key").as_deref(),
-        Some("d9ef8250de2451aec579721b4f8e6763")
-    );
-    assert_eq!(
-        login.get("Secret"),
-        None,
-        "the secret never crosses the wire with MD5"
-    );
-    let id = login.action_id().expect("ActionID").into_owned();
-    peer.write(&format!(
-        "Response: Success\r\nActionID: {id}\r\nMessage: Authentication accepted\r\n\r\n"
-    ))
-    .await;
-
-    assert_eq!(connected(&mut events).await, (1, false));
-    assert!(handle.link().borrow().connected);
-
-    let server = tokio::spawn(async move {
-        let _ = peer.expect_action("Logoff").await;
-        peer
-    });
-    shutdown(cancel, &handle).await;
-    let _peer = server.await.expect("peer task");
 }
 
 #[tokio::test]

@@ -69,13 +69,16 @@ impl FieldErrors {
 }
 
 /// Fields set by the PBX or the store; a request that names one is refused and names it.
-pub const SERVER_FIELDS: [&str; 8] = [
+pub const SERVER_FIELDS: [&str; 11] = [
     "_id",
     "status_code",
     "device_state",
     "status",
     "last_status_change",
     "last_seen",
+    "queues",
+    "presence",
+    "call",
     "createdAt",
     "updatedAt",
 ];
@@ -282,6 +285,27 @@ mod tests {
                 ("is_active".into(), "must be true or false".into()),
             ]
         );
+    }
+
+    #[test]
+    fn call_center_fields_are_refused_like_status_fields() {
+        let got = errors(ExtensionPatch::from_json(&obj(json!({
+            "queues": [], "presence": null, "call": {"state": "up"}, "agent_name": "Bob"
+        }))));
+        let refused = |f: &str| {
+            (
+                f.to_owned(),
+                "is set by the server and cannot be written".to_owned(),
+            )
+        };
+        assert_eq!(
+            got,
+            vec![refused("call"), refused("presence"), refused("queues")]
+        );
+        let got = errors(NewExtension::from_json(&obj(json!({
+            "extension": "1001", "agent_name": "A", "department": "B", "queues": []
+        }))));
+        assert_eq!(got, vec![refused("queues")]);
     }
 
     #[test]

@@ -139,11 +139,41 @@ macro_rules! string_newtype_serde {
 
 /// An extension number: 2 to 10 ASCII digits. Leading zeros are significant (`0101` is not
 /// `101`), so it is text, never a number.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// It orders the way a supervisor reads a board: by the numeric value of its digits
+/// (`99` < `100`, and `0101`, worth 101, sits between `100` and `102`), and numbers of equal
+/// value by length, fewer leading zeros first (`101` < `0101` < `00101`).
+/// This is the one definition of extension order: the store lists records in it and the
+/// hub's snapshots use it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ExtensionNumber(String);
 
+impl Ord for ExtensionNumber {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+}
+
+impl PartialOrd for ExtensionNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl ExtensionNumber {
+    /// A number that orders exactly as [`Ord`] orders extension numbers: the digits' value
+    /// times 16 plus the length (at most 10 digits, so the value is below 2^34 and the length
+    /// below 16; two numbers have the same key only when they are the same text). For sorting
+    /// with a cached key (`sort_by_cached_key`), where comparing in place would be slower.
+    pub fn order_key(&self) -> u64 {
+        let value = self.0.bytes().fold(0u64, |v, b| {
+            v.saturating_mul(10)
+                .saturating_add(u64::from(b.wrapping_sub(b'0')))
+        });
+        value.saturating_mul(16).saturating_add(self.0.len() as u64)
+    }
+
     /// The shortest extension number.
     pub const MIN_LEN: usize = 2;
     /// The longest extension number.
@@ -345,6 +375,57 @@ mod tests {
                 RecordId::parse(bad).expect_err(bad).to_string(),
                 "_id must be a 24-character hexadecimal id"
             );
+        }
+    }
+
+    #[test]
+    fn extension_numbers_order_by_value_then_length() {
+        let mut numbers: Vec<ExtensionNumber> = [
+            "1001",
+            "200",
+            "0999",
+            "99",
+            "9999999999",
+            "0000000000",
+            "1000",
+            "10",
+            "0101",
+            "101",
+            "00101",
+            "100",
+            "102",
+            "00",
+        ]
+        .iter()
+        .map(|s| ExtensionNumber::parse(s).expect("ext"))
+        .collect();
+        numbers.sort();
+        let got: Vec<&str> = numbers.iter().map(ExtensionNumber::as_str).collect();
+        assert_eq!(
+            got,
+            [
+                "00",
+                "0000000000",
+                "10",
+                "99",
+                "100",
+                "101",
+                "0101",
+                "00101",
+                "102",
+                "200",
+                "0999",
+                "1000",
+                "1001",
+                "9999999999"
+            ]
+        );
+        // The cached key agrees with the order everywhere, and only equal numbers share it.
+        for a in &numbers {
+            for b in &numbers {
+                assert_eq!(a.cmp(b), a.order_key().cmp(&b.order_key()), "{a} vs {b}");
+                assert_eq!(a == b, a.order_key() == b.order_key(), "{a} vs {b}");
+            }
         }
     }
 

@@ -1,9 +1,10 @@
-//! The extension record, exactly as `shared/interfaces.md` names its fields, and the time format
+//! The extension record, exactly as the interface (`docs/api.md`) names its fields, and the time format
 //! it is written in.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{AgentPresence, CallInfo, QueueMembership};
 use crate::change::StatusWrite;
 use crate::edit::{ExtensionPatch, NewExtension};
 use crate::fields::{AgentName, Department, ExtensionNumber, RecordId};
@@ -101,6 +102,18 @@ pub struct Extension {
     #[serde(with = "rfc3339::option")]
     #[cfg_attr(feature = "ts", ts(type = "string | null"))]
     pub last_seen: Option<Timestamp>,
+    /// The queues the agent is a member of (`[]` when none), from the PBX only. Absent from
+    /// records written before call-center state existed, hence the default.
+    #[serde(default)]
+    pub queues: Vec<QueueMembership>,
+    /// The agent's presence; null when no presence provider is hinted. From the PBX only.
+    /// Boxed, like `call`, so that a record without call-center state stays small.
+    #[serde(default)]
+    pub presence: Option<Box<AgentPresence>>,
+    /// The call the agent is being rung for or is talking on; null when none. From the PBX
+    /// only.
+    #[serde(default)]
+    pub call: Option<Box<CallInfo>>,
     /// Whether the extension is in service; inactive ones stay listed but are not expected to
     /// be staffed.
     pub is_active: bool,
@@ -130,6 +143,9 @@ impl Extension {
             status: initial.presence(),
             last_status_change: None,
             last_seen: None,
+            queues: Vec::new(),
+            presence: None,
+            call: None,
             is_active: new.is_active,
             created_at: at,
             updated_at: at,
@@ -261,6 +277,9 @@ mod tests {
             "status": "unknown",
             "last_status_change": null,
             "last_seen": null,
+            "queues": [],
+            "presence": null,
+            "call": null,
             "is_active": true,
             "createdAt": "2026-11-30T12:00:00.123Z",
             "updatedAt": "2026-11-30T12:00:00.123Z",
@@ -268,6 +287,18 @@ mod tests {
         assert_eq!(json, expected);
         let back: Extension = serde_json::from_value(json).expect("parse");
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn records_written_before_call_center_state_read_with_defaults() {
+        let mut json = serde_json::to_value(sample()).expect("serialize");
+        let obj = json.as_object_mut().expect("object");
+        for field in ["queues", "presence", "call"] {
+            assert!(obj.remove(field).is_some(), "{field}");
+        }
+        let back: Extension = serde_json::from_value(json).expect("parse");
+        assert_eq!(back, sample());
+        assert!(back.queues.is_empty() && back.presence.is_none() && back.call.is_none());
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //!
 //! `docs/hub.md` explains the design and its invariants.
 //!
-//! The crate deliberately does no IO and knows nothing of WebSockets, HTTP or authentication;
-//! it does not persist its history (a restarted server starts a new one, see [`Hub::new`]),
+//! The hub owns the wire format of the `/ws` messages: it builds each change's JSON text once,
+//! at publish time, and the server's WebSocket handler sends that text as it is. It does no IO
+//! and knows nothing of WebSocket connections, HTTP or authentication (framing, heartbeats and
+//! closing are the server's); it does not persist its history (a restarted server starts a new one, see [`Hub::new`]),
 //! does not check changes against the store (publishers send what the store holds), and does
 //! not time out subscribers that stop reading (they cost nothing but their handle). It depends
 //! on no workspace crate but `domain`.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::change::{PbxLink, SequencedChange, to_json};
 
-/// One message of the WebSocket stream, exactly as `shared/interfaces.md` writes it.
+/// One message of the WebSocket stream, exactly as `docs/api.md` describes it.
 ///
 /// The hub sends pre-serialized text ([`SequencedChange::json`], [`Snapshot::to_json`]); this
 /// type exists so that clients and tests can read the stream, and it serializes to the same
@@ -104,8 +104,8 @@ pub struct Snapshot {
     /// The sequence number of the last change included; the stream goes on with `seq + 1`.
     pub seq: u64,
     /// The records (only the filtered department's, for a filtered subscription), ordered by
-    /// extension number: shorter numbers first, then by their digits, so `200` comes before
-    /// `1001`.
+    /// extension number as [`domain::ExtensionNumber`] orders them (by value, so `200` comes
+    /// before `1001`).
     pub extensions: Vec<Arc<Extension>>,
     /// The PBX link at `seq`.
     pub pbx_link: PbxLink,
@@ -117,7 +117,7 @@ impl Snapshot {
         // One key per record, computed once: the records sit behind pointers, and comparing
         // them in place would chase those pointers on every comparison.
         self.extensions
-            .sort_by_cached_key(|e| order_key(e.extension.as_str()));
+            .sort_by_cached_key(|e| e.extension.order_key());
     }
 
     /// The snapshot message's JSON text,
@@ -134,19 +134,6 @@ impl Snapshot {
             pbx_link: self.pbx_link.clone(),
         }
     }
-}
-
-/// Orders extension numbers by length, then by their digits, as one integer: the length times
-/// 10^10 plus the digits' value (an extension number has at most 10 ASCII digits, so equal
-/// lengths compare as their values do, and leading zeros are counted by the length).
-fn order_key(number: &str) -> u64 {
-    let value = number.bytes().fold(0u64, |v, b| {
-        v.saturating_mul(10)
-            .saturating_add(u64::from(b.wrapping_sub(b'0')))
-    });
-    (number.len() as u64)
-        .saturating_mul(10_000_000_000)
-        .saturating_add(value)
 }
 
 impl Serialize for Snapshot {
@@ -232,34 +219,6 @@ mod tests {
         assert_eq!(json, to_json(&snapshot.to_message()));
         let back = ServerMessage::parse_frame(&json).expect("parse");
         assert_eq!(back, [snapshot.to_message()]);
-    }
-
-    #[test]
-    fn extension_numbers_order_by_length_then_digits() {
-        let mut numbers = [
-            "1001",
-            "200",
-            "0999",
-            "99",
-            "9999999999",
-            "0000000000",
-            "1000",
-            "10",
-        ];
-        numbers.sort_by_key(|n| order_key(n));
-        assert_eq!(
-            numbers,
-            [
-                "10",
-                "99",
-                "200",
-                "0999",
-                "1000",
-                "1001",
-                "0000000000",
-                "9999999999"
-            ]
-        );
     }
 
     #[test]

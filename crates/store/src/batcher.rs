@@ -33,13 +33,14 @@ pub(crate) trait LastSeenSink: Send + Sync + 'static {
     /// The batcher whose batches this sink writes.
     fn batcher(&self) -> &LastSeenBatcher;
 
-    /// Writes one batch as one multi-document write. It must never move a `last_seen`
-    /// backwards (a status change may have written a newer one meanwhile), and it ignores
-    /// extensions that no longer exist.
+    /// Writes one batch as one multi-document write and returns how many records it actually
+    /// changed, as the backend counted them. It must never move a `last_seen` backwards (a
+    /// status change may have written a newer one meanwhile), and it ignores extensions that no
+    /// longer exist; neither is counted.
     async fn write_last_seen(
         &self,
         batch: &[(ExtensionNumber, Timestamp)],
-    ) -> Result<(), StoreError>;
+    ) -> Result<u64, StoreError>;
 }
 
 impl LastSeenBatcher {
@@ -152,10 +153,8 @@ pub(crate) async fn flush<S: LastSeenSink + ?Sized>(sink: &S) -> Result<(), Stor
         return Ok(());
     }
     match sink.write_last_seen(&batch).await {
-        Ok(()) => {
-            batcher
-                .counters
-                .last_seen_batch(u64::try_from(batch.len()).unwrap_or(u64::MAX));
+        Ok(written) => {
+            batcher.counters.last_seen_batch(written);
             Ok(())
         }
         Err(e) => {
@@ -218,7 +217,7 @@ mod tests {
         async fn write_last_seen(
             &self,
             batch: &[(ExtensionNumber, Timestamp)],
-        ) -> Result<(), StoreError> {
+        ) -> Result<u64, StoreError> {
             if self
                 .fail_next
                 .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -230,7 +229,7 @@ mod tests {
                 .map(|(e, t)| (e.to_string(), t.timestamp()))
                 .collect();
             self.written.lock().expect("lock").push(rows);
-            Ok(())
+            Ok(u64::try_from(batch.len()).expect("small batch"))
         }
     }
 

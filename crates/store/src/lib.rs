@@ -5,25 +5,33 @@
 //!   state) within a second.
 //! * [`MongoStore`] (feature `mongodb`): the official driver, the `extensions` and
 //!   `extension_status_history` collections; status changes are single conditional updates.
+//!   Only [`MongoStore`] and [`MongoConfig`] are public: the documents it sends are private,
+//!   so no `bson` type is part of this crate's API.
 //!
 //! Both decide status changes with [`domain::decide`], write status changes at once and in
 //! order, and coalesce `last_seen` refreshes through one shared batcher (at most one write per
 //! extension per interval). [`WriteCounters`] count writes by cause.
+//!
+//! With feature `cli`, [`cli::StoreArgs`] declares the store's flags, environment variables
+//! and file keys once, for the binaries to flatten; [`Secret`] is the workspace's one type for a
+//! value that must never be printed.
 //!
 //! This crate deliberately does not read configuration or environment variables, install a
 //! tracing subscriber, validate user input (the `domain` types arrive validated), speak HTTP, or
 //! know about AMI; callers pass explicit config structs and a shutdown token.
 
 mod batcher;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod counters;
 #[cfg(feature = "embedded")]
 mod embedded;
 mod error;
 mod id;
 #[cfg(feature = "mongodb")]
-pub mod mongo;
+mod mongo;
+mod secret;
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +48,7 @@ pub use embedded::{DB_FILE_NAME, EmbeddedStore};
 pub use error::{Cause, StoreError};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStore};
+pub use secret::Secret;
 
 /// What applying one observation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +83,17 @@ impl StatusOutcome {
     }
 }
 
+/// The result of [`Repository::update`]: the record as it now stands, and whether the edit
+/// changed anything. An edit that sets the values already stored writes nothing, leaves
+/// `updatedAt` alone, and is no news to broadcast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// The record after the edit.
+    pub record: Extension,
+    /// Whether a field really changed (and so the record was written and `updatedAt` moved).
+    pub changed: bool,
+}
+
 /// The repository contract every backend fulfils, and the one test suite checks.
 ///
 /// Object safe, so a server picks the backend at run time and holds an
@@ -86,8 +106,8 @@ pub trait Repository: Send + Sync {
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Every record that passes `filter`, sorted by extension number (shorter numbers first,
-    /// then by text, so `999` comes before `1001`).
+    /// Every record that passes `filter`, sorted by extension number in [`ExtensionNumber`]'s
+    /// order (by value, so `999` comes before `1001`).
     async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError>;
 
     /// The record with this id.
@@ -103,9 +123,14 @@ pub trait Repository: Send + Sync {
     /// [`StoreError::Conflict`]. Durable when it returns.
     async fn create(&self, new: NewExtension) -> Result<Extension, StoreError>;
 
-    /// Changes the user-editable fields; `updatedAt` moves only when something changed.
-    /// [`StoreError::NotFound`] when there is no such record. Durable when it returns.
-    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError>;
+    /// Changes the user-editable fields and says whether anything changed; `updatedAt` moves
+    /// only then. [`StoreError::NotFound`] when there is no such record. Durable when it
+    /// returns.
+    async fn update(
+        &self,
+        id: &RecordId,
+        patch: ExtensionPatch,
+    ) -> Result<UpdateOutcome, StoreError>;
 
     /// Deletes a record and returns it as it was. Its status history stays.
     /// [`StoreError::NotFound`] when there is no such record. Durable when it returns.
@@ -217,32 +242,7 @@ pub async fn open(
     }
 }
 
-/// The order records are listed in: by length, then by text, so that extension numbers of
-/// different lengths sort numerically (`999` before `1001`) while leading zeros still count.
-pub fn extension_order(a: &ExtensionNumber, b: &ExtensionNumber) -> Ordering {
-    a.as_str()
-        .len()
-        .cmp(&b.as_str().len())
-        .then_with(|| a.as_str().cmp(b.as_str()))
-}
-
-/// Sorts records by [`extension_order`].
+/// Sorts records by extension number, in [`ExtensionNumber`]'s order.
 pub(crate) fn sort_records(records: &mut [Extension]) {
-    records.sort_unstable_by(|a, b| extension_order(&a.extension, &b.extension));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extension_order_is_numeric_for_plain_numbers() {
-        let mut v: Vec<ExtensionNumber> = ["1001", "999", "0101", "101", "20", "1000"]
-            .iter()
-            .map(|s| ExtensionNumber::parse(s).expect("ext"))
-            .collect();
-        v.sort_by(extension_order);
-        let got: Vec<&str> = v.iter().map(ExtensionNumber::as_str).collect();
-        assert_eq!(got, ["20", "101", "999", "0101", "1000", "1001"]);
-    }
+    records.sort_unstable_by(|a, b| a.extension.cmp(&b.extension));
 }

@@ -1,7 +1,8 @@
 //! End-to-end tests: the AMI → store → hub pipeline against the loopback peer that replays the
 //! real Asterisk captures — the initial list, every status code, a dropped and reconnected link
 //! with states changed meanwhile, wire order around the list, periodic drift repair, unknown
-//! extensions, and secrets kept out of the logs.
+//! extensions, and secrets kept out of the logs. The initial list and every status code also run
+//! on MongoDB when `TEST_MONGODB_URI` is set.
 
 use std::time::Duration;
 
@@ -68,7 +69,20 @@ async fn pbx_link(ws: &mut WsClient, connected: bool) -> anyhow::Result<ServerMe
 
 #[tokio::test]
 async fn the_initial_list_sets_every_stored_extension() -> anyhow::Result<()> {
-    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    the_initial_list_sets_every_stored_extension_on(Options::default()).await
+}
+
+/// [`the_initial_list_sets_every_stored_extension`] on a fresh MongoDB database (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn the_initial_list_sets_every_stored_extension_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    the_initial_list_sets_every_stored_extension_on(base).await
+}
+
+async fn the_initial_list_sets_every_stored_extension_on(base: Options) -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), base).await?;
     for (ext, code) in CAPTURED {
         s.wait_for_code(ext, code).await?;
     }
@@ -153,7 +167,20 @@ async fn an_md5_login_works_where_plain_ones_are_refused() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn every_status_code_reaches_rest_and_websocket() -> anyhow::Result<()> {
-    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    every_status_code_reaches_rest_and_websocket_on(Options::default()).await
+}
+
+/// [`every_status_code_reaches_rest_and_websocket`] on a fresh MongoDB database (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn every_status_code_reaches_rest_and_websocket_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    every_status_code_reaches_rest_and_websocket_on(base).await
+}
+
+async fn every_status_code_reaches_rest_and_websocket_on(base: Options) -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), base).await?;
     s.wait_for_code("1001", 1).await?;
     let mut ws = s.ws("").await?;
     ws.next().await?;
@@ -341,13 +368,13 @@ async fn shutdown_flushes_the_pending_last_seen() -> anyhow::Result<()> {
     let (peer, s) = start_timed(timing).await?;
     let before = s.wait_for_code("1004", 2).await?["last_seen"].clone();
     let seen = s
-        .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
+        .metric("extstatus_store_last_seen_coalesced_total")
         .await?;
     // The same state again: no status change, only a fresher `last_seen`.
     peer.emit_status_event("1004", 2);
     eventually("the repeated report to reach the store", || async {
         Ok((s
-            .metric("extstatus_store_writes_total{cause=\"last_seen\"}")
+            .metric("extstatus_store_last_seen_coalesced_total")
             .await?
             > seen)
             .then_some(()))

@@ -1,5 +1,6 @@
 //! End-to-end tests: the REST API, its error paths, auth, health, metrics and the OpenAPI
-//! document, against a real server on port 0 with a temporary embedded store.
+//! document, against a real server on port 0 with a temporary embedded store; CRUD and the
+//! error paths also on MongoDB when `TEST_MONGODB_URI` is set.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -14,7 +15,20 @@ fn id_of(record: &Value) -> String {
 
 #[tokio::test]
 async fn create_read_update_delete() -> anyhow::Result<()> {
-    let s = TestServer::start(Options::default()).await?;
+    create_read_update_delete_on(Options::default()).await
+}
+
+/// [`create_read_update_delete`] on a fresh MongoDB database (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn create_read_update_delete_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    create_read_update_delete_on(base).await
+}
+
+async fn create_read_update_delete_on(base: Options) -> anyhow::Result<()> {
+    let s = TestServer::start(base).await?;
     let body = json!({"extension": "1001", "agent_name": " Alice ", "department": "Sales"});
     let r = s
         .request(Method::POST, "/api/extensions", Some(&body), None)
@@ -106,7 +120,20 @@ async fn create_read_update_delete() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn every_error_path_answers_json_and_changes_nothing() -> anyhow::Result<()> {
-    let s = TestServer::start(Options::default()).await?;
+    every_error_path_answers_json_and_changes_nothing_on(Options::default()).await
+}
+
+/// [`every_error_path_answers_json_and_changes_nothing`] on a fresh MongoDB database (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn every_error_path_answers_json_and_changes_nothing_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    every_error_path_answers_json_and_changes_nothing_on(base).await
+}
+
+async fn every_error_path_answers_json_and_changes_nothing_on(base: Options) -> anyhow::Result<()> {
+    let s = TestServer::start(base).await?;
     let rec = s.create("2001", "Dora", "Sales").await?;
     let id = id_of(&rec);
     let unknown_id = "0123456789abcdef01234567";
@@ -499,7 +526,8 @@ async fn health_readiness_metrics_and_openapi() -> anyhow::Result<()> {
     for want in [
         "extstatus_http_requests_total{route=\"/api/extensions/{id}\",method=\"GET\",status=\"404\"} 1",
         "extstatus_http_requests_total{route=\"/api/extensions\",method=\"POST\",status=\"201\"} 1",
-        "extstatus_store_writes_total{cause=\"create\"} 1",
+        "extstatus_changes_total{cause=\"create\"} 1",
+        "extstatus_store_writes_total{cause=\"user_edit\"} 1",
         "extstatus_hub_published_total 1",
         "extstatus_ws_clients 0",
         "# TYPE extstatus_ami_events_total counter",

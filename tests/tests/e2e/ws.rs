@@ -1,5 +1,6 @@
 //! End-to-end tests: the WebSocket stream — snapshot then deltas, the department filter,
-//! resume after a reconnect, the heartbeat, and the close frame on shutdown.
+//! resume after a reconnect, the heartbeat, and the close frame on shutdown. The snapshot/delta
+//! and resume tests also run on MongoDB when `TEST_MONGODB_URI` is set.
 
 use std::time::Duration;
 
@@ -20,7 +21,20 @@ fn ext_numbers(msg: &ServerMessage) -> Vec<String> {
 
 #[tokio::test]
 async fn snapshot_then_every_user_edit_in_seq_order() -> anyhow::Result<()> {
-    let s = TestServer::start(Options::default()).await?;
+    snapshot_then_every_user_edit_in_seq_order_on(Options::default()).await
+}
+
+/// [`snapshot_then_every_user_edit_in_seq_order`] on a fresh MongoDB database (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn snapshot_then_every_user_edit_in_seq_order_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    snapshot_then_every_user_edit_in_seq_order_on(base).await
+}
+
+async fn snapshot_then_every_user_edit_in_seq_order_on(base: Options) -> anyhow::Result<()> {
+    let s = TestServer::start(base).await?;
     s.create("1001", "Alice", "Sales").await?;
     s.create("1002", "Bob", "Support").await?;
     let mut ws = s.ws("").await?;
@@ -109,7 +123,22 @@ async fn department_filter_keeps_global_seq() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn resume_after_reconnect_gets_exactly_the_missed_changes() -> anyhow::Result<()> {
-    let s = TestServer::start(Options::default()).await?;
+    resume_after_reconnect_gets_exactly_the_missed_changes_on(Options::default()).await
+}
+
+/// [`resume_after_reconnect_gets_exactly_the_missed_changes`] on a fresh MongoDB database (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn resume_after_reconnect_gets_exactly_the_missed_changes_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    resume_after_reconnect_gets_exactly_the_missed_changes_on(base).await
+}
+
+async fn resume_after_reconnect_gets_exactly_the_missed_changes_on(
+    base: Options,
+) -> anyhow::Result<()> {
+    let s = TestServer::start(base).await?;
     s.create("1001", "Alice", "Sales").await?;
     let mut ws = s.ws("").await?;
     let seen = ws.next().await?.seq();

@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use domain::{
-    AgentName, Department, DeviceState, Extension, ExtensionNumber, ExtensionState, NewExtension,
-    Presence, RecordId,
+    AgentName, AgentPresence, CallInfo, CallState, Department, DeviceState, Extension,
+    ExtensionNumber, ExtensionState, NewExtension, PauseReason, Presence, QueueMembership,
+    RecordId,
 };
 use hub::{PbxLink, ServerMessage};
 use ts_rs::{Config, TS};
@@ -47,6 +48,11 @@ fn types_d_ts() -> String {
     declare::<Department>(&cfg, &mut out);
     declare::<DeviceState>(&cfg, &mut out);
     declare::<Presence>(&cfg, &mut out);
+    declare::<QueueMembership>(&cfg, &mut out);
+    declare::<AgentPresence>(&cfg, &mut out);
+    declare::<CallState>(&cfg, &mut out);
+    declare::<CallInfo>(&cfg, &mut out);
+    declare::<PauseReason>(&cfg, &mut out);
     declare::<Extension>(&cfg, &mut out);
     declare::<PbxLink>(&cfg, &mut out);
     declare::<ServerMessage>(&cfg, &mut out);
@@ -66,7 +72,7 @@ fn types_d_ts() -> String {
          export type ExtensionStateInfo = {{ code: KnownStatusCode, text: string, device_state: DeviceState, status: Presence, }};\n\n\
          /** One row of `DEVICE_STATES` in constants.js. */\n\
          export type DeviceStateInfo = {{ name: DeviceState, number: number, cli: string, status: Presence, }};\n\n\
-         /** The body of every error answer of the HTTP API (`shared/interfaces.md`). */\n\
+         /** The body of every error answer of the HTTP API (`docs/api.md`). */\n\
          export type ApiErrorBody = {{ error: {{ code: string, message: string, fields?: Record<string, string>, }}, }};\n\n\
          /** The members of a creation request (`POST /api/extensions`). */\n\
          export type NewExtensionField = {};\n",
@@ -124,13 +130,15 @@ fn constants_js() -> String {
          export const LIMITS = Object.freeze({{\n  \
          extension: Object.freeze({{ min: {}, max: {} }}),\n  \
          agent_name: Object.freeze({{ max: {} }}),\n  \
-         department: Object.freeze({{ max: {} }}),\n}});\n",
+         department: Object.freeze({{ max: {} }}),\n  \
+         pause_reason: Object.freeze({{ max: {} }}),\n}});\n",
         presences.join(", "),
         ExtensionState::INITIAL.code(),
         ExtensionNumber::MIN_LEN,
         ExtensionNumber::MAX_LEN,
         AgentName::MAX_LEN,
         Department::MAX_LEN,
+        PauseReason::MAX_LEN,
     );
     out
 }

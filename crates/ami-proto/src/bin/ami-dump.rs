@@ -2,7 +2,7 @@
 //! or with `--count` measures how fast the framer and parser get through a capture.
 //!
 //! Usage: `ami-dump [FILE|-]` and `ami-dump --count [--chunk BYTES] FILE`. The exact output
-//! format is part of the project interface (`shared/interfaces.md`).
+//! format is part of the project interface (`docs/ami-proto.md`, section `ami-dump`).
 
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;

@@ -2,6 +2,14 @@
 //! connects, logs in, correlates actions with their answers by ActionID, collects event lists,
 //! streams every other packet as an event, pings, and reconnects with backoff.
 //!
+//! Two layers: [`session::Session`] is the protocol as a sans-IO state machine (bytes and the
+//! current time in; bytes to write, action answers, finished lists and notices out; login,
+//! correlation, list collection and keepalive decisions all live there), and `conn.rs` is the
+//! thin tokio supervisor around it (socket, timers, reconnect with capped exponential backoff
+//! and jitter, delivery to the owner). Any action can be sent and awaited the same way: its
+//! `Response` with [`ClientHandle::send`], its whole event list with
+//! [`ClientHandle::send_list`] (`ExtensionStateList`, `QueueStatus`, `CoreShowChannels`...).
+//!
 //! Every packet read from a connection gets a `wire_seq` that rises by one per packet, and every
 //! connection gets a new `generation`. Events and list results carry both, so a consumer can
 //! merge an `ExtensionStateList` snapshot with the live events around it in exact wire order.
@@ -15,6 +23,9 @@
 //! channel would turn a stuck consumer into unbounded memory.
 
 mod conn;
+pub mod session;
+
+pub use session::{Expect, RequestId, Session};
 
 use std::fmt;
 use std::ops::Deref;

@@ -27,7 +27,7 @@ use self::writer::{Edit, Job, Writer, WriterState, stopped};
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{StoreError, cause};
-use crate::{Repository, StatusOutcome, StoreOptions, sort_records};
+use crate::{Repository, StatusOutcome, StoreOptions, UpdateOutcome, sort_records};
 
 /// The name of the database file inside the data directory.
 pub const DB_FILE_NAME: &str = "extstatus.redb";
@@ -137,7 +137,7 @@ impl LastSeenSink for Inner {
     async fn write_last_seen(
         &self,
         batch: &[(ExtensionNumber, Timestamp)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let batch = batch.to_vec();
         self.call(|reply| Job::LastSeen { batch, reply }).await?
     }
@@ -189,7 +189,11 @@ impl Repository for EmbeddedStore {
             .await?
     }
 
-    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+    async fn update(
+        &self,
+        id: &RecordId,
+        patch: ExtensionPatch,
+    ) -> Result<UpdateOutcome, StoreError> {
         let at = domain::now();
         let id = id.clone();
         self.inner

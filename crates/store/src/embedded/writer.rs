@@ -29,7 +29,7 @@ use super::tables::{self, Cache, HISTORY, RECORDS, STATUS, millis};
 use crate::batcher::LastSeenBatcher;
 use crate::counters::Counters;
 use crate::error::StoreError;
-use crate::{StatusEffect, StatusOutcome, id};
+use crate::{StatusEffect, StatusOutcome, UpdateOutcome, id};
 
 /// Queued requests are gathered into one commit until they hold this many observations, so
 /// that one transaction stays small and the first caller is not kept waiting too long. (One
@@ -49,7 +49,8 @@ pub(super) enum Job {
     /// A `last_seen` batch: written on its own, touching only the fixed-width status rows.
     LastSeen {
         batch: Vec<(ExtensionNumber, Timestamp)>,
-        reply: Reply<()>,
+        /// Answered with the number of records written.
+        reply: Reply<u64>,
     },
 }
 
@@ -64,7 +65,7 @@ pub(super) enum Edit {
         id: RecordId,
         patch: ExtensionPatch,
         at: Timestamp,
-        reply: Reply<Extension>,
+        reply: Reply<UpdateOutcome>,
     },
     Delete {
         id: RecordId,
@@ -263,10 +264,30 @@ impl<'c> Stage<'c> {
     }
 }
 
+/// Who waits for a record: a creation or deletion wants the record, an update also whether it
+/// changed anything (which is whether it wrote).
+enum RecordReply {
+    Record(Reply<Extension>),
+    Update(Reply<UpdateOutcome>),
+}
+
+impl RecordReply {
+    fn send(self, result: Result<Extension, StoreError>, wrote: bool) {
+        // A caller that stopped waiting is no concern of the writer.
+        match self {
+            RecordReply::Record(reply) => drop(reply.send(result)),
+            RecordReply::Update(reply) => drop(reply.send(result.map(|record| UpdateOutcome {
+                record,
+                changed: wrote,
+            }))),
+        }
+    }
+}
+
 /// An answer held back until the group is committed.
 enum Pending {
     Record {
-        reply: Reply<Extension>,
+        reply: RecordReply,
         result: Result<Extension, StoreError>,
         wrote: bool,
     },
@@ -381,7 +402,7 @@ impl WriterState {
 
     /// Writes a `last_seen` batch: only the status rows of records whose stored time is
     /// older, then the same times in the cache. No record is cloned or re-encoded.
-    fn write_last_seen(&mut self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<()>) {
+    fn write_last_seen(&mut self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<u64>) {
         let updates: Vec<(RecordId, (i32, i64, i64), Timestamp)> = {
             let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
             batch
@@ -406,7 +427,8 @@ impl WriterState {
                 self.committed(durable);
             }
             r
-        };
+        }
+        .map(|()| u64::try_from(updates.len()).unwrap_or(u64::MAX));
         if result.is_ok() {
             let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
             for (id, _, at) in &updates {
@@ -516,7 +538,7 @@ impl WriterState {
                         r
                     }),
                 };
-                let _ = reply.send(result);
+                reply.send(result, wrote);
             }
             Pending::Status { reply, results } => {
                 let results = results
@@ -566,7 +588,7 @@ impl WriterState {
                     }
                 };
                 Pending::Record {
-                    reply,
+                    reply: RecordReply::Record(reply),
                     result,
                     wrote,
                 }
@@ -590,7 +612,7 @@ impl WriterState {
                     }
                 };
                 Pending::Record {
-                    reply,
+                    reply: RecordReply::Update(reply),
                     result,
                     wrote,
                 }
@@ -606,7 +628,7 @@ impl WriterState {
                     }
                 };
                 Pending::Record {
-                    reply,
+                    reply: RecordReply::Record(reply),
                     result,
                     wrote,
                 }

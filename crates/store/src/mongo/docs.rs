@@ -12,9 +12,9 @@ use std::str::FromStr;
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
 use domain::{
-    AgentName, Department, DeviceState, Extension, ExtensionFilter, ExtensionNumber,
-    ExtensionPatch, ExtensionState, Observation, Presence, RecordId, Source, StatusHistoryEntry,
-    Timestamp,
+    AgentName, AgentPresence, CallInfo, CallState, Department, DeviceState, Extension,
+    ExtensionFilter, ExtensionNumber, ExtensionPatch, ExtensionState, Observation, Presence,
+    QueueMembership, RecordId, Source, StatusHistoryEntry, Timestamp,
 };
 
 use crate::error::StoreError;
@@ -52,10 +52,64 @@ pub fn record(r: &Extension) -> Document {
         "status": r.status.as_str(),
         "last_status_change": optional_date(r.last_status_change),
         "last_seen": optional_date(r.last_seen),
+        "queues": queues(&r.queues),
+        "presence": presence(r.presence.as_deref()),
+        "call": call(r.call.as_deref()),
         "is_active": r.is_active,
         "createdAt": date(r.created_at),
         "updatedAt": date(r.updated_at),
     }
+}
+
+fn optional_text(s: Option<&str>) -> Bson {
+    s.map_or(Bson::Null, |s| Bson::String(s.to_owned()))
+}
+
+/// The `queues` array of a record: one document per membership, PBX text as string values.
+pub fn queues(q: &[QueueMembership]) -> Bson {
+    Bson::Array(
+        q.iter()
+            .map(|m| {
+                Bson::Document(doc! {
+                    "queue": m.queue.as_str(),
+                    "paused": m.paused,
+                    "paused_reason": optional_text(m.paused_reason.as_deref()),
+                    "penalty": m.penalty,
+                    "calls_taken": i64::from(m.calls_taken),
+                    "last_call": optional_date(m.last_call),
+                    "in_call": m.in_call,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The `presence` member of a record: a document, or null.
+pub fn presence(p: Option<&AgentPresence>) -> Bson {
+    p.map_or(Bson::Null, |p| {
+        Bson::Document(doc! {
+            "state": p.state.as_str(),
+            "subtype": optional_text(p.subtype.as_deref()),
+            "message": optional_text(p.message.as_deref()),
+        })
+    })
+}
+
+/// The `call` member of a record: a document, or null.
+pub fn call(c: Option<&CallInfo>) -> Bson {
+    c.map_or(Bson::Null, |c| {
+        let state = match c.state {
+            CallState::Ringing => "ringing",
+            CallState::Up => "up",
+        };
+        Bson::Document(doc! {
+            "state": state,
+            "peer_number": optional_text(c.peer_number.as_deref()),
+            "peer_name": optional_text(c.peer_name.as_deref()),
+            "queue": optional_text(c.queue.as_deref()),
+            "since": date(c.since),
+        })
+    })
 }
 
 /// Matches one record by id.
@@ -245,7 +299,17 @@ fn corrupt(id: &str, field: &str, what: impl std::fmt::Display) -> StoreError {
 }
 
 fn read_time(d: &Document, id: &str, field: &str) -> Result<Option<Timestamp>, StoreError> {
-    match d.get(field) {
+    read_time_as(d, id, field, field)
+}
+
+/// Reads the time under `key`, naming it `field` in errors (e.g. `queues[0].last_call`).
+fn read_time_as(
+    d: &Document,
+    id: &str,
+    key: &str,
+    field: &str,
+) -> Result<Option<Timestamp>, StoreError> {
+    match d.get(key) {
         None | Some(Bson::Null) => Ok(None),
         Some(Bson::DateTime(t)) => Ok(Some(t.to_chrono())),
         // Tolerated for documents written by hand or by other tools.
@@ -313,6 +377,7 @@ pub fn read_record(d: &Document) -> Result<Extension, StoreError> {
     let updated_at = read_time(d, ids, "updatedAt")?.unwrap_or(created_at);
     let last_status_change = read_time(d, ids, "last_status_change")?;
     let last_seen = read_time(d, ids, "last_seen")?;
+    let (queues, presence, call) = read_call_center(d, ids)?;
     Ok(Extension {
         id,
         extension,
@@ -323,10 +388,145 @@ pub fn read_record(d: &Document) -> Result<Extension, StoreError> {
         status,
         last_status_change,
         last_seen,
+        queues,
+        presence,
+        call,
         is_active,
         created_at,
         updated_at,
     })
+}
+
+/// Reads a sub-document member: its text, null (or absent) as `None`.
+fn sub_text(d: &Document, id: &str, field: &str, key: &str) -> Result<Option<String>, StoreError> {
+    match d.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(corrupt(
+            id,
+            &format!("{field}.{key}"),
+            format!("not a string: {other}"),
+        )),
+    }
+}
+
+fn sub_int(d: &Document, id: &str, field: &str, key: &str) -> Result<i64, StoreError> {
+    match d.get(key) {
+        None | Some(Bson::Null) => Ok(0),
+        Some(Bson::Int32(n)) => Ok(i64::from(*n)),
+        Some(Bson::Int64(n)) => Ok(*n),
+        Some(Bson::Double(n)) if n.fract() == 0.0 && n.abs() <= f64::from(i32::MAX) =>
+        {
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(*n as i64)
+        }
+        Some(other) => Err(corrupt(
+            id,
+            &format!("{field}.{key}"),
+            format!("not an integer: {other}"),
+        )),
+    }
+}
+
+fn sub_bool(d: &Document, id: &str, field: &str, key: &str) -> Result<bool, StoreError> {
+    match d.get(key) {
+        None | Some(Bson::Null) => Ok(false),
+        Some(Bson::Boolean(b)) => Ok(*b),
+        Some(other) => Err(corrupt(
+            id,
+            &format!("{field}.{key}"),
+            format!("not a bool: {other}"),
+        )),
+    }
+}
+
+fn sub_doc<'d>(d: &'d Document, id: &str, field: &str) -> Result<Option<&'d Document>, StoreError> {
+    match d.get(field) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::Document(inner)) => Ok(Some(inner)),
+        Some(other) => Err(corrupt(id, field, format!("not a document: {other}"))),
+    }
+}
+
+/// Reads `queues`, `presence` and `call`; a document written before they existed has none of
+/// them and reads as `[]`, null, null.
+#[allow(clippy::type_complexity)]
+fn read_call_center(
+    d: &Document,
+    id: &str,
+) -> Result<
+    (
+        Vec<QueueMembership>,
+        Option<Box<AgentPresence>>,
+        Option<Box<CallInfo>>,
+    ),
+    StoreError,
+> {
+    let queues = match d.get("queues") {
+        None | Some(Bson::Null) => Vec::new(),
+        Some(Bson::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let field = format!("queues[{i}]");
+                let Bson::Document(m) = item else {
+                    return Err(corrupt(id, &field, format!("not a document: {item}")));
+                };
+                let queue = sub_text(m, id, &field, "queue")?
+                    .ok_or_else(|| corrupt(id, &format!("{field}.queue"), "missing"))?;
+                let number = |key: &str| -> Result<i64, StoreError> { sub_int(m, id, &field, key) };
+                let penalty = i32::try_from(number("penalty")?)
+                    .map_err(|e| corrupt(id, &format!("{field}.penalty"), e))?;
+                let calls_taken = u32::try_from(number("calls_taken")?)
+                    .map_err(|e| corrupt(id, &format!("{field}.calls_taken"), e))?;
+                Ok(QueueMembership {
+                    queue,
+                    paused: sub_bool(m, id, &field, "paused")?,
+                    paused_reason: sub_text(m, id, &field, "paused_reason")?,
+                    penalty,
+                    calls_taken,
+                    last_call: read_time_as(m, id, "last_call", &format!("{field}.last_call"))?,
+                    in_call: sub_bool(m, id, &field, "in_call")?,
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(corrupt(id, "queues", format!("not an array: {other}"))),
+    };
+    let presence = match sub_doc(d, id, "presence")? {
+        None => None,
+        Some(p) => Some(Box::new(AgentPresence {
+            state: sub_text(p, id, "presence", "state")?
+                .ok_or_else(|| corrupt(id, "presence.state", "missing"))?,
+            subtype: sub_text(p, id, "presence", "subtype")?,
+            message: sub_text(p, id, "presence", "message")?,
+        })),
+    };
+    let call = match sub_doc(d, id, "call")? {
+        None => None,
+        Some(c) => {
+            let state = match sub_text(c, id, "call", "state")?.as_deref() {
+                Some("ringing") => CallState::Ringing,
+                Some("up") => CallState::Up,
+                other => {
+                    return Err(corrupt(
+                        id,
+                        "call.state",
+                        format!("not ringing or up: {other:?}"),
+                    ));
+                }
+            };
+            let since = read_time_as(c, id, "since", "call.since")?
+                .ok_or_else(|| corrupt(id, "call.since", "missing"))?;
+            Some(Box::new(CallInfo {
+                state,
+                peer_number: sub_text(c, id, "call", "peer_number")?,
+                peer_name: sub_text(c, id, "call", "peer_name")?,
+                queue: sub_text(c, id, "call", "queue")?,
+                since,
+            }))
+        }
+    };
+    Ok((queues, presence, call))
 }
 
 /// Reads a history entry back.
@@ -408,12 +608,118 @@ mod tests {
                 "status": "unknown",
                 "last_status_change": Bson::Null,
                 "last_seen": Bson::Null,
+                "queues": [],
+                "presence": Bson::Null,
+                "call": Bson::Null,
                 "is_active": true,
                 "createdAt": dt("2026-11-30T12:00:00.123Z"),
                 "updatedAt": dt("2026-11-30T12:00:00.123Z"),
             }
         );
         assert_eq!(read_record(&record(&r)).expect("read back"), r);
+    }
+
+    #[test]
+    fn call_center_fields_round_trip_and_default() {
+        let mut r = sample("Alice", "Sales");
+        r.queues = vec![
+            QueueMembership {
+                queue: "sales".into(),
+                paused: true,
+                paused_reason: Some("Lunch".into()),
+                penalty: 1,
+                calls_taken: 7,
+                last_call: Some(t("2026-11-30T12:00:01.5Z")),
+                in_call: false,
+            },
+            QueueMembership {
+                queue: "$support".into(),
+                paused: false,
+                paused_reason: None,
+                penalty: 0,
+                calls_taken: 0,
+                last_call: None,
+                in_call: true,
+            },
+        ];
+        r.presence = Some(Box::new(AgentPresence {
+            state: "away".into(),
+            subtype: Some("Lunch break".into()),
+            message: None,
+        }));
+        r.call = Some(Box::new(CallInfo {
+            state: CallState::Up,
+            peer_number: Some("5559876".into()),
+            peer_name: Some("Customer".into()),
+            queue: Some("sales".into()),
+            since: t("2026-11-30T12:00:02Z"),
+        }));
+        let d = record(&r);
+        assert_eq!(
+            d.get("queues"),
+            Some(&bson::bson!([
+                {
+                    "queue": "sales", "paused": true, "paused_reason": "Lunch", "penalty": 1,
+                    "calls_taken": 7_i64, "last_call": dt("2026-11-30T12:00:01.5Z"), "in_call": false,
+                },
+                {
+                    "queue": "$support", "paused": false, "paused_reason": Bson::Null, "penalty": 0,
+                    "calls_taken": 0_i64, "last_call": Bson::Null, "in_call": true,
+                },
+            ]))
+        );
+        assert_eq!(
+            d.get("call"),
+            Some(&bson::bson!({
+                "state": "up", "peer_number": "5559876", "peer_name": "Customer",
+                "queue": "sales", "since": dt("2026-11-30T12:00:02Z"),
+            }))
+        );
+        assert_eq!(read_record(&d).expect("read back"), r);
+
+        // A document written before these fields existed reads as [], null, null.
+        let mut old = record(&sample("Alice", "Sales"));
+        for field in ["queues", "presence", "call"] {
+            old.remove(field);
+        }
+        assert_eq!(read_record(&old).expect("old"), sample("Alice", "Sales"));
+
+        let base = record(&sample("Alice", "Sales"));
+        let rows = [
+            ("queues", bson::bson!("x"), "queues: not an array: \"x\""),
+            (
+                "queues",
+                bson::bson!([{"paused": true}]),
+                "queues[0].queue: missing",
+            ),
+            (
+                "queues",
+                bson::bson!([{"queue": "q", "penalty": "high"}]),
+                "queues[0].penalty: not an integer: \"high\"",
+            ),
+            (
+                "presence",
+                bson::bson!({"subtype": "x"}),
+                "presence.state: missing",
+            ),
+            (
+                "call",
+                bson::bson!({"state": "held", "since": dt("2026-11-30T12:00:02Z")}),
+                "call.state: not ringing or up: Some(\"held\")",
+            ),
+            ("call", bson::bson!({"state": "up"}), "call.since: missing"),
+        ];
+        for (field, value, want) in rows {
+            let mut d = base.clone();
+            d.insert(field, value);
+            let err = read_record(&d).expect_err(want);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the stored data is corrupt: extensions document 65a1b2c3d4e5f60718293a4b: {want}"
+                )
+            );
+        }
     }
 
     #[test]
@@ -487,6 +793,9 @@ mod tests {
             "status",
             "last_status_change",
             "last_seen",
+            "queues",
+            "presence",
+            "call",
             "is_active",
             "createdAt",
             "updatedAt",

@@ -4,7 +4,7 @@
 //!
 //! The documents it sends are built in [`docs`], where tests check them exactly.
 
-pub mod docs;
+pub(crate) mod docs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use tokio_util::sync::DropGuard;
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{Message, StoreError, cause};
-use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, sort_records};
+use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, UpdateOutcome, sort_records};
 
 /// MongoDB's code for a duplicate key.
 const DUPLICATE_KEY: i32 = 11000;
@@ -141,8 +141,9 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 }
 
 /// Checks an `update` command's reply for per-statement errors, which the server reports with
-/// `ok: 1`.
-fn check_write_reply(reply: &Document) -> Result<(), StoreError> {
+/// `ok: 1`, and returns how many documents it modified (`nModified`: a `$max` that keeps a
+/// newer `last_seen`, or an extension that does not exist, modifies nothing).
+fn check_write_reply(reply: &Document) -> Result<u64, StoreError> {
     if let Ok(errors) = reply.get_array("writeErrors")
         && let Some(first) = errors.first()
     {
@@ -161,7 +162,16 @@ fn check_write_reply(reply: &Document) -> Result<(), StoreError> {
             .unwrap_or("write concern not satisfied");
         return Err(StoreError::unavailable(format!("last_seen batch: {msg}")));
     }
-    Ok(())
+    let modified = match reply.get("nModified") {
+        Some(bson::Bson::Int32(n)) => i64::from(*n),
+        Some(bson::Bson::Int64(n)) => *n,
+        other => {
+            return Err(StoreError::internal(format!(
+                "last_seen batch: the reply has no count of modified documents (nModified: {other:?})"
+            )));
+        }
+    };
+    Ok(u64::try_from(modified).unwrap_or(0))
 }
 
 impl MongoStore {
@@ -210,7 +220,12 @@ impl MongoStore {
     }
 }
 
+/// Creates the indexes, one `createIndexes` command per collection. One command matters: a
+/// server may build an index added to an existing collection in a background job (DocumentDB
+/// polls for such builds every two seconds), while the indexes of the command that creates the
+/// collection are built at once.
 async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
+    let mut by_collection: Vec<(&'static str, Vec<IndexModel>)> = Vec::new();
     for spec in docs::indexes() {
         let options = IndexOptions::builder()
             .unique(spec.unique.then_some(true))
@@ -219,8 +234,17 @@ async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
             .keys(spec.keys)
             .options(options)
             .build();
-        db.collection::<Document>(spec.collection)
-            .create_index(model)
+        match by_collection
+            .iter_mut()
+            .find(|(c, _)| *c == spec.collection)
+        {
+            Some((_, models)) => models.push(model),
+            None => by_collection.push((spec.collection, vec![model])),
+        }
+    }
+    for (collection, models) in by_collection {
+        db.collection::<Document>(collection)
+            .create_indexes(models)
             .await
             .map_err(map_err)?;
     }
@@ -349,12 +373,13 @@ impl LastSeenSink for Inner {
     async fn write_last_seen(
         &self,
         batch: &[(ExtensionNumber, Timestamp)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
+        let mut modified = 0;
         for command in docs::last_seen_commands(batch) {
             let reply = self.db.run_command(command).await.map_err(map_err)?;
-            check_write_reply(&reply)?;
+            modified += check_write_reply(&reply)?;
         }
-        Ok(())
+        Ok(modified)
     }
 }
 
@@ -430,7 +455,11 @@ impl Repository for MongoStore {
         }
     }
 
-    async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, StoreError> {
+    async fn update(
+        &self,
+        id: &RecordId,
+        patch: ExtensionPatch,
+    ) -> Result<UpdateOutcome, StoreError> {
         if !patch.is_empty() {
             let updated = self
                 .inner
@@ -446,11 +475,18 @@ impl Repository for MongoStore {
                 self.inner.counters.user_edits(1);
                 let mut record = docs::read_record(&doc)?;
                 self.inner.batcher.overlay(&mut record);
-                return Ok(record);
+                return Ok(UpdateOutcome {
+                    record,
+                    changed: true,
+                });
             }
         }
         // Nothing to change, or nothing would change: the record as it is, if it exists.
-        self.get(id).await?.ok_or(StoreError::NotFound)
+        let record = self.get(id).await?.ok_or(StoreError::NotFound)?;
+        Ok(UpdateOutcome {
+            record,
+            changed: false,
+        })
     }
 
     async fn delete(&self, id: &RecordId) -> Result<Extension, StoreError> {
@@ -583,7 +619,17 @@ mod tests {
 
     #[test]
     fn write_replies() {
-        assert!(check_write_reply(&bson::doc! { "n": 3, "nModified": 2, "ok": 1.0 }).is_ok());
+        // Matched is not written: `n` counts a `$max` that kept a newer value, `nModified` not.
+        assert_eq!(
+            check_write_reply(&bson::doc! { "n": 3, "nModified": 2, "ok": 1.0 }).expect("ok"),
+            2
+        );
+        assert_eq!(
+            check_write_reply(&bson::doc! { "n": 1, "nModified": 1_i64, "ok": 1.0 }).expect("ok"),
+            1
+        );
+        let err = check_write_reply(&bson::doc! { "n": 3, "ok": 1.0 }).expect_err("no count");
+        assert!(err.to_string().contains("nModified"), "{err}");
         let err = check_write_reply(&bson::doc! {
             "n": 0, "ok": 1.0,
             "writeErrors": [{ "index": 0, "code": 2, "errmsg": "bad" }],

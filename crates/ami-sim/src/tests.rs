@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use ami_proto::{Decoder, Frame, Packet};
 use bytes::BytesMut;
-use domain::{DeviceState, ExtensionNumber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -23,10 +22,6 @@ fn capture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn ext(n: &str) -> ExtensionNumber {
-    ExtensionNumber::parse(n).expect("valid extension")
-}
-
 /// The user of the captures, no agents moving by themselves, no delay after a failed login.
 fn config(agents: Vec<SimAgent>) -> SimConfig {
     let mut c = SimConfig::new("monitor", "monitorpass", agents);
@@ -38,29 +33,7 @@ fn config(agents: Vec<SimAgent>) -> SimConfig {
 
 /// Agents 1001..1010 and 1099 in the order and with the device states of `d_state_lists`.
 fn d_agents() -> Vec<SimAgent> {
-    use DeviceState::*;
-    let single = [
-        ("1010", NotInUse),
-        ("1004", Busy),
-        ("1005", Unavailable),
-        ("1006", NotInUse),
-        ("1007", RingInUse),
-        ("1001", InUse),
-        ("1002", Ringing),
-        ("1003", OnHold),
-        ("1008", Invalid),
-        ("1009", InUse),
-    ];
-    let mut agents: Vec<SimAgent> = single
-        .iter()
-        .map(|(n, s)| SimAgent::custom(ext(n)).starting_in(vec![*s]))
-        .collect();
-    agents.push(SimAgent {
-        extension: ext("1099"),
-        devices: vec!["Custom:1099a".into(), "Custom:1099b".into()],
-        initial: Some(vec![InUse, Ringing]),
-    });
-    agents
+    captured_agents()
 }
 
 struct Running {
@@ -344,9 +317,10 @@ async fn state_lists_match_capture_d() {
 
 #[tokio::test]
 async fn device_state_changes_match_capture_e() {
-    let mut agents = vec![SimAgent::custom(ext("1001")).starting_in(vec![DeviceState::Invalid])];
+    let mut agents = vec![SimAgent::custom("1001").starting_in(vec![DeviceState::Invalid])];
     agents.push(SimAgent {
-        extension: ext("1099"),
+        extension: "1099".to_owned(),
+        context: None,
         devices: vec!["Custom:1099a".into(), "Custom:1099b".into()],
         initial: Some(vec![DeviceState::NotInUse, DeviceState::NotInUse]),
     });
@@ -436,7 +410,9 @@ async fn read_list(
 
 #[tokio::test]
 async fn lists_always_agree_with_the_events_before_them() {
-    let agents: Vec<SimAgent> = sample_agents().iter().map(SimAgent::from).collect();
+    let agents: Vec<SimAgent> = sample_agents()
+        .map(|a| SimAgent::custom(a.extension))
+        .collect();
     let mut cfg = config(agents);
     cfg.seed = Some(42);
     let sim = Running::start(cfg).await;
@@ -578,9 +554,169 @@ async fn every_logged_in_client_gets_the_events_and_only_then() {
     sim.handle.await.expect("task").expect("clean end");
 }
 
+/// Reads packets until one named `name` (by `Event:` or `Response:`), returning the names of
+/// those before it.
+async fn skip_to(client: &mut Client, name: &str) -> (Vec<String>, Packet) {
+    let mut before = Vec::new();
+    loop {
+        let p = client.packet().await;
+        let got = p.name().map(|n| n.into_owned()).unwrap_or_default();
+        if got == name {
+            return (before, p);
+        }
+        before.push(got);
+    }
+}
+
+#[tokio::test]
+async fn scripted_states_and_cues_keep_wire_order() {
+    let sim = Running::start(config(d_agents())).await;
+    let mut c = Client::connect(sim.addr).await;
+    c.login("call").await;
+    // A scripted state the hint arithmetic never gives is reported as is, with the phone's
+    // device event after it.
+    sim.sim
+        .set_extension_state("1001", ExtensionState::INUSE_ONHOLD);
+    let p = c.packet().await;
+    assert_eq!(
+        p.as_bytes(),
+        b"Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: 1001\r\nContext: agents\r\nHint: Custom:1001\r\nStatus: 17\r\nStatusText: InUse&Hold\r\n\r\n"
+    );
+    // 1001 was INUSE already: no device event. A silent change and a removed hint send
+    // nothing; a stray event changes nothing; the next packet is the stray one.
+    sim.sim
+        .set_extension_state_silently("1002", ExtensionState::UNAVAILABLE);
+    sim.sim.remove_hint("1099");
+    sim.sim
+        .emit_extension_status("1003", ExtensionState::NOT_INUSE);
+    let p = c.packet().await;
+    assert_eq!(
+        (p.get("Exten").as_deref(), p.get("Status").as_deref()),
+        (Some("1003"), Some("0"))
+    );
+    // Cues around the next list: before (shown by it), after (not shown, follows it).
+    sim.sim
+        .cue_before_next_list("1004", ExtensionState::NOT_INUSE);
+    sim.sim.cue_after_next_list("1005", ExtensionState::RINGING);
+    c.send("Action: ExtensionStateList\r\nActionID: l\r\n\r\n")
+        .await;
+    let (before, _) = skip_to(&mut c, "Success").await;
+    assert_eq!(before, ["ExtensionStatus", "DeviceStateChange"]);
+    let mut list = BTreeMap::new();
+    let mut events = BTreeMap::new();
+    let listed = read_list(&mut c, &mut events).await;
+    list.extend(listed);
+    assert_eq!(list.get("1004"), Some(&0));
+    assert_eq!(list.get("1005"), Some(&4), "the list shows the old state");
+    assert_eq!(list.get("1001"), Some(&17));
+    assert_eq!(list.get("1002"), Some(&4));
+    assert_eq!(list.get("1003"), Some(&16), "a stray event changes nothing");
+    assert!(!list.contains_key("1099"));
+    let p = c.packet().await;
+    assert!(p.action_id().is_none());
+    assert_eq!(
+        (p.get("Exten").as_deref(), p.get("Status").as_deref()),
+        (Some("1005"), Some("8"))
+    );
+    let p = c.packet().await;
+    assert_eq!(
+        (p.get("Device").as_deref(), p.get("State").as_deref()),
+        (Some("Custom:1005"), Some("RINGING"))
+    );
+    // A new extension is added at the end and announced.
+    sim.sim.set_extension_state("5555", ExtensionState::ONHOLD);
+    let p = c.packet().await;
+    assert_eq!(p.get("Hint").as_deref(), Some("Custom:5555"));
+    let states = sim.sim.extension_states();
+    assert_eq!(
+        states.last(),
+        Some(&("5555".to_owned(), ExtensionState::ONHOLD))
+    );
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn faults_silence_refusal_and_the_journal() {
+    let mut cfg = config(d_agents());
+    cfg.read = "call".to_owned();
+    cfg.plain_login = false;
+    let sim = Running::start(cfg).await;
+    // Only the MD5 login is accepted.
+    let got = sim
+        .transcript(
+            b"Action: Login\r\nActionID: 1\r\nUsername: monitor\r\nSecret: monitorpass\r\n\r\n",
+        )
+        .await;
+    assert_eq!(
+        packets(&got)[1],
+        "Response: Error\r\nActionID: 1\r\nMessage: Authentication failed\r\n\r\n"
+    );
+    let mut c = Client::connect(sim.addr).await;
+    c.send("Action: Challenge\r\nAuthType: MD5\r\n\r\n").await;
+    let challenge = c
+        .packet()
+        .await
+        .get("Challenge")
+        .expect("challenge")
+        .into_owned();
+    let key = ami_proto::md5_key(&challenge, &ami_proto::Secret::new("monitorpass"));
+    c.send(&format!(
+        "Action: Login\r\nAuthType: MD5\r\nUsername: monitor\r\nKey: {key}\r\nEvents: on\r\n\r\n"
+    ))
+    .await;
+    assert_eq!(
+        c.packet().await.get("Message").as_deref(),
+        Some("Authentication accepted")
+    );
+    // read=call: no FullyBooted, no SuccessfulAuth; raw bytes reach every logged-in session.
+    sim.sim
+        .emit_raw(b"Event: Reload\r\nPrivilege: system,all\r\nStatus: 0\r\n\r\n");
+    assert_eq!(c.packet().await.name().as_deref(), Some("Reload"));
+    // Silent: the answer is lost; the action is still recorded.
+    sim.sim.go_silent(true);
+    c.send("Action: Ping\r\nActionID: p1\r\n\r\n").await;
+    sim.sim.wait_for_action("PING", 1).await;
+    sim.sim.go_silent(false);
+    c.send("Action: Ping\r\nActionID: p2\r\n\r\n").await;
+    assert_eq!(c.packet().await.action_id().as_deref(), Some("p2"));
+    assert_eq!(sim.sim.logins(), 1);
+    assert_eq!(
+        sim.sim.actions_received(),
+        ["Login", "Challenge", "Login", "Ping", "Ping"]
+    );
+    assert_eq!(sim.sim.connections(), 1);
+    // A drop in the middle of a packet: half an ExtensionStatus, then the end of the stream.
+    sim.sim.inject(Fault::CloseMidPacket);
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).await.expect("read");
+    assert!(rest.starts_with(b"Event: ExtensionStatus\r\n"), "{rest:?}");
+    c.buf.extend_from_slice(&rest);
+    assert!(
+        c.decoder
+            .decode(&mut c.buf)
+            .expect("no error yet")
+            .is_none()
+    );
+    assert!(c.decoder.decode_eof(&mut c.buf).is_err(), "truncated");
+    // Refused: closed before the banner.
+    sim.sim.refuse_connections(true);
+    assert!(sim.transcript(b"").await.is_empty());
+    sim.sim.refuse_connections(false);
+    // The banner is written after the session listens for faults.
+    let mut c = Client::connect(sim.addr).await;
+    // A clean drop: the stream ends on a packet boundary.
+    sim.sim.inject(Fault::Close);
+    let mut rest = Vec::new();
+    c.stream.read_to_end(&mut rest).await.expect("read");
+    assert!(rest.is_empty());
+    sim.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_timer_applies_the_configured_rate() {
-    let agents: Vec<SimAgent> = sample_agents().iter().map(SimAgent::from).collect();
+    let agents: Vec<SimAgent> = sample_agents()
+        .map(|a| SimAgent::custom(a.extension))
+        .collect();
     let mut cfg = config(agents);
     cfg.rate_per_sec = 4.0;
     cfg.seed = Some(9);
@@ -611,23 +747,29 @@ async fn the_timer_applies_the_configured_rate() {
 
 #[test]
 fn bad_configurations_are_refused() {
-    let base = || config(vec![SimAgent::custom(ext("1001"))]);
+    let base = || config(vec![SimAgent::custom("1001")]);
     let mut rate = base();
     rate.rate_per_sec = f64::NAN;
     let mut dup = base();
-    dup.agents.push(SimAgent::custom(ext("1001")));
+    dup.agents.push(SimAgent::custom("1001"));
     let mut states = base();
     states.agents[0].initial = Some(vec![]);
     let mut device = base();
     device.agents[0].devices = vec!["Custom:1&Custom:2".into()];
     let mut user = base();
     user.username = "a\r\nb".into();
+    let mut read = base();
+    read.read = String::new();
+    let mut empty = base();
+    empty.agents.push(SimAgent::custom(""));
     for (cfg, what) in [
         (rate, "rate"),
         (dup, "twice"),
         (states, "starting states"),
         (device, "device name"),
         (user, "user name"),
+        (read, "read classes"),
+        (empty, "extension \"\""),
     ] {
         let err = Simulator::new(cfg).expect_err(what);
         assert!(err.is_config());

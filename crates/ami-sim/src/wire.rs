@@ -4,30 +4,33 @@
 //! Every packet is `Key: Value` lines ending in CRLF and closed by an empty line. Header order
 //! and spelling are part of the format: a client that works against these bytes works against
 //! the real PBX.
+//!
+//! This is the workspace's one writer of server-side AMI: the simulator, `--demo` and the
+//! end-to-end peer all write through it (clients write actions with `ami-proto`'s encoder).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use domain::{DeviceState, ExtensionState};
+use crate::states::{DeviceState, ExtensionState};
 
 /// The greeting, a single line with no blank line after it (AMI 9.0.0 is Asterisk 20).
-pub(crate) const BANNER: &[u8] = b"Asterisk Call Manager/9.0.0\r\n";
+pub const BANNER: &[u8] = b"Asterisk Call Manager/9.0.0\r\n";
 
 /// A packet under construction.
-pub(crate) struct Packet<'a> {
+pub struct Packet<'a> {
     out: &'a mut Vec<u8>,
 }
 
 impl<'a> Packet<'a> {
     /// Starts a packet whose first header is `key: value`.
-    pub(crate) fn start(out: &'a mut Vec<u8>, key: &str, value: &str) -> Packet<'a> {
+    pub fn start(out: &'a mut Vec<u8>, key: &str, value: &str) -> Packet<'a> {
         let mut p = Packet { out };
         p.header(key, value);
         p
     }
 
     /// Starts a `Response:` packet, with `ActionID` second when the request carried one.
-    pub(crate) fn response(out: &'a mut Vec<u8>, kind: &str, action_id: Option<&str>) -> Self {
+    pub fn response(out: &'a mut Vec<u8>, kind: &str, action_id: Option<&str>) -> Self {
         let mut p = Packet::start(out, "Response", kind);
         p.action_id(action_id);
         p
@@ -35,14 +38,14 @@ impl<'a> Packet<'a> {
 
     /// Starts a list item or list-complete event: `Event:` then `ActionID` (when given), and
     /// no `Privilege`, as action handlers write them.
-    pub(crate) fn list_event(out: &'a mut Vec<u8>, event: &str, action_id: Option<&str>) -> Self {
+    pub fn list_event(out: &'a mut Vec<u8>, event: &str, action_id: Option<&str>) -> Self {
         let mut p = Packet::start(out, "Event", event);
         p.action_id(action_id);
         p
     }
 
     /// Adds `ActionID: <id>` unless the request had none, which is what Asterisk does.
-    pub(crate) fn action_id(&mut self, action_id: Option<&str>) -> &mut Self {
+    pub fn action_id(&mut self, action_id: Option<&str>) -> &mut Self {
         if let Some(id) = action_id {
             self.header("ActionID", id);
         }
@@ -50,7 +53,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Adds one header line.
-    pub(crate) fn header(&mut self, key: &str, value: &str) -> &mut Self {
+    pub fn header(&mut self, key: &str, value: &str) -> &mut Self {
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b": ");
         self.out.extend_from_slice(value.as_bytes());
@@ -59,27 +62,27 @@ impl<'a> Packet<'a> {
     }
 
     /// Closes the packet with the empty line.
-    pub(crate) fn end(self) {
+    pub fn end(self) {
         self.out.extend_from_slice(b"\r\n");
     }
 }
 
 /// `Response: Error` with a message.
-pub(crate) fn error(out: &mut Vec<u8>, action_id: Option<&str>, message: &str) {
+pub fn error(out: &mut Vec<u8>, action_id: Option<&str>, message: &str) {
     let mut p = Packet::response(out, "Error", action_id);
     p.header("Message", message);
     p.end();
 }
 
 /// `Response: Success` with a message.
-pub(crate) fn success(out: &mut Vec<u8>, action_id: Option<&str>, message: &str) {
+pub fn success(out: &mut Vec<u8>, action_id: Option<&str>, message: &str) {
     let mut p = Packet::response(out, "Success", action_id);
     p.header("Message", message);
     p.end();
 }
 
 /// The answer to an action Asterisk does not know.
-pub(crate) fn unknown_action(out: &mut Vec<u8>, action_id: Option<&str>, action: &str) {
+pub fn unknown_action(out: &mut Vec<u8>, action_id: Option<&str>, action: &str) {
     let message = format!(
         "Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."
     );
@@ -87,20 +90,20 @@ pub(crate) fn unknown_action(out: &mut Vec<u8>, action_id: Option<&str>, action:
 }
 
 /// The answer to `Logoff`; the server closes the socket after it.
-pub(crate) fn goodbye(out: &mut Vec<u8>, action_id: Option<&str>) {
+pub fn goodbye(out: &mut Vec<u8>, action_id: Option<&str>) {
     let mut p = Packet::response(out, "Goodbye", action_id);
     p.header("Message", "Thanks for all the fish.");
     p.end();
 }
 
 /// `<seconds>.<microseconds>` since the epoch, as in `Timestamp:` of a Ping answer.
-pub(crate) fn timestamp(now: SystemTime) -> String {
+pub fn timestamp(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     format!("{}.{:06}", since.as_secs(), since.subsec_micros())
 }
 
 /// The answer to `Ping`.
-pub(crate) fn pong(out: &mut Vec<u8>, action_id: Option<&str>, now: SystemTime) {
+pub fn pong(out: &mut Vec<u8>, action_id: Option<&str>, now: SystemTime) {
     let mut p = Packet::response(out, "Success", action_id);
     p.header("Ping", "Pong");
     p.header("Timestamp", &timestamp(now));
@@ -108,21 +111,21 @@ pub(crate) fn pong(out: &mut Vec<u8>, action_id: Option<&str>, now: SystemTime) 
 }
 
 /// The answer to `Challenge` with `AuthType: MD5`.
-pub(crate) fn challenge(out: &mut Vec<u8>, action_id: Option<&str>, challenge: &str) {
+pub fn challenge(out: &mut Vec<u8>, action_id: Option<&str>, challenge: &str) {
     let mut p = Packet::response(out, "Success", action_id);
     p.header("Challenge", challenge);
     p.end();
 }
 
 /// The answer to `Events`: `Events: On` or `Events: Off`, and no `Message`.
-pub(crate) fn events_reply(out: &mut Vec<u8>, action_id: Option<&str>, on: bool) {
+pub fn events_reply(out: &mut Vec<u8>, action_id: Option<&str>, on: bool) {
     let mut p = Packet::response(out, "Success", action_id);
     p.header("Events", if on { "On" } else { "Off" });
     p.end();
 }
 
 /// `FullyBooted`, sent right after a login whose session reads `system` events.
-pub(crate) fn fully_booted(out: &mut Vec<u8>, uptime: Duration) {
+pub fn fully_booted(out: &mut Vec<u8>, uptime: Duration) {
     let secs = uptime.as_secs().to_string();
     let mut p = Packet::start(out, "Event", "FullyBooted");
     p.header("Privilege", "system,all");
@@ -133,12 +136,12 @@ pub(crate) fn fully_booted(out: &mut Vec<u8>, uptime: Duration) {
 }
 
 /// What `SuccessfulAuth` reports about the session.
-pub(crate) struct AuthInfo<'a> {
-    pub(crate) username: &'a str,
-    pub(crate) session_id: u64,
-    pub(crate) local: SocketAddr,
-    pub(crate) remote: SocketAddr,
-    pub(crate) now: chrono::DateTime<chrono::Utc>,
+pub struct AuthInfo<'a> {
+    pub username: &'a str,
+    pub session_id: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 fn ami_address(addr: SocketAddr) -> String {
@@ -147,7 +150,7 @@ fn ami_address(addr: SocketAddr) -> String {
 }
 
 /// The security event a `read=all` user gets for its own login.
-pub(crate) fn successful_auth(out: &mut Vec<u8>, info: &AuthInfo<'_>) {
+pub fn successful_auth(out: &mut Vec<u8>, info: &AuthInfo<'_>) {
     let tv = info.now.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string();
     let mut p = Packet::start(out, "Event", "SuccessfulAuth");
     p.header("Privilege", "security,all");
@@ -165,7 +168,7 @@ pub(crate) fn successful_auth(out: &mut Vec<u8>, info: &AuthInfo<'_>) {
 }
 
 /// `Shutdown`, sent to `system` readers before the server closes their sockets.
-pub(crate) fn shutdown(out: &mut Vec<u8>) {
+pub fn shutdown(out: &mut Vec<u8>) {
     let mut p = Packet::start(out, "Event", "Shutdown");
     p.header("Privilege", "system,all");
     p.header("Shutdown", "Cleanly");
@@ -174,11 +177,11 @@ pub(crate) fn shutdown(out: &mut Vec<u8>) {
 }
 
 /// One extension's fields, shared by the event, the list item and the `ExtensionState` answer.
-pub(crate) struct Hinted<'a> {
-    pub(crate) exten: &'a str,
-    pub(crate) context: &'a str,
-    pub(crate) hint: &'a str,
-    pub(crate) state: ExtensionState,
+pub struct Hinted<'a> {
+    pub exten: &'a str,
+    pub context: &'a str,
+    pub hint: &'a str,
+    pub state: ExtensionState,
 }
 
 impl Hinted<'_> {
@@ -192,7 +195,7 @@ impl Hinted<'_> {
 }
 
 /// The broadcast `ExtensionStatus` event (`Privilege: call,all`).
-pub(crate) fn extension_status(out: &mut Vec<u8>, ext: &Hinted<'_>) {
+pub fn extension_status(out: &mut Vec<u8>, ext: &Hinted<'_>) {
     let mut p = Packet::start(out, "Event", "ExtensionStatus");
     p.header("Privilege", "call,all");
     ext.fields(&mut p);
@@ -200,7 +203,7 @@ pub(crate) fn extension_status(out: &mut Vec<u8>, ext: &Hinted<'_>) {
 }
 
 /// The broadcast `DeviceStateChange` event (`Privilege: call,all`).
-pub(crate) fn device_state_change(out: &mut Vec<u8>, device: &str, state: DeviceState) {
+pub fn device_state_change(out: &mut Vec<u8>, device: &str, state: DeviceState) {
     let mut p = Packet::start(out, "Event", "DeviceStateChange");
     p.header("Privilege", "call,all");
     p.header("Device", device);
@@ -209,7 +212,7 @@ pub(crate) fn device_state_change(out: &mut Vec<u8>, device: &str, state: Device
 }
 
 /// The first packet of a list answer.
-pub(crate) fn list_start(out: &mut Vec<u8>, action_id: Option<&str>, message: &str) {
+pub fn list_start(out: &mut Vec<u8>, action_id: Option<&str>, message: &str) {
     let mut p = Packet::response(out, "Success", action_id);
     p.header("EventList", "start");
     p.header("Message", message);
@@ -217,14 +220,14 @@ pub(crate) fn list_start(out: &mut Vec<u8>, action_id: Option<&str>, message: &s
 }
 
 /// One `ExtensionStatus` item of an `ExtensionStateList` answer.
-pub(crate) fn extension_status_item(out: &mut Vec<u8>, action_id: Option<&str>, ext: &Hinted<'_>) {
+pub fn extension_status_item(out: &mut Vec<u8>, action_id: Option<&str>, ext: &Hinted<'_>) {
     let mut p = Packet::list_event(out, "ExtensionStatus", action_id);
     ext.fields(&mut p);
     p.end();
 }
 
 /// One `DeviceStateChange` item of a `DeviceStateList` answer.
-pub(crate) fn device_state_item(
+pub fn device_state_item(
     out: &mut Vec<u8>,
     action_id: Option<&str>,
     device: &str,
@@ -237,7 +240,7 @@ pub(crate) fn device_state_item(
 }
 
 /// The event that closes a list answer; `ListItems` counts the items only.
-pub(crate) fn list_complete(out: &mut Vec<u8>, event: &str, action_id: Option<&str>, items: usize) {
+pub fn list_complete(out: &mut Vec<u8>, event: &str, action_id: Option<&str>, items: usize) {
     let mut p = Packet::list_event(out, event, action_id);
     p.header("EventList", "Complete");
     p.header("ListItems", &items.to_string());
@@ -245,7 +248,7 @@ pub(crate) fn list_complete(out: &mut Vec<u8>, event: &str, action_id: Option<&s
 }
 
 /// The single-packet answer to `ExtensionState`.
-pub(crate) fn extension_state_reply(out: &mut Vec<u8>, action_id: Option<&str>, ext: &Hinted<'_>) {
+pub fn extension_state_reply(out: &mut Vec<u8>, action_id: Option<&str>, ext: &Hinted<'_>) {
     let mut p = Packet::response(out, "Success", action_id);
     p.header("Message", "Extension Status");
     ext.fields(&mut p);

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use ami_proto::{DecodeError, Decoder, Frame, Packet};
 use bytes::BytesMut;
-use domain::DeviceState;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -18,8 +17,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::broadcast::{self, error::TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{self, Hinted};
-use super::{Emitted, Shared};
+use crate::states::{DeviceState, ExtensionState};
+use crate::wire::{self, Hinted};
+use crate::{Audience, Emitted, Fault, Shared};
 
 /// Asterisk reads at most 128 header lines of at most 1024 bytes per request.
 const MAX_REQUEST: usize = 128 * 1026;
@@ -29,7 +29,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Event classes, with Asterisk's bit numbers (`EVENT_FLAG_*` in `manager.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Mask(u32);
+pub(crate) struct Mask(u32);
 
 impl Mask {
     const SYSTEM: u32 = 1 << 0;
@@ -64,10 +64,15 @@ impl Mask {
         self.0 & bit != 0
     }
 
+    /// The classes both masks allow.
+    fn and(self, other: Mask) -> Mask {
+        Mask(self.0 & other.0)
+    }
+
     /// Reads an `Events:` / `EventMask:` value the way `strings_to_mask()` does: all digits is
     /// a raw bit mask (so `1` is `system` only), then the false words, then the true words,
     /// then a comma list of lower-case class names. `None` for an empty value.
-    fn parse(value: &str) -> Option<Mask> {
+    pub(crate) fn parse(value: &str) -> Option<Mask> {
         let v = value.trim();
         if v.is_empty() {
             return None;
@@ -113,12 +118,16 @@ struct Session {
     challenge: Option<String>,
     mask: Mask,
     events: Option<broadcast::Receiver<Arc<Emitted>>>,
+    faults: broadcast::Receiver<Fault>,
     /// An event taken off the channel that belongs after the list being written.
     held: Option<Arc<Emitted>>,
     /// The board counter a list in `reply` reflects: events up to it go before the list.
     snapshot_seq: Option<u64>,
     /// Scratch buffer for answers.
     reply: Vec<u8>,
+    /// The action of the request being answered, recorded once its answer is written (or
+    /// dropped, while silent), so a test that waits for it sees its answer settled.
+    received: Option<String>,
 }
 
 /// Runs one session until the client logs off or disconnects, or `cancel` fires.
@@ -129,7 +138,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: Cancella
     };
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
+    shared.connection_opened();
     let mut session = Session {
+        faults: shared.faults(),
         shared,
         out: BufWriter::new(wr),
         local,
@@ -140,6 +151,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: Cancella
         events: None,
         held: None,
         snapshot_seq: None,
+        received: None,
         reply: Vec::with_capacity(4096),
     };
     // On shutdown a session has a moment to write `Shutdown`; one whose client stopped
@@ -156,6 +168,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: Cancella
         () = grace => tracing::debug!(peer = %remote, "ami-sim: session dropped at shutdown"),
     }
     let _ = session.out.shutdown().await;
+    session.shared.connection_closed();
 }
 
 impl Session {
@@ -164,7 +177,7 @@ impl Session {
         rd: &mut tokio::net::tcp::OwnedReadHalf,
         cancel: &CancellationToken,
     ) -> io::Result<()> {
-        self.out.write_all(wire::BANNER).await?;
+        self.put(wire::BANNER).await?;
         self.out.flush().await?;
         let mut decoder = Decoder::with_max_packet_size(MAX_REQUEST);
         let mut buf = BytesMut::with_capacity(4096);
@@ -179,9 +192,28 @@ impl Session {
                     }
                     return self.out.flush().await;
                 }
+                fault = self.faults.recv() => {
+                    let fault = match fault {
+                        Ok(f) => f,
+                        // Faults are rare; a missed one still means "close".
+                        Err(broadcast::error::RecvError::Lagged(_)) => Fault::Close,
+                        Err(broadcast::error::RecvError::Closed) => return self.out.flush().await,
+                    };
+                    // What happened before the fault still goes out first.
+                    self.drain_events(None).await?;
+                    if fault == Fault::CloseMidPacket {
+                        let mut partial = Vec::new();
+                        if let Some(agent) = self.shared.board().agents.first() {
+                            crate::status_event(&mut partial, agent);
+                        }
+                        partial.truncate(partial.len() / 2);
+                        self.put(&partial).await?;
+                    }
+                    return self.out.flush().await;
+                }
                 event = next_event(&mut self.events) => {
                     match event {
-                        Ok(e) => self.out.write_all(&e.bytes).await?,
+                        Ok(e) => self.write_event(&e).await?,
                         Err(broadcast::error::RecvError::Closed) => self.events = None,
                         Err(broadcast::error::RecvError::Lagged(n)) => return Err(lagged(n)),
                     }
@@ -212,9 +244,11 @@ impl Session {
                             Flow::Continue => {}
                             Flow::Close => {
                                 self.write_reply().await?;
+                                self.record_received();
                                 return self.out.flush().await;
                             }
                             Flow::AuthFailed(action_id) => {
+                                self.record_received();
                                 self.out.flush().await?;
                                 tokio::select! {
                                     () = cancel.cancelled() => return Ok(()),
@@ -234,6 +268,7 @@ impl Session {
                             self.drain_events(Some(seq)).await?;
                         }
                         self.write_reply().await?;
+                        self.record_received();
                         // Events caused by the answer (Setvar) and newer ones follow it at once.
                         self.drain_events(None).await?;
                     }
@@ -252,10 +287,36 @@ impl Session {
         Flow::Continue
     }
 
+    fn record_received(&mut self) {
+        if let Some(action) = self.received.take() {
+            self.shared.record_action(&action);
+        }
+    }
+
+    /// Writes bytes unless the PBX has gone silent, in which case they are lost.
+    async fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() || self.shared.is_silent() {
+            return Ok(());
+        }
+        self.out.write_all(bytes).await
+    }
+
     async fn write_reply(&mut self) -> io::Result<()> {
-        if !self.reply.is_empty() {
-            self.out.write_all(&self.reply).await?;
-            self.reply.clear();
+        let reply = std::mem::take(&mut self.reply);
+        self.put(&reply).await?;
+        self.reply = reply;
+        self.reply.clear();
+        Ok(())
+    }
+
+    /// Writes an event if the session's mask lets it through.
+    async fn write_event(&mut self, event: &Emitted) -> io::Result<()> {
+        let wanted = match event.audience {
+            Audience::CallReaders => self.mask.has(Mask::CALL),
+            Audience::Everyone => true,
+        };
+        if wanted {
+            self.put(&event.bytes).await?;
         }
         Ok(())
     }
@@ -285,7 +346,7 @@ impl Session {
                 self.held = Some(event);
                 return Ok(());
             }
-            self.out.write_all(&event.bytes).await?;
+            self.write_event(&event).await?;
         }
     }
 
@@ -301,6 +362,7 @@ impl Session {
             .get("Action")
             .map(|v| v.trim().to_owned())
             .unwrap_or_default();
+        self.received = Some(action.clone());
         if action.is_empty() {
             wire::error(&mut self.reply, id, "Missing action in request");
             return Flow::Continue;
@@ -349,9 +411,10 @@ impl Session {
                 _ => false,
             }
         } else {
-            request
-                .get("Secret")
-                .is_some_and(|s| s.trim_start() == self.shared.secret.expose())
+            self.shared.plain_login
+                && request
+                    .get("Secret")
+                    .is_some_and(|s| s.trim_start() == self.shared.secret.expose())
         };
         if !(user_ok && secret_ok) {
             return Flow::AuthFailed(action_id);
@@ -360,7 +423,8 @@ impl Session {
         self.mask = request
             .get("Events")
             .and_then(|v| Mask::parse(&v))
-            .unwrap_or(Mask::ALL);
+            .unwrap_or(Mask::ALL)
+            .and(self.shared.read);
         wire::success(&mut self.reply, id, "Authentication accepted");
         if self.mask.has(Mask::SYSTEM) {
             wire::fully_booted(&mut self.reply, self.shared.started.elapsed());
@@ -375,19 +439,10 @@ impl Session {
             };
             wire::successful_auth(&mut self.reply, &info);
         }
-        self.resubscribe();
+        // Every logged-in session listens; the mask filters what it writes.
+        self.events = Some(self.shared.subscribe());
+        self.shared.record_login();
         Flow::Continue
-    }
-
-    /// Listens to the event channel exactly while the session reads `call` events.
-    fn resubscribe(&mut self) {
-        let wants = self.authenticated && self.mask.has(Mask::CALL);
-        if wants && self.events.is_none() {
-            self.events = Some(self.shared.subscribe());
-        } else if !wants {
-            self.events = None;
-            self.held = None;
-        }
     }
 
     fn challenge(&mut self, request: &Packet, id: Option<&str>) {
@@ -408,8 +463,7 @@ impl Session {
     fn events_action(&mut self, request: &Packet, id: Option<&str>) {
         match request.get("EventMask").and_then(|v| Mask::parse(&v)) {
             Some(mask) => {
-                self.mask = mask;
-                self.resubscribe();
+                self.mask = mask.and(self.shared.read);
                 wire::events_reply(&mut self.reply, id, mask != Mask::NONE);
             }
             None => wire::error(&mut self.reply, id, "Invalid event mask"),
@@ -418,12 +472,15 @@ impl Session {
 
     /// The list and the board counter it reflects, taken under one lock.
     fn extension_list(&mut self, id: Option<&str>) {
-        let board = self.shared.board();
+        let shared = self.shared.clone();
+        let mut board = shared.board();
+        // Changes a script cued for this moment: before the snapshot, then after it.
+        shared.apply_cues(&mut board, true);
         wire::list_start(&mut self.reply, id, "Extension Statuses will follow");
         for agent in &board.agents {
             let hinted = Hinted {
                 exten: &agent.extension,
-                context: &board.context,
+                context: &agent.context,
                 hint: &agent.hint,
                 state: agent.state,
             };
@@ -436,6 +493,7 @@ impl Session {
             board.agents.len(),
         );
         self.snapshot_seq = Some(board.seq);
+        shared.apply_cues(&mut board, false);
     }
 
     fn device_list(&mut self, id: Option<&str>) {
@@ -471,7 +529,7 @@ impl Session {
         let board = self.shared.board();
         let (hint, state) = match board.find(&exten, &context) {
             Some(agent) => (agent.hint.as_str(), agent.state),
-            None => ("", domain::ExtensionState::Deactivated),
+            None => ("", ExtensionState::DEACTIVATED),
         };
         let hinted = Hinted {
             exten: &exten,

@@ -1,6 +1,13 @@
-//! A built-in AMI simulator: a loopback TCP server that speaks exactly the formats of the real
-//! Asterisk 20.20.1 captures (`fixtures/ami/real/`) and moves agents through realistic call
-//! cycles, so the dashboard moves on a machine without Asterisk (`api-server --demo`, `ami-sim`).
+//! `ami-sim`: a simulated Asterisk 20.20.1 manager interface, the one fake Asterisk of the
+//! workspace. A loopback TCP server that speaks exactly the formats of the real captures
+//! (`fixtures/ami/real/`), moves agents through realistic call cycles for `api-server --demo`
+//! and the `ami-sim` binary, and takes scripted cues and faults from the end-to-end tests.
+//!
+//! Layout: [`states`] (Asterisk's state numbers and hint arithmetic), `model` (the board of
+//! hints and devices, pure), `cycle` (the call-cycle script, pure), [`wire`] (every byte the
+//! PBX writes), `session` (one AMI session on one socket), and this module (the shared PBX,
+//! the event timer, and the scripting hooks on [`Simulator`]). New scripts (queues, pauses,
+//! presence) are further pure modules beside `cycle` that the board drives.
 //!
 //! What it answers: `Login` (plain and MD5 challenge), `Challenge`, `Logoff`, `Ping`, `Events`,
 //! `ExtensionStateList`, `DeviceStateList`, `ExtensionState` and `Setvar DEVICE_STATE(...)`;
@@ -8,33 +15,37 @@
 //! `DeviceStateChange` events go to every logged-in session that reads `call` events.
 //!
 //! What it deliberately does not do: dialplan, channels, queues, `Command`, presence, TLS, the
-//! HTTP flavours of AMI, or per-user permissions (the one configured user may do everything).
+//! HTTP flavours of AMI, or per-action permissions (the one configured user may run every
+//! action; its read classes limit the events it gets).
 //! The lists are always consistent with the events: a list reflects every change whose events
 //! the session received before it, and none whose events come after it.
 
-mod agents;
+mod cycle;
 mod model;
+mod roster;
 mod session;
-mod wire;
+pub mod states;
+pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use domain::{DeviceState, ExtensionNumber, ExtensionState, NewExtension};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-pub use agents::sample_agents;
+pub use roster::{SampleAgent, sample_agents};
+pub use states::{DeviceState, ExtensionState};
 
 use model::{AgentSpec, Board, Change};
+use session::Mask;
 
 /// The dialplan context of the simulated hints, as in the real captures.
 pub const DEFAULT_CONTEXT: &str = "agents";
@@ -53,7 +64,9 @@ pub const MAX_RATE: f64 = 1_000_000.0;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimAgent {
     /// The extension number (`Exten:`).
-    pub extension: ExtensionNumber,
+    pub extension: String,
+    /// The dialplan context of the hint; `None` is the configured [`SimConfig::context`].
+    pub context: Option<String>,
     /// The hint's devices, joined with `&` in `Hint:`. The first one is the agent's phone,
     /// which the call model drives; further devices only change through `Setvar`.
     pub devices: Vec<String>,
@@ -64,20 +77,24 @@ pub struct SimAgent {
 
 impl SimAgent {
     /// An agent whose hint is `Custom:<extension>`, like every hint in the real captures.
-    pub fn custom(extension: ExtensionNumber) -> SimAgent {
-        let device = format!("Custom:{}", extension.as_str());
+    pub fn custom(extension: impl Into<String>) -> SimAgent {
+        let extension = extension.into();
+        let device = format!("Custom:{extension}");
         SimAgent {
             extension,
+            context: None,
             devices: vec![device],
             initial: None,
         }
     }
 
     /// An agent whose hint is a SIP phone, `PJSIP/<extension>`.
-    pub fn pjsip(extension: ExtensionNumber) -> SimAgent {
-        let device = format!("PJSIP/{}", extension.as_str());
+    pub fn pjsip(extension: impl Into<String>) -> SimAgent {
+        let extension = extension.into();
+        let device = format!("PJSIP/{extension}");
         SimAgent {
             extension,
+            context: None,
             devices: vec![device],
             initial: None,
         }
@@ -90,10 +107,34 @@ impl SimAgent {
     }
 }
 
-impl From<&NewExtension> for SimAgent {
-    fn from(ext: &NewExtension) -> SimAgent {
-        SimAgent::custom(ext.extension.clone())
-    }
+/// The hints of the `d_state_lists` capture, in its (hash) order and with its device states:
+/// 1001 to 1010 as `Custom:<ext>` and 1099 as `Custom:1099a&Custom:1099b`, context `agents`.
+/// A client that logs in and asks for `ExtensionStateList` gets the captured list.
+pub fn captured_agents() -> Vec<SimAgent> {
+    use DeviceState::*;
+    let single = [
+        ("1010", NotInUse),
+        ("1004", Busy),
+        ("1005", Unavailable),
+        ("1006", NotInUse),
+        ("1007", RingInUse),
+        ("1001", InUse),
+        ("1002", Ringing),
+        ("1003", OnHold),
+        ("1008", Invalid),
+        ("1009", InUse),
+    ];
+    let mut agents: Vec<SimAgent> = single
+        .iter()
+        .map(|(n, s)| SimAgent::custom(*n).starting_in(vec![*s]))
+        .collect();
+    agents.push(SimAgent {
+        extension: "1099".to_owned(),
+        context: None,
+        devices: vec!["Custom:1099a".into(), "Custom:1099b".into()],
+        initial: Some(vec![InUse, Ringing]),
+    });
+    agents
 }
 
 /// Everything the simulator needs; only binaries read it from flags.
@@ -103,22 +144,29 @@ pub struct SimConfig {
     pub username: String,
     /// The manager secret, for plain and MD5 logins.
     pub secret: String,
+    /// The user's `read=` classes in `manager.conf` (`all`, or e.g. `call`): a session gets
+    /// only events of classes both these and its `Events:` allow. Without `system` there is
+    /// no `FullyBooted`.
+    pub read: String,
+    /// Whether a plain `Secret` login is accepted; false allows only the MD5 challenge login.
+    pub plain_login: bool,
     /// The hinted extensions, in the order the lists report them.
     pub agents: Vec<SimAgent>,
     /// Call-cycle changes per second across all agents; 0 keeps every agent still (changes
-    /// then only come from `Setvar` or [`Simulator::step`]).
+    /// then only come from `Setvar` or the scripting hooks of [`Simulator`]).
     pub rate_per_sec: f64,
     /// The seed of the call model; `None` picks one at random (see [`Simulator::seed`]).
     pub seed: Option<u64>,
-    /// The dialplan context of the hints.
+    /// The dialplan context of the hints that do not name one.
     pub context: String,
     /// How long a failed login waits before its error answer (Asterisk: 1 s).
     pub auth_failure_delay: Duration,
 }
 
 impl SimConfig {
-    /// A configuration with one change per second, a random seed, context `agents` and
-    /// Asterisk's one-second delay after a failed login.
+    /// A configuration with one change per second, a random seed, context `agents`, a user
+    /// that reads everything and may log in either way, and Asterisk's one-second delay after
+    /// a failed login.
     pub fn new(
         username: impl Into<String>,
         secret: impl Into<String>,
@@ -127,6 +175,8 @@ impl SimConfig {
         SimConfig {
             username: username.into(),
             secret: secret.into(),
+            read: "all".to_owned(),
+            plain_login: true,
             agents,
             rate_per_sec: 1.0,
             seed: None,
@@ -142,6 +192,8 @@ impl std::fmt::Debug for SimConfig {
         f.debug_struct("SimConfig")
             .field("username", &self.username)
             .field("secret", &"***")
+            .field("read", &self.read)
+            .field("plain_login", &self.plain_login)
             .field("agents", &self.agents.len())
             .field("rate_per_sec", &self.rate_per_sec)
             .field("seed", &self.seed)
@@ -170,26 +222,65 @@ impl SimError {
     }
 }
 
-/// One applied change, rendered once for every session that reads events.
+/// A fault a test injects into every open session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Close the socket between packets, after what is already queued.
+    Close,
+    /// Write the first half of an `ExtensionStatus` event, then close: the stream ends inside
+    /// a packet.
+    CloseMidPacket,
+}
+
+/// Which sessions get an emitted packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// Logged-in sessions that read `call` events.
+    CallReaders,
+    /// Every logged-in session, whatever its event mask.
+    Everyone,
+}
+
+/// One applied change (or scripted packet), rendered once for every session that gets it.
 #[derive(Debug)]
 pub(crate) struct Emitted {
     /// The board's change counter after this change.
     pub(crate) seq: u64,
-    /// The event packets, in wire order.
+    /// Who gets it.
+    pub(crate) audience: Audience,
+    /// The packets, in wire order.
     pub(crate) bytes: Vec<u8>,
+}
+
+/// What the sessions did, for tests to wait on.
+#[derive(Debug, Default)]
+struct Journal {
+    logins: usize,
+    actions: Vec<String>,
 }
 
 /// What every session and the event timer share.
 pub(crate) struct Shared {
     pub(crate) username: String,
     pub(crate) secret: ami_proto::Secret,
+    pub(crate) read: Mask,
+    pub(crate) plain_login: bool,
     pub(crate) auth_failure_delay: Duration,
     pub(crate) started: Instant,
     rate: f64,
     seed: u64,
     board: Mutex<Board>,
     events: broadcast::Sender<Arc<Emitted>>,
+    faults: broadcast::Sender<Fault>,
     next_session: AtomicU64,
+    /// While set, sessions write nothing at all.
+    silent: AtomicBool,
+    /// While set, new connections are closed at once.
+    refuse: AtomicBool,
+    connections: AtomicUsize,
+    journal: Mutex<Journal>,
+    /// Bumped after every login and every request, to wake waiters.
+    progress: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -199,14 +290,47 @@ impl Shared {
         self.board.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A receiver for the events of every change applied from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Emitted>> {
         self.events.subscribe()
     }
 
+    /// A receiver for the faults injected from now on.
+    pub(crate) fn faults(&self) -> broadcast::Receiver<Fault> {
+        self.faults.subscribe()
+    }
+
     /// A fresh number for `SuccessfulAuth`'s `SessionID`.
     pub(crate) fn session_number(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Records a request's action (before it is answered).
+    pub(crate) fn record_action(&self, action: &str) {
+        self.journal().actions.push(action.to_owned());
+        self.progress.send_modify(|n| *n += 1);
+    }
+
+    /// Records a successful login.
+    pub(crate) fn record_login(&self) {
+        self.journal().logins += 1;
+        self.progress.send_modify(|n| *n += 1);
     }
 
     /// Applies changes and broadcasts their events while still holding the board, so the
@@ -216,23 +340,59 @@ impl Shared {
         let mut board = self.board();
         let changes = f(&mut board);
         let n = changes.len();
-        for change in changes {
-            let bytes = render(&board, change);
-            if !bytes.is_empty() {
-                // No receiver is not an error: nobody is listening yet.
-                let _ = self.events.send(Arc::new(Emitted {
-                    seq: board.seq,
-                    bytes,
-                }));
-            }
-        }
+        self.publish(&board, changes);
         n
+    }
+
+    /// Broadcasts the events of changes just applied to `board` (whose lock the caller holds).
+    pub(crate) fn publish(&self, board: &Board, changes: Vec<Change>) {
+        for change in changes {
+            let bytes = render(board, change);
+            self.send(board, Audience::CallReaders, bytes);
+        }
+    }
+
+    /// Broadcasts packets; the caller holds the board's lock.
+    fn send(&self, board: &Board, audience: Audience, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            // No receiver is not an error: nobody is listening yet.
+            let _ = self.events.send(Arc::new(Emitted {
+                seq: board.seq,
+                audience,
+                bytes,
+            }));
+        }
     }
 
     /// Sets a device by name; false when no hint holds it.
     pub(crate) fn set_device(&self, device: &str, state: DeviceState) -> bool {
         self.apply(|b| b.set_device(device, state)) > 0
     }
+
+    /// Applies the changes cued for the next list (`before` or `after` it); the caller holds
+    /// the board's lock.
+    pub(crate) fn apply_cues(&self, board: &mut Board, before: bool) {
+        let cued = if before {
+            std::mem::take(&mut board.cues.before)
+        } else {
+            std::mem::take(&mut board.cues.after)
+        };
+        for (extension, state) in cued {
+            let change = board.set_extension_state(&extension, state);
+            self.publish(board, vec![change]);
+        }
+    }
+}
+
+/// The `ExtensionStatus` event of an agent, with its current state.
+pub(crate) fn status_event(out: &mut Vec<u8>, agent: &model::Agent) {
+    let hinted = wire::Hinted {
+        exten: &agent.extension,
+        context: &agent.context,
+        hint: &agent.hint,
+        state: agent.state,
+    };
+    wire::extension_status(out, &hinted);
 }
 
 /// The events one change causes: `ExtensionStatus` when the hint's state changed,
@@ -243,13 +403,7 @@ fn render(board: &Board, change: Change) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     let ext = |out: &mut Vec<u8>| {
         if change.extension_changed {
-            let hinted = wire::Hinted {
-                exten: &agent.extension,
-                context: &board.context,
-                hint: &agent.hint,
-                state: agent.state,
-            };
-            wire::extension_status(out, &hinted);
+            status_event(out, agent);
         }
     };
     let dev = |out: &mut Vec<u8>| {
@@ -282,18 +436,28 @@ impl std::fmt::Debug for Simulator {
     }
 }
 
-fn validate(config: &SimConfig) -> Result<(), SimError> {
+/// A value that goes on one header line: not empty, no line break.
+fn one_line(s: &str) -> bool {
+    !s.trim().is_empty() && !s.contains(['\r', '\n'])
+}
+
+fn validate(config: &SimConfig) -> Result<Mask, SimError> {
     let bad = |m: String| Err(SimError::Config(m));
-    let has_break = |s: &str| s.contains(['\r', '\n']);
-    if config.username.trim().is_empty() || has_break(&config.username) {
+    if !one_line(&config.username) {
         return bad("the user name must be non-empty and on one line".into());
     }
-    if config.secret.is_empty() || has_break(&config.secret) {
+    if config.secret.is_empty() || config.secret.contains(['\r', '\n']) {
         return bad("the secret must be non-empty and on one line".into());
     }
-    if config.context.trim().is_empty() || has_break(&config.context) {
+    if !one_line(&config.context) {
         return bad("the context must be non-empty and on one line".into());
     }
+    let Some(read) = Mask::parse(&config.read).filter(|_| one_line(&config.read)) else {
+        return bad(format!(
+            "the read classes must be `all`, `on`, `off` or a comma list such as `system,call`, got {:?}",
+            config.read
+        ));
+    };
     if !config.rate_per_sec.is_finite() || !(0.0..=MAX_RATE).contains(&config.rate_per_sec) {
         return bad(format!(
             "the rate must be between 0 and {MAX_RATE} changes per second, got {}",
@@ -303,8 +467,21 @@ fn validate(config: &SimConfig) -> Result<(), SimError> {
     let mut seen = std::collections::HashSet::new();
     for agent in &config.agents {
         let ext = agent.extension.as_str();
-        if !seen.insert(ext) {
-            return bad(format!("extension {ext} is listed twice"));
+        if !one_line(ext) {
+            return bad(format!(
+                "extension {ext:?} must be non-empty and on one line"
+            ));
+        }
+        let context = agent.context.as_deref().unwrap_or(&config.context);
+        if !one_line(context) {
+            return bad(format!(
+                "extension {ext} has an invalid context {context:?}"
+            ));
+        }
+        if !seen.insert((ext, context.to_ascii_lowercase())) {
+            return bad(format!(
+                "extension {ext} is listed twice in context {context}"
+            ));
         }
         if agent.devices.is_empty() {
             return bad(format!("extension {ext} has a hint without devices"));
@@ -312,7 +489,7 @@ fn validate(config: &SimConfig) -> Result<(), SimError> {
         if let Some(d) = agent
             .devices
             .iter()
-            .find(|d| d.is_empty() || has_break(d) || d.contains('&') || d.contains(','))
+            .find(|d| d.is_empty() || d.contains(['\r', '\n', '&', ',']))
         {
             return bad(format!("extension {ext} has an invalid device name {d:?}"));
         }
@@ -326,39 +503,50 @@ fn validate(config: &SimConfig) -> Result<(), SimError> {
             ));
         }
     }
-    Ok(())
+    Ok(read)
 }
 
 impl Simulator {
     /// Builds the simulated PBX. Nothing listens and nothing moves until [`Simulator::serve`].
     pub fn new(config: SimConfig) -> Result<Simulator, SimError> {
-        validate(&config)?;
+        let read = validate(&config)?;
         let seed = config.seed.unwrap_or_else(rand::random);
+        let default_context = config.context;
         let specs = config
             .agents
             .into_iter()
             .map(|a| AgentSpec {
-                extension: a.extension.as_str().to_owned(),
+                extension: a.extension,
+                context: a.context.unwrap_or_else(|| default_context.clone()),
                 devices: a.devices,
                 initial: a.initial,
             })
             .collect();
-        let board = Board::new(config.context, specs, seed);
+        let board = Board::new(default_context, specs, seed);
         // Enough room for a few seconds of events at the configured rate; a session that
         // falls further behind is closed, as Asterisk closes a session whose writes stall.
         let capacity = (config.rate_per_sec * 4.0).clamp(1024.0, 262_144.0) as usize;
         let (events, _) = broadcast::channel(capacity);
+        let (faults, _) = broadcast::channel(64);
         Ok(Simulator {
             shared: Arc::new(Shared {
                 username: config.username,
                 secret: ami_proto::Secret::new(config.secret),
+                read,
+                plain_login: config.plain_login,
                 auth_failure_delay: config.auth_failure_delay,
                 started: Instant::now(),
                 rate: config.rate_per_sec,
                 seed,
                 board: Mutex::new(board),
                 events,
+                faults,
                 next_session: AtomicU64::new(0x5644_0e9d_e620),
+                silent: AtomicBool::new(false),
+                refuse: AtomicBool::new(false),
+                connections: AtomicUsize::new(0),
+                journal: Mutex::new(Journal::default()),
+                progress: watch::Sender::new(0),
             }),
         })
     }
@@ -390,6 +578,158 @@ impl Simulator {
         self.shared.set_device(device, state)
     }
 
+    /// Makes an extension's hint report `state` now, with its events: `ExtensionStatus` when
+    /// the reported state changes, then `DeviceStateChange` when its phone's device state
+    /// changes (as in `e_device_states`); nothing when it already reports `state`. Any code is
+    /// reported as given, even one the hint arithmetic never produces. An unknown extension
+    /// gets a new hint `Custom:<extension>` in the default context, announced at once.
+    pub fn set_extension_state(&self, extension: &str, state: ExtensionState) {
+        self.shared
+            .apply(|b| vec![b.set_extension_state(extension, state)]);
+    }
+
+    /// Like [`Simulator::set_extension_state`] without any event: a change that happened while
+    /// the client was not connected; only the next list shows it.
+    pub fn set_extension_state_silently(&self, extension: &str, state: ExtensionState) {
+        self.shared.board().set_extension_state(extension, state);
+    }
+
+    /// Adds a hint after the existing ones, silently (as a dialplan reload does): extension
+    /// `extension` in `context`, on device `device`, reporting `state`.
+    pub fn add_hint(&self, extension: &str, context: &str, device: &str, state: ExtensionState) {
+        self.shared.board().add(extension, context, device, state);
+    }
+
+    /// Removes every hint of `extension`. Asterisk sends no event for this; the extension just
+    /// disappears from the next list.
+    pub fn remove_hint(&self, extension: &str) {
+        self.shared.board().remove(extension);
+    }
+
+    /// Replaces every hint, silently, with `Custom:<extension>` hints in the default context,
+    /// in the order given.
+    pub fn replace_hints(&self, hints: &[(&str, ExtensionState)]) {
+        let mut board = self.shared.board();
+        let extensions: Vec<String> = board.agents.iter().map(|a| a.extension.clone()).collect();
+        for extension in extensions {
+            board.remove(&extension);
+        }
+        for (extension, state) in hints {
+            board.set_extension_state(extension, *state);
+        }
+    }
+
+    /// Sends an `ExtensionStatus` event with `state` to the sessions that read `call` events
+    /// without changing what the lists report: a stray or repeated event. An unknown extension
+    /// is reported with hint `Custom:<extension>` in the default context.
+    pub fn emit_extension_status(&self, extension: &str, state: ExtensionState) {
+        let board = self.shared.board();
+        let default_hint = format!("Custom:{extension}");
+        let (context, hint) = board
+            .agents
+            .iter()
+            .find(|a| a.extension == extension)
+            .map_or(
+                (board.default_context.as_str(), default_hint.as_str()),
+                |a| (a.context.as_str(), a.hint.as_str()),
+            );
+        let mut out = Vec::new();
+        let hinted = wire::Hinted {
+            exten: extension,
+            context,
+            hint,
+            state,
+        };
+        wire::extension_status(&mut out, &hinted);
+        self.shared.send(&board, Audience::CallReaders, out);
+    }
+
+    /// Writes raw bytes to every logged-in session, whatever its event mask.
+    pub fn emit_raw(&self, bytes: &[u8]) {
+        let board = self.shared.board();
+        self.shared.send(&board, Audience::Everyone, bytes.to_vec());
+    }
+
+    /// Cues a change for the next `ExtensionStateList`: its events go out just before the list
+    /// answer, and the list already shows the new state.
+    pub fn cue_before_next_list(&self, extension: &str, state: ExtensionState) {
+        let mut board = self.shared.board();
+        board.cues.before.push((extension.to_owned(), state));
+    }
+
+    /// Cues a change right after the next `ExtensionStateList` answer: the list shows the old
+    /// state and the events follow the list.
+    pub fn cue_after_next_list(&self, extension: &str, state: ExtensionState) {
+        let mut board = self.shared.board();
+        board.cues.after.push((extension.to_owned(), state));
+    }
+
+    /// Injects a fault into every session open now.
+    pub fn inject(&self, fault: Fault) {
+        // No receiver: no session to break.
+        let _ = self.shared.faults.send(fault);
+    }
+
+    /// While true, new connections are accepted and closed at once, before the banner.
+    pub fn refuse_connections(&self, refuse: bool) {
+        self.shared.refuse.store(refuse, Ordering::Relaxed);
+    }
+
+    /// While true the PBX writes nothing at all (no banner, no answer, no event), as over a
+    /// dead network path; requests are still read and recorded, and stay unanswered.
+    pub fn go_silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::Relaxed);
+    }
+
+    /// Successful logins so far, over all sessions.
+    pub fn logins(&self) -> usize {
+        self.shared.journal().logins
+    }
+
+    /// The `Action` of every request received so far, over all sessions, in arrival order.
+    pub fn actions_received(&self) -> Vec<String> {
+        self.shared.journal().actions.clone()
+    }
+
+    /// Sessions open now.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at least `n` logins have succeeded. It has no deadline of its own: wrap it
+    /// in the caller's timeout.
+    pub async fn wait_for_login(&self, n: usize) {
+        self.wait_until(|j| j.logins >= n).await;
+    }
+
+    /// Waits until `action` (compared without regard to case) has been received at least `n`
+    /// times. No deadline of its own.
+    pub async fn wait_for_action(&self, action: &str, n: usize) {
+        self.wait_until(|j| {
+            j.actions
+                .iter()
+                .filter(|a| a.eq_ignore_ascii_case(action))
+                .count()
+                >= n
+        })
+        .await;
+    }
+
+    async fn wait_until(&self, done: impl Fn(&Journal) -> bool) {
+        let mut rx = self.shared.progress.subscribe();
+        loop {
+            // Marking the current value seen before checking means no bump can slip between
+            // the check and the wait.
+            rx.borrow_and_update();
+            if done(&self.shared.journal()) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Serves AMI sessions on `listener` and runs the call model until `cancel` fires; then
     /// every session gets `Event: Shutdown` (when it reads `system` events), is closed, and
     /// this returns. Call it once per simulator.
@@ -410,6 +750,7 @@ impl Simulator {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
+                Ok((stream, _)) if self.shared.refuse.load(Ordering::Relaxed) => drop(stream),
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "ami-sim: connection");
                     tasks.spawn(session::run(self.shared.clone(), stream, cancel.clone()));

@@ -3,10 +3,9 @@
 
 use std::net::SocketAddr;
 
+use ami_sim::{SimAgent, SimConfig, Simulator};
 use anyhow::{Context, bail};
-use api_server::sim::{self, SimAgent, SimConfig, Simulator};
 use clap::Parser;
-use domain::ExtensionNumber;
 use tokio_util::sync::CancellationToken;
 
 /// A simulated Asterisk manager interface (AMI 9.0.0, Asterisk 20) whose agents ring, talk,
@@ -44,14 +43,14 @@ struct Args {
     #[arg(long)]
     pjsip: bool,
     /// Dialplan context of the hints.
-    #[arg(long, default_value = sim::DEFAULT_CONTEXT)]
+    #[arg(long, default_value = ami_sim::DEFAULT_CONTEXT)]
     context: String,
 }
 
 /// The most agents one simulator is started with.
 const MAX_AGENTS: u64 = 100_000;
 
-fn extensions(args: &Args) -> anyhow::Result<Vec<ExtensionNumber>> {
+fn extensions(args: &Args) -> anyhow::Result<Vec<String>> {
     let (first, last) = match (&args.range, args.agents) {
         (Some(range), _) => {
             let (a, b) = range
@@ -67,18 +66,15 @@ fn extensions(args: &Args) -> anyhow::Result<Vec<ExtensionNumber>> {
         (None, Some(0)) => bail!("--agents must be at least 1"),
         (None, Some(n)) => (1001, 1000 + u64::from(n)),
         (None, None) => {
-            return Ok(sim::sample_agents()
-                .into_iter()
-                .map(|a| a.extension)
+            return Ok(ami_sim::sample_agents()
+                .map(|a| a.extension.to_owned())
                 .collect());
         }
     };
     if last - first + 1 > MAX_AGENTS {
         bail!("at most {MAX_AGENTS} agents");
     }
-    (first..=last)
-        .map(|n| ExtensionNumber::parse(&n.to_string()).map_err(anyhow::Error::from))
-        .collect()
+    Ok((first..=last).map(|n| n.to_string()).collect())
 }
 
 #[tokio::main]

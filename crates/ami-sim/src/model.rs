@@ -1,94 +1,15 @@
-//! The simulated PBX state: agents, their hint devices, the call-cycle model that moves them,
-//! and Asterisk's hint arithmetic that turns device states into extension states.
+//! The simulated PBX state: hinted extensions, their devices, and what one change did.
 //!
 //! Pure: no IO and no clock. All randomness comes from one seeded generator, so a seed replays
-//! exactly the same sequence of changes.
+//! exactly the same sequence of changes. Every change goes through [`Board::apply`], so a hint's
+//! state is Asterisk's aggregate of its devices, except right after a scripted
+//! [`Board::set_extension_state`], which reports exactly the state the script asked for.
 
-use domain::{DeviceState, ExtensionState};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Folds the device states of one hint into its extension state, the way Asterisk does
-/// (`ast_devstate_aggregate_add()` then `ast_devstate_to_extenstate()`).
-///
-/// A ringing device next to an in-use, busy or held one gives `InUse&Ringing`; otherwise the
-/// device with the highest priority wins. An empty hint aggregates to INVALID, so Unavailable.
-pub(crate) fn aggregate(devices: impl IntoIterator<Item = DeviceState>) -> ExtensionState {
-    // Asterisk's `state_order[]`, indexed by device state number: the priority of each state.
-    const ORDER: [u8; 9] = [1, 3, 6, 7, 0, 2, 5, 8, 4];
-    let priority = |d: DeviceState| ORDER[usize::from(d.number())];
-    let mut ringing = false;
-    let mut in_use = false;
-    let mut state = DeviceState::Invalid;
-    for device in devices {
-        match device {
-            DeviceState::Ringing => ringing = true,
-            DeviceState::InUse | DeviceState::OnHold | DeviceState::Busy => in_use = true,
-            _ => {}
-        }
-        if ringing && in_use {
-            state = DeviceState::RingInUse;
-        } else if priority(device) > priority(state) {
-            state = device;
-        }
-    }
-    state.to_extension_state()
-}
-
-/// Where a phone may go next from `from`, with relative weights.
-///
-/// This is the call cycle: idle → ringing → talking → (hold → talking)* → idle (wrap-up), with
-/// missed calls, a second call ringing while talking, do-not-disturb (busy) and phones that log
-/// off (unavailable) and come back.
-fn transitions(from: DeviceState) -> &'static [(DeviceState, u32)] {
-    use DeviceState::*;
-    match from {
-        NotInUse => &[(Ringing, 80), (InUse, 6), (Busy, 7), (Unavailable, 7)],
-        Ringing => &[(InUse, 85), (NotInUse, 15)],
-        InUse => &[(NotInUse, 58), (OnHold, 27), (RingInUse, 15)],
-        OnHold => &[(InUse, 85), (NotInUse, 15)],
-        RingInUse => &[(InUse, 100)],
-        Busy | Unavailable | Invalid | Unknown => &[(NotInUse, 100)],
-    }
-}
-
-/// How eagerly a phone in a state is picked for the next change, in 1/100. Short states
-/// (ringing) are left quickly, long ones (logged off) slowly, so the board looks like a call
-/// center rather than white noise.
-fn eagerness(state: DeviceState) -> u32 {
-    use DeviceState::*;
-    match state {
-        Ringing | RingInUse => 100,
-        OnHold => 50,
-        NotInUse => 35,
-        Busy => 30,
-        InUse => 25,
-        Unavailable => 8,
-        Invalid | Unknown => 100,
-    }
-}
-
-/// The states a phone starts in when the configuration does not say, with weights.
-const START: [(DeviceState, u32); 6] = [
-    (DeviceState::NotInUse, 50),
-    (DeviceState::InUse, 25),
-    (DeviceState::Unavailable, 10),
-    (DeviceState::Ringing, 5),
-    (DeviceState::OnHold, 5),
-    (DeviceState::Busy, 5),
-];
-
-fn pick<T: Copy>(rng: &mut StdRng, choices: &[(T, u32)]) -> T {
-    let total: u32 = choices.iter().map(|c| c.1).sum();
-    let mut roll = rng.random_range(0..total.max(1));
-    for &(value, weight) in choices {
-        if roll < weight {
-            return value;
-        }
-        roll -= weight;
-    }
-    choices[choices.len() - 1].0
-}
+use crate::cycle;
+use crate::states::{DeviceState, ExtensionState, aggregate};
 
 /// One device of a hint and its current state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,12 +25,29 @@ pub(crate) struct Device {
 pub(crate) struct Agent {
     /// The extension number (`Exten:`).
     pub(crate) extension: String,
+    /// The dialplan context of the hint (`Context:`).
+    pub(crate) context: String,
     /// The hint's devices; the first one is the phone the call model drives.
     pub(crate) devices: Vec<Device>,
     /// The `Hint:` value: the device names joined with `&`, kept so events need no joining.
     pub(crate) hint: String,
-    /// The hint's current extension state, always `aggregate(devices)`.
+    /// The hint's current extension state.
     pub(crate) state: ExtensionState,
+}
+
+impl Agent {
+    fn new(extension: String, context: String, devices: Vec<Device>) -> Agent {
+        let state = aggregate(devices.iter().map(|d| d.state));
+        let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+        let hint = names.join("&");
+        Agent {
+            extension,
+            context,
+            devices,
+            hint,
+            state,
+        }
+    }
 }
 
 /// What one change did. Either part may be absent: a device can change without the hint's
@@ -129,16 +67,27 @@ pub(crate) struct Change {
     pub(crate) extension_first: bool,
 }
 
+/// A change a script asked for, applied when the next `ExtensionStateList` is answered.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ListCues {
+    /// Applied just before the list is taken: the list shows them, their events precede it.
+    pub(crate) before: Vec<(String, ExtensionState)>,
+    /// Applied just after the list is taken: the list shows the old state, the events follow.
+    pub(crate) after: Vec<(String, ExtensionState)>,
+}
+
 /// The whole simulated PBX: every agent's state plus the generator that changes it.
 #[derive(Debug)]
 pub(crate) struct Board {
-    /// The dialplan context of every hint (`Context:`).
-    pub(crate) context: String,
+    /// The context new hints get when a script adds them without one.
+    pub(crate) default_context: String,
     /// The agents, in the order the lists report them.
     pub(crate) agents: Vec<Agent>,
     /// Counts every applied change; list snapshots carry it so sessions can order events
     /// against lists.
     pub(crate) seq: u64,
+    /// Scripted changes waiting for the next `ExtensionStateList`.
+    pub(crate) cues: ListCues,
     rng: StdRng,
 }
 
@@ -146,6 +95,7 @@ pub(crate) struct Board {
 #[derive(Clone, Debug)]
 pub(crate) struct AgentSpec {
     pub(crate) extension: String,
+    pub(crate) context: String,
     pub(crate) devices: Vec<String>,
     pub(crate) initial: Option<Vec<DeviceState>>,
 }
@@ -153,7 +103,7 @@ pub(crate) struct AgentSpec {
 impl Board {
     /// Builds the board. Devices without a configured starting state get one from the seeded
     /// generator (the phone) or `NOT_INUSE` (further devices of a combined hint).
-    pub(crate) fn new(context: String, specs: Vec<AgentSpec>, seed: u64) -> Board {
+    pub(crate) fn new(default_context: String, specs: Vec<AgentSpec>, seed: u64) -> Board {
         let mut rng = StdRng::seed_from_u64(seed);
         let agents = specs
             .into_iter()
@@ -165,27 +115,20 @@ impl Board {
                     .map(|(i, name)| {
                         let state = match &spec.initial {
                             Some(states) => states.get(i).copied().unwrap_or(DeviceState::NotInUse),
-                            None if i == 0 => pick(&mut rng, &START),
+                            None if i == 0 => cycle::start(&mut rng),
                             None => DeviceState::NotInUse,
                         };
                         Device { name, state }
                     })
                     .collect();
-                let state = aggregate(devices.iter().map(|d| d.state));
-                let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
-                let hint = names.join("&");
-                Agent {
-                    extension: spec.extension,
-                    devices,
-                    hint,
-                    state,
-                }
+                Agent::new(spec.extension, spec.context, devices)
             })
             .collect();
         Board {
-            context,
+            default_context,
             agents,
             seq: 0,
+            cues: ListCues::default(),
             rng,
         }
     }
@@ -202,12 +145,12 @@ impl Board {
         for _ in 0..64 {
             agent = self.rng.random_range(0..self.agents.len());
             let phone = self.agents[agent].devices[0].state;
-            if self.rng.random_range(0..100) < eagerness(phone) {
+            if self.rng.random_range(0..100) < cycle::eagerness(phone) {
                 break;
             }
         }
         let from = self.agents[agent].devices[0].state;
-        let to = pick(&mut self.rng, transitions(from));
+        let to = cycle::next(&mut self.rng, from);
         let extension_first = self.rng.random_range(0..17) != 0;
         Some(self.apply(agent, 0, to, extension_first))
     }
@@ -231,6 +174,65 @@ impl Board {
             }
         }
         changes
+    }
+
+    /// Makes the hint of `extension` (the first one with that number, in any context) report
+    /// `state`: its phone goes to the matching device state and the hint reports exactly
+    /// `state`, even one the hint arithmetic never produces, until its devices change again.
+    /// An unknown extension gets a new hint `Custom:<extension>` in the default context, which
+    /// is announced whatever its state, as Asterisk announces an added hint.
+    pub(crate) fn set_extension_state(&mut self, extension: &str, state: ExtensionState) -> Change {
+        let device_state = state.device_state();
+        let Some(agent) = self.agents.iter().position(|a| a.extension == extension) else {
+            let device = Device {
+                name: format!("Custom:{extension}"),
+                state: device_state,
+            };
+            let mut agent = Agent::new(
+                extension.to_owned(),
+                self.default_context.clone(),
+                vec![device],
+            );
+            agent.state = state;
+            self.agents.push(agent);
+            self.seq += 1;
+            return Change {
+                agent: self.agents.len() - 1,
+                device: 0,
+                device_changed: true,
+                extension_changed: true,
+                extension_first: true,
+            };
+        };
+        let before = self.agents[agent].state;
+        let mut change = self.apply(agent, 0, device_state, true);
+        self.agents[agent].state = state;
+        change.extension_changed = before != state;
+        change
+    }
+
+    /// Adds a hint (after the existing ones) without any event, as a dialplan reload would.
+    pub(crate) fn add(
+        &mut self,
+        extension: &str,
+        context: &str,
+        hint: &str,
+        state: ExtensionState,
+    ) {
+        let device = Device {
+            name: hint.to_owned(),
+            state: state.device_state(),
+        };
+        let mut agent = Agent::new(extension.to_owned(), context.to_owned(), vec![device]);
+        agent.state = state;
+        self.agents.push(agent);
+        self.seq += 1;
+    }
+
+    /// Removes every hint of `extension`. Asterisk sends no AMI event for that.
+    pub(crate) fn remove(&mut self, extension: &str) {
+        self.agents.retain(|a| a.extension != extension);
+        self.seq += 1;
     }
 
     fn apply(
@@ -258,10 +260,9 @@ impl Board {
 
     /// The agent with this extension in this context, if any.
     pub(crate) fn find(&self, extension: &str, context: &str) -> Option<&Agent> {
-        if !context.eq_ignore_ascii_case(&self.context) {
-            return None;
-        }
-        self.agents.iter().find(|a| a.extension == extension)
+        self.agents
+            .iter()
+            .find(|a| a.extension == extension && a.context.eq_ignore_ascii_case(context))
     }
 }
 
@@ -270,47 +271,11 @@ mod tests {
     use super::*;
     use DeviceState::*;
 
-    /// One row of the aggregation table of the README of the real captures.
-    fn check(devices: &[DeviceState], code: i32) {
-        assert_eq!(
-            aggregate(devices.iter().copied()).code(),
-            code,
-            "{devices:?}"
-        );
-    }
-
-    #[test]
-    fn hint_arithmetic_matches_the_captures() {
-        // Single-device hint (scenario e) and combined hint 1099 (scenario e, steps 14-22).
-        let rows: &[(&[DeviceState], i32)] = &[
-            (&[NotInUse], 0),
-            (&[InUse], 1),
-            (&[Busy], 2),
-            (&[Unavailable], 4),
-            (&[Ringing], 8),
-            (&[RingInUse], 9),
-            (&[OnHold], 16),
-            (&[Invalid], 4),
-            (&[Unknown], 0),
-            (&[InUse, NotInUse], 1),
-            (&[InUse, Ringing], 9),
-            (&[InUse, OnHold], 1),
-            (&[OnHold, OnHold], 16),
-            (&[NotInUse, OnHold], 16),
-            (&[Ringing, OnHold], 9),
-            (&[Busy, OnHold], 2),
-            (&[NotInUse, NotInUse], 0),
-            (&[], 4),
-        ];
-        for (devices, code) in rows {
-            check(devices, *code);
-        }
-    }
-
     fn board(seed: u64, n: usize) -> Board {
         let specs = (0..n)
             .map(|i| AgentSpec {
                 extension: format!("{}", 1001 + i),
+                context: "agents".into(),
                 devices: vec![format!("Custom:{}", 1001 + i)],
                 initial: None,
             })
@@ -365,7 +330,7 @@ mod tests {
             let to = b.agents[c.agent].devices[0].state;
             let from = before[c.agent];
             assert!(
-                transitions(from).iter().any(|t| t.0 == to),
+                cycle::transitions(from).iter().any(|t| t.0 == to),
                 "{from:?} -> {to:?} is not a call-cycle step"
             );
             before[c.agent] = to;
@@ -376,6 +341,7 @@ mod tests {
     fn set_device_reports_what_changed() {
         let specs = vec![AgentSpec {
             extension: "1099".into(),
+            context: "agents".into(),
             devices: vec!["Custom:1099a".into(), "Custom:1099b".into()],
             initial: Some(vec![NotInUse, OnHold]),
         }];
@@ -397,6 +363,7 @@ mod tests {
     fn a_device_in_two_hints_changes_both_with_one_device_event() {
         let spec = |ext: &str| AgentSpec {
             extension: ext.into(),
+            context: "agents".into(),
             devices: vec![format!("Custom:{ext}"), "Custom:shared".into()],
             initial: Some(vec![NotInUse, NotInUse]),
         };
@@ -406,6 +373,31 @@ mod tests {
         assert!(changes.iter().all(|c| c.extension_changed));
         let device_events = changes.iter().filter(|c| c.device_changed).count();
         assert_eq!(device_events, 1);
-        assert!(b.agents.iter().all(|a| a.state == ExtensionState::Ringing));
+        assert!(b.agents.iter().all(|a| a.state == ExtensionState::RINGING));
+    }
+
+    #[test]
+    fn scripted_extension_states_are_reported_exactly() {
+        let mut b = board(1, 1);
+        b.agents[0].devices[0].state = InUse;
+        b.agents[0].state = ExtensionState::INUSE;
+        // A code the arithmetic never gives is reported as is; the phone goes to INUSE.
+        let c = b.set_extension_state("1001", ExtensionState::INUSE_ONHOLD);
+        assert!(c.extension_changed && !c.device_changed);
+        assert_eq!(b.agents[0].state.code(), 17);
+        // The same state again changes nothing.
+        let c = b.set_extension_state("1001", ExtensionState::INUSE_ONHOLD);
+        assert!(!c.extension_changed && !c.device_changed);
+        // Back to a real one: the aggregate agrees.
+        let c = b.set_extension_state("1001", ExtensionState::ONHOLD);
+        assert!(c.extension_changed && c.device_changed);
+        assert_eq!(b.agents[0].devices[0].state, OnHold);
+        // An unknown extension is added and announced.
+        let c = b.set_extension_state("5555", ExtensionState::NOT_INUSE);
+        assert!(c.extension_changed && c.device_changed);
+        assert_eq!(b.agents[c.agent].hint, "Custom:5555");
+        assert_eq!(b.agents[c.agent].context, "agents");
+        b.remove("5555");
+        assert!(b.find("5555", "agents").is_none());
     }
 }

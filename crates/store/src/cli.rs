@@ -1,0 +1,112 @@
+//! The store's settings as binaries declare them (feature `cli`): one clap + serde struct that
+//! api-server and seeder flatten into their command lines (and api-server into its TOML file),
+//! so each flag, environment variable and file key is written once. This module reads nothing
+//! itself: clap reads the flags and `EXTSTATUS_*` variables in the binary, and the binary passes
+//! in the conventional `MONGODB_URI` through [`StoreArgs::with_plain_env`].
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::Secret;
+
+/// Where the records are: the embedded store's directory, or a MongoDB deployment. Every field
+/// is optional, so that a caller can merge several sources (flags over a file over defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args, Deserialize)]
+#[serde(default)]
+pub struct StoreArgs {
+    /// The embedded store's directory, used when no MongoDB URI is given [default: ./data].
+    #[arg(long, env = "EXTSTATUS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Use MongoDB instead of the embedded store (also read from MONGODB_URI).
+    #[arg(
+        long,
+        env = "EXTSTATUS_MONGODB_URI",
+        value_name = "URI",
+        hide_env_values = true
+    )]
+    pub mongodb_uri: Option<Secret>,
+    /// MongoDB database name [default: call_center].
+    #[arg(long, env = "EXTSTATUS_MONGODB_DB", value_name = "NAME")]
+    pub mongodb_db: Option<String>,
+}
+
+impl StoreArgs {
+    /// The embedded store's directory when none is given.
+    pub const DEFAULT_DATA_DIR: &'static str = "./data";
+    /// The MongoDB database when none is given.
+    pub const DEFAULT_DATABASE: &'static str = "call_center";
+
+    /// Fills the MongoDB URI from its conventional variable `MONGODB_URI` when neither the flag
+    /// nor `EXTSTATUS_MONGODB_URI` gave one; an empty or blank value counts as not set.
+    pub fn with_plain_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        if self.mongodb_uri.is_none() {
+            self.mongodb_uri = lookup("MONGODB_URI")
+                .filter(|v| !v.trim().is_empty())
+                .map(Secret::new);
+        }
+        self
+    }
+
+    /// These settings where given, else `other`'s (flags over a file, say).
+    pub fn or(self, other: StoreArgs) -> StoreArgs {
+        StoreArgs {
+            data_dir: self.data_dir.or(other.data_dir),
+            mongodb_uri: self.mongodb_uri.or(other.mongodb_uri),
+            mongodb_db: self.mongodb_db.or(other.mongodb_db),
+        }
+    }
+
+    /// The MongoDB URI, unless none (or an empty one) was given.
+    pub fn mongodb_uri(&self) -> Option<&Secret> {
+        self.mongodb_uri.as_ref().filter(|s| !s.is_empty())
+    }
+
+    /// The embedded store's directory, or [`StoreArgs::DEFAULT_DATA_DIR`].
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(Self::DEFAULT_DATA_DIR))
+    }
+
+    /// The MongoDB database, or [`StoreArgs::DEFAULT_DATABASE`].
+    pub fn database(&self) -> String {
+        self.mongodb_db
+            .clone()
+            .unwrap_or_else(|| Self::DEFAULT_DATABASE.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        store: StoreArgs,
+    }
+
+    #[test]
+    fn flags_defaults_and_the_plain_variable() {
+        let cli = Cli::try_parse_from(["x", "--mongodb-uri", "mongodb://h/"]).expect("flags");
+        assert_eq!(cli.store.mongodb_uri(), Some(&Secret::new("mongodb://h/")));
+        assert_eq!(cli.store.database(), "call_center");
+        assert_eq!(cli.store.data_dir(), PathBuf::from("./data"));
+        let env = |k: &str| (k == "MONGODB_URI").then(|| "mongodb://plain/".to_owned());
+        let kept = cli.store.clone().with_plain_env(env);
+        assert_eq!(kept.mongodb_uri(), Some(&Secret::new("mongodb://h/")));
+        let filled = StoreArgs::default().with_plain_env(env);
+        assert_eq!(filled.mongodb_uri(), Some(&Secret::new("mongodb://plain/")));
+        let blank = StoreArgs::default().with_plain_env(|_| Some("  ".to_owned()));
+        assert_eq!(blank.mongodb_uri(), None);
+        let file: StoreArgs =
+            serde_json::from_str(r#"{"mongodb_db":"other","data_dir":"/d"}"#).expect("file");
+        let merged = cli.store.or(file);
+        assert_eq!(merged.database(), "other");
+        assert_eq!(merged.data_dir(), PathBuf::from("/d"));
+        assert!(!format!("{merged:?}").contains("mongodb://h/"));
+    }
+}
