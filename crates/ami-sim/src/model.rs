@@ -88,6 +88,8 @@ pub(crate) struct Board {
     pub(crate) seq: u64,
     /// Scripted changes waiting for the next `ExtensionStateList`.
     pub(crate) cues: ListCues,
+    /// Queues, presence and queued calls.
+    pub(crate) cc: crate::callcenter::CallCenter,
     rng: StdRng,
 }
 
@@ -129,6 +131,7 @@ impl Board {
             agents,
             seq: 0,
             cues: ListCues::default(),
+            cc: crate::callcenter::CallCenter::default(),
             rng,
         }
     }
