@@ -273,9 +273,7 @@ impl CallCenter {
         queue: &str,
         interface: &str,
     ) -> Result<Member, QueueError> {
-        let q = self
-            .queue_mut(queue)
-            .ok_or(QueueError::NoSuchQueueRemove)?;
+        let q = self.queue_mut(queue).ok_or(QueueError::NoSuchQueueRemove)?;
         let i = q
             .members
             .iter()
@@ -301,7 +299,11 @@ impl CallCenter {
             }
             if let Some(m) = q.member_mut(interface) {
                 m.paused = paused;
-                m.reason = if paused { reason.to_owned() } else { String::new() };
+                m.reason = if paused {
+                    reason.to_owned()
+                } else {
+                    String::new()
+                };
                 if paused {
                     m.last_pause = now;
                 }
@@ -376,7 +378,10 @@ impl CallCenter {
         self.next_call += 1;
         let id = self.next_call;
         let q = self.ensure_queue(queue);
-        q.waiting.push(Waiting { call: id, joined: now });
+        q.waiting.push(Waiting {
+            call: id,
+            joined: now,
+        });
         let position = q.waiting.len() as u32;
         let queue_name = q.name.clone();
         let uniqueid = format!("{epoch}.{unique}");
@@ -611,8 +616,14 @@ mod tests {
         assert_eq!(cc.update_avail("sales"), Some(false));
         cc.pause("Local/1001@agents-ring", Some("sales"), false, "x", 300)
             .expect("resumed");
-        let m = cc.queue("sales").and_then(|q| q.members.first()).expect("m");
-        assert_eq!((m.paused, m.reason.as_str(), m.last_pause), (false, "", 200));
+        let m = cc
+            .queue("sales")
+            .and_then(|q| q.members.first())
+            .expect("m");
+        assert_eq!(
+            (m.paused, m.reason.as_str(), m.last_pause),
+            (false, "", 200)
+        );
         assert_eq!(
             cc.pause("Local/9@agents-ring", None, true, "", 1),
             Err(QueueError::InterfaceNotFound)

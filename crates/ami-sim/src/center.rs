@@ -45,11 +45,7 @@ pub struct SimMember {
 impl SimMember {
     /// The member of the captures for agent `extension`: interface
     /// `Local/<extension>@agents-ring`, state interface `Custom:<extension>`, penalty 0.
-    pub fn agent(
-        queue: impl Into<String>,
-        extension: &str,
-        name: impl Into<String>,
-    ) -> SimMember {
+    pub fn agent(queue: impl Into<String>, extension: &str, name: impl Into<String>) -> SimMember {
         SimMember {
             queue: queue.into(),
             interface: format!("Local/{extension}@agents-ring"),
@@ -204,7 +200,9 @@ fn set_device(board: &mut Board, parts: &mut Parts, device: &str, state: DeviceS
         let bytes = crate::render(board, change);
         parts.0.push((Audience::CallReaders, bytes));
         if change.device_changed {
-            let name = board.agents[change.agent].devices[change.device].name.clone();
+            let name = board.agents[change.agent].devices[change.device]
+                .name
+                .clone();
             let bytes = member_status_events(board, &name);
             parts.0.push((Audience::AgentReaders, bytes));
         }
@@ -335,7 +333,15 @@ fn step(
                     wire::dial_event(o, "DialBegin", &c, &a, ("DialString", &m.interface))
                 });
                 parts.agent(|o| {
-                    wire::agent_event(o, "AgentCalled", &c, &a, &call.queue, (&m.interface, &m.name), &[])
+                    wire::agent_event(
+                        o,
+                        "AgentCalled",
+                        &c,
+                        &a,
+                        &call.queue,
+                        (&m.interface, &m.name),
+                        &[],
+                    )
                 });
             }
             set_device(board, parts, &m.state_interface, DeviceState::Ringing);
@@ -349,7 +355,15 @@ fn step(
             let ring = now.saturating_sub(since).to_string();
             parts.call(|o| wire::dial_event(o, "DialEnd", &c, &a, ("DialStatus", "NOANSWER")));
             parts.agent(|o| {
-                wire::agent_event(o, "AgentRingNoAnswer", &c, &a, &call.queue, (&interface, name), &[("RingTime", ring)])
+                wire::agent_event(
+                    o,
+                    "AgentRingNoAnswer",
+                    &c,
+                    &a,
+                    &call.queue,
+                    (&interface, name),
+                    &[("RingTime", ring)],
+                )
             });
             parts.call(|o| wire::channel_event(o, "Hangup", &a, Some((16, "Normal Clearing"))));
             if let Some(m) = m {
@@ -371,12 +385,25 @@ fn step(
                 let a = channel_fields(agent);
                 parts.call(|o| wire::channel_event(o, "Newstate", &a, None));
                 parts.call(|o| wire::dial_event(o, "DialEnd", &c, &a, ("DialStatus", "ANSWER")));
-                let left = [("Count", u64::from(count - 1)), ("Position", u64::from(position))];
-                parts.agent(|o| wire::queue_caller_event(o, "QueueCallerLeave", &c, &call.queue, &left));
+                let left = [
+                    ("Count", u64::from(count - 1)),
+                    ("Position", u64::from(position)),
+                ];
+                parts.agent(|o| {
+                    wire::queue_caller_event(o, "QueueCallerLeave", &c, &call.queue, &left)
+                });
                 let hold = now.saturating_sub(call.joined).to_string();
                 let ring = now.saturating_sub(since).to_string();
                 parts.agent(|o| {
-                    wire::agent_event(o, "AgentConnect", &c, &a, &call.queue, (&interface, name), &[("HoldTime", hold), ("RingTime", ring)])
+                    wire::agent_event(
+                        o,
+                        "AgentConnect",
+                        &c,
+                        &a,
+                        &call.queue,
+                        (&interface, name),
+                        &[("HoldTime", hold), ("RingTime", ring)],
+                    )
                 });
                 parts.call(|o| wire::bridge_enter(o, &bridge, 1, &c));
                 parts.call(|o| wire::bridge_enter(o, &bridge, 2, &a));
@@ -401,7 +428,15 @@ fn step(
                     ("Reason", "caller".to_owned()),
                 ];
                 parts.agent(|o| {
-                    wire::agent_event(o, "AgentComplete", &c, &a, &done.queue, (interface, name), &tail)
+                    wire::agent_event(
+                        o,
+                        "AgentComplete",
+                        &c,
+                        &a,
+                        &done.queue,
+                        (interface, name),
+                        &tail,
+                    )
                 });
                 parts.call(|o| wire::channel_event(o, "Hangup", &c, Some((16, "Normal Clearing"))));
                 parts.call(|o| wire::channel_event(o, "Hangup", &a, Some((16, "Normal Clearing"))));
@@ -422,7 +457,11 @@ fn step(
                 let a = channel_fields(agent);
                 parts.call(|o| wire::dial_event(o, "DialEnd", &c, &a, ("DialStatus", "CANCEL")));
                 parts.call(|o| wire::channel_event(o, "Hangup", &a, Some((16, "Normal Clearing"))));
-                if let Some(m) = board.cc.queue(&done.queue).and_then(|q| q.member(interface)) {
+                if let Some(m) = board
+                    .cc
+                    .queue(&done.queue)
+                    .and_then(|q| q.member(interface))
+                {
                     let si = m.state_interface.clone();
                     set_device(board, parts, &si, DeviceState::NotInUse);
                 }
@@ -432,7 +471,9 @@ fn step(
                 ("OriginalPosition", u64::from(done.original_position)),
                 ("HoldTime", now.saturating_sub(done.joined)),
             ];
-            parts.agent(|o| wire::queue_caller_event(o, "QueueCallerAbandon", &c, &done.queue, &tail));
+            parts.agent(|o| {
+                wire::queue_caller_event(o, "QueueCallerAbandon", &c, &done.queue, &tail)
+            });
             parts.call(|o| wire::channel_event(o, "Hangup", &c, Some((16, "Normal Clearing"))));
         }
     }
@@ -466,7 +507,11 @@ impl Simulator {
     /// Adds a queue member (creating the queue), as `QueueAdd` does: `DeviceStateChange` of
     /// `Queue:<queue>_pause_<interface>`, `QueueMemberAdded`, and `Queue:<queue>_avail` when
     /// the queue had nobody to take calls. `Err(AlreadyThere)` when it is a member already.
-    pub fn add_queue_member(&self, member: &SimMember, delivery: Delivery) -> Result<(), QueueError> {
+    pub fn add_queue_member(
+        &self,
+        member: &SimMember,
+        delivery: Delivery,
+    ) -> Result<(), QueueError> {
         let now = epoch_now();
         self.shared
             .cc_change(delivery, |b, p| add_member(b, p, member, true, now))
@@ -551,7 +596,10 @@ impl Simulator {
             if let (Some(call), Some((position, count))) = (b.cc.call(id), b.cc.position(id)) {
                 let c = channel_fields(&call.caller);
                 p.call(|o| wire::channel_event(o, "Newchannel", &c, None));
-                let tail = [("Position", u64::from(position)), ("Count", u64::from(count))];
+                let tail = [
+                    ("Position", u64::from(position)),
+                    ("Count", u64::from(count)),
+                ];
                 p.agent(|o| wire::queue_caller_event(o, "QueueCallerJoin", &c, &call.queue, &tail));
             }
             id
@@ -561,11 +609,23 @@ impl Simulator {
     /// Moves a queued call one step: ring a member, no answer, answer, hang up, or abandon.
     /// The member's phone (its state interface, when a hint holds it) follows: ringing, in
     /// use, idle. `Err` when the call does not exist or cannot take that step now.
-    pub fn queue_call_step(&self, call: u64, next: CallStep, delivery: Delivery) -> Result<(), QueueError> {
+    pub fn queue_call_step(
+        &self,
+        call: u64,
+        next: CallStep,
+        delivery: Delivery,
+    ) -> Result<(), QueueError> {
         let now = epoch_now();
         let epoch = self.shared.started_epoch;
         self.shared
             .cc_change(delivery, |b, p| step(b, p, call, &next, now, epoch))
+    }
+
+    /// Defines a queue (as `queues.conf` does), with no members; nothing is announced. Queues
+    /// must exist before `QueueAdd` can add to them; the hooks create them as needed.
+    /// `QueueStatus` lists queues in the order they were defined.
+    pub fn add_queue(&self, name: &str) {
+        self.shared.board().cc.ensure_queue(name);
     }
 
     /// The ids of the live queued calls, oldest first.
@@ -604,6 +664,51 @@ pub(crate) fn answer(
             queue_status(&board, get("Queue"), get("Member"), id, reply, now);
             Some(board.seq)
         }
+        "queuesummary" => {
+            let board = shared.board();
+            let filter = get("Queue");
+            wire::list_start(reply, id, "Queue summary will follow");
+            let mut items = 0;
+            for q in &board.cc.queues {
+                if filter
+                    .as_deref()
+                    .is_some_and(|f| !q.name.eq_ignore_ascii_case(f))
+                {
+                    continue;
+                }
+                let states: Vec<DeviceState> = q
+                    .members
+                    .iter()
+                    .map(|m| device_state(&board, &m.state_interface))
+                    .collect();
+                let logged_in = states
+                    .iter()
+                    .filter(|s| !matches!(s, DeviceState::Unavailable | DeviceState::Invalid))
+                    .count();
+                let available = q
+                    .members
+                    .iter()
+                    .zip(&states)
+                    .filter(|(m, s)| !m.paused && !m.in_call && **s == DeviceState::NotInUse)
+                    .count();
+                let longest = q
+                    .waiting
+                    .first()
+                    .map_or(0, |w| now.saturating_sub(w.joined));
+                let counts = [
+                    ("LoggedIn", logged_in as u64),
+                    ("Available", available as u64),
+                    ("Callers", q.waiting.len() as u64),
+                    ("HoldTime", q.holdtime),
+                    ("TalkTime", q.talktime),
+                    ("LongestHoldTime", longest),
+                ];
+                wire::queue_summary_item(reply, id, &q.name, &counts);
+                items += 1;
+            }
+            wire::list_complete(reply, "QueueSummaryComplete", id, items);
+            Some(board.seq)
+        }
         "presencestatelist" => {
             let board = shared.board();
             wire::list_start(reply, id, "Presence State Changes will follow");
@@ -615,7 +720,12 @@ pub(crate) fn answer(
                 };
                 wire::presence_state_item(reply, id, name, &f);
             }
-            wire::list_complete(reply, "PresenceStateListComplete", id, board.cc.presence.len());
+            wire::list_complete(
+                reply,
+                "PresenceStateListComplete",
+                id,
+                board.cc.presence.len(),
+            );
             Some(board.seq)
         }
         "coreshowchannels" => {
@@ -626,7 +736,14 @@ pub(crate) fn answer(
                 for c in std::iter::once(&call.caller).chain(call.agent.as_ref()) {
                     let f = channel_fields(c);
                     let app = (c.application.as_str(), c.data.as_str());
-                    wire::core_show_channel_item(reply, id, &f, app, now.saturating_sub(c.created), &c.bridge);
+                    wire::core_show_channel_item(
+                        reply,
+                        id,
+                        &f,
+                        app,
+                        now.saturating_sub(c.created),
+                        &c.bridge,
+                    );
                     items += 1;
                 }
             }
@@ -638,7 +755,8 @@ pub(crate) fn answer(
                 wire::error(reply, id, "Need 'Interface' and 'Paused' parameters.");
                 return Some(shared.board().seq);
             };
-            let paused = ["yes", "true", "y", "t", "1", "on"].contains(&paused.to_ascii_lowercase().as_str());
+            let paused = ["yes", "true", "y", "t", "1", "on"]
+                .contains(&paused.to_ascii_lowercase().as_str());
             let queue = get("Queue");
             let reason = get("Reason").unwrap_or_default();
             let r = shared.cc_change(Delivery::Events, |b, p| {
@@ -664,7 +782,9 @@ pub(crate) fn answer(
                 queue,
                 interface,
             };
-            let r = shared.cc_change(Delivery::Events, |b, p| add_member(b, p, &member, false, now));
+            let r = shared.cc_change(Delivery::Events, |b, p| {
+                add_member(b, p, &member, false, now)
+            });
             match r {
                 Ok(()) => wire::success(reply, id, "Added interface to queue"),
                 Err(e) => wire::error(reply, id, &e.to_string()),
@@ -698,7 +818,9 @@ pub(crate) fn answer(
                 wire::error(reply, id, "Need 'Queue' and 'Interface' parameters.");
                 return None;
             };
-            let r = shared.cc_change(Delivery::Events, |b, p| remove_member(b, p, &queue, &interface));
+            let r = shared.cc_change(Delivery::Events, |b, p| {
+                remove_member(b, p, &queue, &interface)
+            });
             match r {
                 Ok(()) => wire::success(reply, id, "Removed interface from queue"),
                 Err(e) => wire::error(reply, id, &e.to_string()),
@@ -720,7 +842,10 @@ fn queue_status(
     wire::list_start(reply, id, "Queue status will follow");
     let mut items = 0;
     for q in &board.cc.queues {
-        if queue.as_deref().is_some_and(|f| !q.name.eq_ignore_ascii_case(f)) {
+        if queue
+            .as_deref()
+            .is_some_and(|f| !q.name.eq_ignore_ascii_case(f))
+        {
             continue;
         }
         let f = QueueFields {

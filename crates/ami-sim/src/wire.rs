@@ -255,7 +255,6 @@ pub fn extension_state_reply(out: &mut Vec<u8>, action_id: Option<&str>, ext: &H
     p.end();
 }
 
-
 /// A queue member's fields, shared by `QueueMember*` events and `QueueMember` list items.
 pub struct MemberFields<'a> {
     pub queue: &'a str,
@@ -355,6 +354,22 @@ pub fn queue_params_item(out: &mut Vec<u8>, action_id: Option<&str>, q: &QueueFi
     p.end();
 }
 
+/// One `QueueSummary` item (`ActionID` last).
+pub fn queue_summary_item(
+    out: &mut Vec<u8>,
+    action_id: Option<&str>,
+    queue: &str,
+    counts: &[(&str, u64)],
+) {
+    let mut p = Packet::start(out, "Event", "QueueSummary");
+    p.header("Queue", queue);
+    for (k, v) in counts {
+        p.header(k, &v.to_string());
+    }
+    p.action_id(action_id);
+    p.end();
+}
+
 /// One channel as Asterisk's `ast_manager_build_channel_state_string` writes it.
 pub struct ChannelFields<'a> {
     pub channel: &'a str,
@@ -405,7 +420,11 @@ impl ChannelFields<'_> {
         h(p, "CallerIDNum", or_unknown(self.caller_num));
         h(p, "CallerIDName", &escape_c(or_unknown(self.caller_name)));
         h(p, "ConnectedLineNum", or_unknown(self.connected_num));
-        h(p, "ConnectedLineName", &escape_c(or_unknown(self.connected_name)));
+        h(
+            p,
+            "ConnectedLineName",
+            &escape_c(or_unknown(self.connected_name)),
+        );
         h(p, "Language", "en");
         h(p, "AccountCode", "");
         h(p, "Context", self.context);
@@ -418,7 +437,12 @@ impl ChannelFields<'_> {
 
 /// `Newchannel`, `Newstate` or `Hangup` (with `Cause`, `Cause-txt`) for one channel
 /// (`Privilege: call,all`).
-pub fn channel_event(out: &mut Vec<u8>, event: &str, c: &ChannelFields<'_>, cause: Option<(u16, &str)>) {
+pub fn channel_event(
+    out: &mut Vec<u8>,
+    event: &str,
+    c: &ChannelFields<'_>,
+    cause: Option<(u16, &str)>,
+) {
     let mut p = Packet::start(out, "Event", event);
     p.header("Privilege", "call,all");
     c.write(&mut p, "");
@@ -565,7 +589,9 @@ pub fn core_show_channel_item(
 
 /// Escapes like `ast_escape_c()`: backslash, double quote and control characters.
 pub fn escape_c(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains(['\\', '"', '\'', '?', '\x07', '\x08', '\x0c', '\n', '\r', '\t', '\x0b']) {
+    if !s.contains([
+        '\\', '"', '\'', '?', '\x07', '\x08', '\x0c', '\n', '\r', '\t', '\x0b',
+    ]) {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 4);
@@ -623,7 +649,13 @@ pub fn presence_state_item(
 
 /// The broadcast `PresenceStatus` of a hint that includes the provider (raw text, only when
 /// the presence really changed).
-pub fn presence_status(out: &mut Vec<u8>, exten: &str, context: &str, hint: &str, v: &PresenceFields<'_>) {
+pub fn presence_status(
+    out: &mut Vec<u8>,
+    exten: &str,
+    context: &str,
+    hint: &str,
+    v: &PresenceFields<'_>,
+) {
     let mut p = Packet::start(out, "Event", "PresenceStatus");
     p.header("Privilege", "call,all");
     p.header("Exten", exten);
