@@ -480,6 +480,134 @@ fn step(
     Ok(())
 }
 
+/// Puts the board's agents into the queues of their departments (the sample roster's, or
+/// round-robin for other extensions; every fourth agent also helps in `support` with penalty
+/// 2), adds `CustomPresence:<ext>` to their hints and makes them `available`, silently: the
+/// demo's call center at the start of the shift.
+pub(crate) fn staff(board: &mut Board) {
+    const QUEUES: [&str; 4] = ["sales", "support", "billing", "retention"];
+    for q in QUEUES {
+        board.cc.ensure_queue(q);
+    }
+    let now = epoch_now();
+    let agents: Vec<(String, String)> = board
+        .agents
+        .iter()
+        .map(|a| {
+            let device = a
+                .devices
+                .first()
+                .map_or_else(String::new, |d| d.name.clone());
+            (a.extension.clone(), device)
+        })
+        .collect();
+    let mut parts = Parts::default();
+    for (i, (ext, device)) in agents.iter().enumerate() {
+        let sample = crate::sample_agents().find(|s| s.extension == ext.as_str());
+        let name = sample.map_or_else(|| format!("Agent {ext}"), |s| s.name.to_owned());
+        let queue = sample
+            .map(|s| s.department.to_ascii_lowercase())
+            .filter(|d| QUEUES.contains(&d.as_str()))
+            .unwrap_or_else(|| QUEUES[i % QUEUES.len()].to_owned());
+        let mut member = SimMember::agent(queue.clone(), ext, name);
+        member.state_interface = device.clone();
+        // Refusals (a duplicate extension) leave the roster as it is.
+        let _ = add_member(board, &mut parts, &member, true, now);
+        if i % 4 == 3 && queue != "support" {
+            member.queue = "support".to_owned();
+            member.penalty = 2;
+            let _ = add_member(board, &mut parts, &member, true, now);
+        }
+        let provider = format!("CustomPresence:{ext}");
+        if let Some(agent) = board.agents.get_mut(i)
+            && !agent.hint.contains(',')
+        {
+            agent.hint.push(',');
+            agent.hint.push_str(&provider);
+        }
+        let available = Presence {
+            state: "available".to_owned(),
+            subtype: String::new(),
+            message: String::new(),
+        };
+        board.cc.set_presence(&provider, available);
+    }
+}
+
+/// One move of the call-center script (`shift`), with its events.
+pub(crate) fn play(board: &mut Board, parts: &mut Parts, epoch: u64) {
+    use crate::shift::Move;
+    let providers: Vec<String> = board.cc.presence.keys().cloned().collect();
+    let mut rng = board.shift_rng.clone();
+    let mv = crate::shift::next(
+        &board.cc,
+        &providers,
+        |si| device_state(board, si) == DeviceState::NotInUse,
+        &mut rng,
+    );
+    board.shift_rng = rng;
+    let now = epoch_now();
+    // A move the model refuses (the state moved under it) is skipped; the next tick picks
+    // again from the current state.
+    let _ = match mv {
+        None => Ok(()),
+        Some(Move::Pause { interface, reason }) => {
+            pause(board, parts, &interface, None, true, &reason, now)
+        }
+        Some(Move::Resume { interface }) => pause(board, parts, &interface, None, false, "", now),
+        Some(Move::Presence {
+            provider,
+            state,
+            message,
+        }) => {
+            let value = Presence {
+                state,
+                subtype: String::new(),
+                message,
+            };
+            set_presence(board, parts, &provider, value);
+            Ok(())
+        }
+        Some(Move::NewCall {
+            queue,
+            number,
+            name,
+        }) => {
+            join(board, parts, &queue, &number, &name, now, epoch);
+            Ok(())
+        }
+        Some(Move::Ring { call, interface }) => {
+            step(board, parts, call, &CallStep::Ring(interface), now, epoch)
+        }
+        Some(Move::NoAnswer { call }) => step(board, parts, call, &CallStep::NoAnswer, now, epoch),
+        Some(Move::Answer { call }) => step(board, parts, call, &CallStep::Answer, now, epoch),
+        Some(Move::HangUp { call }) => step(board, parts, call, &CallStep::HangUp, now, epoch),
+        Some(Move::Abandon { call }) => step(board, parts, call, &CallStep::Abandon, now, epoch),
+    };
+}
+
+fn join(
+    board: &mut Board,
+    parts: &mut Parts,
+    queue: &str,
+    number: &str,
+    name: &str,
+    now: u64,
+    epoch: u64,
+) -> u64 {
+    let id = board.cc.join(queue, number, name, now, epoch);
+    if let (Some(call), Some((position, count))) = (board.cc.call(id), board.cc.position(id)) {
+        let c = channel_fields(&call.caller);
+        parts.call(|o| wire::channel_event(o, "Newchannel", &c, None));
+        let tail = [
+            ("Position", u64::from(position)),
+            ("Count", u64::from(count)),
+        ];
+        parts.agent(|o| wire::queue_caller_event(o, "QueueCallerJoin", &c, &call.queue, &tail));
+    }
+    id
+}
+
 impl Shared {
     /// Runs a call-center change under the board's lock and publishes its events (unless
     /// silent), all with one new board counter.
@@ -591,19 +719,8 @@ impl Simulator {
     pub fn queue_call(&self, queue: &str, number: &str, name: &str, delivery: Delivery) -> u64 {
         let now = epoch_now();
         let epoch = self.shared.started_epoch;
-        self.shared.cc_change(delivery, |b, p| {
-            let id = b.cc.join(queue, number, name, now, epoch);
-            if let (Some(call), Some((position, count))) = (b.cc.call(id), b.cc.position(id)) {
-                let c = channel_fields(&call.caller);
-                p.call(|o| wire::channel_event(o, "Newchannel", &c, None));
-                let tail = [
-                    ("Position", u64::from(position)),
-                    ("Count", u64::from(count)),
-                ];
-                p.agent(|o| wire::queue_caller_event(o, "QueueCallerJoin", &c, &call.queue, &tail));
-            }
-            id
-        })
+        self.shared
+            .cc_change(delivery, |b, p| join(b, p, queue, number, name, now, epoch))
     }
 
     /// Moves a queued call one step: ring a member, no answer, answer, hang up, or abandon.

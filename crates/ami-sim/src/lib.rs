@@ -26,6 +26,7 @@ mod cycle;
 mod model;
 mod roster;
 mod session;
+mod shift;
 pub mod states;
 pub mod wire;
 
@@ -166,6 +167,12 @@ pub struct SimConfig {
     pub seed: Option<u64>,
     /// The dialplan context of the hints that do not name one.
     pub context: String,
+    /// Whether the call center plays along with the call cycle (when `rate_per_sec` > 0):
+    /// the agents become members of the queues of their departments (`sales`, `support`,
+    /// `billing`, `retention`), their hints gain `CustomPresence:<ext>`, and the event timer
+    /// also runs the call-center script (customers calling in, pauses, presence changes).
+    /// With `rate_per_sec = 0` it has no effect: nothing moves, queues start empty.
+    pub call_center: bool,
     /// How long a failed login waits before its error answer (Asterisk: 1 s).
     pub auth_failure_delay: Duration,
 }
@@ -189,6 +196,7 @@ impl SimConfig {
             rate_per_sec: 1.0,
             seed: None,
             context: DEFAULT_CONTEXT.to_owned(),
+            call_center: true,
             auth_failure_delay: Duration::from_secs(1),
         }
     }
@@ -207,6 +215,7 @@ impl std::fmt::Debug for SimConfig {
             .field("rate_per_sec", &self.rate_per_sec)
             .field("seed", &self.seed)
             .field("context", &self.context)
+            .field("call_center", &self.call_center)
             .field("auth_failure_delay", &self.auth_failure_delay)
             .finish()
     }
@@ -283,6 +292,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     rate: f64,
     seed: u64,
+    /// Whether the event timer runs the call-center script.
+    call_center: bool,
     board: Mutex<Board>,
     events: broadcast::Sender<Arc<Emitted>>,
     faults: broadcast::Sender<Fault>,
@@ -548,7 +559,10 @@ impl Simulator {
                 initial: a.initial,
             })
             .collect();
-        let board = Board::new(default_context, specs, seed);
+        let mut board = Board::new(default_context, specs, seed);
+        if config.call_center && config.rate_per_sec > 0.0 {
+            center::staff(&mut board);
+        }
         // Enough room for a few seconds of events at the configured rate; a session that
         // falls further behind is closed, as Asterisk closes a session whose writes stall.
         let capacity = (config.rate_per_sec * 4.0).clamp(1024.0, 262_144.0) as usize;
@@ -568,6 +582,7 @@ impl Simulator {
                 started: Instant::now(),
                 rate: config.rate_per_sec,
                 seed,
+                call_center: config.call_center && config.rate_per_sec > 0.0,
                 board: Mutex::new(board),
                 events,
                 faults,
@@ -861,6 +876,10 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval_at(start + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut done: u64 = 0;
+    // The call center moves at a quarter of the cycle's pace (at least one move every four
+    // seconds, at most 20 a second), so a viewer can follow a call from queue to hang-up.
+    let shift_rate = (rate / 4.0).clamp(0.25, 20.0);
+    let mut shift_done: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -872,5 +891,14 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken) {
         let n = due.saturating_sub(done).min(MAX_BURST);
         done = due;
         shared.apply(|b| (0..n).filter_map(|_| b.step()).collect());
+        if shared.call_center {
+            let due = (start.elapsed().as_secs_f64() * shift_rate).floor() as u64;
+            for _ in 0..due.saturating_sub(shift_done).min(100) {
+                shared.cc_change(center::Delivery::Events, |b, p| {
+                    center::play(b, p, shared.started_epoch);
+                });
+            }
+            shift_done = due;
+        }
     }
 }

@@ -11,6 +11,7 @@ use ami_proto::{Decoder, Frame, Packet};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -720,6 +721,8 @@ async fn the_timer_applies_the_configured_rate() {
     let mut cfg = config(agents);
     cfg.rate_per_sec = 4.0;
     cfg.seed = Some(9);
+    // The call cycle alone (the call center has its own test).
+    cfg.call_center = false;
     let run = |cfg: SimConfig| async move {
         let sim = Simulator::new(cfg).expect("valid");
         let mut rx = sim.shared.subscribe();
@@ -1098,4 +1101,94 @@ async fn silent_pauses_show_in_the_next_list_and_write_needs_agent() {
         "Response: Error\r\nMessage: Permission denied\r\n\r\n"
     );
     sim.stop().await;
+}
+
+/// The lines of a transcript that do not depend on the clock.
+fn timeless(bytes: &[u8]) -> Vec<String> {
+    const KEYS: [&str; 12] = [
+        "Event",
+        "Queue",
+        "Interface",
+        "MemberName",
+        "Paused",
+        "PausedReason",
+        "Presentity",
+        "Status",
+        "CallerIDNum",
+        "Exten",
+        "Device",
+        "State",
+    ];
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .filter(|l| {
+            KEYS.iter()
+                .any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with(": ")))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_demo_plays_the_call_center_deterministically() {
+    let agents: Vec<SimAgent> = sample_agents()
+        .map(|a| SimAgent::custom(a.extension))
+        .collect();
+    let mut cfg = config(agents);
+    cfg.rate_per_sec = 4.0;
+    cfg.seed = Some(3);
+    let run = |cfg: SimConfig| async move {
+        let sim = Simulator::new(cfg).expect("valid");
+        let mut rx = sim.shared.subscribe();
+        let cancel = CancellationToken::new();
+        let timer = tokio::spawn(drive(sim.shared.clone(), cancel.clone()));
+        let mut bytes = Vec::new();
+        for _ in 0..600 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            loop {
+                match rx.try_recv() {
+                    Ok(e) => bytes.extend_from_slice(&e.bytes),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        cancel.cancel();
+        timer.await.expect("timer");
+        bytes
+    };
+    let first = run(cfg.clone()).await;
+    assert_eq!(
+        timeless(&first),
+        timeless(&run(cfg).await),
+        "a seed replays the shift"
+    );
+    let text = String::from_utf8_lossy(&first);
+    // Every kind of call-center event occurs, and all of them parse.
+    for event in [
+        "QueueMemberPause",
+        "QueueMemberStatus",
+        "QueueCallerJoin",
+        "QueueCallerLeave",
+        "QueueCallerAbandon",
+        "AgentCalled",
+        "AgentConnect",
+        "AgentComplete",
+        "PresenceStateChange",
+        "PresenceStatus",
+        "BridgeEnter",
+        "Hangup",
+    ] {
+        assert!(text.contains(&format!("Event: {event}\r\n")), "{event}");
+    }
+    for reason in ["Lunch", "Break", "Training", "After call work", "Meeting"] {
+        assert!(
+            text.contains(&format!("PausedReason: {reason}\r\n")),
+            "{reason}"
+        );
+    }
+    assert!(
+        text.contains("Hint: Custom:1001,CustomPresence:1001\r\n") || text.contains("Exten: 1001")
+    );
+    assert!(assert_cc_parses(&first) > 100);
 }
