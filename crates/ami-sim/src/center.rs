@@ -143,6 +143,9 @@ fn member_event(board: &Board, parts: &mut Parts, event: &str, queue: &str, inte
 /// `QueueMemberStatus` of every membership whose state interface is `device`.
 pub(crate) fn member_status_events(board: &Board, device: &str) -> Vec<u8> {
     let mut out = Vec::new();
+    if !board.cc.is_member_device(device) {
+        return out;
+    }
     for q in &board.cc.queues {
         for m in &q.members {
             if m.state_interface.eq_ignore_ascii_case(device) {
@@ -480,11 +483,12 @@ fn step(
     Ok(())
 }
 
-/// Puts the board's agents into the queues of their departments (the sample roster's, or
-/// round-robin for other extensions; every fourth agent also helps in `support` with penalty
-/// 2), adds `CustomPresence:<ext>` to their hints and makes them `available`, silently: the
-/// demo's call center at the start of the shift.
+/// Puts the first 200 agents into the queues of their departments (the sample roster's, or
+/// round-robin for other extensions; every fourth agent also helps in `support` with
+/// penalty 2), adds `CustomPresence:<ext>` to their hints and makes them `available`,
+/// silently: the demo's call center at the start of the shift.
 pub(crate) fn staff(board: &mut Board) {
+    const STAFF_MAX: usize = 200;
     const QUEUES: [&str; 4] = ["sales", "support", "billing", "retention"];
     for q in QUEUES {
         board.cc.ensure_queue(q);
@@ -502,7 +506,9 @@ pub(crate) fn staff(board: &mut Board) {
         })
         .collect();
     let mut parts = Parts::default();
-    for (i, (ext, device)) in agents.iter().enumerate() {
+    // A load test's 100,000 agents are not all on shift: the first few hundred staff the
+    // queues, the others only move through the call cycle.
+    for (i, (ext, device)) in agents.iter().take(STAFF_MAX).enumerate() {
         let sample = crate::sample_agents().find(|s| s.extension == ext.as_str());
         let name = sample.map_or_else(|| format!("Agent {ext}"), |s| s.name.to_owned());
         let queue = sample
