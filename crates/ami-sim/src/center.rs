@@ -954,6 +954,118 @@ pub(crate) fn answer(
     }
 }
 
+/// The provider inside `PRESENCE_STATE(<provider>)` (and the field after a comma), if that
+/// is the variable.
+pub(crate) fn presence_target(variable: &str) -> Option<(&str, Option<&str>)> {
+    let open = variable.find('(')?;
+    if !variable[..open]
+        .trim()
+        .eq_ignore_ascii_case("PRESENCE_STATE")
+    {
+        return None;
+    }
+    let inner = variable[open + 1..].strip_suffix(')')?.trim();
+    Some(match inner.split_once(',') {
+        Some((p, field)) => (p.trim(), Some(field.trim())),
+        None => (inner, None),
+    })
+}
+
+/// Decodes standard base64 (option `e` of a presence write); `None` when malformed.
+fn base64(text: &str) -> Option<String> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for b in text.bytes().filter(|b| *b != b'=') {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `Setvar PRESENCE_STATE(CustomPresence:x)` with `state[,subtype[,message[,options]]]`
+/// (option `e`: subtype and message are base64), as `func_presencestate` writes it. False
+/// (`Variable not set`) for another provider or an unknown state.
+pub(crate) fn write_presence(shared: &Shared, provider: &str, value: &str) -> bool {
+    let custom = provider
+        .get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case("CustomPresence:"));
+    let mut fields = value.splitn(4, ',');
+    let state = fields.next().unwrap_or("").trim().to_owned();
+    let mut subtype = fields.next().unwrap_or("").to_owned();
+    let mut message = fields.next().unwrap_or("").to_owned();
+    if fields.next().is_some_and(|o| o.contains('e')) {
+        match (base64(&subtype), base64(&message)) {
+            (Some(s), Some(m)) => (subtype, message) = (s, m),
+            _ => return false,
+        }
+    }
+    if !custom || !crate::PRESENCE_STATES.contains(&state.as_str()) {
+        return false;
+    }
+    let value = Presence {
+        state,
+        subtype,
+        message,
+    };
+    shared.cc_change(Delivery::Events, |b, p| set_presence(b, p, provider, value));
+    true
+}
+
+/// The answer to `PresenceState` (`Provider`): `State`, and only when non-empty `Subtype` and
+/// a second `Message` with the presence message followed by `PresenceMessage`.
+pub(crate) fn presence_state_reply(
+    shared: &Shared,
+    provider: &str,
+    id: Option<&str>,
+    reply: &mut Vec<u8>,
+) {
+    let board = shared.board();
+    let v = board.cc.presence.get(provider);
+    let mut p = wire::Packet::response(reply, "Success", id);
+    p.header("Message", "Presence State");
+    p.header("State", v.map_or("not_set", |v| v.state.as_str()));
+    if let Some(v) = v {
+        if !v.subtype.is_empty() {
+            p.header("Subtype", &v.subtype);
+        }
+        if !v.message.is_empty() {
+            p.header("Message", &v.message);
+            p.header("PresenceMessage", &v.message);
+        }
+    }
+    p.end();
+}
+
+/// `Getvar PRESENCE_STATE(<provider>,value|subtype|message)`: the field, empty when unknown.
+pub(crate) fn presence_field(shared: &Shared, provider: &str, field: Option<&str>) -> String {
+    let board = shared.board();
+    let Some(v) = board.cc.presence.get(provider) else {
+        return if field.is_none_or(|f| f.eq_ignore_ascii_case("value")) {
+            "not_set".to_owned()
+        } else {
+            String::new()
+        };
+    };
+    match field.map(str::to_ascii_lowercase).as_deref() {
+        Some("subtype") => v.subtype.clone(),
+        Some("message") => v.message.clone(),
+        _ => v.state.clone(),
+    }
+}
+
 fn queue_status(
     board: &Board,
     queue: Option<String>,
