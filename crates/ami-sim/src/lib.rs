@@ -13,8 +13,9 @@
 //!
 //! What it answers: `Login` (plain and MD5 challenge), `Challenge`, `Logoff`, `Ping`, `Events`,
 //! `ExtensionStateList`, `DeviceStateList`, `ExtensionState`, `Setvar DEVICE_STATE(...)` and
-//! `PRESENCE_STATE(...)`, `Getvar` of both, `PresenceState`, `QueueStatus`, `QueueSummary`, `QueueAdd`, `QueueRemove`, `QueuePause`, `QueuePenalty`
-//! (these four need the user's `write=` class `agent`), `PresenceStateList` and
+//! `PRESENCE_STATE(...)`, `Getvar` of both, `PresenceState`, `QueueStatus`, `QueueSummary`,
+//! `QueueAdd`, `QueueRemove`, `QueuePause`, `QueuePenalty` (these four need the user's
+//! `write=` class `agent`), `PresenceStateList` and
 //! `CoreShowChannels`; any other action gets Asterisk's "Invalid/unknown command" error. Live
 //! `ExtensionStatus`, `DeviceStateChange`, presence and channel events go to every logged-in
 //! session that reads `call` events; `QueueMember*`, `QueueCaller*` and `Agent*` events to
