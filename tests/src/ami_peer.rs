@@ -10,7 +10,8 @@
 //!
 //! A test drives it: change states with or without events, emit stray or raw events, cue
 //! changes around the next list, drop connections (cleanly or in the middle of a packet),
-//! refuse new ones, go silent, and wait for logins or actions.
+//! refuse new ones, go silent, and wait for logins or actions; and play the call center (queue
+//! members, pauses with reasons, presence, queued calls), with events or silently.
 
 use std::net::SocketAddr;
 use std::time::Duration;
