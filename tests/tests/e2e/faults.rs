@@ -261,12 +261,19 @@ async fn a_refused_login_is_reported_and_retried_with_backoff() -> anyhow::Resul
     s.stop().await
 }
 
+/// `ExtensionStatus` events the server counted (the metric appears with the first one).
+async fn status_events(s: &TestServer) -> f64 {
+    s.metric("extstatus_ami_events_total{event=\"ExtensionStatus\"}")
+        .await
+        .unwrap_or(0.0)
+}
+
 #[tokio::test]
 async fn a_flood_of_100000_events_ends_with_the_peers_final_states() -> anyhow::Result<()> {
     let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
     let base = s.url("");
     board_equals_peer(&base, &peer, &[]).await?;
-    let events_before = s.metric("extstatus_ami_events_total{event=\"ExtensionStatus\"}").await?;
+    let events_before = status_events(&s).await;
 
     // A prober asks /healthz over and over while the flood runs.
     let done = Arc::new(tokio::sync::Notify::new());
@@ -300,8 +307,7 @@ async fn a_flood_of_100000_events_ends_with_the_peers_final_states() -> anyhow::
     board_equals_peer(&base, &peer, &[]).await?;
     done.notify_one();
     let answered = prober.await??;
-    let events = s.metric("extstatus_ami_events_total{event=\"ExtensionStatus\"}").await?
-        - events_before;
+    let events = status_events(&s).await - events_before;
     println!(
         "flood: {events} ExtensionStatus events reached the server, {} logins, /healthz answered {answered} times",
         peer.logins()
@@ -398,7 +404,7 @@ async fn server_process(
             "--ws-timeout",
             "1s",
             "--log",
-            "warn",
+            "warn,api_server=info",
         ],
     )
 }
@@ -412,7 +418,7 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()>
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_clients_that_never_read_and_10000_connect_cycles_keep_memory_bounded()
 -> anyhow::Result<()> {
     let peer = AmiPeer::start(PeerConfig::default()).await;
@@ -622,7 +628,7 @@ fn matches_acked(e: &Edits, have: Option<&Value>) -> bool {
 async fn edits_survive(signal: &str) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("data");
-    let server = ServerProcess::start(&dir, &["--log", "warn"])?;
+    let server = ServerProcess::start(&dir, &["--log", "warn,api_server=info"])?;
     let base = server.url("");
     let book = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let acked = Arc::new(AtomicUsize::new(0));
@@ -644,7 +650,7 @@ async fn edits_survive(signal: &str) -> anyhow::Result<()> {
     if signal == "TERM" {
         assert_eq!(code, Some(0), "SIGTERM is a graceful shutdown");
     }
-    let restarted = ServerProcess::start(&dir, &["--log", "warn"])?;
+    let restarted = ServerProcess::start(&dir, &["--log", "warn,api_server=info"])?;
     let all: Value = reqwest::get(restarted.url("/api/extensions")).await?.json().await?;
     let stored: HashMap<String, Value> = all
         .as_array()
@@ -669,12 +675,12 @@ async fn edits_survive(signal: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_edit_survives_sigterm_in_a_burst() -> anyhow::Result<()> {
     edits_survive("TERM").await
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_edit_survives_kill_9_in_a_burst() -> anyhow::Result<()> {
     edits_survive("KILL").await
 }
