@@ -1,8 +1,10 @@
 //! The `api-server` binary as a child process, for the faults that only a real process can
 //! suffer (SIGTERM, `kill -9`) and for reading the server's own memory use from `/proc`.
 //!
-//! The binary is (re)built once per test binary with `cargo build -p api-server --bin
-//! api-server` into the same target directory, so the tests never run a stale server.
+//! The binary is the one cargo built next to the test binary (a workspace test run builds it);
+//! when it is missing or older than any source it is made of, it is built once with `cargo
+//! build -p api-server --bin api-server` into the same target directory, so the tests never run
+//! a stale server.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -16,8 +18,8 @@ use anyhow::{Context as _, anyhow, bail};
 /// How long the child may take to start or to stop.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The path of a fresh `api-server` binary: built once (a no-op when up to date) next to the
-/// test binary's `deps/` directory.
+/// The path of a fresh `api-server` binary next to the test binary's `deps/` directory, built
+/// first when missing or stale.
 pub fn binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
@@ -37,6 +39,16 @@ fn build() -> anyhow::Result<PathBuf> {
     let target_dir = profile_dir
         .parent()
         .ok_or_else(|| anyhow!("no target directory above {}", profile_dir.display()))?;
+    let bin = profile_dir.join("api-server");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or_else(|| anyhow!("the tests crate has no parent directory"))?;
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if let Some(built) = built
+        && newest_source(workspace)? <= built
+    {
+        return Ok(bin);
+    }
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "--quiet", "-p", "api-server", "--bin", "api-server"])
         .arg("--target-dir")
@@ -49,11 +61,33 @@ fn build() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("cargo build -p api-server failed: {status}");
     }
-    let bin = profile_dir.join("api-server");
     if !bin.exists() {
         bail!("cargo built api-server but {} is missing", bin.display());
     }
     Ok(bin)
+}
+
+/// The newest modification time of the sources the server is built from: `Cargo.lock` and
+/// every file under `crates/` and `bins/`.
+fn newest_source(workspace: &Path) -> anyhow::Result<std::time::SystemTime> {
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                walk(&entry.path(), newest)?;
+            } else if kind.is_file() {
+                *newest = (*newest).max(entry.metadata()?.modified()?);
+            }
+        }
+        Ok(())
+    }
+    let mut newest = std::fs::metadata(workspace.join("Cargo.lock"))?.modified()?;
+    for dir in ["crates", "bins"] {
+        walk(&workspace.join(dir), &mut newest)
+            .with_context(|| format!("read the sources under {dir}/"))?;
+    }
+    Ok(newest)
 }
 
 /// A running `api-server` child on a port it picked itself, with its stderr collected.
