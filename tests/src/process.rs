@@ -50,10 +50,17 @@ fn build() -> anyhow::Result<PathBuf> {
         return Ok(bin);
     }
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "-p", "api-server", "--bin", "api-server"])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "api-server",
+        "--bin",
+        "api-server",
+    ])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -131,10 +138,7 @@ impl ServerProcess {
                     let addr = line[at + 5..].split_whitespace().next().map(str::to_owned);
                     let _ = tx.send(addr);
                 }
-                lines
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(line);
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
         let addr = match rx.recv_timeout(PATIENCE) {
@@ -176,7 +180,10 @@ impl ServerProcess {
 
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join("\n")
     }
 
     /// Sends `signal` (`TERM`, `KILL`) and waits for the process to end; returns its exit code
