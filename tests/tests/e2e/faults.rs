@@ -336,7 +336,7 @@ async fn a_flood_of_100000_events_ends_with_the_peers_final_states() -> anyhow::
         }
         peer.set_state(exten, code);
         changes += 1;
-        if changes % 512 == 0 {
+        if changes.is_multiple_of(512) {
             // Let the simulator's session and the server run.
             tokio::task::yield_now().await;
         }
@@ -496,7 +496,7 @@ async fn websocket_clients_that_never_read_and_10000_connect_cycles_keep_memory_
     let rss_start = server.rss_kib()?;
     for i in 0..20_000usize {
         peer.set_state(HINTED[i % 10], CODES[(i / 10 + i) % CODES.len()]);
-        if i % 512 == 0 {
+        if i.is_multiple_of(512) {
             tokio::task::yield_now().await;
         }
     }
