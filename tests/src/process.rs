@@ -2,7 +2,7 @@
 //! suffer (SIGTERM, `kill -9`) and for reading the server's own memory use from `/proc`.
 //!
 //! The binary is the one cargo built next to the test binary (a workspace test run builds it);
-//! when it is missing or older than any source it is made of, it is built once with `cargo
+//! when it is missing or older than a source it is made of, it is built once with `cargo
 //! build -p api-server --bin api-server` into the same target directory, so the tests never run
 //! a stale server.
 
@@ -74,8 +74,10 @@ fn build() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// The newest modification time of the sources the server is built from: `Cargo.lock` and
-/// every file under `crates/` and `bins/`.
+/// The newest modification time of what the server is built from: the workspace's
+/// `Cargo.toml` and `Cargo.lock`, and the manifest and `src/` of `bins/api-server` and of every
+/// crate under `crates/` (all of which it depends on). Tests and docs are left out: a change
+/// there does not make cargo relink the binary, so it must not make it look stale either.
 fn newest_source(workspace: &Path) -> anyhow::Result<std::time::SystemTime> {
     fn walk(dir: &Path, newest: &mut std::time::SystemTime) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
@@ -89,10 +91,22 @@ fn newest_source(workspace: &Path) -> anyhow::Result<std::time::SystemTime> {
         }
         Ok(())
     }
-    let mut newest = std::fs::metadata(workspace.join("Cargo.lock"))?.modified()?;
-    for dir in ["crates", "bins"] {
-        walk(&workspace.join(dir), &mut newest)
-            .with_context(|| format!("read the sources under {dir}/"))?;
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
+    let mut newest =
+        modified(&workspace.join("Cargo.lock"))?.max(modified(&workspace.join("Cargo.toml"))?);
+    let mut packages = vec![workspace.join("bins").join("api-server")];
+    for entry in std::fs::read_dir(workspace.join("crates"))? {
+        packages.push(entry?.path());
+    }
+    for package in packages {
+        if let Ok(t) = modified(&package.join("Cargo.toml")) {
+            newest = newest.max(t);
+        }
+        let src = package.join("src");
+        if src.is_dir() {
+            walk(&src, &mut newest)
+                .with_context(|| format!("read the sources under {}", src.display()))?;
+        }
     }
     Ok(newest)
 }
