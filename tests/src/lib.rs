@@ -5,4 +5,5 @@
 //! It deliberately contains no assertions of its own; the test binary in `tests/e2e` does.
 
 pub mod ami_peer;
+pub mod process;
 pub mod server;

@@ -152,6 +152,10 @@ pub struct Args {
     /// How long the PBX link may be down before clients are told [default: 5s].
     #[arg(long, env = "EXTSTATUS_PBX_GRACE", value_name = "DURATION")]
     pub pbx_grace: Option<HumanDuration>,
+    /// How often the AMI link is pinged; a ping unanswered for this long (at most 5s) drops the
+    /// link [default: 20s].
+    #[arg(long, env = "EXTSTATUS_AMI_PING_INTERVAL", value_name = "DURATION")]
+    pub ami_ping_interval: Option<HumanDuration>,
     /// How often the server pings each WebSocket client [default: 15s].
     #[arg(long, env = "EXTSTATUS_WS_PING_INTERVAL", value_name = "DURATION")]
     pub ws_ping_interval: Option<HumanDuration>,
@@ -253,6 +257,9 @@ pub struct Timing {
     pub fully_booted_wait: Duration,
     /// How long the PBX link may be down before a `pbx_link` message goes out.
     pub pbx_grace: Duration,
+    /// The AMI keepalive period; the pong deadline is the shorter of this and 5 s, so a dead
+    /// link is noticed within two periods.
+    pub ami_ping_interval: Duration,
     /// The WebSocket ping period.
     pub ws_ping_interval: Duration,
     /// How long a WebSocket client may stay silent before it is closed.
@@ -269,6 +276,7 @@ impl Default for Timing {
             resync_interval: Duration::from_secs(300),
             fully_booted_wait: Duration::from_secs(2),
             pbx_grace: Duration::from_secs(5),
+            ami_ping_interval: Duration::from_secs(20),
             ws_ping_interval: Duration::from_secs(15),
             ws_timeout: Duration::from_secs(45),
             shutdown_timeout: Duration::from_secs(10),
@@ -401,6 +409,11 @@ impl Config {
                     dt.fully_booted_wait,
                 ),
                 pbx_grace: pick(args.pbx_grace, file.pbx_grace, dt.pbx_grace),
+                ami_ping_interval: pick(
+                    args.ami_ping_interval,
+                    file.ami_ping_interval,
+                    dt.ami_ping_interval,
+                ),
                 ws_ping_interval: pick(
                     args.ws_ping_interval,
                     file.ws_ping_interval,
@@ -429,6 +442,7 @@ impl Config {
         let t = &self.timing;
         for (setting, d) in [
             ("--resync-interval", t.resync_interval),
+            ("--ami-ping-interval", t.ami_ping_interval),
             ("--ws-ping-interval", t.ws_ping_interval),
             ("--ws-timeout", t.ws_timeout),
             ("--last-seen-interval", t.last_seen_interval),
