@@ -241,12 +241,14 @@ pub async fn start(
         created,
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
+    let ui_settings = web::Data::new(crate::dashboard::UiSettings::from_config(&config));
     let metrics_data = web::Data::from(metrics.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(tokens.clone())
             .app_data(metrics_data.clone())
+            .app_data(ui_settings.clone())
             .wrap(from_fn(crate::auth::middleware))
             .wrap(from_fn(crate::metrics::middleware))
             .configure(crate::rest::configure)
