@@ -96,6 +96,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/format.js"),
     },
     Asset {
+        name: "queues.js",
+        content_type: JS,
+        body: include_bytes!("../assets/queues.js"),
+    },
+    Asset {
+        name: "pause.js",
+        content_type: JS,
+        body: include_bytes!("../assets/pause.js"),
+    },
+    Asset {
         name: "constants.js",
         content_type: JS,
         body: include_bytes!("../assets/constants.js"),
