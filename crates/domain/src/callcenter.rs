@@ -551,6 +551,16 @@ impl Tracker {
         self.project(extension)
     }
 
+    /// The queue memberships of `extension` as the PBX names them: (queue, member `Interface`),
+    /// in queue order. What a `QueuePause` for this agent must name.
+    pub fn memberships(&self, extension: &ExtensionNumber) -> Vec<(String, String)> {
+        self.members
+            .iter()
+            .filter(|(_, m)| self.devices.get(&m.device) == Some(extension))
+            .map(|((queue, _), m)| (queue.clone(), m.interface.clone()))
+            .collect()
+    }
+
     /// Applies one live input.
     pub fn apply(&mut self, live: Live) -> Update {
         self.step(live.input, live.at);

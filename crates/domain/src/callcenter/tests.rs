@@ -803,3 +803,44 @@ fn views_round_trip_through_records() {
     assert_eq!(CallCenterView::of(&record), view);
     assert_eq!(record.queues.len(), 1);
 }
+
+#[test]
+fn memberships_name_what_a_queue_pause_must_name() {
+    let mut f = Feed::new();
+    f.send(1, params("sales"));
+    f.send(1, params("support"));
+    f.send(
+        2,
+        Input::MemberAdded(member("support", "PJSIP/1001", Some("PJSIP/1001"))),
+    );
+    f.send(
+        2,
+        Input::MemberAdded(member("sales", "Local/1001@agents-ring", Some("Custom:1001"))),
+    );
+    f.send(
+        3,
+        Input::MemberAdded(member("sales", "Local/1002@agents-ring", Some("Custom:1002"))),
+    );
+    // A member of no known extension belongs to nobody.
+    f.send(4, Input::MemberAdded(member("sales", "PJSIP/7777", None)));
+    assert_eq!(
+        f.tracker.memberships(&ext("1001")),
+        [
+            ("sales".to_owned(), "Local/1001@agents-ring".to_owned()),
+            ("support".to_owned(), "PJSIP/1001".to_owned()),
+        ]
+    );
+    assert_eq!(
+        f.tracker.memberships(&ext("1002")),
+        [("sales".to_owned(), "Local/1002@agents-ring".to_owned())]
+    );
+    assert!(f.tracker.memberships(&ext("1099")).is_empty());
+    f.send(
+        5,
+        Input::MemberRemoved {
+            queue: "support".into(),
+            interface: "pjsip/1001".into(),
+        },
+    );
+    assert_eq!(f.tracker.memberships(&ext("1001")).len(), 1);
+}
