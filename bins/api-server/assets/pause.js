@@ -7,8 +7,9 @@ import { api, apiError, NeedsToken } from "./live.js";
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./live.js").AskToken} AskToken */
 
-/** The reason select's value for "type another reason". */
-const OTHER = "\u0000other";
+/** The reason select's value for "type another reason": configured reasons are trimmed, so
+ * none can have a leading space. */
+const OTHER = " other";
 
 /**
  * @param {string} id
