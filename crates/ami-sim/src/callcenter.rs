@@ -6,7 +6,7 @@
 //! members are `dynamic` (added over AMI), a paused member keeps `LastPause` after it resumes,
 //! and a queue counts completed and abandoned calls and those within its service level.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Why a queue change was refused; the `Display` text is Asterisk's answer to the action.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -217,9 +217,20 @@ pub(crate) struct CallCenter {
     /// Counter of channel ids (`-00000000`) and unique ids.
     pub(crate) next_channel: u64,
     pub(crate) next_call: u64,
+    /// Lower-case state interfaces of all members, with their membership count, so a device
+    /// change of a non-member (every change of a large load test) costs one lookup.
+    member_devices: HashMap<String, usize>,
 }
 
 impl CallCenter {
+    /// Whether some member's state interface is `device`.
+    pub(crate) fn is_member_device(&self, device: &str) -> bool {
+        !self.member_devices.is_empty()
+            && self
+                .member_devices
+                .contains_key(&device.to_ascii_lowercase())
+    }
+
     pub(crate) fn queue(&self, name: &str) -> Option<&Queue> {
         self.queues
             .iter()
@@ -263,7 +274,9 @@ impl CallCenter {
         if q.member(&member.interface).is_some() {
             return Err(QueueError::AlreadyThere);
         }
+        let device = member.state_interface.to_ascii_lowercase();
         q.members.push(member);
+        *self.member_devices.entry(device).or_default() += 1;
         Ok(())
     }
 
@@ -279,7 +292,15 @@ impl CallCenter {
             .iter()
             .position(|m| m.interface.eq_ignore_ascii_case(interface))
             .ok_or(QueueError::NotThere)?;
-        Ok(q.members.remove(i))
+        let member = q.members.remove(i);
+        let device = member.state_interface.to_ascii_lowercase();
+        if let Some(n) = self.member_devices.get_mut(&device) {
+            *n -= 1;
+            if *n == 0 {
+                self.member_devices.remove(&device);
+            }
+        }
+        Ok(member)
     }
 
     /// Pauses or resumes `interface` in `queue` (or in every queue it is a member of), and

@@ -143,6 +143,9 @@ fn member_event(board: &Board, parts: &mut Parts, event: &str, queue: &str, inte
 /// `QueueMemberStatus` of every membership whose state interface is `device`.
 pub(crate) fn member_status_events(board: &Board, device: &str) -> Vec<u8> {
     let mut out = Vec::new();
+    if !board.cc.is_member_device(device) {
+        return out;
+    }
     for q in &board.cc.queues {
         for m in &q.members {
             if m.state_interface.eq_ignore_ascii_case(device) {
@@ -480,11 +483,12 @@ fn step(
     Ok(())
 }
 
-/// Puts the board's agents into the queues of their departments (the sample roster's, or
-/// round-robin for other extensions; every fourth agent also helps in `support` with penalty
-/// 2), adds `CustomPresence:<ext>` to their hints and makes them `available`, silently: the
-/// demo's call center at the start of the shift.
+/// Puts the first 200 agents into the queues of their departments (the sample roster's, or
+/// round-robin for other extensions; every fourth agent also helps in `support` with
+/// penalty 2), adds `CustomPresence:<ext>` to their hints and makes them `available`,
+/// silently: the demo's call center at the start of the shift.
 pub(crate) fn staff(board: &mut Board) {
+    const STAFF_MAX: usize = 200;
     const QUEUES: [&str; 4] = ["sales", "support", "billing", "retention"];
     for q in QUEUES {
         board.cc.ensure_queue(q);
@@ -502,7 +506,9 @@ pub(crate) fn staff(board: &mut Board) {
         })
         .collect();
     let mut parts = Parts::default();
-    for (i, (ext, device)) in agents.iter().enumerate() {
+    // A load test's 100,000 agents are not all on shift: the first few hundred staff the
+    // queues, the others only move through the call cycle.
+    for (i, (ext, device)) in agents.iter().take(STAFF_MAX).enumerate() {
         let sample = crate::sample_agents().find(|s| s.extension == ext.as_str());
         let name = sample.map_or_else(|| format!("Agent {ext}"), |s| s.name.to_owned());
         let queue = sample
@@ -945,6 +951,118 @@ pub(crate) fn answer(
             None
         }
         _ => None,
+    }
+}
+
+/// The provider inside `PRESENCE_STATE(<provider>)` (and the field after a comma), if that
+/// is the variable.
+pub(crate) fn presence_target(variable: &str) -> Option<(&str, Option<&str>)> {
+    let open = variable.find('(')?;
+    if !variable[..open]
+        .trim()
+        .eq_ignore_ascii_case("PRESENCE_STATE")
+    {
+        return None;
+    }
+    let inner = variable[open + 1..].strip_suffix(')')?.trim();
+    Some(match inner.split_once(',') {
+        Some((p, field)) => (p.trim(), Some(field.trim())),
+        None => (inner, None),
+    })
+}
+
+/// Decodes standard base64 (option `e` of a presence write); `None` when malformed.
+fn base64(text: &str) -> Option<String> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for b in text.bytes().filter(|b| *b != b'=') {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `Setvar PRESENCE_STATE(CustomPresence:x)` with `state[,subtype[,message[,options]]]`
+/// (option `e`: subtype and message are base64), as `func_presencestate` writes it. False
+/// (`Variable not set`) for another provider or an unknown state.
+pub(crate) fn write_presence(shared: &Shared, provider: &str, value: &str) -> bool {
+    let custom = provider
+        .get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case("CustomPresence:"));
+    let mut fields = value.splitn(4, ',');
+    let state = fields.next().unwrap_or("").trim().to_owned();
+    let mut subtype = fields.next().unwrap_or("").to_owned();
+    let mut message = fields.next().unwrap_or("").to_owned();
+    if fields.next().is_some_and(|o| o.contains('e')) {
+        match (base64(&subtype), base64(&message)) {
+            (Some(s), Some(m)) => (subtype, message) = (s, m),
+            _ => return false,
+        }
+    }
+    if !custom || !crate::PRESENCE_STATES.contains(&state.as_str()) {
+        return false;
+    }
+    let value = Presence {
+        state,
+        subtype,
+        message,
+    };
+    shared.cc_change(Delivery::Events, |b, p| set_presence(b, p, provider, value));
+    true
+}
+
+/// The answer to `PresenceState` (`Provider`): `State`, and only when non-empty `Subtype` and
+/// a second `Message` with the presence message followed by `PresenceMessage`.
+pub(crate) fn presence_state_reply(
+    shared: &Shared,
+    provider: &str,
+    id: Option<&str>,
+    reply: &mut Vec<u8>,
+) {
+    let board = shared.board();
+    let v = board.cc.presence.get(provider);
+    let mut p = wire::Packet::response(reply, "Success", id);
+    p.header("Message", "Presence State");
+    p.header("State", v.map_or("not_set", |v| v.state.as_str()));
+    if let Some(v) = v {
+        if !v.subtype.is_empty() {
+            p.header("Subtype", &v.subtype);
+        }
+        if !v.message.is_empty() {
+            p.header("Message", &v.message);
+            p.header("PresenceMessage", &v.message);
+        }
+    }
+    p.end();
+}
+
+/// `Getvar PRESENCE_STATE(<provider>,value|subtype|message)`: the field, empty when unknown.
+pub(crate) fn presence_field(shared: &Shared, provider: &str, field: Option<&str>) -> String {
+    let board = shared.board();
+    let Some(v) = board.cc.presence.get(provider) else {
+        return if field.is_none_or(|f| f.eq_ignore_ascii_case("value")) {
+            "not_set".to_owned()
+        } else {
+            String::new()
+        };
+    };
+    match field.map(str::to_ascii_lowercase).as_deref() {
+        Some("subtype") => v.subtype.clone(),
+        Some("message") => v.message.clone(),
+        _ => v.state.clone(),
     }
 }
 

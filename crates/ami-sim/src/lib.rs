@@ -4,19 +4,33 @@
 //! and the `ami-sim` binary, and takes scripted cues and faults from the end-to-end tests.
 //!
 //! Layout: [`states`] (Asterisk's state numbers and hint arithmetic), `model` (the board of
-//! hints and devices, pure), `cycle` (the call-cycle script, pure), [`wire`] (every byte the
-//! PBX writes), `session` (one AMI session on one socket), and this module (the shared PBX,
-//! the event timer, and the scripting hooks on [`Simulator`]). New scripts (queues, pauses,
-//! presence) are further pure modules beside `cycle` that the board drives.
+//! hints and devices, pure), `cycle` (the call-cycle script, pure), `callcenter` (queues,
+//! members, waiting callers, presence and queued calls, pure), `shift` (the call-center script
+//! of the demo, pure, seeded), [`wire`] (every byte the PBX writes), `session` (one AMI
+//! session on one socket), `center` (the call center on the shared PBX: its hooks, answers
+//! and events), and this module (the shared PBX, the event timer, and the scripting hooks on
+//! [`Simulator`]).
 //!
 //! What it answers: `Login` (plain and MD5 challenge), `Challenge`, `Logoff`, `Ping`, `Events`,
-//! `ExtensionStateList`, `DeviceStateList`, `ExtensionState` and `Setvar DEVICE_STATE(...)`;
-//! any other action gets Asterisk's "Invalid/unknown command" error. Live `ExtensionStatus` and
-//! `DeviceStateChange` events go to every logged-in session that reads `call` events.
+//! `ExtensionStateList`, `DeviceStateList`, `ExtensionState`, `Setvar DEVICE_STATE(...)` and
+//! `PRESENCE_STATE(...)`, `Getvar` of both, `PresenceState`, `QueueStatus`, `QueueSummary`,
+//! `QueueAdd`, `QueueRemove`, `QueuePause`, `QueuePenalty` (these four need the user's
+//! `write=` class `agent`), `PresenceStateList` and
+//! `CoreShowChannels`; any other action gets Asterisk's "Invalid/unknown command" error. Live
+//! `ExtensionStatus`, `DeviceStateChange`, presence and channel events go to every logged-in
+//! session that reads `call` events; `QueueMember*`, `QueueCaller*` and `Agent*` events to
+//! those that read `agent` events.
 //!
-//! What it deliberately does not do: dialplan, channels, queues, `Command`, presence, TLS, the
-//! HTTP flavours of AMI, or per-action permissions (the one configured user may run every
-//! action; its read classes limit the events it gets).
+//! Call-center hooks for tests: [`Simulator::add_queue`], [`Simulator::add_queue_member`],
+//! [`Simulator::remove_queue_member`], [`Simulator::pause_queue_member`],
+//! [`Simulator::set_presence`], [`Simulator::add_presence_to_hint`],
+//! [`Simulator::queue_call`] and [`Simulator::queue_call_step`]; each takes a [`Delivery`]:
+//! with events, or silently (the PBX changed while the link was down; the next list shows it).
+//!
+//! What it deliberately does not do: dialplan, `Command`, `Originate`, `Status`, TLS, the
+//! HTTP flavours of AMI, or per-action permissions beyond `write=agent` for the queue
+//! actions. Queued calls are modelled with two channels (the caller's `;1` in `Queue` and
+//! the member's `;1` in `AppQueue`), not the four of a real `Local` channel pair.
 //! The lists are always consistent with the events: a list reflects every change whose events
 //! the session received before it, and none whose events come after it.
 

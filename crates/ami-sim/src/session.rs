@@ -388,6 +388,19 @@ impl Session {
             "devicestatelist" => self.device_list(id),
             "extensionstate" => self.extension_state(request, id),
             "setvar" => self.setvar(request, id),
+            "presencestate" => {
+                let provider = request
+                    .get("Provider")
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default();
+                if provider.is_empty() {
+                    wire::error(&mut self.reply, id, "No provider specified");
+                } else {
+                    let shared = self.shared.clone();
+                    crate::center::presence_state_reply(&shared, &provider, id, &mut self.reply);
+                }
+            }
+            "getvar" => self.getvar(request, id),
             _ => {
                 let shared = self.shared.clone();
                 let before = self.reply.len();
@@ -564,6 +577,15 @@ impl Session {
             return;
         };
         let value = request.get("Value").map(|v| v.trim().to_owned());
+        if let Some((provider, _)) = crate::center::presence_target(&variable) {
+            let shared = self.shared.clone();
+            if crate::center::write_presence(&shared, provider, value.as_deref().unwrap_or("")) {
+                wire::success(&mut self.reply, id, "Variable Set");
+            } else {
+                wire::error(&mut self.reply, id, "Variable not set");
+            }
+            return;
+        }
         if let Some(device) = device_state_target(&variable) {
             let state = DeviceState::parse_lenient(value.as_deref().unwrap_or(""));
             // func_devstate writes only Custom: devices and refuses UNKNOWN.
@@ -577,6 +599,41 @@ impl Session {
             self.shared.set_device(device, state);
         }
         wire::success(&mut self.reply, id, "Variable Set");
+    }
+}
+
+impl Session {
+    /// `Getvar` without a channel: `PRESENCE_STATE(<provider>,<field>)` and
+    /// `DEVICE_STATE(<device>)` are read from the PBX; other variables are empty. The answer
+    /// has `Variable` and `Value` and no `Message`.
+    fn getvar(&mut self, request: &Packet, id: Option<&str>) {
+        let Some(variable) = request
+            .get("Variable")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        else {
+            wire::error(&mut self.reply, id, "No variable specified");
+            return;
+        };
+        let value = if let Some((provider, field)) = crate::center::presence_target(&variable) {
+            crate::center::presence_field(&self.shared, provider, field)
+        } else if let Some(device) = device_state_target(&variable) {
+            let board = self.shared.board();
+            board
+                .agents
+                .iter()
+                .flat_map(|a| &a.devices)
+                .find(|d| d.name.eq_ignore_ascii_case(device))
+                .map_or(DeviceState::Unknown, |d| d.state)
+                .as_str()
+                .to_owned()
+        } else {
+            String::new()
+        };
+        let mut p = wire::Packet::response(&mut self.reply, "Success", id);
+        p.header("Variable", &variable);
+        p.header("Value", &value);
+        p.end();
     }
 }
 

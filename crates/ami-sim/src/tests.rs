@@ -1192,3 +1192,27 @@ async fn the_demo_plays_the_call_center_deterministically() {
     );
     assert!(assert_cc_parses(&first) > 100);
 }
+
+#[tokio::test]
+async fn presence_writes_match_capture_l() {
+    let sim = Running::start(config(queue_agents())).await;
+    assert!(sim.sim.add_presence_to_hint("1201", "CustomPresence:1201"));
+    // The capture's unrecorded baseline.
+    for p in ["CustomPresence:1201", "CustomPresence:1001"] {
+        assert!(
+            sim.sim
+                .set_presence(p, "not_set", "", "", Delivery::Silently)
+        );
+    }
+    let got = sim.transcript(&capture("l_presence.sent.ami")).await;
+    let want = capture("l_presence.recv.ami");
+    // PresenceStatus and PresenceStateChange of one write come in either order in the capture.
+    let sortable = |p: &str| {
+        p.starts_with("Event: PresenceStatus\r\n")
+            || p.starts_with("Event: PresenceStateChange\r\nPrivilege")
+            || is_call_event(p)
+    };
+    assert_same(&got, &want, sortable);
+    assert!(assert_cc_parses(&got) > 20);
+    sim.stop().await;
+}

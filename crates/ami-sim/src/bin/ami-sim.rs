@@ -42,6 +42,10 @@ struct Args {
     /// Hints name SIP phones (`PJSIP/1001`) instead of custom devices (`Custom:1001`).
     #[arg(long)]
     pjsip: bool,
+    /// Keep the call center still: no queue members, pauses, presence or queued calls, only
+    /// the call cycle.
+    #[arg(long)]
+    no_call_center: bool,
     /// Dialplan context of the hints.
     #[arg(long, default_value = ami_sim::DEFAULT_CONTEXT)]
     context: String,
@@ -102,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
     config.rate_per_sec = args.rate;
     config.seed = args.seed;
     config.context = args.context;
+    config.call_center = !args.no_call_center;
     let simulator = Simulator::new(config)?;
     if !args.listen.ip().is_loopback() {
         tracing::warn!(listen = %args.listen, "ami-sim listens beyond loopback; anyone who can reach it can log in with the configured secret");
