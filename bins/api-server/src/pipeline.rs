@@ -30,10 +30,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ami_proto::callcenter::CallCenterEvent;
 use ami_proto::client::{ClientError, ClientEvent, ClientHandle, EventListResult, Sequenced};
 use ami_proto::views::{ExtensionStatus, Message};
 use ami_proto::{Action, Packet};
-use ami_proto::callcenter::CallCenterEvent;
 use domain::callcenter::{
     CallCenterView, Input, ListKind, ListSnapshot, Live, RejectKind, Update, WirePos,
 };
@@ -326,12 +326,7 @@ impl Pipeline {
 
     /// Handles one packet that is not the answer to an action; a status observation is added
     /// to `pending`.
-    fn on_packet(
-        &mut self,
-        state: &mut State,
-        packet: &Sequenced<Packet>,
-        pending: &mut Pending,
-    ) {
+    fn on_packet(&mut self, state: &mut State, packet: &Sequenced<Packet>, pending: &mut Pending) {
         if let Some(name) = packet.name() {
             self.metrics.ami_event(&name);
         }
@@ -385,9 +380,7 @@ impl Pipeline {
 
     /// Feeds one live input to the tracker and keeps what it changed for the next write.
     fn track(&self, state: &mut State, pos: WirePos, at: Timestamp, input: Input) {
-        let update = self
-            .callcenter
-            .with(|t| t.apply(Live { pos, at, input }));
+        let update = self.callcenter.with(|t| t.apply(Live { pos, at, input }));
         self.take_update(state, update);
     }
 

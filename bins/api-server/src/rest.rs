@@ -649,8 +649,14 @@ async fn set_paused(
         let mut fields = BTreeMap::new();
         let message = match &queue {
             Some(q) => {
-                fields.insert("queue".to_owned(), "the agent is not a member of it".to_owned());
-                format!("Extension {} is not a member of queue {q:?}.", record.extension)
+                fields.insert(
+                    "queue".to_owned(),
+                    "the agent is not a member of it".to_owned(),
+                );
+                format!(
+                    "Extension {} is not a member of queue {q:?}.",
+                    record.extension
+                )
             }
             None => format!("Extension {} is in no queue.", record.extension),
         };

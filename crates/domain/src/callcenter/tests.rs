@@ -815,11 +815,19 @@ fn memberships_name_what_a_queue_pause_must_name() {
     );
     f.send(
         2,
-        Input::MemberAdded(member("sales", "Local/1001@agents-ring", Some("Custom:1001"))),
+        Input::MemberAdded(member(
+            "sales",
+            "Local/1001@agents-ring",
+            Some("Custom:1001"),
+        )),
     );
     f.send(
         3,
-        Input::MemberAdded(member("sales", "Local/1002@agents-ring", Some("Custom:1002"))),
+        Input::MemberAdded(member(
+            "sales",
+            "Local/1002@agents-ring",
+            Some("Custom:1002"),
+        )),
     );
     // A member of no known extension belongs to nobody.
     f.send(4, Input::MemberAdded(member("sales", "PJSIP/7777", None)));
