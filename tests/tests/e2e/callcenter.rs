@@ -18,7 +18,13 @@ const ADMIN: &str = "admin-secret";
 
 /// A peer with the captured hints and a server following it, with 1001 and 1002 stored.
 async fn start(ami_actions: bool) -> anyhow::Result<(AmiPeer, TestServer)> {
-    let config = PeerConfig::default();
+    start_with(PeerConfig::default(), ami_actions).await
+}
+
+async fn start_with(
+    config: PeerConfig,
+    ami_actions: bool,
+) -> anyhow::Result<(AmiPeer, TestServer)> {
     let peer = AmiPeer::start(config.clone()).await;
     let options = Options {
         ami: Some((peer.addr(), config.username, config.secret)),
@@ -224,6 +230,37 @@ async fn pausing_needs_pbx_actions() -> anyhow::Result<()> {
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("--ami-actions"), "{}", r.text);
     assert!(!peer.actions_received().iter().any(|a| a == "QueuePause"));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_pause_the_pbx_refuses_is_503_with_its_message() -> anyhow::Result<()> {
+    // A manager user without `write = agent`, although --ami-actions is on.
+    let config = PeerConfig {
+        write: "call,reporting".to_owned(),
+        ..PeerConfig::default()
+    };
+    let (peer, s) = start_with(config, true).await?;
+    assert!(peer.add_member("sales", AGENT, "Alice", false));
+    let rec = record_until(&s, AGENT, "in sales", |r| {
+        r["queues"][0]["queue"] == "sales"
+    })
+    .await?;
+    let path = format!(
+        "/api/extensions/{}/pause",
+        rec["_id"].as_str().unwrap_or_default()
+    );
+    let r = s
+        .request(
+            Method::POST,
+            &path,
+            Some(&json!({"reason": "Lunch"})),
+            Some(ADMIN),
+        )
+        .await?;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("Permission denied"), "{}", r.text);
+    assert_eq!(s.record(AGENT).await?["queues"][0]["paused"], false);
     s.stop().await
 }
 
