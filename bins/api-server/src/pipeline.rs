@@ -370,6 +370,13 @@ impl Pipeline {
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, event = ?p.name(), "call-center event with missing or bad headers ignored");
+                    // A presence without a usable state is the PBX's bad input like any
+                    // other malformed presence: counted and logged once.
+                    if p.name().is_some_and(|n| n.starts_with("Presence")) {
+                        let mut update = Update::default();
+                        update.rejects.insert(RejectKind::MalformedPresence, 1);
+                        self.take_update(state, update);
+                    }
                 }
                 None => {}
             },
