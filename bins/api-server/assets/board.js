@@ -610,22 +610,28 @@ export class Board {
         const clockState = tile.pausedSince.get(q.queue) ?? { since: now, atLeast: firstSight, el: null, text: "" };
         since.set(q.queue, clockState);
         li.dataset.paused = "true";
-        const sign = document.createElement("span");
-        sign.className = "qsign";
+        // The pause bars of the "On hold" icon, drawn from the sprite (no font needed).
+        const sign = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+        sign.setAttribute("class", "qsign");
         sign.setAttribute("aria-hidden", "true");
-        sign.textContent = "⏸ ";
+        const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+        use.setAttribute("href", "#i-hold");
+        sign.append(use);
         const name = document.createElement("span");
         name.className = "qname";
         name.textContent = q.queue;
+        const word = document.createElement("span");
+        word.className = "sr";
+        word.textContent = " paused";
         const reason = document.createElement("span");
         reason.className = "qreason";
-        reason.textContent = q.paused_reason ? `paused: ${q.paused_reason}` : "paused";
+        reason.textContent = q.paused_reason ?? "no reason";
         const dur = document.createElement("span");
         dur.className = "qfor";
         clockState.el = dur;
         clockState.text = "";
         clocks.push(clockState);
-        li.append(sign, name, " · ", reason, " · for ", dur);
+        li.append(sign, name, word, " · ", reason, " · for ", dur);
         li.title = clockState.atLeast
           ? `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""} since before this page loaded: at least this long`
           : `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""}`;

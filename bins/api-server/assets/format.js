@@ -153,7 +153,8 @@ export function clock(ms) {
 
 /**
  * How a presence state stands out on a tile: a word, and a level for its colour (`dnd` red,
- * `away` amber, `on` neutral). `not_set` and no provider show nothing.
+ * `away` amber, `on` neutral). `available` (the normal state), `not_set` and no provider show
+ * nothing.
  * @param {string} state
  * @returns {{label: string, level: "dnd" | "away" | "on"} | null}
  */
@@ -168,7 +169,8 @@ export function presenceLook(state) {
     case "unavailable":
       return { label: "Unavailable", level: "away" };
     case "available":
-      return { label: "Available", level: "on" };
+      // The normal state: a badge on every tile would drown the ones that matter.
+      return null;
     case "chat":
       return { label: "Chat", level: "on" };
     case "not_set":

@@ -697,10 +697,7 @@ async fn the_call_center_shows_on_the_board() -> anyhow::Result<()> {
     })
     .await?;
     let chip = text_of(&bob["chips"][0], "text");
-    assert!(
-        chip.contains("sales") && chip.contains("paused: Lunch"),
-        "{bob}"
-    );
+    assert!(chip.contains("sales paused · Lunch"), "{bob}");
     assert!(chip.contains("for 00:0"), "seen live, so exact: {bob}");
     assert_eq!(bob["pause"], "Resume", "{bob}");
     wait_tile(&b, "1002", "Bob's pause clock to run", |v| {
@@ -823,7 +820,7 @@ async fn the_call_center_shows_on_the_board() -> anyhow::Result<()> {
         "sales untouched: {alice}"
     );
     assert!(
-        text_of(&alice["chips"][1], "text").contains("paused: Coaching"),
+        text_of(&alice["chips"][1], "text").contains("support paused · Coaching"),
         "{alice}"
     );
     assert_eq!(alice["pause"], "Resume", "{alice}");
