@@ -25,12 +25,20 @@ async fn start_with(
     config: PeerConfig,
     ami_actions: bool,
 ) -> anyhow::Result<(AmiPeer, TestServer)> {
+    start_on(config, ami_actions, Options::default()).await
+}
+
+async fn start_on(
+    config: PeerConfig,
+    ami_actions: bool,
+    base: Options,
+) -> anyhow::Result<(AmiPeer, TestServer)> {
     let peer = AmiPeer::start(config.clone()).await;
     let options = Options {
         ami: Some((peer.addr(), config.username, config.secret)),
         ami_actions,
         admin_token: Some(ADMIN.to_owned()),
-        ..Options::default()
+        ..base
     }
     .seeded(&["1001", "1002"], "Sales");
     let server = TestServer::start(options).await?;
@@ -266,7 +274,21 @@ async fn a_pause_the_pbx_refuses_is_503_with_its_message() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn a_queued_call_from_ringing_to_hang_up() -> anyhow::Result<()> {
-    let (peer, s) = start(false).await?;
+    a_queued_call_from_ringing_to_hang_up_on(Options::default()).await
+}
+
+/// [`a_queued_call_from_ringing_to_hang_up`] on a fresh MongoDB database (skipped without
+/// `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn a_queued_call_from_ringing_to_hang_up_on_mongodb() -> anyhow::Result<()> {
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    a_queued_call_from_ringing_to_hang_up_on(base).await
+}
+
+async fn a_queued_call_from_ringing_to_hang_up_on(base: Options) -> anyhow::Result<()> {
+    let (peer, s) = start_on(PeerConfig::default(), false, base).await?;
     assert!(peer.add_member("sales", AGENT, "Alice", false));
     record_until(&s, AGENT, "in sales", |r| {
         r["queues"][0]["queue"] == "sales"
