@@ -33,6 +33,9 @@ pub struct PeerConfig {
     /// after a login with events on. When false the user may read `call` events only, like a
     /// user without `system` read rights, which never gets `FullyBooted`.
     pub send_fully_booted: bool,
+    /// The user's `write=` classes; without `agent`, `QueuePause` is refused with
+    /// `Permission denied`, as for a read-only manager user.
+    pub write: String,
 }
 
 impl Default for PeerConfig {
@@ -43,6 +46,7 @@ impl Default for PeerConfig {
             secret: "monitorpass".to_owned(),
             md5: false,
             send_fully_booted: true,
+            write: "all".to_owned(),
         }
     }
 }
@@ -60,6 +64,7 @@ impl PeerConfig {
         config.seed = Some(1);
         config.auth_failure_delay = Duration::ZERO;
         config.plain_login = !self.md5;
+        config.write.clone_from(&self.write);
         if !self.send_fully_booted {
             config.read = "call".to_owned();
         }

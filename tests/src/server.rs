@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use api_server::config::{AmiConfig, AuthConfig, Config, Secret, StoreConfig, Timing};
+use api_server::config::{AmiConfig, AuthConfig, Config, Secret, StoreConfig, Timing, UiConfig};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hub::ServerMessage;
 use serde_json::Value;
@@ -95,6 +95,10 @@ pub struct Options {
     pub ami_md5: bool,
     /// Follow only this dialplan context (`--ami-context`).
     pub ami_context: Option<String>,
+    /// Allow PBX actions (`--ami-actions`: pause and resume from the API).
+    pub ami_actions: bool,
+    /// The dashboard's settings (`--pause-reasons`, `--queue-wait-amber`, `--queue-wait-red`).
+    pub ui: Option<UiConfig>,
     /// Records (extension, agent, department) put into the store before the server starts,
     /// so that the first `ExtensionStateList` already finds them.
     pub seed: Vec<(String, String, String)>,
@@ -285,12 +289,14 @@ impl TestServer {
                 secret,
                 md5: options.ami_md5,
                 context: options.ami_context.clone(),
+                actions: options.ami_actions,
             },
             auth: AuthConfig {
                 admin_token: options.admin_token.clone().map(Secret::new),
                 viewer_token: options.viewer_token.clone().map(Secret::new),
             },
             timing: options.timing.unwrap_or_else(Options::fast_timing),
+            ui: options.ui.clone().unwrap_or_default(),
             ..Config::default()
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

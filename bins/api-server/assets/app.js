@@ -3,12 +3,15 @@
 //
 // Query parameters, for drills and tests: `?poll=MS` sets the polling period while the
 // WebSocket is down (default 3000, at least 250); `?debug` adds fault injection to
-// `window.extstatus.debug`.
+// `window.extstatus.debug`; `?queues=MS` sets how often the queue strip polls (default 3000,
+// at least 250).
 
 import { Board } from "./board.js";
-import { Live, token } from "./live.js";
+import { Live, token, api } from "./live.js";
 import { Manage } from "./manage.js";
 import { CATEGORIES, localTime } from "./format.js";
+import { QueueStrip } from "./queues.js";
+import { PauseDialog } from "./pause.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./types").PbxLink} PbxLink */
@@ -110,6 +113,37 @@ const manage = new Manage(
 const board = new Board(boardEl, /** @type {HTMLTemplateElement} */ (byId("tile-template")), (rec) => manage.openEdit(rec));
 board.minFrameMs = Math.max(0, Number(params.get("frame") ?? 250) || 0);
 byId("add").addEventListener("click", () => manage.openNew());
+const pauseDialog = new PauseDialog(askToken, (rec) => board.upsert(rec), toast);
+board.onPause = (rec) => pauseDialog.open(rec);
+
+// ---- Queue strip and the server's settings for the page -------------------------------------
+
+const strip = new QueueStrip(
+  byId("queue-strip"),
+  /** @type {HTMLUListElement} */ (byId("queue-list")),
+  byId("queue-note"),
+  askToken,
+);
+strip.pollMs = Math.max(250, Number(params.get("queues")) || 3000);
+
+/**
+ * `GET /api/ui-config`: whether pause and resume are offered, the pause reasons and the
+ * queue-wait thresholds. Until it answers, no Pause button shows (the safe side).
+ * @type {{ami_actions: boolean, pause_reasons: string[], queue_wait_amber_s: number, queue_wait_red_s: number} | null}
+ */
+let uiConfig = null;
+async function loadUiConfig() {
+  try {
+    const res = await api(askToken, "GET", "/api/ui-config");
+    if (!res.ok || !res.body || typeof res.body !== "object") return;
+    uiConfig = /** @type {NonNullable<typeof uiConfig>} */ (res.body);
+    board.setActions(uiConfig.ami_actions === true);
+    pauseDialog.setReasons(Array.isArray(uiConfig.pause_reasons) ? uiConfig.pause_reasons : []);
+    strip.setThresholds(uiConfig.queue_wait_amber_s, uiConfig.queue_wait_red_s);
+  } catch {
+    // Declined token or no server: tried again when the link is live.
+  }
+}
 
 const qInput = /** @type {HTMLInputElement} */ (byId("q"));
 const deptSelect = /** @type {HTMLSelectElement} */ (byId("dept"));
@@ -188,13 +222,15 @@ let summaryText = "";
  * @param {number} total
  * @param {Map<Category, number>} counts
  * @param {number} inactiveHidden
+ * @param {number} paused
  */
-board.onSummary = (shown, total, counts, inactiveHidden) => {
+board.onSummary = (shown, total, counts, inactiveHidden, paused) => {
   const parts = [shown === total ? `${total} extensions` : `${shown} of ${total} extensions shown`];
   for (const c of CATEGORIES) {
     const n = counts.get(c.key) ?? 0;
     if (n) parts.push(`${n} ${c.label.toLowerCase()}`);
   }
+  if (paused) parts.push(`${paused} paused`);
   if (inactiveHidden) parts.push(`${inactiveHidden} inactive hidden`);
   const text = parts.join(" · ");
   if (text !== summaryText) {
@@ -300,6 +336,10 @@ const live = new Live(
     },
     state(l) {
       link = l;
+      if (l.state === "live") {
+        if (!uiConfig) void loadUiConfig();
+        if (strip.waitingToken) strip.start();
+      }
       renderIndicators();
     },
   },
@@ -309,12 +349,15 @@ const live = new Live(
 // The clocks tick on the second boundary, and nothing but their text changes.
 function tick() {
   board.tick();
+  strip.tick();
   renderIndicators();
   setTimeout(tick, 1000 - (Date.now() % 1000) + 5);
 }
 setTimeout(tick, 1000 - (Date.now() % 1000) + 5);
 
 live.start();
+void loadUiConfig();
+strip.start();
 
 // ---- Hooks for operators and tests --------------------------------------------------------
 
@@ -322,9 +365,16 @@ live.start();
 const hooks = {
   board,
   live,
+  strip,
   /** Counters for the performance measurements in docs/performance.md. */
   stats() {
-    return { board: { ...board.stats, tiles: board.tiles.size }, live: { ...live.stats }, firstRender: { ...firstRender }, link: link.state };
+    return {
+      board: { ...board.stats, tiles: board.tiles.size },
+      live: { ...live.stats },
+      queues: { ...strip.stats, queues: strip.chips.size },
+      firstRender: { ...firstRender },
+      link: link.state,
+    };
   },
   /** Resolves when the DOM shows everything received so far. */
   flushed: () => board.flushed(),

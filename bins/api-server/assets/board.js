@@ -4,10 +4,11 @@
 // and kept in a Map by id; a change marks its id dirty and one requestAnimationFrame callback
 // patches only the fields that differ; the ticking clocks write text nodes and nothing else.
 
-import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, fullTime, compareNumbers } from "./format.js";
+import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, fullTime, compareNumbers, clock, presenceLook } from "./format.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./types").PbxLink} PbxLink */
+/** @typedef {import("./types").QueueMembership} QueueMembership */
 /** @typedef {import("./format.js").Category} Category */
 
 /**
@@ -33,7 +34,25 @@ import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, full
  * @property {number | null} seenAt epoch ms of last_seen
  * @property {string} durText the clock text last written
  * @property {string} seenText the "seen ... ago" text last written
- * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement}} n
+ * @property {string} queuesKey what the queue chips were last written from
+ * @property {boolean} paused whether the agent is paused in any queue
+ * @property {boolean} pauseLabelPaused what the Pause / Resume button's label was written for
+ * @property {Map<string, PauseClock>} pausedSince per paused queue, since when
+ * @property {PauseClock[]} pauseClocks the ticking "for 12:34" of the paused chips
+ * @property {number | null} callSince epoch ms the call reached its state, or null without a call
+ * @property {string} callDurText the call clock text last written
+ * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement, pres: HTMLElement, call: HTMLElement, callText: HTMLElement, callDur: HTMLElement, queues: HTMLUListElement, pause: HTMLButtonElement}} n
+ */
+
+/**
+ * How long a queue membership has been paused. The record says whether, not since when, so
+ * the page counts from when it saw the pause; a pause already there when the page loaded is
+ * shown as "at least" (`≥`).
+ * @typedef {object} PauseClock
+ * @property {number} since epoch ms
+ * @property {boolean} atLeast the pause began before the page saw it
+ * @property {HTMLElement | null} el the text node's element on the chip
+ * @property {string} text the text last written
  */
 
 /**
@@ -78,6 +97,11 @@ export class Board {
     this.minFrameMs = 0;
     /** The timer that holds a flush back for the frame spacing. @type {ReturnType<typeof setTimeout> | null} */
     this.spacingTimer = null;
+    /**
+     * Called when a tile's Pause or Resume button is pressed.
+     * @type {(rec: Extension) => void}
+     */
+    this.onPause = () => {};
     /** @type {View} */
     this.view = { query: "", department: "", category: "", groupBy: "department", showInactive: false };
     this.viewDirty = false;
@@ -91,7 +115,7 @@ export class Board {
     this.onDepartments = () => {};
     /**
      * Called after each frame with the totals for the summary line.
-     * @type {(shown: number, total: number, counts: Map<Category, number>, inactiveHidden: number) => void}
+     * @type {(shown: number, total: number, counts: Map<Category, number>, inactiveHidden: number, paused: number) => void}
      */
     this.onSummary = () => {};
     /** @type {string} */
@@ -134,10 +158,12 @@ export class Board {
     root.addEventListener("focusin", explain);
     root.addEventListener("click", (ev) => {
       const target = /** @type {Element} */ (ev.target);
-      const btn = target.closest("button.edit");
+      const btn = target.closest("button.edit, button.pause");
       const li = btn && btn.closest("li.tile");
       const tile = li instanceof HTMLElement && li.dataset.id ? this.tiles.get(li.dataset.id) : undefined;
-      if (tile) this.onEdit(tile.rec);
+      if (!tile || !btn) return;
+      if (btn.classList.contains("pause")) this.onPause(tile.rec);
+      else this.onEdit(tile.rec);
     });
   }
 
@@ -389,6 +415,13 @@ export class Board {
       visible: true,
       durText: "",
       seenText: "",
+      queuesKey: "",
+      paused: false,
+      pauseLabelPaused: false,
+      pausedSince: new Map(),
+      pauseClocks: [],
+      callSince: null,
+      callDurText: "",
       n: /** @type {Tile["n"]} */ (/** @type {unknown} */ (found)),
     };
     el.dataset.id = rec._id;
@@ -522,6 +555,160 @@ export class Board {
       n.seen.dateTime = rec.last_seen ?? "";
       this.tickTile(tile, now);
     }
+    const queues = rec.queues ?? [];
+    const queuesKey = queues
+      .map((q) => `${q.queue}\u0001${q.paused ? 1 : 0}\u0001${q.paused_reason ?? ""}\u0001${q.in_call ? 1 : 0}`)
+      .join("\u0002");
+    if (!old || queuesKey !== tile.queuesKey) {
+      tile.queuesKey = queuesKey;
+      this.writeQueues(tile, queues, old === null, now);
+    }
+    const p = rec.presence ?? null;
+    const op = old ? (old.presence ?? null) : undefined;
+    if (!old || op?.state !== p?.state || op?.subtype !== p?.subtype || op?.message !== p?.message) {
+      this.writePresence(tile, p);
+    }
+    const c = rec.call ?? null;
+    const oc = old ? (old.call ?? null) : undefined;
+    if (
+      !old ||
+      oc?.state !== c?.state ||
+      oc?.since !== c?.since ||
+      oc?.peer_number !== c?.peer_number ||
+      oc?.peer_name !== c?.peer_name ||
+      oc?.queue !== c?.queue ||
+      (oc === null) !== (c === null)
+    ) {
+      this.writeCall(tile, c, now);
+    }
+    if (!old || old.agent_name !== rec.agent_name || old.extension !== rec.extension || tile.pauseLabelPaused !== tile.paused) {
+      tile.pauseLabelPaused = tile.paused;
+      n.pause.setAttribute("aria-label", `${tile.paused ? "Resume" : "Pause"} ${rec.agent_name} (extension ${rec.extension})`);
+    }
+  }
+
+  /**
+   * Rewrites the queue chips of one tile (the chips only, never the tile). A paused chip says
+   * so in words and with a pause sign, with the reason and how long.
+   * @param {Tile} tile
+   * @param {QueueMembership[]} queues
+   * @param {boolean} firstSight the tile is new: a pause it shows began before the page saw it
+   * @param {number} now
+   */
+  writeQueues(tile, queues, firstSight, now) {
+    const { n, el } = tile;
+    /** @type {Map<string, PauseClock>} */
+    const since = new Map();
+    /** @type {PauseClock[]} */
+    const clocks = [];
+    const chips = [];
+    for (const q of queues) {
+      const li = document.createElement("li");
+      li.className = "qchip";
+      li.dataset.queue = q.queue;
+      if (q.paused) {
+        const clockState = tile.pausedSince.get(q.queue) ?? { since: now, atLeast: firstSight, el: null, text: "" };
+        since.set(q.queue, clockState);
+        li.dataset.paused = "true";
+        // The pause bars of the "On hold" icon, drawn from the sprite (no font needed).
+        const sign = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+        sign.setAttribute("class", "qsign");
+        sign.setAttribute("aria-hidden", "true");
+        const use = document.createElementNS("http://www.w3.org/2000/svg", "use");
+        use.setAttribute("href", "#i-hold");
+        sign.append(use);
+        const name = document.createElement("span");
+        name.className = "qname";
+        name.textContent = q.queue;
+        const word = document.createElement("span");
+        word.className = "sr";
+        word.textContent = " paused";
+        const reason = document.createElement("span");
+        reason.className = "qreason";
+        reason.textContent = q.paused_reason ?? "no reason";
+        const dur = document.createElement("span");
+        dur.className = "qfor";
+        clockState.el = dur;
+        clockState.text = "";
+        clocks.push(clockState);
+        li.append(sign, name, word, " · ", reason, " · for ", dur);
+        li.title = clockState.atLeast
+          ? `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""} since before this page loaded: at least this long`
+          : `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""}`;
+      } else {
+        li.textContent = q.queue;
+        if (q.in_call) li.dataset.inCall = "true";
+      }
+      chips.push(li);
+    }
+    tile.pausedSince = since;
+    tile.pauseClocks = clocks;
+    tile.paused = clocks.length > 0;
+    if (chips.length || n.queues.firstChild) n.queues.replaceChildren(...chips);
+    if (n.queues.hidden !== (chips.length === 0)) n.queues.hidden = chips.length === 0;
+    el.dataset.queues = String(queues.length);
+    el.dataset.paused = tile.paused ? "true" : "false";
+    n.pause.textContent = tile.paused ? "Resume" : "Pause";
+    for (const c of clocks) this.tickPause(c, now);
+  }
+
+  /**
+   * @param {Tile} tile
+   * @param {import("./types").AgentPresence | null} p
+   */
+  writePresence(tile, p) {
+    const pl = p ? presenceLook(p.state) : null;
+    const badge = tile.n.pres;
+    if (!p || !pl) {
+      badge.hidden = true;
+      badge.textContent = "";
+      delete tile.el.dataset.agentPresence;
+      return;
+    }
+    badge.hidden = false;
+    badge.textContent = pl.label;
+    badge.dataset.level = pl.level;
+    badge.title = [p.subtype, p.message].filter(Boolean).join(" · ");
+    tile.el.dataset.agentPresence = p.state;
+  }
+
+  /**
+   * @param {Tile} tile
+   * @param {import("./types").CallInfo | null} c
+   * @param {number} now
+   */
+  writeCall(tile, c, now) {
+    const { n, el } = tile;
+    if (!c) {
+      n.call.hidden = true;
+      tile.callSince = null;
+      delete el.dataset.call;
+      return;
+    }
+    const who =
+      c.peer_name && c.peer_number && c.peer_name !== c.peer_number
+        ? `${c.peer_name} ${c.peer_number}`
+        : (c.peer_name ?? c.peer_number ?? "unknown caller");
+    const parts = [c.state === "ringing" ? `Ringing: ${who}` : who];
+    if (c.queue) parts.push(`${c.queue} queue`);
+    n.callText.textContent = parts.join(" · ");
+    n.call.hidden = false;
+    el.dataset.call = c.state;
+    tile.callSince = epoch(c.since);
+    tile.callDurText = "";
+    this.tickTile(tile, now);
+  }
+
+  /**
+   * @param {PauseClock} c
+   * @param {number} now
+   */
+  tickPause(c, now) {
+    const text = `${c.atLeast ? "≥" : ""}${clock(now - c.since)}`;
+    if (text !== c.text && c.el) {
+      c.text = text;
+      c.el.textContent = text;
+    }
   }
 
   /**
@@ -539,6 +726,14 @@ export class Board {
       tile.seenText = seen;
       tile.n.seen.textContent = seen;
     }
+    if (tile.callSince !== null) {
+      const call = clock(now - tile.callSince);
+      if (call !== tile.callDurText) {
+        tile.callDurText = call;
+        tile.n.callDur.textContent = call;
+      }
+    }
+    for (const c of tile.pauseClocks) this.tickPause(c, now);
   }
 
   /**
@@ -626,10 +821,12 @@ export class Board {
     const counts = new Map();
     let shown = 0;
     let inactiveHidden = 0;
+    let paused = 0;
     for (const tile of this.tiles.values()) {
       if (!tile.rec.is_active && !this.view.showInactive) inactiveHidden += 1;
       if (!tile.visible) continue;
       shown += 1;
+      if (tile.paused) paused += 1;
       counts.set(tile.category, (counts.get(tile.category) ?? 0) + 1);
     }
     if (this.departmentsDirty) {
@@ -644,7 +841,15 @@ export class Board {
         this.onDepartments(sorted);
       }
     }
-    this.onSummary(shown, this.tiles.size, counts, inactiveHidden);
+    this.onSummary(shown, this.tiles.size, counts, inactiveHidden, paused);
+  }
+
+  /**
+   * Shows or hides every tile's Pause / Resume button (the server allows PBX actions or not).
+   * @param {boolean} on
+   */
+  setActions(on) {
+    this.root.classList.toggle("actions-on", on);
   }
 
   /**

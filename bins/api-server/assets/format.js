@@ -139,3 +139,58 @@ export function fullTime(t) {
 export function compareNumbers(a, b) {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
+
+/**
+ * A running time as a stopwatch shows it: `03:21`, `1:02:03`.
+ * @param {number} ms
+ */
+export function clock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+/**
+ * How a presence state stands out on a tile: a word, and a level for its colour (`dnd` red,
+ * `away` amber, `on` neutral). `available` (the normal state), `not_set` and no provider show
+ * nothing.
+ * @param {string} state
+ * @returns {{label: string, level: "dnd" | "away" | "on"} | null}
+ */
+export function presenceLook(state) {
+  switch (state) {
+    case "dnd":
+      return { label: "DND", level: "dnd" };
+    case "away":
+      return { label: "Away", level: "away" };
+    case "xa":
+      return { label: "Extended away", level: "away" };
+    case "unavailable":
+      return { label: "Unavailable", level: "away" };
+    case "available":
+      // The normal state: a badge on every tile would drown the ones that matter.
+      return null;
+    case "chat":
+      return { label: "Chat", level: "on" };
+    case "not_set":
+    case "":
+      return null;
+    default:
+      // A word a newer Asterisk may send is shown as it is.
+      return { label: state, level: "on" };
+  }
+}
+
+/**
+ * The level of a queue's longest wait against the configured thresholds.
+ * @param {number} waitS seconds
+ * @param {number} amberS
+ * @param {number} redS
+ * @returns {"ok" | "amber" | "red"}
+ */
+export function waitLevel(waitS, amberS, redS) {
+  if (waitS >= redS) return "red";
+  if (waitS >= amberS) return "amber";
+  return "ok";
+}

@@ -194,6 +194,8 @@ pub async fn start(
         config.timing.last_seen_interval,
     );
     let created = Arc::new(tokio::sync::Notify::new());
+    let callcenter = Arc::new(crate::callcenter::CallCenter::default());
+    let mut action_timeout = std::time::Duration::from_secs(10);
 
     // The AMI client and the pipeline.
     let ami_token = CancellationToken::new();
@@ -203,15 +205,17 @@ pub async fn start(
         Some(user) => {
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
-            client_config.events = "call,system".to_owned();
             client_config.ping_interval = config.timing.ami_ping_interval;
             client_config.ping_timeout = client_config
                 .ping_timeout
                 .min(config.timing.ami_ping_interval);
+            // agent: queue member, queue caller and agent events (call-center state).
+            client_config.events = "call,system,agent".to_owned();
             if ami.md5 {
                 client_config.auth = ami_proto::client::AuthMethod::Md5;
             }
             tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
+            action_timeout = client_config.action_timeout;
             let (handle, events) = Client::spawn(client_config, ami_token.clone());
             link = Arc::new(LinkStatus::new(Some(handle.link())));
             client_handle = Some(handle.clone());
@@ -227,6 +231,7 @@ pub async fn start(
                 created: created.clone(),
                 context: ami.context.clone(),
                 newest_stored,
+                callcenter: callcenter.clone(),
             };
             Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
         }
@@ -249,14 +254,19 @@ pub async fn start(
         shutdown: ws_token.clone(),
         created,
         list_cache: crate::rest::ListCache::default(),
+        callcenter,
+        ami_actions: client_handle.clone().filter(|_| ami.actions),
+        action_timeout,
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
+    let ui_settings = web::Data::new(crate::dashboard::UiSettings::from_config(&config));
     let metrics_data = web::Data::from(metrics.clone());
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(tokens.clone())
             .app_data(metrics_data.clone())
+            .app_data(ui_settings.clone())
             .wrap(from_fn(crate::auth::middleware))
             .wrap(from_fn(crate::metrics::middleware))
             .configure(crate::rest::configure)

@@ -62,6 +62,66 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// The pause reasons the dashboard offers, written as one comma-separated list
+/// (`Lunch,Break,Training`) or, in the TOML file, as a list or that same text. Each entry is a
+/// valid pause reason (1 to 64 characters, no control characters); empty entries between
+/// commas are skipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PauseReasons(pub Vec<String>);
+
+impl FromStr for PauseReasons {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::from_entries(s.split(',').map(str::to_owned).collect())
+    }
+}
+
+impl PauseReasons {
+    /// The list the dashboard offers when none is configured.
+    pub const DEFAULT: &'static str = "Lunch,Break,Training,After call work,Meeting";
+
+    /// Checks every entry (trimmed; blank entries skipped) and refuses duplicates, naming the
+    /// entry by its position and text.
+    fn from_entries(entries: Vec<String>) -> Result<Self, String> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, raw) in entries.iter().enumerate() {
+            if raw.trim().is_empty() {
+                continue;
+            }
+            let reason = domain::PauseReason::parse(raw)
+                .map_err(|e| format!("entry {} ({raw:?}) {}", i + 1, e.rule))?;
+            let text = reason.as_str().to_owned();
+            if out.iter().any(|o| o.eq_ignore_ascii_case(&text)) {
+                return Err(format!("entry {} ({raw:?}) is listed twice", i + 1));
+            }
+            out.push(text);
+        }
+        if out.is_empty() {
+            return Err(
+                "the list is empty; give at least one reason, e.g. \"Lunch,Break\"".to_owned(),
+            );
+        }
+        Ok(Self(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for PauseReasons {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(Vec<String>),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::List(v) => Self::from_entries(v),
+            Raw::Text(s) => s.parse(),
+        }
+        .map_err(|e| serde::de::Error::custom(format!("pause_reasons: {e}")))
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +178,11 @@ pub struct Args {
     /// several contexts, e.g. one per tenant); by default every context counts.
     #[arg(long, env = "EXTSTATUS_AMI_CONTEXT", value_name = "NAME")]
     pub ami_context: Option<String>,
+    /// Let supervisors pause and resume agents in their queues from the API (`QueuePause`);
+    /// the manager user then needs `write = agent` too. Off by default, so a read-only user is
+    /// enough.
+    #[arg(long, env = "EXTSTATUS_AMI_ACTIONS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ami_actions: bool,
     /// When set, POST/PUT/DELETE need `Authorization: Bearer TOKEN`.
     #[arg(
         long,
@@ -168,6 +233,16 @@ pub struct Args {
     /// How often `last_seen` refreshes are written, at most one per extension [default: 1s].
     #[arg(long, env = "EXTSTATUS_LAST_SEEN_INTERVAL", value_name = "DURATION")]
     pub last_seen_interval: Option<HumanDuration>,
+    /// The pause reasons the dashboard offers, comma-separated (free text is allowed too)
+    /// [default: Lunch,Break,Training,After call work,Meeting].
+    #[arg(long, env = "EXTSTATUS_PAUSE_REASONS", value_name = "LIST")]
+    pub pause_reasons: Option<PauseReasons>,
+    /// The dashboard shows a queue's longest wait in amber from this long [default: 30s].
+    #[arg(long, env = "EXTSTATUS_QUEUE_WAIT_AMBER", value_name = "DURATION")]
+    pub queue_wait_amber: Option<HumanDuration>,
+    /// The dashboard shows a queue's longest wait in red from this long [default: 90s].
+    #[arg(long, env = "EXTSTATUS_QUEUE_WAIT_RED", value_name = "DURATION")]
+    pub queue_wait_red: Option<HumanDuration>,
 }
 
 impl Args {
@@ -237,6 +312,8 @@ pub struct AmiConfig {
     pub md5: bool,
     /// Only hints of this dialplan context count; `None` means every context.
     pub context: Option<String>,
+    /// PBX actions (pause and resume from the API) are allowed.
+    pub actions: bool,
 }
 
 /// The API tokens.
@@ -285,6 +362,30 @@ impl Default for Timing {
     }
 }
 
+/// What the dashboard needs to know besides the records (served as `GET /api/ui-config`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UiConfig {
+    /// The pause reasons offered in the pause dialog, in the order given.
+    pub pause_reasons: Vec<String>,
+    /// A queue's longest wait shows amber from this long.
+    pub queue_wait_amber: Duration,
+    /// A queue's longest wait shows red from this long.
+    pub queue_wait_red: Duration,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            pause_reasons: PauseReasons::DEFAULT
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            queue_wait_amber: Duration::from_secs(30),
+            queue_wait_red: Duration::from_secs(90),
+        }
+    }
+}
+
 /// Everything the server needs, resolved and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -304,6 +405,8 @@ pub struct Config {
     pub log: String,
     /// Timers.
     pub timing: Timing,
+    /// The dashboard's settings.
+    pub ui: UiConfig,
 }
 
 /// A configuration that cannot be used.
@@ -336,12 +439,14 @@ impl Default for Config {
                 secret: None,
                 md5: false,
                 context: None,
+                actions: false,
             },
             auth: AuthConfig::default(),
             demo: false,
             log_format: LogFormat::Human,
             log: "info".to_owned(),
             timing: Timing::default(),
+            ui: UiConfig::default(),
         }
     }
 }
@@ -389,6 +494,7 @@ impl Config {
                     .ami_context
                     .or(file.ami_context)
                     .filter(|c| !c.trim().is_empty()),
+                actions: args.ami_actions || file.ami_actions,
             },
             auth: AuthConfig {
                 admin_token: non_empty(args.admin_token.or(file.admin_token)),
@@ -431,6 +537,22 @@ impl Config {
                     dt.last_seen_interval,
                 ),
             },
+            ui: UiConfig {
+                pause_reasons: args
+                    .pause_reasons
+                    .or(file.pause_reasons)
+                    .map_or(d.ui.pause_reasons, |r| r.0),
+                queue_wait_amber: pick(
+                    args.queue_wait_amber,
+                    file.queue_wait_amber,
+                    d.ui.queue_wait_amber,
+                ),
+                queue_wait_red: pick(
+                    args.queue_wait_red,
+                    file.queue_wait_red,
+                    d.ui.queue_wait_red,
+                ),
+            },
         };
         config.check()?;
         Ok(config)
@@ -456,6 +578,19 @@ impl Config {
                 "--ws-timeout",
                 "must be longer than --ws-ping-interval, or every client would be closed"
                     .to_owned(),
+            );
+        }
+        let ui = &self.ui;
+        if ui.queue_wait_amber.is_zero() {
+            return invalid("--queue-wait-amber", "must be longer than zero".to_owned());
+        }
+        if ui.queue_wait_red <= ui.queue_wait_amber {
+            return invalid(
+                "--queue-wait-red",
+                format!(
+                    "must be longer than --queue-wait-amber ({:?} is not longer than {:?})",
+                    ui.queue_wait_red, ui.queue_wait_amber
+                ),
             );
         }
         let addrs = self.listen_addrs()?;
@@ -656,6 +791,71 @@ mod tests {
             None,
         )
         .expect("non-loopback with a token");
+    }
+
+    #[test]
+    fn dashboard_settings() {
+        let c = Config::resolve(args(&[]), None).expect("defaults");
+        assert_eq!(
+            c.ui.pause_reasons,
+            ["Lunch", "Break", "Training", "After call work", "Meeting"]
+        );
+        assert_eq!(c.ui.queue_wait_amber, Duration::from_secs(30));
+        assert_eq!(c.ui.queue_wait_red, Duration::from_secs(90));
+        assert!(!c.ami.actions);
+        let c = Config::resolve(
+            args(&[
+                "--pause-reasons",
+                " Lunch , ,Coaching session",
+                "--queue-wait-amber",
+                "500ms",
+                "--ami-actions",
+            ]),
+            Some("queue_wait_red = \"2s\"\npause_reasons = [\"Ignored\"]"),
+        )
+        .expect("valid");
+        assert_eq!(c.ui.pause_reasons, ["Lunch", "Coaching session"]);
+        assert_eq!(c.ui.queue_wait_amber, Duration::from_millis(500));
+        assert_eq!(c.ui.queue_wait_red, Duration::from_secs(2));
+        assert!(c.ami.actions);
+        let c = Config::resolve(
+            args(&[]),
+            Some("pause_reasons = [\"Lunch\", \"Team meeting\"]\nami_actions = true"),
+        )
+        .expect("a TOML list");
+        assert_eq!(c.ui.pause_reasons, ["Lunch", "Team meeting"]);
+        assert!(c.ami.actions);
+
+        let long = "x".repeat(65);
+        let bad_flags: &[(&[&str], &str)] = &[
+            (&["--pause-reasons", " , "], "the list is empty"),
+            (
+                &["--pause-reasons", "Lunch,lunch"],
+                "entry 2 (\"lunch\") is listed twice",
+            ),
+            (
+                &["--queue-wait-amber", "2m", "--queue-wait-red", "1m"],
+                "--queue-wait-red: must be longer than --queue-wait-amber",
+            ),
+            (
+                &["--queue-wait-amber", "0"],
+                "--queue-wait-amber: must be longer than zero",
+            ),
+        ];
+        for (flags, want) in bad_flags {
+            let err =
+                Args::try_parse_from(std::iter::once("api-server").chain(flags.iter().copied()))
+                    .map_err(|e| e.to_string())
+                    .and_then(|a| Config::resolve(a, None).map_err(|e| e.to_string()))
+                    .expect_err("refused");
+            assert!(err.contains(want), "{flags:?}: {err}");
+        }
+        let err = Args::try_parse_from(["api-server", "--pause-reasons", &format!("Lunch,{long}")])
+            .expect_err("too long");
+        assert!(err.to_string().contains("entry 2"), "{err}");
+        let err = Config::resolve(args(&[]), Some("pause_reasons = [\"Tab\\there\"]"))
+            .expect_err("control character");
+        assert!(err.to_string().contains("pause_reasons: entry 1"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,36 @@ use std::sync::OnceLock;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+
+use crate::config::Config;
+
+/// What the page needs to know besides the records, served as `GET /api/ui-config` (behind
+/// the viewer token, like every `/api/*` read): whether pause and resume are offered, the
+/// pause reasons to offer, and when a queue's longest wait turns amber and red.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UiSettings {
+    /// Whether the server was started with `--ami-actions` (pause and resume allowed).
+    pub ami_actions: bool,
+    /// `--pause-reasons`, in the order given.
+    pub pause_reasons: Vec<String>,
+    /// `--queue-wait-amber`, in seconds.
+    pub queue_wait_amber_s: f64,
+    /// `--queue-wait-red`, in seconds.
+    pub queue_wait_red_s: f64,
+}
+
+impl UiSettings {
+    /// The page's settings from the server's configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            ami_actions: config.ami.actions,
+            pause_reasons: config.ui.pause_reasons.clone(),
+            queue_wait_amber_s: config.ui.queue_wait_amber.as_secs_f64(),
+            queue_wait_red_s: config.ui.queue_wait_red.as_secs_f64(),
+        }
+    }
+}
 
 /// One embedded file.
 struct Asset {
@@ -66,6 +96,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/format.js"),
     },
     Asset {
+        name: "queues.js",
+        content_type: JS,
+        body: include_bytes!("../assets/queues.js"),
+    },
+    Asset {
+        name: "pause.js",
+        content_type: JS,
+        body: include_bytes!("../assets/pause.js"),
+    },
+    Asset {
         name: "constants.js",
         content_type: JS,
         body: include_bytes!("../assets/constants.js"),
@@ -93,19 +133,27 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
                    frame-ancestors 'none'";
 
-/// Mounts the page at `/` and its assets under `/assets/`. Both are open whatever tokens are
-/// configured: the page asks for a token itself when the API answers 401.
+/// Mounts the page at `/` and its assets under `/assets/`, both open whatever tokens are
+/// configured (the page asks for a token itself when the API answers 401), and
+/// `GET /api/ui-config`, which needs a [`UiSettings`] in the app data.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/")
-            .route(web::get().to(index))
-            .route(web::head().to(index)),
-    )
-    .service(
-        web::resource("/assets/{name}")
-            .route(web::get().to(asset))
-            .route(web::head().to(asset)),
-    );
+    cfg.route("/api/ui-config", web::get().to(ui_config))
+        .service(
+            web::resource("/")
+                .route(web::get().to(index))
+                .route(web::head().to(index)),
+        )
+        .service(
+            web::resource("/assets/{name}")
+                .route(web::get().to(asset))
+                .route(web::head().to(asset)),
+        );
+}
+
+async fn ui_config(settings: web::Data<UiSettings>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(settings.get_ref())
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {
@@ -313,6 +361,33 @@ mod tests {
                 "{name} is referenced but not embedded"
             );
         }
+    }
+
+    #[actix_web::test]
+    async fn the_page_settings_come_from_the_configuration() {
+        let mut config = Config::default();
+        config.ami.actions = true;
+        config.ui.pause_reasons = vec!["Lunch".to_owned(), "Coaching".to_owned()];
+        config.ui.queue_wait_amber = std::time::Duration::from_millis(1500);
+        let app = web_test::init_service(
+            App::new()
+                .app_data(web::Data::new(UiSettings::from_config(&config)))
+                .configure(configure),
+        )
+        .await;
+        let req = web_test::TestRequest::get()
+            .uri("/api/ui-config")
+            .to_request();
+        let json: serde_json::Value = web_test::call_and_read_body_json(&app, req).await;
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "ami_actions": true,
+                "pause_reasons": ["Lunch", "Coaching"],
+                "queue_wait_amber_s": 1.5,
+                "queue_wait_red_s": 90.0,
+            })
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@ mod webdriver;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use ami_sim::CallStep;
 use anyhow::{Context as _, bail, ensure};
-use api_server::config::Timing;
+use api_server::config::{Timing, UiConfig};
 use domain::ExtensionState;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -222,6 +223,13 @@ async fn the_dashboard_lives_in_a_real_browser() -> anyhow::Result<()> {
         counts.as_str().unwrap_or_default().contains("3 idle"),
         "{counts}"
     );
+    // Without --ami-actions a queue member's tile offers no Pause.
+    ensure!(pbx.0.add_member("sales", "1001", "Alice Martin", false));
+    let alice = wait_tile(&b, "1001", "Alice in sales", |v| {
+        v["chips"][0]["queue"] == "sales"
+    })
+    .await?;
+    assert_eq!(alice["pause"], Value::Null, "actions are off: {alice}");
 
     // A status change is on screen within a second of the PBX sending it, without a reload.
     b.exec("window.__sameDocument = true;", json!([])).await?;
@@ -551,6 +559,312 @@ async fn the_dashboard_asks_for_a_token_and_keeps_it_for_the_tab() -> anyhow::Re
     wait_visible(&b, "inactive hidden", &[]).await?;
     b.click(&b.find("#inactive").await?).await?;
     wait_visible(&b, "inactive shown", &["1001"]).await?;
+
+    b.close().await?;
+    server.stop().await
+}
+
+/// A script that reads the call-center parts of one tile, or `null` when it is not there.
+fn call_center_script(extension: &str) -> String {
+    format!(
+        "const li = [...document.querySelectorAll('li.tile')]
+            .find(li => li.querySelector('.ext').textContent === {ext});
+         if (!li) return null;
+         const shown = (el) => el.offsetParent !== null;
+         const pres = li.querySelector('.pbadge');
+         const call = li.querySelector('.call');
+         const pause = li.querySelector('button.pause');
+         return {{
+           chips: [...li.querySelectorAll('.qchip')].map(c => ({{
+             queue: c.dataset.queue, paused: c.dataset.paused === 'true', text: c.textContent }})),
+           presence: shown(pres) ? pres.textContent : null,
+           presenceLevel: pres.dataset.level ?? null,
+           call: shown(call) ? call.textContent : null,
+           callDur: li.querySelector('.call-dur').textContent,
+           pause: shown(pause) ? pause.textContent : null,
+         }};",
+        ext = serde_json::to_string(extension).unwrap_or_default()
+    )
+}
+
+/// Waits until a tile's call-center parts satisfy `check`.
+async fn wait_tile(
+    b: &Browser,
+    extension: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let script = call_center_script(extension);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let v = b.exec(&script, json!([])).await?;
+        if !v.is_null() && check(&v) {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out waiting for {what}: tile {extension} is {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The queue strip's chip for `queue`: waiting text, longest wait, level and its words.
+fn strip_script(queue: &str) -> String {
+    format!(
+        "const li = document.querySelector('#queue-list li[data-queue=' + JSON.stringify({q}) + ']');
+         if (!li || document.getElementById('queue-strip').hidden) return null;
+         return {{ waiting: li.querySelector('.queue-waiting').textContent,
+                  wait: li.querySelector('.queue-wait').textContent,
+                  level: li.dataset.level, text: li.textContent }};",
+        q = serde_json::to_string(queue).unwrap_or_default()
+    )
+}
+
+async fn wait_strip(
+    b: &Browser,
+    queue: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let script = strip_script(queue);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let v = b.exec(&script, json!([])).await?;
+        if !v.is_null() && check(&v) {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out waiting for {what}: the strip's {queue} is {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn text_of(v: &Value, key: &str) -> String {
+    v[key].as_str().unwrap_or_default().to_owned()
+}
+
+/// The call center on the board: queue chips with paused ones marked (reason and a live
+/// duration), the presence badge, the call line with a live duration, the queue strip turning
+/// amber and red past the configured thresholds, and Pause / Resume through the PBX with
+/// `--ami-actions`, the server's refusal of a bad reason shown next to the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_center_shows_on_the_board() -> anyhow::Result<()> {
+    let _one = one_browser().await?;
+    let numbers: Vec<&str> = PEOPLE.iter().map(|p| p.0).collect();
+    let pbx = Pbx::start(&numbers, ExtensionState::NotInUse).await;
+    // Alice's hint names a presence provider too (the next list carries it).
+    ensure!(
+        pbx.0
+            .simulator()
+            .add_presence_to_hint("1001", "CustomPresence:1001")
+    );
+    let (server, _records) = start_board(
+        &pbx,
+        Options {
+            ami_actions: true,
+            ui: Some(UiConfig {
+                pause_reasons: vec!["Lunch".to_owned(), "Coaching".to_owned()],
+                queue_wait_amber: Duration::from_secs(1),
+                queue_wait_red: Duration::from_secs(3),
+            }),
+            ..Options::default()
+        },
+    )
+    .await?;
+    ensure!(pbx.0.add_member("sales", "1001", "Alice Martin", false));
+    ensure!(pbx.0.add_member("support", "1001", "Alice Martin", false));
+    ensure!(pbx.0.add_member("sales", "1002", "Bob Chen", false));
+
+    let b = Browser::start().await?;
+    b.goto(&server.url("/?queues=250")).await?;
+    let alice = wait_tile(&b, "1001", "Alice's queues", |v| {
+        v["chips"].as_array().map(Vec::len) == Some(2)
+    })
+    .await?;
+    assert_eq!(alice["chips"][0]["queue"], "sales", "{alice}");
+    assert_eq!(alice["chips"][0]["paused"], false, "{alice}");
+    assert_eq!(alice["pause"], "Pause", "actions are on: {alice}");
+    // Carla is in no queue: nothing to pause.
+    let carla = wait_tile(&b, "1003", "Carla's tile", |_| true).await?;
+    assert_eq!(carla["pause"], Value::Null, "{carla}");
+    assert_eq!(carla["chips"], json!([]), "{carla}");
+
+    // A pause on the PBX shows on the tile with its reason, and its clock runs.
+    ensure!(pbx.0.pause("1002", Some("Lunch"), false));
+    let bob = wait_tile(&b, "1002", "Bob paused", |v| {
+        v["chips"][0]["paused"] == true
+    })
+    .await?;
+    let chip = text_of(&bob["chips"][0], "text");
+    assert!(chip.contains("sales paused · Lunch"), "{bob}");
+    assert!(chip.contains("for 00:0"), "seen live, so exact: {bob}");
+    assert_eq!(bob["pause"], "Resume", "{bob}");
+    wait_tile(&b, "1002", "Bob's pause clock to run", |v| {
+        !text_of(&v["chips"][0], "text").ends_with("00:00")
+    })
+    .await?;
+    let summary = b
+        .exec(
+            "return document.getElementById('summary').textContent;",
+            json!([]),
+        )
+        .await?;
+    assert!(
+        summary.as_str().unwrap_or_default().contains("1 paused"),
+        "{summary}"
+    );
+
+    // Presence: DND stands out, in words.
+    ensure!(pbx.0.set_presence("1001", "dnd", "Back at 14:00", false));
+    let alice = wait_tile(&b, "1001", "Alice on DND", |v| v["presence"] == "DND").await?;
+    assert_eq!(alice["presenceLevel"], "dnd", "{alice}");
+    ensure!(pbx.0.set_presence("1001", "away", "", false));
+    wait_tile(&b, "1001", "Alice away", |v| {
+        v["presence"] == "Away" && v["presenceLevel"] == "away"
+    })
+    .await?;
+
+    // A caller waits in sales: the strip counts them, and the longest wait turns amber, then
+    // red, between polls too.
+    let call = pbx.0.queued_call("sales", "+15550100", "Jane Doe", false);
+    let waiting = wait_strip(&b, "sales", "a caller waiting", |v| {
+        v["waiting"] == "1 waiting"
+    })
+    .await?;
+    assert_eq!(waiting["level"], "ok", "{waiting}");
+    let amber = wait_strip(&b, "sales", "amber", |v| v["level"] == "amber").await?;
+    assert!(text_of(&amber, "text").contains("long wait"), "{amber}");
+    let red = wait_strip(&b, "sales", "red", |v| v["level"] == "red").await?;
+    assert!(text_of(&red, "text").contains("too long"), "{red}");
+
+    // Alice takes the call: her tile shows the caller, the queue and a running duration.
+    ensure!(
+        pbx.0
+            .call_step(call, CallStep::Ring("Local/1001@agents-ring".into()), false)
+    );
+    ensure!(pbx.0.call_step(call, CallStep::Answer, false));
+    let alice = wait_tile(&b, "1001", "Alice's call", |v| {
+        text_of(v, "call").contains("Jane Doe") && text_of(v, "call").contains("sales queue")
+    })
+    .await?;
+    assert!(text_of(&alice, "call").contains("+15550100"), "{alice}");
+    let first = text_of(&alice, "callDur");
+    wait_tile(&b, "1001", "the call clock to run", |v| {
+        text_of(v, "callDur") != first
+    })
+    .await?;
+    wait_strip(&b, "sales", "nobody waiting", |v| {
+        v["waiting"] == "0 waiting" && v["level"] == "ok"
+    })
+    .await?;
+    ensure!(pbx.0.call_step(call, CallStep::HangUp, false));
+    wait_tile(&b, "1001", "the call to end", |v| v["call"].is_null()).await?;
+
+    // Pause from the page: a reason the server refuses is shown next to the field and
+    // changes nothing.
+    b.click(&b.find("li.tile[data-ext='1001'] button.pause").await?)
+        .await?;
+    wait_for(
+        &b,
+        "the pause dialog",
+        PATIENCE,
+        "return document.getElementById('pause').open;",
+    )
+    .await?;
+    let choices = b
+        .exec(
+            "return [...document.querySelectorAll('#p-reason-choice option')].map(o => o.textContent);",
+            json!([]),
+        )
+        .await?;
+    assert_eq!(choices, json!(["Lunch", "Coaching", "Other…"]));
+    choose(&b, "#p-reason-choice", " other").await?;
+    b.type_text(&b.find("#p-reason").await?, &"x".repeat(65))
+        .await?;
+    b.click(&b.find("#pause-save").await?).await?;
+    let error = wait_for(
+        &b,
+        "the reason's error",
+        PATIENCE,
+        "const p = document.getElementById('p-reason-error');
+         return !p.hidden && p.textContent;",
+    )
+    .await?;
+    assert!(error.as_str().unwrap_or_default().contains("64"), "{error}");
+    let stored = server.record("1001").await?;
+    assert!(
+        stored["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().all(|m| m["paused"] == false)),
+        "{stored}"
+    );
+
+    // A reason from the list, in one queue: the PBX confirms and the tile shows it.
+    choose(&b, "#p-reason-choice", "Coaching").await?;
+    choose(&b, "#p-queue", "support").await?;
+    b.click(&b.find("#pause-save").await?).await?;
+    wait_for(
+        &b,
+        "the dialog to close",
+        PATIENCE,
+        "return !document.getElementById('pause').open;",
+    )
+    .await?;
+    let alice = wait_tile(&b, "1001", "Alice paused in support", |v| {
+        v["chips"][1]["paused"] == true
+    })
+    .await?;
+    assert_eq!(
+        alice["chips"][0]["paused"], false,
+        "sales untouched: {alice}"
+    );
+    assert!(
+        text_of(&alice["chips"][1], "text").contains("support paused · Coaching"),
+        "{alice}"
+    );
+    assert_eq!(alice["pause"], "Resume", "{alice}");
+    let stored = server.record("1001").await?;
+    assert_eq!(stored["queues"][1]["queue"], "support", "{stored}");
+    assert_eq!(stored["queues"][1]["paused_reason"], "Coaching", "{stored}");
+    assert!(
+        pbx.0.actions_received().iter().any(|a| a == "QueuePause"),
+        "{:?}",
+        pbx.0.actions_received()
+    );
+
+    // Resume, from the same dialog.
+    b.click(&b.find("li.tile[data-ext='1001'] button.pause").await?)
+        .await?;
+    wait_for(
+        &b,
+        "the pause dialog",
+        PATIENCE,
+        "return document.getElementById('pause').open;",
+    )
+    .await?;
+    b.click(&b.find("#pause-resume").await?).await?;
+    wait_for(
+        &b,
+        "the dialog to close",
+        PATIENCE,
+        "return !document.getElementById('pause').open;",
+    )
+    .await?;
+    let alice = wait_tile(&b, "1001", "Alice resumed", |v| {
+        v["chips"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["paused"] == false))
+    })
+    .await?;
+    assert_eq!(alice["pause"], "Pause", "{alice}");
+    let stored = server.record("1001").await?;
+    assert!(
+        stored["queues"]
+            .as_array()
+            .is_some_and(|q| q.iter().all(|m| m["paused"] == false)),
+        "{stored}"
+    );
 
     b.close().await?;
     server.stop().await

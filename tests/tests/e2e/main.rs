@@ -2,6 +2,7 @@
 
 mod browser;
 mod faults;
+mod callcenter;
 mod pipeline;
 mod rest;
 mod ws;
