@@ -18,6 +18,9 @@ pub struct WriteCounters {
     pub last_seen_coalesced: u64,
     /// User edits written: creates, updates that changed something, deletes.
     pub user_edits: u64,
+    /// Records whose call-center fields (`queues`, `presence`, `call`) changed (one write
+    /// each).
+    pub call_center_changes: u64,
 }
 
 /// The live counters; cheap to bump from any thread.
@@ -28,6 +31,7 @@ pub(crate) struct Counters {
     last_seen_records: AtomicU64,
     last_seen_coalesced: AtomicU64,
     user_edits: AtomicU64,
+    call_center_changes: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +52,10 @@ impl Counters {
         self.user_edits.fetch_add(n, Ordering::Relaxed);
     }
 
+    pub(crate) fn call_center_changes(&self, n: u64) {
+        self.call_center_changes.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> WriteCounters {
         WriteCounters {
             status_changes: self.status_changes.load(Ordering::Relaxed),
@@ -55,6 +63,7 @@ impl Counters {
             last_seen_records: self.last_seen_records.load(Ordering::Relaxed),
             last_seen_coalesced: self.last_seen_coalesced.load(Ordering::Relaxed),
             user_edits: self.user_edits.load(Ordering::Relaxed),
+            call_center_changes: self.call_center_changes.load(Ordering::Relaxed),
         }
     }
 }
@@ -71,6 +80,7 @@ mod tests {
         c.last_seen_batch(5);
         c.last_seen_coalesced(40);
         c.user_edits(1);
+        c.call_center_changes(3);
         assert_eq!(
             c.snapshot(),
             WriteCounters {
@@ -79,6 +89,7 @@ mod tests {
                 last_seen_records: 15,
                 last_seen_coalesced: 40,
                 user_edits: 1,
+                call_center_changes: 3,
             }
         );
     }

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::callcenter::CallCenterView;
 use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
     Observation, RecordId, StatusHistoryEntry, Timestamp,
@@ -155,6 +156,31 @@ pub trait Repository: Send + Sync {
         let mut out = Vec::with_capacity(observations.len());
         for (extension, observation) in observations {
             out.push(self.apply_status(extension, *observation).await);
+        }
+        out
+    }
+
+    /// Sets the call-center fields of an extension (`queues`, `presence`, `call`) to what the
+    /// PBX says now. Only those fields are written, in one write, and only when they differ
+    /// from what is stored: `changed` says whether they did. The status fields,
+    /// `last_status_change` and `updatedAt` stay as they are. [`StoreError::NotFound`] for an
+    /// extension the store does not hold. Durable when it returns.
+    async fn set_call_center(
+        &self,
+        extension: &ExtensionNumber,
+        view: &CallCenterView,
+    ) -> Result<UpdateOutcome, StoreError>;
+
+    /// Sets the call-center fields of many extensions, in order, as
+    /// [`Repository::set_call_center`] does one by one. A backend may write them together
+    /// (the embedded one commits them in one transaction).
+    async fn set_call_centers(
+        &self,
+        views: &[(ExtensionNumber, CallCenterView)],
+    ) -> Vec<Result<UpdateOutcome, StoreError>> {
+        let mut out = Vec::with_capacity(views.len());
+        for (extension, view) in views {
+            out.push(self.set_call_center(extension, view).await);
         }
         out
     }

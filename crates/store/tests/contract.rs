@@ -12,6 +12,8 @@ use domain::{
     AgentName, Department, Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch,
     NewExtension, NoWrite, Observation, Presence, RecordId, Timestamp,
 };
+use domain::callcenter::CallCenterView;
+use domain::{AgentPresence, CallInfo, CallState, QueueMembership};
 use store::{Repository, StatusEffect, StoreError, StoreOptions};
 
 /// A place a backend keeps its data; opening it twice in a row is a restart.
@@ -627,6 +629,123 @@ mod cases {
         Ok(())
     }
 
+    fn busy_view() -> CallCenterView {
+        CallCenterView {
+            queues: vec![
+                QueueMembership {
+                    queue: "sales".into(),
+                    paused: true,
+                    paused_reason: Some("Lunch {\"$ne\": 1}".into()),
+                    penalty: 2,
+                    calls_taken: 7,
+                    last_call: Some(t(3)),
+                    in_call: true,
+                },
+                QueueMembership {
+                    queue: "support".into(),
+                    paused: false,
+                    paused_reason: None,
+                    penalty: 0,
+                    calls_taken: 0,
+                    last_call: None,
+                    in_call: false,
+                },
+            ],
+            presence: Some(AgentPresence {
+                state: "away".into(),
+                subtype: Some("Lunch".into()),
+                message: None,
+            }),
+            call: Some(CallInfo {
+                state: CallState::Up,
+                peer_number: Some("5551234".into()),
+                peer_name: None,
+                queue: Some("sales".into()),
+                since: t(4),
+            }),
+        }
+    }
+
+    pub async fn call_center_fields_are_written_once_per_change(b: &dyn Backend) -> Result<()> {
+        let (a, written) = {
+            let repo = b.open().await?;
+            let a = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+            let a = repo
+                .apply_status(&a.extension, Observation::reported(1, t(1)))
+                .await?
+                .record;
+            // A new record holds none: setting none writes nothing.
+            let out = repo
+                .set_call_center(&a.extension, &CallCenterView::default())
+                .await?;
+            ensure!(!out.changed && out.record == a, "{out:?}");
+
+            let view = busy_view();
+            let out = repo.set_call_center(&a.extension, &view).await?;
+            ensure!(out.changed, "{out:?}");
+            ensure!(CallCenterView::of(&out.record) == view, "{:?}", out.record);
+            // Only the call-center fields move.
+            let mut want = a.clone();
+            view.apply_to(&mut want);
+            ensure!(out.record == want, "{:?} != {want:?}", out.record);
+            ensure!(repo.get(&a.id).await?.as_ref() == Some(&want));
+            let listed = repo.list(&ExtensionFilter::default()).await?;
+            ensure!(listed == [want.clone()], "{listed:?}");
+
+            // The same view again writes nothing.
+            let again = repo.set_call_center(&a.extension, &view).await?;
+            ensure!(!again.changed && again.record == want, "{again:?}");
+            ensure!(repo.counters().call_center_changes == 1);
+
+            // One field changes: one more write.
+            let mut ended = view.clone();
+            ended.call = None;
+            ended.queues[0].in_call = false;
+            let out = repo.set_call_center(&a.extension, &ended).await?;
+            ensure!(out.changed && CallCenterView::of(&out.record) == ended);
+
+            // Many at once, in order: a change, nothing to change, an unknown extension.
+            let b2 = repo.create(new_ext("1002", "Bob", "Sales")).await?;
+            let results = repo
+                .set_call_centers(&[
+                    (a.extension.clone(), view.clone()),
+                    (b2.extension.clone(), CallCenterView::default()),
+                    (ext("9999"), view.clone()),
+                ])
+                .await;
+            ensure!(results.len() == 3);
+            ensure!(matches!(&results[0], Ok(o) if o.changed && CallCenterView::of(&o.record) == view));
+            ensure!(matches!(&results[1], Ok(o) if !o.changed && o.record == b2));
+            ensure!(
+                matches!(&results[2], Err(e) if e.is_not_found()),
+                "{:?}",
+                results[2]
+            );
+            ensure!(repo.counters().call_center_changes == 3);
+            let unknown = repo
+                .set_call_center(&ext("9999"), &CallCenterView::default())
+                .await;
+            ensure!(matches!(unknown, Err(e) if e.is_not_found()));
+            // A status change keeps the call-center fields.
+            let r = repo
+                .apply_status(&a.extension, Observation::reported(0, t(9)))
+                .await?
+                .record;
+            ensure!(CallCenterView::of(&r) == view, "{r:?}");
+            (a, r)
+        };
+        // Acknowledged, so a restart reads it; a deleted and recreated number starts empty.
+        let repo = b.open().await?;
+        let back = repo.get(&a.id).await?.context("record")?;
+        ensure!(back == written, "{back:?} != {written:?}");
+        repo.delete(&a.id).await?;
+        let again = repo.create(new_ext("1001", "Alice", "Sales")).await?;
+        ensure!(CallCenterView::of(&again) == CallCenterView::default());
+        let reread = repo.get(&again.id).await?.context("recreated")?;
+        ensure!(CallCenterView::of(&reread) == CallCenterView::default());
+        Ok(())
+    }
+
     pub async fn acknowledged_writes_survive_a_restart(b: &dyn Backend) -> Result<()> {
         let (kept, gone, changed) = {
             let repo = b.open().await?;
@@ -730,6 +849,7 @@ contract!(
     concurrent_writers_apply_each_change_once,
     flushes_racing_status_changes_keep_the_newest,
     acknowledged_writes_survive_a_restart,
+    call_center_fields_are_written_once_per_change,
 );
 
 /// Says, on stderr, that a run did not happen (`cargo xtask ci` says it once for every

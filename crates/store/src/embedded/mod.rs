@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
+use domain::callcenter::CallCenterView;
 use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, Observation,
     RecordId, StatusHistoryEntry, Timestamp,
@@ -243,6 +244,39 @@ impl Repository for EmbeddedStore {
         {
             Ok(results) => results,
             Err(e) => observations.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn set_call_center(
+        &self,
+        extension: &ExtensionNumber,
+        view: &CallCenterView,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let items = vec![(extension.clone(), view.clone())];
+        let mut results = self
+            .inner
+            .call(|reply| Job::Edit(Edit::CallCenter { items, reply }))
+            .await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::internal("the writer returned no outcome")))
+    }
+
+    async fn set_call_centers(
+        &self,
+        views: &[(ExtensionNumber, CallCenterView)],
+    ) -> Vec<Result<UpdateOutcome, StoreError>> {
+        if views.is_empty() {
+            return Vec::new();
+        }
+        let items = views.to_vec();
+        match self
+            .inner
+            .call(|reply| Job::Edit(Edit::CallCenter { items, reply }))
+            .await
+        {
+            Ok(results) => results,
+            Err(e) => views.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 

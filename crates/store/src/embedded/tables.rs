@@ -243,9 +243,6 @@ struct CallCenterFields {
 }
 
 /// Encodes the call-center part of a record for the `callcenter` table.
-// The writer starts writing this row when the pipeline feeds it call-center changes; until
-// then only the tests encode one.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(super) fn encode_callcenter(r: &Extension) -> Result<Vec<u8>, StoreError> {
     let fields = CallCenterFields {
         queues: r.queues.clone(),

@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
+use domain::callcenter::CallCenterView;
 use domain::{
     Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId, Timestamp,
     decide,
@@ -18,7 +19,7 @@ use domain::{
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::tables::{self, Cache, HISTORY, RECORDS, STATUS, millis};
+use super::tables::{self, CALLCENTER, Cache, HISTORY, RECORDS, STATUS, millis};
 use crate::batcher::LastSeenBatcher;
 use crate::counters::Counters;
 use crate::error::StoreError;
@@ -64,6 +65,10 @@ pub(super) enum Edit {
         items: Vec<(ExtensionNumber, Observation)>,
         reply: oneshot::Sender<Vec<Result<StatusOutcome, StoreError>>>,
     },
+    CallCenter {
+        items: Vec<(ExtensionNumber, CallCenterView)>,
+        reply: oneshot::Sender<Vec<Result<UpdateOutcome, StoreError>>>,
+    },
     Ping {
         reply: Reply<()>,
     },
@@ -73,6 +78,7 @@ impl Edit {
     fn weight(&self) -> usize {
         match self {
             Edit::Status { items, .. } => items.len(),
+            Edit::CallCenter { items, .. } => items.len(),
             _ => 1,
         }
     }
@@ -144,20 +150,29 @@ struct HistoryRow {
 }
 
 /// Which parts of a staged record must be written: user edits touch the `extensions` row,
-/// status changes and `last_seen` batches only the fixed-width `status` row.
+/// status changes and `last_seen` batches only the fixed-width `status` row, call-center
+/// changes only the `callcenter` row.
 #[derive(Clone, Copy, Debug, Default)]
 struct Dirty {
     user: bool,
     status: bool,
+    callcenter: bool,
 }
 
 const USER: Dirty = Dirty {
     user: true,
     status: false,
+    callcenter: false,
 };
 const STATUS_ONLY: Dirty = Dirty {
     user: false,
     status: true,
+    callcenter: false,
+};
+const CALLCENTER_ONLY: Dirty = Dirty {
+    user: false,
+    status: false,
+    callcenter: true,
 };
 
 /// A record as the group leaves it: `None` when deleted.
@@ -209,6 +224,7 @@ impl<'c> Stage<'c> {
                 staged.record = Some(record);
                 staged.dirty.user |= parts.user;
                 staged.dirty.status |= parts.status;
+                staged.dirty.callcenter |= parts.callcenter;
             }
             None => {
                 self.by_id.insert(
@@ -276,6 +292,10 @@ enum Pending {
         reply: oneshot::Sender<Vec<Result<StatusOutcome, StoreError>>>,
         results: Vec<Result<StatusOutcome, StoreError>>,
     },
+    CallCenter {
+        reply: oneshot::Sender<Vec<Result<UpdateOutcome, StoreError>>>,
+        results: Vec<Result<UpdateOutcome, StoreError>>,
+    },
     Unit {
         reply: Reply<()>,
         result: Result<(), StoreError>,
@@ -287,6 +307,7 @@ enum Pending {
 struct Tally {
     user_edits: u64,
     status_changes: u64,
+    call_center_changes: u64,
     settled: Vec<(ExtensionNumber, Timestamp)>,
     deleted: Vec<ExtensionNumber>,
 }
@@ -428,6 +449,7 @@ impl WriterState {
                 }
                 self.counters.user_edits(tally.user_edits);
                 self.counters.status_changes(tally.status_changes);
+                self.counters.call_center_changes(tally.call_center_changes);
                 for answer in answers {
                     self.answer(answer, None);
                 }
@@ -464,6 +486,19 @@ impl WriterState {
                     .into_iter()
                     .map(|r| match (failed, r) {
                         (Some(e), Ok(o)) if o.is_change() => Err(e.clone()),
+                        (_, r) => r.map(|mut o| {
+                            self.batcher.overlay(&mut o.record);
+                            o
+                        }),
+                    })
+                    .collect();
+                let _ = reply.send(results);
+            }
+            Pending::CallCenter { reply, results } => {
+                let results = results
+                    .into_iter()
+                    .map(|r| match (failed, r) {
+                        (Some(e), Ok(o)) if o.changed => Err(e.clone()),
                         (_, r) => r.map(|mut o| {
                             self.batcher.overlay(&mut o.record);
                             o
@@ -559,6 +594,29 @@ impl WriterState {
                     .collect();
                 Pending::Status { reply, results }
             }
+            Edit::CallCenter { items, reply } => {
+                let results = items
+                    .into_iter()
+                    .map(|(ext, view)| {
+                        let current = stage.by_extension(&ext).ok_or(StoreError::NotFound)?;
+                        if CallCenterView::of(current) == view {
+                            return Ok(UpdateOutcome {
+                                record: current.clone(),
+                                changed: false,
+                            });
+                        }
+                        let mut record = current.clone();
+                        view.apply_to(&mut record);
+                        stage.put(record.clone(), CALLCENTER_ONLY);
+                        tally.call_center_changes += 1;
+                        Ok(UpdateOutcome {
+                            record,
+                            changed: true,
+                        })
+                    })
+                    .collect();
+                Pending::CallCenter { reply, results }
+            }
             Edit::Ping { reply } => Pending::Unit {
                 reply,
                 result: Ok(()),
@@ -626,6 +684,7 @@ impl WriterState {
         {
             let mut records = txn.open_table(RECORDS).map_err(e)?;
             let mut status = txn.open_table(STATUS).map_err(e)?;
+            let mut callcenter = txn.open_table(CALLCENTER).map_err(e)?;
             for (id, staged) in &stage.by_id {
                 let key = id.as_str();
                 match &staged.record {
@@ -640,10 +699,15 @@ impl WriterState {
                                 .insert(key, tables::encode_status(record))
                                 .map_err(e)?;
                         }
+                        if dirty.callcenter {
+                            let bytes = tables::encode_callcenter(record)?;
+                            callcenter.insert(key, bytes.as_slice()).map_err(e)?;
+                        }
                     }
                     None => {
                         records.remove(key).map_err(e)?;
                         status.remove(key).map_err(e)?;
+                        callcenter.remove(key).map_err(e)?;
                     }
                 }
             }

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use bson::oid::ObjectId;
 use bson::{Bson, DateTime, Document, doc};
+use domain::callcenter::CallCenterView;
 use domain::{
     AgentName, AgentPresence, CallInfo, CallState, Department, DeviceState, Extension,
     ExtensionFilter, ExtensionNumber, ExtensionPatch, ExtensionState, Observation, Presence,
@@ -110,6 +111,36 @@ pub fn call(c: Option<&CallInfo>) -> Bson {
             "since": date(c.since),
         })
     })
+}
+
+/// Matches the extension only while one of its call-center fields differs from `view`, so
+/// that a view already stored writes nothing. A document written before the fields existed
+/// reads as `[]`, null, null, and matches only when `view` differs from that.
+pub fn call_center_filter(ext: &ExtensionNumber, view: &CallCenterView) -> Document {
+    let queues_differ = if view.queues.is_empty() {
+        doc! { "queues.0": { "$exists": true } }
+    } else {
+        doc! { "queues": { "$ne": queues(&view.queues) } }
+    };
+    doc! {
+        "extension": ext.as_str(),
+        "$or": [
+            queues_differ,
+            { "presence": { "$ne": presence(view.presence.as_ref()) } },
+            { "call": { "$ne": call(view.call.as_ref()) } },
+        ],
+    }
+}
+
+/// Sets the three call-center fields in one `$set`.
+pub fn call_center_update(view: &CallCenterView) -> Document {
+    doc! {
+        "$set": {
+            "queues": queues(&view.queues),
+            "presence": presence(view.presence.as_ref()),
+            "call": call(view.call.as_ref()),
+        }
+    }
 }
 
 /// Matches one record by id.

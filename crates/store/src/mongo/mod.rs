@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bson::Document;
+use domain::callcenter::CallCenterView;
 use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
     Observation, RecordId, StatusHistoryEntry, Timestamp, decide,
@@ -550,6 +551,42 @@ impl Repository for MongoStore {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(StoreError::internal("observation not applied"))))
             .collect()
+    }
+
+    /// One conditional `$set`: it matches only while a field differs, so an unchanged view
+    /// writes nothing; then the record is read only to answer.
+    async fn set_call_center(
+        &self,
+        extension: &ExtensionNumber,
+        view: &CallCenterView,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let updated = self
+            .inner
+            .extensions
+            .find_one_and_update(
+                docs::call_center_filter(extension, view),
+                docs::call_center_update(view),
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        if let Some(doc) = updated {
+            self.inner.counters.call_center_changes(1);
+            let mut record = docs::read_record(&doc)?;
+            self.inner.batcher.overlay(&mut record);
+            return Ok(UpdateOutcome {
+                record,
+                changed: true,
+            });
+        }
+        let record = self
+            .get_by_extension(extension)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(UpdateOutcome {
+            record,
+            changed: false,
+        })
     }
 
     async fn touch_last_seen(
