@@ -164,6 +164,10 @@ pub struct Args {
     /// How often `last_seen` refreshes are written, at most one per extension [default: 1s].
     #[arg(long, env = "EXTSTATUS_LAST_SEEN_INTERVAL", value_name = "DURATION")]
     pub last_seen_interval: Option<HumanDuration>,
+    /// How many days of history are kept; older entries are deleted in the background
+    /// [default: 93].
+    #[arg(long, env = "EXTSTATUS_HISTORY_DAYS", value_name = "DAYS")]
+    pub history_days: Option<u32>,
 }
 
 impl Args {
@@ -296,6 +300,19 @@ pub struct Config {
     pub log: String,
     /// Timers.
     pub timing: Timing,
+    /// Days of history kept (at least 1).
+    pub history_days: u32,
+}
+
+impl Config {
+    /// The default of `--history-days`: the longest range the history and analytics endpoints
+    /// serve.
+    pub const DEFAULT_HISTORY_DAYS: u32 = 93;
+
+    /// How long history is kept.
+    pub fn history_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.history_days) * 86_400)
+    }
 }
 
 /// A configuration that cannot be used.
@@ -334,6 +351,7 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log: "info".to_owned(),
             timing: Timing::default(),
+            history_days: Config::DEFAULT_HISTORY_DAYS,
         }
     }
 }
@@ -418,6 +436,10 @@ impl Config {
                     dt.last_seen_interval,
                 ),
             },
+            history_days: args
+                .history_days
+                .or(file.history_days)
+                .unwrap_or(d.history_days),
         };
         config.check()?;
         Ok(config)
@@ -436,6 +458,12 @@ impl Config {
             if d.is_zero() {
                 return invalid(setting, "must be longer than zero".to_owned());
             }
+        }
+        if self.history_days == 0 {
+            return invalid(
+                "--history-days",
+                "must be at least 1 (the history of today is always kept)".to_owned(),
+            );
         }
         if t.ws_timeout <= t.ws_ping_interval {
             return invalid(

@@ -201,8 +201,8 @@ pub trait Repository: Send + Sync {
     /// after every write queued before them. Durable when it returns.
     async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError>;
 
-    /// The history from `from` to `to` (both inclusive), of one extension (markers, which
-    /// belong to no extension, are left out) or of all, oldest first (entries of the same
+    /// The history from `from` to `to` (both inclusive), of one extension (with the markers,
+    /// which bound what is known for every extension) or of all, oldest first (entries of the same
     /// millisecond in the order they were written). An empty list when `from` is after `to`.
     async fn history(
         &self,

@@ -865,10 +865,14 @@ mod cases {
         ];
         want.extend(rest);
         ensure!(all == want, "{all:#?}");
-        // One extension: its own entries, no markers, none of another extension.
+        // One extension: its own entries and the markers, none of another extension.
         let one = repo.history(Some(&ext("1001")), t(0), t(100)).await?;
-        ensure!(one.len() == 5, "{one:#?}");
-        ensure!(one.iter().all(|e| e.extension() == Some(&ext("1001"))));
+        ensure!(one.len() == 9, "{one:#?}");
+        ensure!(
+            one.iter()
+                .all(|e| e.extension().is_none_or(|n| *n == ext("1001")))
+        );
+        ensure!(one.iter().filter(|e| e.extension().is_none()).count() == 4);
         // Both bounds inclusive; entries of one millisecond in the order written.
         let same = repo.history(None, t(1), t(3)).await?;
         let kinds: Vec<&str> = same.iter().map(|e| e.event.kind()).collect();

@@ -323,7 +323,8 @@ pub(super) fn migrate(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
     Ok(moved)
 }
 
-/// The history from `from` to `to`, both inclusive, of one extension or of all. Blocking.
+/// The history from `from` to `to`, both inclusive, of one extension (with the markers) or of
+/// all. Blocking.
 pub(super) fn read(
     db: &Database,
     extension: Option<&ExtensionNumber>,
@@ -346,7 +347,7 @@ pub(super) fn read(
         let (ms, _) = key.value();
         let bytes = value.value();
         if let Some(wanted) = wanted
-            && extension_of(ms, bytes)? != Some(wanted)
+            && extension_of(ms, bytes)?.is_some_and(|e| e != wanted)
         {
             continue;
         }

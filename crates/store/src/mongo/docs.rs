@@ -319,11 +319,19 @@ pub fn history_prior_pipeline(from: Timestamp) -> Vec<Document> {
     ]
 }
 
-/// The history from `from` to `to`, both inclusive, of one extension or of all.
+/// The history from `from` to `to`, both inclusive, of one extension (with the markers) or of
+/// all.
 pub fn history_filter(ext: Option<&ExtensionNumber>, from: Timestamp, to: Timestamp) -> Document {
     let mut d = Document::new();
     if let Some(ext) = ext {
-        d.insert("extension", ext.as_str());
+        // The extension's own entries and the markers, which have no extension.
+        d.insert(
+            "$or",
+            vec![
+                Bson::Document(doc! { "extension": ext.as_str() }),
+                Bson::Document(doc! { "extension": { "$exists": false } }),
+            ],
+        );
     }
     d.insert("at", doc! { "$gte": date(from), "$lte": date(to) });
     d
@@ -648,7 +656,10 @@ fn read_call_center(
 /// status-only history.
 pub fn read_history_entry(d: &Document) -> Result<HistoryEntry, StoreError> {
     let bad = |field: &str, what: String| StoreError::Corrupt {
-        detail: format!("{HISTORY} document {:?}: {field}: {what}", d.get("_id")),
+        detail: format!(
+            "{HISTORY} document{}: {field}: {what}",
+            d.get("_id").map_or_else(String::new, |v| format!(" {v}"))
+        ),
     };
     let extension = || {
         d.get_str("extension")
@@ -1142,7 +1153,7 @@ mod tests {
         let (from, to) = (t("2026-11-30T12:00:00Z"), t("2026-11-30T13:00:00Z"));
         assert_eq!(
             history_filter(Some(&ext("1001")), from, to),
-            doc! { "extension": "1001", "at": {
+            doc! { "$or": [{ "extension": "1001" }, { "extension": { "$exists": false } }], "at": {
                 "$gte": dt("2026-11-30T12:00:00Z"), "$lte": dt("2026-11-30T13:00:00Z"),
             } }
         );
