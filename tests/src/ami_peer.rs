@@ -32,6 +32,9 @@ pub struct PeerConfig {
     /// after a login with events on. When false the user may read `call` events only, like a
     /// user without `system` read rights, which never gets `FullyBooted`.
     pub send_fully_booted: bool,
+    /// The user's `write=` classes; without `agent`, `QueuePause` is refused with
+    /// `Permission denied`, as for a read-only manager user.
+    pub write: String,
 }
 
 impl Default for PeerConfig {
@@ -42,6 +45,7 @@ impl Default for PeerConfig {
             secret: "monitorpass".to_owned(),
             md5: false,
             send_fully_booted: true,
+            write: "all".to_owned(),
         }
     }
 }
@@ -59,6 +63,7 @@ impl PeerConfig {
         config.seed = Some(1);
         config.auth_failure_delay = Duration::ZERO;
         config.plain_login = !self.md5;
+        config.write.clone_from(&self.write);
         if !self.send_fully_booted {
             config.read = "call".to_owned();
         }
@@ -249,6 +254,68 @@ impl AmiPeer {
             .map(|(e, s)| (e, s.code()))
             .collect()
     }
+
+    // Call center: thin wrappers over the simulator's hooks in the captures' vocabulary
+    // (member `Local/<exten>@agents-ring`, state interface `Custom:<exten>`). `silent: true`
+    // is a change made while the link was down: only the next list shows it.
+
+    /// Adds agent `exten` (member name `name`) to `queue`, as `QueueAdd` does. False when it
+    /// is a member already.
+    pub fn add_member(&self, queue: &str, exten: &str, name: &str, silent: bool) -> bool {
+        let member = ami_sim::SimMember::agent(queue, exten, name);
+        self.sim.add_queue_member(&member, delivery(silent)).is_ok()
+    }
+
+    /// Removes agent `exten` from `queue` (`QueueMemberRemoved`). False when not a member.
+    pub fn remove_member(&self, queue: &str, exten: &str, silent: bool) -> bool {
+        let interface = format!("Local/{exten}@agents-ring");
+        self.sim
+            .remove_queue_member(queue, &interface, delivery(silent))
+            .is_ok()
+    }
+
+    /// Pauses agent `exten` in every queue with `reason` (`Some("Lunch")`), or resumes it
+    /// (`None`): `QueueMemberPause` per queue. False when it is in no queue.
+    pub fn pause(&self, exten: &str, reason: Option<&str>, silent: bool) -> bool {
+        let interface = format!("Local/{exten}@agents-ring");
+        self.sim
+            .pause_queue_member(
+                &interface,
+                None,
+                reason.is_some(),
+                reason.unwrap_or(""),
+                delivery(silent),
+            )
+            .is_ok()
+    }
+
+    /// Writes `CustomPresence:<exten>` (`state` as `away`, `dnd`...; `PresenceStateChange`).
+    pub fn set_presence(&self, exten: &str, state: &str, message: &str, silent: bool) -> bool {
+        let provider = format!("CustomPresence:{exten}");
+        self.sim
+            .set_presence(&provider, state, "", message, delivery(silent))
+    }
+
+    /// A customer call from `number` enters `queue`; returns its id for [`AmiPeer::call_step`].
+    pub fn queued_call(&self, queue: &str, number: &str, name: &str, silent: bool) -> u64 {
+        self.sim.queue_call(queue, number, name, delivery(silent))
+    }
+
+    /// Moves a queued call one step (ring `Local/<exten>@agents-ring`, answer, hang up,
+    /// abandon...). False when the call cannot take that step.
+    pub fn call_step(&self, call: u64, step: ami_sim::CallStep, silent: bool) -> bool {
+        self.sim
+            .queue_call_step(call, step, delivery(silent))
+            .is_ok()
+    }
+}
+
+fn delivery(silent: bool) -> ami_sim::Delivery {
+    if silent {
+        ami_sim::Delivery::Silently
+    } else {
+        ami_sim::Delivery::Events
+    }
 }
 
 #[cfg(test)]
@@ -313,6 +380,60 @@ mod tests {
                 "Logoff"
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn call_center_hooks_reach_the_wire() {
+        let peer = AmiPeer::start(PeerConfig::default()).await;
+        // Made while the link was down: only the list shows it.
+        assert!(peer.add_member("sales", "1001", "Alice", true));
+        assert!(peer.pause("1001", Some("Lunch"), true));
+        assert!(!peer.add_member("sales", "1001", "Alice", true));
+        let mut c = Client::login(&peer, "call,agent").await;
+        c.send("Action: QueueStatus\r\nActionID: q\r\n\r\n").await;
+        assert_eq!(
+            c.packet().await.get("Message").as_deref(),
+            Some("Queue status will follow")
+        );
+        assert_eq!(c.packet().await.get("Queue").as_deref(), Some("sales"));
+        let member = c.packet().await;
+        assert_eq!(member.get("Name").as_deref(), Some("Alice"));
+        assert_eq!(member.get("PausedReason").as_deref(), Some("Lunch"));
+        assert_eq!(c.packet().await.get("ListItems").as_deref(), Some("2"));
+        // Live: resuming sends the pause device and QueueMemberPause.
+        assert!(peer.pause("1001", None, false));
+        assert_eq!(
+            c.packet().await.get("Device").as_deref(),
+            Some("Queue:sales_pause_Local/1001@agents-ring")
+        );
+        let pause = c.packet().await;
+        assert_eq!(pause.get("Event").as_deref(), Some("QueueMemberPause"));
+        assert_eq!(pause.get("Paused").as_deref(), Some("0"));
+        // Someone can take calls again.
+        let avail = c.packet().await;
+        assert_eq!(avail.get("Device").as_deref(), Some("Queue:sales_avail"));
+        assert_eq!(avail.get("State").as_deref(), Some("NOT_INUSE"));
+        // A queued call rings Alice: her phone follows.
+        let call = peer.queued_call("sales", "5559876", "Customer 5559876", false);
+        assert_eq!(c.packet().await.get("Event").as_deref(), Some("Newchannel"));
+        assert_eq!(
+            c.packet().await.get("Event").as_deref(),
+            Some("QueueCallerJoin")
+        );
+        let ring = ami_sim::CallStep::Ring("Local/1001@agents-ring".into());
+        assert!(peer.call_step(call, ring, false));
+        assert!(
+            !peer.call_step(call, ami_sim::CallStep::HangUp, false),
+            "not connected yet"
+        );
+        assert!(peer.call_step(call, ami_sim::CallStep::Answer, false));
+        assert!(peer.call_step(call, ami_sim::CallStep::HangUp, false));
+        assert_eq!(
+            peer.states()[5],
+            ("1001".to_owned(), 0),
+            "idle after the call"
+        );
+        assert!(peer.set_presence("1001", "away", "Back at 14:00", false));
     }
 
     /// A client that reads packets with ami-proto's decoder.

@@ -95,6 +95,8 @@ pub struct Options {
     pub ami_md5: bool,
     /// Follow only this dialplan context (`--ami-context`).
     pub ami_context: Option<String>,
+    /// Allow PBX actions (`--ami-actions`: pause and resume from the API).
+    pub ami_actions: bool,
     /// Records (extension, agent, department) put into the store before the server starts,
     /// so that the first `ExtensionStateList` already finds them.
     pub seed: Vec<(String, String, String)>,
@@ -290,6 +292,7 @@ impl TestServer {
                 secret,
                 md5: options.ami_md5,
                 context: options.ami_context.clone(),
+                actions: options.ami_actions,
             },
             auth: AuthConfig {
                 admin_token: options.admin_token.clone().map(Secret::new),

@@ -201,6 +201,8 @@ pub async fn start(
     let mut link = Arc::new(LinkStatus::new(None));
     let (writer, writer_task) = Writer::spawn(store.clone(), hub.clone(), metrics.clone());
     let created = Arc::new(tokio::sync::Notify::new());
+    let callcenter = Arc::new(crate::callcenter::CallCenter::default());
+    let mut action_timeout = std::time::Duration::from_secs(10);
 
     // The AMI client and the pipeline.
     let ami_token = CancellationToken::new();
@@ -210,11 +212,13 @@ pub async fn start(
         Some(user) => {
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
-            client_config.events = "call,system".to_owned();
+            // agent: queue member, queue caller and agent events (call-center state).
+            client_config.events = "call,system,agent".to_owned();
             if ami.md5 {
                 client_config.auth = ami_proto::client::AuthMethod::Md5;
             }
             tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
+            action_timeout = client_config.action_timeout;
             let (handle, events) = Client::spawn(client_config, ami_token.clone());
             link = Arc::new(LinkStatus::new(Some(handle.link())));
             client_handle = Some(handle.clone());
@@ -230,6 +234,7 @@ pub async fn start(
                 created: created.clone(),
                 context: ami.context.clone(),
                 newest_stored,
+                callcenter: callcenter.clone(),
             };
             Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
         }
@@ -251,6 +256,9 @@ pub async fn start(
         timing: config.timing,
         shutdown: ws_token.clone(),
         created,
+        callcenter,
+        ami_actions: client_handle.clone().filter(|_| ami.actions),
+        action_timeout,
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     let metrics_data = web::Data::from(metrics.clone());

@@ -2,8 +2,11 @@
 //! (`domain::callcenter`), so that `domain` stays free of AMI and the tracker is fed from one
 //! place.
 //!
-//! Only the translation lives here: which packets to ask for, when to resync and where the
-//! tracker's output goes belong to the pipeline.
+//! Only the translation lives here, and [`CallCenter`], the tracker as the server shares it:
+//! which packets to ask for, when to resync and where the tracker's output goes belong to the
+//! pipeline.
+
+use std::sync::{Mutex, PoisonError};
 
 use ami_proto::callcenter::{
     AgentEvent, CallCenterEvent, ChannelSnapshot, CoreShowChannel, QueueCaller, QueueMemberState,
@@ -11,9 +14,58 @@ use ami_proto::callcenter::{
 use ami_proto::views::ExtensionStatus;
 use domain::callcenter::{
     AgentInput, CallerInput, ChannelInput, Input, ListKind, MemberInput, PresenceInput,
-    QueueParamsInput, WaitingInput,
+    QueueParamsInput, QueueStats, Tracker, WaitingInput,
 };
 use domain::{ExtensionNumber, Timestamp};
+use tokio::sync::watch;
+
+/// The call-center tracker as the server shares it: the pipeline feeds it, `GET /api/queues`
+/// and the pause handlers read it. The lock is a plain mutex held only for one step of the
+/// tracker, never across an `.await`. Every store write of call-center fields the pipeline
+/// finishes bumps a counter that handlers waiting for the PBX's confirmation watch.
+#[derive(Debug)]
+pub struct CallCenter {
+    tracker: Mutex<Tracker>,
+    written: watch::Sender<u64>,
+}
+
+impl Default for CallCenter {
+    fn default() -> Self {
+        Self {
+            tracker: Mutex::new(Tracker::new()),
+            written: watch::Sender::new(0),
+        }
+    }
+}
+
+impl CallCenter {
+    /// Runs `f` on the tracker.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Tracker) -> R) -> R {
+        // A panic in a tracker step leaves it as consistent as any step does; go on with it.
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut tracker)
+    }
+
+    /// Queue statistics as of `now`.
+    pub fn queue_stats(&self, now: Timestamp) -> Vec<QueueStats> {
+        self.with(|t| t.queue_stats(now))
+    }
+
+    /// The (queue, member interface) pairs of `extension`.
+    pub fn memberships(&self, extension: &ExtensionNumber) -> Vec<(String, String)> {
+        self.with(|t| t.memberships(extension))
+    }
+
+    /// A receiver that sees every finished call-center write.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
+    }
+
+    /// Called by the pipeline after call-center fields were written to the store.
+    pub fn note_written(&self) {
+        self.written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
 
 /// The tracker input for one call-center event, or `None` for an event the tracker does not
 /// use (a `PresenceStatus` whose hint names no presence provider).

@@ -118,6 +118,11 @@ pub struct Args {
     /// several contexts, e.g. one per tenant); by default every context counts.
     #[arg(long, env = "EXTSTATUS_AMI_CONTEXT", value_name = "NAME")]
     pub ami_context: Option<String>,
+    /// Let supervisors pause and resume agents in their queues from the API (`QueuePause`);
+    /// the manager user then needs `write = agent` too. Off by default, so a read-only user is
+    /// enough.
+    #[arg(long, env = "EXTSTATUS_AMI_ACTIONS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ami_actions: bool,
     /// When set, POST/PUT/DELETE need `Authorization: Bearer TOKEN`.
     #[arg(
         long,
@@ -237,6 +242,8 @@ pub struct AmiConfig {
     pub md5: bool,
     /// Only hints of this dialplan context count; `None` means every context.
     pub context: Option<String>,
+    /// PBX actions (pause and resume from the API) are allowed.
+    pub actions: bool,
 }
 
 /// The API tokens.
@@ -345,6 +352,7 @@ impl Default for Config {
                 secret: None,
                 md5: false,
                 context: None,
+                actions: false,
             },
             auth: AuthConfig::default(),
             demo: false,
@@ -399,6 +407,7 @@ impl Config {
                     .ami_context
                     .or(file.ami_context)
                     .filter(|c| !c.trim().is_empty()),
+                actions: args.ami_actions || file.ami_actions,
             },
             auth: AuthConfig {
                 admin_token: non_empty(args.admin_token.or(file.admin_token)),

@@ -33,16 +33,19 @@ pub enum WriteCause {
     Update,
     /// A user deleted a record.
     Delete,
+    /// The PBX changed an agent's queues, presence or call.
+    CallCenter,
 }
 
 impl WriteCause {
-    const ALL: [WriteCause; 6] = [
+    const ALL: [WriteCause; 7] = [
         WriteCause::Event,
         WriteCause::Resync,
         WriteCause::Absent,
         WriteCause::Create,
         WriteCause::Update,
         WriteCause::Delete,
+        WriteCause::CallCenter,
     ];
 
     fn label(self) -> &'static str {
@@ -53,6 +56,7 @@ impl WriteCause {
             Self::Create => "create",
             Self::Update => "update",
             Self::Delete => "delete",
+            Self::CallCenter => "callcenter",
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct Metrics {
     resyncs: AtomicU64,
     drift_repaired: AtomicU64,
     unknown_extensions: AtomicU64,
+    callcenter_rejects: Mutex<BTreeMap<&'static str, u64>>,
     ws_clients: AtomicI64,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
 }
@@ -186,6 +191,26 @@ impl Metrics {
     /// Counts an extension the PBX knows and the store does not (once per extension).
     pub fn unknown_extension(&self) {
         self.unknown_extensions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts call-center input from the PBX that could not be used, by kind (`unknown_queue`,
+    /// `unmatched_member`, `malformed_presence`).
+    pub fn callcenter_rejects(&self, kind: &'static str, n: u64) {
+        let mut map = self
+            .callcenter_rejects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *map.entry(kind).or_insert(0) += n;
+    }
+
+    /// The call-center rejects of one kind so far.
+    pub fn callcenter_rejects_of(&self, kind: &str) -> u64 {
+        self.callcenter_rejects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A WebSocket client connected (`+1`) or left (`-1`).
@@ -305,6 +330,28 @@ impl Metrics {
 
         header(
             &mut out,
+            "extstatus_callcenter_rejects_total",
+            "counter",
+            "Call-center input from the PBX that could not be used, by kind.",
+        );
+        {
+            let rejects = self
+                .callcenter_rejects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for kind in ["malformed_presence", "unknown_queue", "unmatched_member"] {
+                let n = rejects.get(kind).copied().unwrap_or(0);
+                line(
+                    &mut out,
+                    "extstatus_callcenter_rejects_total",
+                    &[("kind", kind)],
+                    n,
+                );
+            }
+        }
+
+        header(
+            &mut out,
             "extstatus_changes_total",
             "counter",
             "Changes stored and published, by cause: status changes by origin, user edits by kind.",
@@ -371,6 +418,7 @@ fn render_store(out: &mut String, c: &store::WriteCounters) {
         ("status_change", c.status_changes),
         ("user_edit", c.user_edits),
         ("last_seen", c.last_seen_records),
+        ("callcenter", c.call_center_changes),
     ] {
         line(out, "extstatus_store_writes_total", &[("cause", cause)], n);
     }
@@ -521,7 +569,10 @@ mod tests {
             last_seen_records: 5,
             last_seen_coalesced: 40,
             user_edits: 7,
+            call_center_changes: 4,
         };
+        m.callcenter_rejects("unmatched_member", 2);
+        m.change(WriteCause::CallCenter);
         let text = m.render(false, &store);
         for want in [
             "extstatus_ami_events_total{event=\"ExtensionStatus\"} 2\n",
@@ -531,6 +582,10 @@ mod tests {
             "extstatus_store_writes_total{cause=\"status_change\"} 3\n",
             "extstatus_store_writes_total{cause=\"user_edit\"} 7\n",
             "extstatus_store_writes_total{cause=\"last_seen\"} 5\n",
+            "extstatus_store_writes_total{cause=\"callcenter\"} 4\n",
+            "extstatus_changes_total{cause=\"callcenter\"} 1\n",
+            "extstatus_callcenter_rejects_total{kind=\"unmatched_member\"} 2\n",
+            "extstatus_callcenter_rejects_total{kind=\"unknown_queue\"} 0\n",
             "extstatus_store_last_seen_batches_total 2\n",
             "extstatus_store_last_seen_coalesced_total 40\n",
             "extstatus_http_requests_total{route=\"/api/extensions/{id}\",method=\"GET\",status=\"404\"} 1\n",

@@ -138,6 +138,19 @@ pub struct PatchBody {
     is_active: Option<bool>,
 }
 
+/// A pause request.
+#[derive(ToSchema)]
+#[schema(as = PauseRequest)]
+#[allow(dead_code)]
+pub struct PauseBody {
+    /// Why: 1-64 characters after trimming, no control characters.
+    #[schema(example = "Lunch")]
+    reason: String,
+    /// Only this queue; by default every queue of the agent.
+    #[schema(example = "sales")]
+    queue: Option<String>,
+}
+
 /// Adds the bearer scheme the tokens use.
 struct BearerScheme;
 
@@ -166,6 +179,9 @@ impl Modify for BearerScheme {
         crate::rest::create,
         crate::rest::update,
         crate::rest::delete,
+        crate::rest::pause,
+        crate::rest::resume,
+        crate::rest::queues,
         crate::analytics::history,
         crate::analytics::time_in_state,
         crate::analytics::departments,
@@ -182,6 +198,9 @@ impl Modify for BearerScheme {
         CallBody,
         NewExtensionBody,
         PatchBody,
+        PauseBody,
+        crate::rest::QueueBody,
+        crate::rest::QueueMemberBody,
         ErrorBody,
         ErrorDetail,
         crate::analytics::HistoryBody,
@@ -195,6 +214,7 @@ impl Modify for BearerScheme {
     modifiers(&BearerScheme),
     tags(
         (name = "extensions", description = "Extension records"),
+        (name = "call-center", description = "Queues, and pausing agents through the PBX (--ami-actions)"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "live", description = "The WebSocket stream"),
     )
@@ -228,6 +248,8 @@ mod tests {
         for (path, methods) in [
             ("/api/extensions", &["get", "post"][..]),
             ("/api/extensions/{id}", &["get", "put", "delete"][..]),
+            ("/api/extensions/{id}/pause", &["post", "delete"][..]),
+            ("/api/queues", &["get"][..]),
             ("/healthz", &["get"][..]),
             ("/readyz", &["get"][..]),
             ("/metrics", &["get"][..]),

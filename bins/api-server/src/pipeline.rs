@@ -9,18 +9,34 @@
 //! repeated on a timer, after a late `FullyBooted`, after a `Reload`, and after the client lost
 //! events; the status changes those repeats make are counted as drift repaired.
 //!
+//! The call-center state (queues, presence, calls) rides on the same events: every packet the
+//! [`crate::callcenter`] mapping knows feeds the shared tracker in wire order, and each
+//! extension whose view changed gets one store write (after the status writes of the same
+//! burst) and so one `extension_status_updated`. Nothing is written when nothing changed. At
+//! start the tracker remembers what the store holds; after each `ExtensionStateList` the
+//! pipeline takes `QueueStatus`, `PresenceStateList` and `CoreShowChannels`, each merged with
+//! the live events around it in wire order as the status list is, and then makes every stored
+//! record agree with the tracker. A PBX that refuses or does not answer one of those lists (no
+//! `app_queue`, no rights) only loses that part: it is logged once and status tracking goes
+//! on. Input the tracker cannot place (unknown queue, member of no known extension, malformed
+//! presence) is counted by kind in `/metrics` and logged once per kind.
+//!
 //! Extensions the PBX reports but the store lacks are counted and logged once each, never
 //! created. While the link is down, records keep their last values; clients hear of the drop
 //! only after a grace period (seconds of reconnecting are not news), and of the return once
 //! the list has been applied.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ami_proto::callcenter::CallCenterEvent;
 use ami_proto::client::{ClientError, ClientEvent, ClientHandle, EventListResult, Sequenced};
 use ami_proto::views::{ExtensionStatus, Message};
 use ami_proto::{Action, Packet};
+use domain::callcenter::{
+    CallCenterView, Input, ListKind, ListSnapshot, Live, RejectKind, Update, WirePos,
+};
 use domain::{ExtensionFilter, ExtensionNumber, HistoryEvent, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
 use store::{Repository, StatusEffect};
@@ -28,6 +44,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::callcenter::{self, CallCenter};
 use crate::config::Timing;
 use crate::health::LinkStatus;
 use crate::metrics::{Metrics, WriteCause};
@@ -71,7 +88,16 @@ pub struct Pipeline {
     /// The newest time the stored records were observed at ([`newest_observation`]), where
     /// the pipeline's clock starts.
     pub newest_stored: Option<Timestamp>,
+    /// The call-center tracker, shared with the REST handlers.
+    pub callcenter: Arc<CallCenter>,
 }
+
+/// The call-center lists taken after every `ExtensionStateList`, with their actions.
+const CALL_CENTER_LISTS: [(ListKind, &str); 3] = [
+    (ListKind::QueueStatus, "QueueStatus"),
+    (ListKind::PresenceStateList, "PresenceStateList"),
+    (ListKind::CoreShowChannels, "CoreShowChannels"),
+];
 
 /// How long after a creation the list is taken, so that a burst of creations (a seeder run
 /// through the API) costs one list.
@@ -96,6 +122,12 @@ struct State {
     /// The time of the last observation, so that observations applied in wire order never go
     /// back in time even when the wall clock does.
     last_at: Option<Timestamp>,
+    /// Call-center views changed by the tracker and not written yet, latest per extension.
+    views: BTreeMap<ExtensionNumber, CallCenterView>,
+    /// Kinds of call-center input already logged as unusable.
+    rejects_logged: HashSet<RejectKind>,
+    /// Call-center lists the PBX refused or did not answer, each logged once until it answers.
+    lists_missing: HashSet<ListKind>,
 }
 
 impl State {
@@ -108,6 +140,9 @@ impl State {
             unknown: HashSet::new(),
             ambiguous: HashSet::new(),
             last_at: None,
+            views: BTreeMap::new(),
+            rejects_logged: HashSet::new(),
+            lists_missing: HashSet::new(),
         }
     }
 
@@ -173,6 +208,7 @@ impl Pipeline {
                  stamped with the stored time until the clock catches up"
             );
         }
+        self.remember_stored().await;
         let period = self.timing.resync_interval;
         let mut timer = tokio::time::interval_at(Instant::now() + period, period);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -294,15 +330,22 @@ impl Pipeline {
 
     /// Handles one packet that is not the answer to an action; a status observation is added
     /// to `pending`.
-    fn on_packet(&mut self, state: &mut State, packet: &Packet, pending: &mut Pending) {
+    fn on_packet(&mut self, state: &mut State, packet: &Sequenced<Packet>, pending: &mut Pending) {
         if let Some(name) = packet.name() {
             self.metrics.ami_event(&name);
         }
         self.link.event_at(domain::now());
+        let pos = WirePos {
+            generation: packet.generation,
+            seq: packet.wire_seq,
+        };
         match Message::classify(packet) {
             Message::ExtensionStatus(es) if !self.follows(&es.context) => {}
             Message::ExtensionStatus(es) => {
                 let at = state.stamp();
+                if let Some(input) = callcenter::hint_input(&es) {
+                    self.track(state, pos, at, input);
+                }
                 pending.push((es.exten.into_owned(), Observation::reported(es.status, at)));
             }
             Message::FullyBooted(_) => {
@@ -322,14 +365,110 @@ impl Pipeline {
                 // A module reload may have changed the hints.
                 state.resync_pending = true;
             }
+            Message::Other(p) => match CallCenterEvent::classify(p) {
+                Some(Ok(event)) => {
+                    if let Some(input) = callcenter::to_input(&event) {
+                        let at = state.stamp();
+                        self.track(state, pos, at, input);
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, event = ?p.name(), "call-center event with missing or bad headers ignored");
+                    // A presence without a usable state is the PBX's bad input like any
+                    // other malformed presence: counted and logged once.
+                    if p.name().is_some_and(|n| n.starts_with("Presence")) {
+                        let mut update = Update::default();
+                        update.rejects.insert(RejectKind::MalformedPresence, 1);
+                        self.take_update(state, update);
+                    }
+                }
+                None => {}
+            },
             // DeviceStateChange is counted above; only ExtensionStatus drives status.
             _ => {}
         }
     }
 
+    /// Feeds one live input to the tracker and keeps what it changed for the next write.
+    fn track(&self, state: &mut State, pos: WirePos, at: Timestamp, input: Input) {
+        let update = self.callcenter.with(|t| t.apply(Live { pos, at, input }));
+        self.take_update(state, update);
+    }
+
+    /// Keeps the views a tracker step changed, and counts (and logs once per kind) what it
+    /// could not use.
+    fn take_update(&self, state: &mut State, update: Update) {
+        for change in update.changed {
+            state.views.insert(change.extension, change.view);
+        }
+        for (kind, n) in update.rejects {
+            self.metrics.callcenter_rejects(kind.as_str(), n);
+            if state.rejects_logged.insert(kind) {
+                let what = match kind {
+                    RejectKind::UnknownQueue => "an event for a queue the PBX never listed",
+                    RejectKind::UnmatchedMember => {
+                        "a queue member (or queue call) whose StateInterface or Interface is in \
+                         no extension's hint; it is attached to no agent"
+                    }
+                    RejectKind::MalformedPresence => "a presence whose state is not a word",
+                };
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    "the PBX reported {what}; ignored, counted in \
+                     extstatus_callcenter_rejects_total (logged once per kind)"
+                );
+            }
+        }
+    }
+
+    /// Remembers what the store holds, so the tracker shows it until the PBX's lists say
+    /// otherwise.
+    async fn remember_stored(&self) {
+        match self.store.list(&ExtensionFilter::default()).await {
+            Ok(records) => self.callcenter.with(|t| {
+                for r in &records {
+                    t.remember(r.extension.clone(), CallCenterView::of(r));
+                }
+            }),
+            Err(e) => {
+                self.metrics.store_error(&e);
+                tracing::warn!(error = %e, "could not read the stored call-center state; the PBX's lists will set it");
+            }
+        }
+    }
+
+    /// Writes the call-center views changed since the last write, one store write each.
+    async fn write_views(&mut self, state: &mut State) {
+        if state.views.is_empty() {
+            return;
+        }
+        let views: Vec<(ExtensionNumber, CallCenterView)> =
+            std::mem::take(&mut state.views).into_iter().collect();
+        self.write_view_batch(views).await;
+    }
+
+    async fn write_view_batch(&mut self, views: Vec<(ExtensionNumber, CallCenterView)>) {
+        let numbers: Vec<ExtensionNumber> = views.iter().map(|(n, _)| n.clone()).collect();
+        let results = self.writer.set_call_centers(views).await;
+        for (number, result) in numbers.iter().zip(results) {
+            match result {
+                Ok(_) => {}
+                // The PBX knows the agent, the board does not: the status path logs those.
+                Err(e) if e.is_not_found() => {
+                    tracing::debug!(extension = %number, "call-center state of an extension not in the store ignored");
+                }
+                Err(e) => {
+                    tracing::warn!(extension = %number, error = %e, "call-center write failed; the next resync repairs it");
+                }
+            }
+        }
+        self.callcenter.note_written();
+    }
+
     /// Writes the pending observations in one batch and handles the store's answers.
     async fn apply_pending(&mut self, state: &mut State, pending: &mut Pending) {
         if pending.is_empty() {
+            self.write_views(state).await;
             return;
         }
         let batch: Vec<_> = pending
@@ -343,6 +482,7 @@ impl Pipeline {
             })
             .collect();
         self.write(state, batch).await;
+        self.write_views(state).await;
     }
 
     /// Writes a batch of observations; returns how many statuses really changed.
@@ -436,6 +576,121 @@ impl Pipeline {
             self.on_event(state, event, &mut pending).await;
         }
         self.apply_pending(state, &mut pending).await;
+        self.resync_call_center(state).await;
+    }
+
+    /// Takes the three call-center lists, each merged with the live events around it in wire
+    /// order, then makes every stored record's call-center fields agree with the tracker (which
+    /// also gives records created since their state was first reported their fields).
+    async fn resync_call_center(&mut self, state: &mut State) {
+        for (kind, action) in CALL_CENTER_LISTS {
+            if !self.link.is_connected() {
+                return;
+            }
+            let list = match self.client.send_list(Action::new(action)).await {
+                Ok(list) => list,
+                Err(e) => {
+                    self.call_center_list_failed(state, kind, action, &e);
+                    if matches!(
+                        e,
+                        ClientError::NotConnected
+                            | ClientError::ConnectionLost(_)
+                            | ClientError::Shutdown
+                    ) {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if state.lists_missing.remove(&kind) {
+                tracing::info!(list = action, "the PBX answers {action} again");
+            }
+            let mut drained = Vec::new();
+            while let Ok(event) = self.events.try_recv() {
+                drained.push(event);
+            }
+            let (before, after) = split_around(&list, drained);
+            let mut pending = Pending::new();
+            for packet in before {
+                self.on_packet(state, &packet, &mut pending);
+            }
+            self.apply_pending(state, &mut pending).await;
+            let items: Vec<Input> = list
+                .items
+                .iter()
+                .filter_map(|item| match CallCenterEvent::classify(item) {
+                    Some(Ok(event)) => callcenter::to_input(&event),
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, list = action, "list item with missing or bad headers ignored");
+                        None
+                    }
+                    None => None,
+                })
+                .collect();
+            let snapshot = ListSnapshot {
+                kind,
+                response: WirePos {
+                    generation: list.generation,
+                    seq: list.response_wire_seq,
+                },
+                at: state.stamp(),
+                items,
+            };
+            let update = self.callcenter.with(|t| t.resync(snapshot, Vec::new()));
+            self.take_update(state, update);
+            self.write_views(state).await;
+            for event in after {
+                self.on_event(state, event, &mut pending).await;
+            }
+            self.apply_pending(state, &mut pending).await;
+        }
+        self.reconcile_call_center().await;
+    }
+
+    /// Writes every stored record whose call-center fields differ from the tracker's view.
+    async fn reconcile_call_center(&mut self) {
+        let stored = match self.store.list(&ExtensionFilter::default()).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.metrics.store_error(&e);
+                return;
+            }
+        };
+        let views: Vec<(ExtensionNumber, CallCenterView)> = self.callcenter.with(|t| {
+            stored
+                .into_iter()
+                .filter_map(|r| {
+                    let view = t.view(&r.extension);
+                    (CallCenterView::of(&r) != view).then_some((r.extension, view))
+                })
+                .collect()
+        });
+        if !views.is_empty() {
+            tracing::debug!(records = views.len(), "call-center fields repaired");
+            self.write_view_batch(views).await;
+        }
+    }
+
+    /// A call-center list the PBX did not give: logged once (until it answers again); status
+    /// tracking goes on without it.
+    fn call_center_list_failed(
+        &mut self,
+        state: &mut State,
+        kind: ListKind,
+        action: &str,
+        e: &ClientError,
+    ) {
+        if state.lists_missing.insert(kind) {
+            tracing::warn!(
+                list = action,
+                error = %e,
+                "the PBX did not give {action}; that part of the call-center state is not \
+                 resynced (a PBX without app_queue, or a manager user without the rights); \
+                 statuses are not affected"
+            );
+        } else {
+            tracing::debug!(list = action, error = %e, "call-center list still not given");
+        }
     }
 
     /// Applies the list's items and marks stored extensions it lacks as unknown, in one batch
@@ -470,6 +725,13 @@ impl Pipeline {
             match ExtensionNumber::parse(&es.exten) {
                 Ok(number) => {
                     let at = state.stamp();
+                    if let Some(input) = callcenter::hint_input(&es) {
+                        let pos = WirePos {
+                            generation: item.generation,
+                            seq: item.wire_seq,
+                        };
+                        self.track(state, pos, at, input);
+                    }
                     batch.push((
                         number,
                         Observation::reported(es.status, at),

@@ -1,6 +1,11 @@
 //! The REST API on `/api/extensions`: list with filters, get, create, update, delete. Bodies are
 //! checked here (media type, size, JSON, members) and by `domain` (field rules); writes go
 //! through the [`crate::writer::Writer`], which publishes each change after the store holds it.
+//!
+//! The call-center routes: `GET /api/queues` reads the pipeline's tracker; pausing and resuming
+//! an agent (`POST`/`DELETE /api/extensions/{id}/pause`) are PBX actions (`QueuePause`), allowed
+//! only with `--ami-actions`, and answered once the PBX has said `Response: Success` and the
+//! pipeline has stored the state the PBX then reports, so the PBX stays the truth.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,12 +14,14 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use domain::{Department, ExtensionFilter, ExtensionPatch, NewExtension, Presence, RecordId};
+use domain::{
+    Department, ExtensionFilter, ExtensionPatch, NewExtension, PauseReason, Presence, RecordId,
+};
 use futures_util::StreamExt as _;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::{ExtensionBody, NewExtensionBody, PatchBody};
+use crate::openapi::{ExtensionBody, NewExtensionBody, PatchBody, PauseBody};
 use crate::state::AppState;
 
 /// The largest request body accepted, in bytes.
@@ -364,6 +371,354 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// One queue as `GET /api/queues` lists it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Queue)]
+pub struct QueueBody {
+    /// The queue's name.
+    #[schema(example = "sales")]
+    pub queue: String,
+    /// Callers waiting now.
+    pub calls_waiting: u32,
+    /// How long the longest-waiting caller has waited, in seconds (0 when none waits).
+    pub longest_wait_s: u64,
+    /// Completed calls, as the PBX counts them.
+    pub completed: u64,
+    /// Abandoned calls, as the PBX counts them.
+    pub abandoned: u64,
+    /// The service level the PBX computed, in percent; null when the queue has none.
+    pub service_level_pct: Option<f64>,
+    /// Members that belong to a known extension, in extension order.
+    pub members: Vec<QueueMemberBody>,
+}
+
+/// One member of a queue.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = QueueMember)]
+pub struct QueueMemberBody {
+    /// The member's extension number.
+    #[schema(example = "1001")]
+    pub extension: String,
+    /// Paused in this queue.
+    pub paused: bool,
+    /// The pause reason the PBX reports, or null.
+    pub paused_reason: Option<String>,
+    /// On a call from this queue now.
+    pub in_call: bool,
+}
+
+/// Lists the queues the PBX reports, with callers waiting, counters and members.
+#[utoipa::path(
+    get,
+    path = "/api/queues",
+    tag = "call-center",
+    responses(
+        (status = 200, description = "Every queue, in name order", body = Vec<QueueBody>),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn queues(state: web::Data<AppState>) -> HttpResponse {
+    let body: Vec<QueueBody> = state
+        .callcenter
+        .queue_stats(domain::now())
+        .into_iter()
+        .map(|q| QueueBody {
+            queue: q.queue,
+            calls_waiting: q.calls_waiting,
+            longest_wait_s: q.longest_wait_s,
+            completed: q.completed,
+            abandoned: q.abandoned,
+            service_level_pct: q.service_level_pct,
+            members: q
+                .members
+                .into_iter()
+                .map(|m| QueueMemberBody {
+                    extension: m.extension.to_string(),
+                    paused: m.paused,
+                    paused_reason: m.paused_reason,
+                    in_call: m.in_call,
+                })
+                .collect(),
+        })
+        .collect();
+    HttpResponse::Ok().json(body)
+}
+
+/// A queue name a user gives: not empty, no control characters, at most 128 characters.
+fn parse_queue(field: &str, value: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        let mut fields = BTreeMap::new();
+        fields.insert(field.to_owned(), why.to_owned());
+        ApiError::BadRequest {
+            code: "validation_failed",
+            message: format!("The request is not valid: {field} {why}."),
+            fields,
+        }
+    };
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if trimmed.chars().count() > 128 {
+        return Err(bad("must be at most 128 characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(bad("must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Reads `{"reason": string, "queue"?: string}`; any other member is refused by name.
+fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>), ApiError> {
+    let mut fields = BTreeMap::new();
+    for key in body.keys() {
+        if key != "reason" && key != "queue" {
+            fields.insert(key.clone(), "is not a member of a pause request".to_owned());
+        }
+    }
+    let reason = match body.get("reason") {
+        Some(Value::String(r)) => match PauseReason::parse(r) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                fields.insert(PauseReason::FIELD.to_owned(), e.rule.to_string());
+                None
+            }
+        },
+        Some(_) => {
+            fields.insert("reason".to_owned(), "must be a string".to_owned());
+            None
+        }
+        None => {
+            fields.insert("reason".to_owned(), "is required".to_owned());
+            None
+        }
+    };
+    let queue = match body.get("queue") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(q)) => match parse_queue("queue", q) {
+            Ok(q) => Some(q),
+            Err(ApiError::BadRequest { fields: f, .. }) => {
+                fields.extend(f);
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        Some(_) => {
+            fields.insert("queue".to_owned(), "must be a string".to_owned());
+            None
+        }
+    };
+    match reason {
+        Some(reason) if fields.is_empty() => Ok((reason, queue)),
+        _ => {
+            let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+            Err(ApiError::BadRequest {
+                code: "validation_failed",
+                message: format!("The pause request is not valid: {}.", names.join(", ")),
+                fields,
+            })
+        }
+    }
+}
+
+/// Reads the optional `?queue=` of an unpause; any other parameter is refused by name.
+fn resume_query(query: &str) -> Result<Option<String>, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
+        .into_inner();
+    let mut queue = None;
+    for (key, value) in pairs {
+        match key.as_str() {
+            "queue" if queue.is_none() => queue = Some(parse_queue("queue", &value)?),
+            "queue" => {
+                let mut fields = BTreeMap::new();
+                fields.insert(key, "is given more than once".to_owned());
+                return Err(ApiError::BadRequest {
+                    code: "invalid_query",
+                    message: "The query string gives queue more than once.".to_owned(),
+                    fields,
+                });
+            }
+            _ => {
+                let mut fields = BTreeMap::new();
+                fields.insert(key.clone(), "is not a known parameter".to_owned());
+                return Err(ApiError::BadRequest {
+                    code: "invalid_query",
+                    message: format!("The query parameter {key:?} is not known."),
+                    fields,
+                });
+            }
+        }
+    }
+    Ok(queue)
+}
+
+/// Pauses an agent in one queue, or in all its queues.
+#[utoipa::path(
+    post,
+    path = "/api/extensions/{id}/pause",
+    tag = "call-center",
+    params(("id" = String, Path, description = "The record id (24 hex characters)")),
+    request_body(content = PauseBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The record once the PBX reports the agent paused", body = ExtensionBody),
+        (status = 400, description = "Invalid body; `fields` names each field at fault", body = ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+        (status = 409, description = "The agent is in no queue (or not in `queue`)", body = ErrorBody),
+        (status = 503, description = "PBX actions are off (--ami-actions), the PBX refused (its message is given) or did not confirm in time", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn pause(
+    path: web::Path<String>,
+    body: JsonObject,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (reason, queue) = pause_body(&body.0)?;
+    set_paused(&state, &path, Some(reason), queue).await
+}
+
+/// Resumes (unpauses) an agent in one queue, or in all its queues.
+#[utoipa::path(
+    delete,
+    path = "/api/extensions/{id}/pause",
+    tag = "call-center",
+    params(
+        ("id" = String, Path, description = "The record id (24 hex characters)"),
+        ("queue" = Option<String>, Query, description = "Only this queue; by default every queue of the agent"),
+    ),
+    responses(
+        (status = 200, description = "The record once the PBX reports the agent unpaused", body = ExtensionBody),
+        (status = 400, description = "A bad or unknown query parameter", body = ErrorBody),
+        (status = 401, description = "Admin token missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+        (status = 409, description = "The agent is in no queue (or not in `queue`)", body = ErrorBody),
+        (status = 503, description = "PBX actions are off (--ami-actions), the PBX refused (its message is given) or did not confirm in time", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn resume(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let queue = resume_query(req.query_string())?;
+    set_paused(&state, &path, None, queue).await
+}
+
+/// Whether `record` shows the agent paused (or not) in every queue of `queues`.
+fn confirmed(record: &domain::Extension, queues: &[String], paused: bool) -> bool {
+    queues.iter().all(|q| {
+        record
+            .queues
+            .iter()
+            .any(|m| &m.queue == q && m.paused == paused)
+    })
+}
+
+/// Sends `QueuePause` for the agent (pause with `reason`, resume without), then waits until the
+/// store holds the state the PBX reports.
+async fn set_paused(
+    state: &AppState,
+    raw_id: &str,
+    reason: Option<PauseReason>,
+    queue: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    let paused = reason.is_some();
+    let id = parse_id(raw_id)?;
+    let Some(client) = state.ami_actions.clone() else {
+        return Err(ApiError::Unavailable(
+            "PBX actions are off: the server must run with --ami-actions (and a manager user \
+             with write = agent) to pause and resume agents."
+                .to_owned(),
+        ));
+    };
+    let record = state
+        .store
+        .get(&id)
+        .await
+        .map_err(|e| state.store_failed(&e))?
+        .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
+    let mut members = state.callcenter.memberships(&record.extension);
+    if let Some(q) = &queue {
+        members.retain(|(mq, _)| mq == q);
+    }
+    if members.is_empty() {
+        let mut fields = BTreeMap::new();
+        let message = match &queue {
+            Some(q) => {
+                fields.insert(
+                    "queue".to_owned(),
+                    "the agent is not a member of it".to_owned(),
+                );
+                format!(
+                    "Extension {} is not a member of queue {q:?}.",
+                    record.extension
+                )
+            }
+            None => format!("Extension {} is in no queue.", record.extension),
+        };
+        return Err(ApiError::Conflict { message, fields });
+    }
+    let queues: Vec<String> = members.iter().map(|(q, _)| q.clone()).collect();
+    let mut interfaces: Vec<&str> = members.iter().map(|(_, i)| i.as_str()).collect();
+    interfaces.sort_unstable();
+    interfaces.dedup();
+    // Subscribed before the actions, so no confirming write can slip by unseen.
+    let mut written = state.callcenter.subscribe();
+    for interface in interfaces {
+        // Without `Queue`, Asterisk pauses the interface in every queue it is a member of.
+        let mut action = ami_proto::Action::new("QueuePause")
+            .header("Interface", interface)
+            .header("Paused", if paused { "true" } else { "false" });
+        if let Some(q) = &queue {
+            action.push_header("Queue", q.as_str());
+        }
+        if let Some(r) = &reason {
+            action.push_header("Reason", r.as_str());
+        }
+        let answer = client.send(action).await.map_err(|e| {
+            state.metrics.ami_error();
+            ApiError::Unavailable(format!("The PBX did not take the request: {e}."))
+        })?;
+        let response = ami_proto::views::Response::from_packet(&answer);
+        if !response.is_some_and(|r| r.is_success()) {
+            let message = response
+                .and_then(|r| r.message())
+                .map_or_else(|| "no message".to_owned(), |m| m.into_owned());
+            tracing::warn!(extension = %record.extension, interface, %message, "the PBX refused QueuePause");
+            return Err(ApiError::Unavailable(format!(
+                "The PBX refused the request: {message}"
+            )));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + state.action_timeout;
+    loop {
+        written.borrow_and_update();
+        let now = state
+            .store
+            .get(&id)
+            .await
+            .map_err(|e| state.store_failed(&e))?
+            .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
+        if confirmed(&now, &queues, paused) {
+            return Ok(HttpResponse::Ok().json(now));
+        }
+        match tokio::time::timeout_at(deadline, written.changed()).await {
+            Ok(Ok(())) => {}
+            _ => {
+                return Err(ApiError::Unavailable(format!(
+                    "The PBX accepted the request but did not report the agent {} within {} s.",
+                    if paused { "paused" } else { "unpaused" },
+                    state.action_timeout.as_secs()
+                )));
+            }
+        }
+    }
+}
+
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -377,6 +732,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get))
             .route(web::put().to(update))
             .route(web::delete().to(delete))
+            .default_service(web::to(crate::error::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/extensions/{id}/pause")
+            .route(web::post().to(pause))
+            .route(web::delete().to(resume))
+            .default_service(web::to(crate::error::method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/queues")
+            .route(web::get().to(queues))
             .default_service(web::to(crate::error::method_not_allowed)),
     );
 }

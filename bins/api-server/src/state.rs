@@ -6,6 +6,7 @@ use hub::Hub;
 use store::Repository;
 use tokio_util::sync::CancellationToken;
 
+use crate::callcenter::CallCenter;
 use crate::config::Timing;
 use crate::error::ApiError;
 use crate::health::LinkStatus;
@@ -32,6 +33,12 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Notified after a user creates an extension, so the pipeline fetches its live state.
     pub created: Arc<tokio::sync::Notify>,
+    /// The call-center tracker the pipeline feeds (queues, pauses, calls).
+    pub callcenter: Arc<CallCenter>,
+    /// The AMI client, when PBX actions are allowed (`--ami-actions`) and a PBX is configured.
+    pub ami_actions: Option<ami_proto::client::ClientHandle>,
+    /// How long a pause waits for the PBX to confirm the new state.
+    pub action_timeout: std::time::Duration,
 }
 
 impl AppState {

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use domain::callcenter::CallCenterView;
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
 use hub::{Change, Hub};
 use store::{Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
@@ -29,6 +30,10 @@ enum Job {
     Statuses(
         Vec<(ExtensionNumber, Observation, WriteCause)>,
         oneshot::Sender<Vec<Result<StatusEffect, StoreError>>>,
+    ),
+    CallCenter(
+        Vec<(ExtensionNumber, CallCenterView)>,
+        oneshot::Sender<Vec<Result<bool, StoreError>>>,
     ),
 }
 
@@ -162,11 +167,28 @@ impl Writer {
         )
         .await
     }
+
+    /// Writes the call-center fields of many extensions in order (one store write for each
+    /// that really changed, in as few transactions as the backend allows) and publishes each
+    /// change as `extension_status_updated`, in order with the status changes. Answers, for
+    /// each, whether it changed; an extension the store does not hold is
+    /// [`StoreError::NotFound`].
+    pub async fn set_call_centers(
+        &self,
+        views: Vec<(ExtensionNumber, CallCenterView)>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let n = views.len();
+        self.ask(
+            |tx| Job::CallCenter(views, tx),
+            || (0..n).map(|_| Err(gone())).collect(),
+        )
+        .await
+    }
 }
 
 impl Job {
     fn is_edit(&self) -> bool {
-        !matches!(self, Job::Statuses(..))
+        !matches!(self, Job::Statuses(..) | Job::CallCenter(..))
     }
 }
 
@@ -227,7 +249,7 @@ impl Task {
             && edits.iter().all(|job| match job {
                 Job::Create(new, _) => seen.insert(new.extension.to_string()),
                 Job::Update(id, ..) | Job::Delete(id, _) => seen.insert(id.to_string()),
-                Job::Statuses(..) => false,
+                Job::Statuses(..) | Job::CallCenter(..) => false,
             });
         if !independent {
             for job in edits {
@@ -261,6 +283,10 @@ impl Task {
             Job::Statuses(observations, reply) => {
                 // A caller that gave up does not undo its write; nobody needs the answer then.
                 let _ = reply.send(self.statuses(observations).await);
+                Stored::Answered
+            }
+            Job::CallCenter(views, reply) => {
+                let _ = reply.send(self.call_centers(views).await);
                 Stored::Answered
             }
         }
@@ -338,6 +364,26 @@ impl Task {
             .into_iter()
             .zip(results)
             .map(|((_, _, cause), result)| self.status_result(cause, result))
+            .collect()
+    }
+
+    async fn call_centers(
+        &self,
+        views: Vec<(ExtensionNumber, CallCenterView)>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let results = self.store.set_call_centers(&views).await;
+        results
+            .into_iter()
+            .map(|result| {
+                let UpdateOutcome { record, changed } =
+                    result.inspect_err(|e| self.metrics.store_error(e))?;
+                if changed {
+                    self.metrics.change(WriteCause::CallCenter);
+                    tracing::debug!(extension = %record.extension, "call-center state changed");
+                    self.publish(Change::StatusUpdated(record));
+                }
+                Ok(changed)
+            })
             .collect()
     }
 

@@ -20,10 +20,13 @@
 //! The lists are always consistent with the events: a list reflects every change whose events
 //! the session received before it, and none whose events come after it.
 
+mod callcenter;
+mod center;
 mod cycle;
 mod model;
 mod roster;
 mod session;
+mod shift;
 pub mod states;
 pub mod wire;
 
@@ -41,6 +44,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+pub use callcenter::{PRESENCE_STATES, QueueError};
+pub use center::{CallStep, Delivery, SimMember};
 pub use roster::{SampleAgent, sample_agents};
 pub use states::{DeviceState, ExtensionState};
 
@@ -148,6 +153,9 @@ pub struct SimConfig {
     /// only events of classes both these and its `Events:` allow. Without `system` there is
     /// no `FullyBooted`.
     pub read: String,
+    /// The user's `write=` classes: `QueuePause`, `QueueAdd` and `QueueRemove` need `agent`
+    /// (otherwise `Permission denied`).
+    pub write: String,
     /// Whether a plain `Secret` login is accepted; false allows only the MD5 challenge login.
     pub plain_login: bool,
     /// The hinted extensions, in the order the lists report them.
@@ -159,6 +167,12 @@ pub struct SimConfig {
     pub seed: Option<u64>,
     /// The dialplan context of the hints that do not name one.
     pub context: String,
+    /// Whether the call center plays along with the call cycle (when `rate_per_sec` > 0):
+    /// the agents become members of the queues of their departments (`sales`, `support`,
+    /// `billing`, `retention`), their hints gain `CustomPresence:<ext>`, and the event timer
+    /// also runs the call-center script (customers calling in, pauses, presence changes).
+    /// With `rate_per_sec = 0` it has no effect: nothing moves, queues start empty.
+    pub call_center: bool,
     /// How long a failed login waits before its error answer (Asterisk: 1 s).
     pub auth_failure_delay: Duration,
 }
@@ -176,11 +190,13 @@ impl SimConfig {
             username: username.into(),
             secret: secret.into(),
             read: "all".to_owned(),
+            write: "all".to_owned(),
             plain_login: true,
             agents,
             rate_per_sec: 1.0,
             seed: None,
             context: DEFAULT_CONTEXT.to_owned(),
+            call_center: true,
             auth_failure_delay: Duration::from_secs(1),
         }
     }
@@ -193,11 +209,13 @@ impl std::fmt::Debug for SimConfig {
             .field("username", &self.username)
             .field("secret", &"***")
             .field("read", &self.read)
+            .field("write", &self.write)
             .field("plain_login", &self.plain_login)
             .field("agents", &self.agents.len())
             .field("rate_per_sec", &self.rate_per_sec)
             .field("seed", &self.seed)
             .field("context", &self.context)
+            .field("call_center", &self.call_center)
             .field("auth_failure_delay", &self.auth_failure_delay)
             .finish()
     }
@@ -237,6 +255,8 @@ pub enum Fault {
 pub(crate) enum Audience {
     /// Logged-in sessions that read `call` events.
     CallReaders,
+    /// Logged-in sessions that read `agent` events (queue members, queue callers).
+    AgentReaders,
     /// Every logged-in session, whatever its event mask.
     Everyone,
 }
@@ -264,11 +284,16 @@ pub(crate) struct Shared {
     pub(crate) username: String,
     pub(crate) secret: ami_proto::Secret,
     pub(crate) read: Mask,
+    pub(crate) write: Mask,
+    /// The epoch second the simulator started (the prefix of channel unique ids).
+    pub(crate) started_epoch: u64,
     pub(crate) plain_login: bool,
     pub(crate) auth_failure_delay: Duration,
     pub(crate) started: Instant,
     rate: f64,
     seed: u64,
+    /// Whether the event timer runs the call-center script.
+    call_center: bool,
     board: Mutex<Board>,
     events: broadcast::Sender<Arc<Emitted>>,
     faults: broadcast::Sender<Fault>,
@@ -349,11 +374,17 @@ impl Shared {
         for change in changes {
             let bytes = render(board, change);
             self.send(board, Audience::CallReaders, bytes);
+            // A member whose state interface changed reports it (`QueueMemberStatus`).
+            let device = &board.agents[change.agent].devices[change.device];
+            if change.device_changed {
+                let bytes = center::member_status_events(board, &device.name);
+                self.send(board, Audience::AgentReaders, bytes);
+            }
         }
     }
 
     /// Broadcasts packets; the caller holds the board's lock.
-    fn send(&self, board: &Board, audience: Audience, bytes: Vec<u8>) {
+    pub(crate) fn send(&self, board: &Board, audience: Audience, bytes: Vec<u8>) {
         if !bytes.is_empty() {
             // No receiver is not an error: nobody is listening yet.
             let _ = self.events.send(Arc::new(Emitted {
@@ -397,7 +428,7 @@ pub(crate) fn status_event(out: &mut Vec<u8>, agent: &model::Agent) {
 
 /// The events one change causes: `ExtensionStatus` when the hint's state changed,
 /// `DeviceStateChange` when the device's state changed, in the change's order.
-fn render(board: &Board, change: Change) -> Vec<u8> {
+pub(crate) fn render(board: &Board, change: Change) -> Vec<u8> {
     let agent = &board.agents[change.agent];
     let device = &agent.devices[change.device];
     let mut out = Vec::with_capacity(256);
@@ -424,7 +455,7 @@ fn render(board: &Board, change: Change) -> Vec<u8> {
 /// A running (or ready to run) simulated PBX. Cloning shares the same PBX.
 #[derive(Clone)]
 pub struct Simulator {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -441,7 +472,7 @@ fn one_line(s: &str) -> bool {
     !s.trim().is_empty() && !s.contains(['\r', '\n'])
 }
 
-fn validate(config: &SimConfig) -> Result<Mask, SimError> {
+fn validate(config: &SimConfig) -> Result<(Mask, Mask), SimError> {
     let bad = |m: String| Err(SimError::Config(m));
     if !one_line(&config.username) {
         return bad("the user name must be non-empty and on one line".into());
@@ -456,6 +487,12 @@ fn validate(config: &SimConfig) -> Result<Mask, SimError> {
         return bad(format!(
             "the read classes must be `all`, `on`, `off` or a comma list such as `system,call`, got {:?}",
             config.read
+        ));
+    };
+    let Some(write) = Mask::parse(&config.write).filter(|_| one_line(&config.write)) else {
+        return bad(format!(
+            "the write classes must be `all`, `on`, `off` or a comma list such as `call,agent`, got {:?}",
+            config.write
         ));
     };
     if !config.rate_per_sec.is_finite() || !(0.0..=MAX_RATE).contains(&config.rate_per_sec) {
@@ -503,13 +540,13 @@ fn validate(config: &SimConfig) -> Result<Mask, SimError> {
             ));
         }
     }
-    Ok(read)
+    Ok((read, write))
 }
 
 impl Simulator {
     /// Builds the simulated PBX. Nothing listens and nothing moves until [`Simulator::serve`].
     pub fn new(config: SimConfig) -> Result<Simulator, SimError> {
-        let read = validate(&config)?;
+        let (read, write) = validate(&config)?;
         let seed = config.seed.unwrap_or_else(rand::random);
         let default_context = config.context;
         let specs = config
@@ -522,7 +559,10 @@ impl Simulator {
                 initial: a.initial,
             })
             .collect();
-        let board = Board::new(default_context, specs, seed);
+        let mut board = Board::new(default_context, specs, seed);
+        if config.call_center && config.rate_per_sec > 0.0 {
+            center::staff(&mut board);
+        }
         // Enough room for a few seconds of events at the configured rate; a session that
         // falls further behind is closed, as Asterisk closes a session whose writes stall.
         let capacity = (config.rate_per_sec * 4.0).clamp(1024.0, 262_144.0) as usize;
@@ -533,11 +573,16 @@ impl Simulator {
                 username: config.username,
                 secret: ami_proto::Secret::new(config.secret),
                 read,
+                write,
+                started_epoch: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
                 plain_login: config.plain_login,
                 auth_failure_delay: config.auth_failure_delay,
                 started: Instant::now(),
                 rate: config.rate_per_sec,
                 seed,
+                call_center: config.call_center && config.rate_per_sec > 0.0,
                 board: Mutex::new(board),
                 events,
                 faults,
@@ -831,6 +876,10 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval_at(start + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut done: u64 = 0;
+    // The call center moves at a quarter of the cycle's pace (at least one move every four
+    // seconds, at most 20 a second), so a viewer can follow a call from queue to hang-up.
+    let shift_rate = (rate / 4.0).clamp(0.25, 20.0);
+    let mut shift_done: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -842,5 +891,14 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken) {
         let n = due.saturating_sub(done).min(MAX_BURST);
         done = due;
         shared.apply(|b| (0..n).filter_map(|_| b.step()).collect());
+        if shared.call_center {
+            let due = (start.elapsed().as_secs_f64() * shift_rate).floor() as u64;
+            for _ in 0..due.saturating_sub(shift_done).min(100) {
+                shared.cc_change(center::Delivery::Events, |b, p| {
+                    center::play(b, p, shared.started_epoch);
+                });
+            }
+            shift_done = due;
+        }
     }
 }

@@ -88,6 +88,11 @@ pub(crate) struct Board {
     pub(crate) seq: u64,
     /// Scripted changes waiting for the next `ExtensionStateList`.
     pub(crate) cues: ListCues,
+    /// Queues, presence and queued calls.
+    pub(crate) cc: crate::callcenter::CallCenter,
+    /// The generator of the call-center script (`shift`), apart from the call cycle's so
+    /// turning the script on or off does not change the cycle's changes.
+    pub(crate) shift_rng: StdRng,
     rng: StdRng,
 }
 
@@ -129,6 +134,8 @@ impl Board {
             agents,
             seq: 0,
             cues: ListCues::default(),
+            cc: crate::callcenter::CallCenter::default(),
+            shift_rng: StdRng::seed_from_u64(seed ^ 0x5348_4946_5421),
             rng,
         }
     }

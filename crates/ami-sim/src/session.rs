@@ -34,6 +34,7 @@ pub(crate) struct Mask(u32);
 impl Mask {
     const SYSTEM: u32 = 1 << 0;
     const CALL: u32 = 1 << 1;
+    pub(crate) const AGENT: u32 = 1 << 5;
     const SECURITY: u32 = 1 << 18;
     const ALL: Mask = Mask(u32::MAX);
     const NONE: Mask = Mask(0);
@@ -60,7 +61,7 @@ impl Mask {
         ("message", 1 << 19),
     ];
 
-    fn has(self, bit: u32) -> bool {
+    pub(crate) fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
     }
 
@@ -313,6 +314,7 @@ impl Session {
     async fn write_event(&mut self, event: &Emitted) -> io::Result<()> {
         let wanted = match event.audience {
             Audience::CallReaders => self.mask.has(Mask::CALL),
+            Audience::AgentReaders => self.mask.has(Mask::AGENT),
             Audience::Everyone => true,
         };
         if wanted {
@@ -386,7 +388,16 @@ impl Session {
             "devicestatelist" => self.device_list(id),
             "extensionstate" => self.extension_state(request, id),
             "setvar" => self.setvar(request, id),
-            _ => wire::unknown_action(&mut self.reply, id, &action),
+            _ => {
+                let shared = self.shared.clone();
+                let before = self.reply.len();
+                let seq = crate::center::answer(&shared, &lower, request, id, &mut self.reply);
+                if seq.is_some() {
+                    self.snapshot_seq = seq;
+                } else if self.reply.len() == before {
+                    wire::unknown_action(&mut self.reply, id, &action);
+                }
+            }
         }
         Flow::Continue
     }

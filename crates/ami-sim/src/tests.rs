@@ -11,6 +11,7 @@ use ami_proto::{Decoder, Frame, Packet};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -720,6 +721,8 @@ async fn the_timer_applies_the_configured_rate() {
     let mut cfg = config(agents);
     cfg.rate_per_sec = 4.0;
     cfg.seed = Some(9);
+    // The call cycle alone (the call center has its own test).
+    cfg.call_center = false;
     let run = |cfg: SimConfig| async move {
         let sim = Simulator::new(cfg).expect("valid");
         let mut rx = sim.shared.subscribe();
@@ -780,4 +783,412 @@ fn bad_configurations_are_refused() {
         !debug.contains("monitorpass"),
         "the secret is never printed"
     );
+}
+
+// ---- Call center: queues, pauses, presence, queued calls (captures j, l, m) ----
+
+/// A packet's text with its closing blank line.
+fn text(p: &Packet) -> String {
+    let mut s = String::from_utf8(p.as_bytes().to_vec()).expect("ASCII");
+    while !s.ends_with("\r\n\r\n") {
+        s.push_str("\r\n");
+    }
+    s
+}
+
+fn is_cc_sortable(p: &str) -> bool {
+    is_call_event(p) || p.starts_with("Event: QueueMemberStatus\r\n")
+}
+
+/// Blanks the epoch-second fields of queue members after checking their shape.
+fn blank_times(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(bytes.to_vec()).expect("ASCII");
+    let mut out = String::new();
+    for line in text.split_inclusive("\r\n") {
+        let blanked = ["LoginTime: ", "LastPause: ", "LastCall: "]
+            .iter()
+            .find_map(|k| {
+                let v = line.strip_prefix(k)?.strip_suffix("\r\n")?;
+                assert!(all_digits(v), "{k}{v:?}");
+                Some(format!("{k}{}\r\n", if v == "0" { "0" } else { "*" }))
+            });
+        out.push_str(&blanked.unwrap_or_else(|| line.to_owned()));
+    }
+    out.into_bytes()
+}
+
+/// Every call-center packet parses with ami-proto's views.
+fn assert_cc_parses(bytes: &[u8]) -> usize {
+    let mut decoder = Decoder::new();
+    let mut buf = BytesMut::from(bytes);
+    let mut n = 0;
+    while let Some(frame) = decoder.decode(&mut buf).expect("frames") {
+        if let Frame::Packet(p) = frame
+            && let Some(view) = ami_proto::callcenter::CallCenterEvent::classify(&p)
+        {
+            view.unwrap_or_else(|e| panic!("{e}: {p:?}"));
+            n += 1;
+        }
+    }
+    n
+}
+
+fn queue_agents() -> Vec<SimAgent> {
+    vec![
+        SimAgent::custom("1001").starting_in(vec![DeviceState::NotInUse]),
+        SimAgent::custom("1002").starting_in(vec![DeviceState::NotInUse]),
+        SimAgent::custom("1201").starting_in(vec![DeviceState::NotInUse]),
+    ]
+}
+
+#[tokio::test]
+async fn queue_actions_match_capture_j() {
+    let sim = Running::start(config(queue_agents())).await;
+    // queues.conf defines both; Asterisk lists them in hash order, support first.
+    sim.sim.add_queue("support");
+    sim.sim.add_queue("sales");
+    let got = sim.transcript(&capture("j_queue_members.sent.ami")).await;
+    let want = capture("j_queue_members.recv.ami");
+    assert_same(&blank_times(&got), &blank_times(&want), is_cc_sortable);
+    assert!(assert_cc_parses(&got) > 20);
+    assert_eq!(
+        sim.sim
+            .actions_received()
+            .iter()
+            .filter(|a| *a == "QueuePause")
+            .count(),
+        3,
+        "the journal records QueuePause"
+    );
+    sim.stop().await;
+}
+
+/// The packets of a capture that contain `needle`.
+fn captured(name: &str, needle: &str) -> Vec<String> {
+    packets(&capture(name))
+        .into_iter()
+        .filter(|p| p.contains(needle))
+        .collect()
+}
+
+#[tokio::test]
+async fn presence_events_and_list_match_capture_l() {
+    let sim = Running::start(config(queue_agents())).await;
+    assert!(sim.sim.add_presence_to_hint("1201", "CustomPresence:1201"));
+    let mut client = Client::connect(sim.addr).await;
+    client.login("call,agent").await;
+    let p = "CustomPresence:1201";
+    assert!(
+        sim.sim
+            .set_presence(p, "away", "Lunch break", "Back at 14:00", Delivery::Events)
+    );
+    let a = text(&client.packet().await);
+    let b = text(&client.packet().await);
+    let want = captured(
+        "l_presence.recv.ami",
+        "Lunch break\r\nMessage: Back at 14:00",
+    );
+    assert_eq!(vec![a, b], want[..2].to_vec());
+    // Escaping differs between the two events.
+    assert!(sim.sim.set_presence(
+        p,
+        "dnd",
+        "Meeting",
+        "Room \"B\" \\ 2nd floor",
+        Delivery::Events
+    ));
+    let a = text(&client.packet().await);
+    let b = text(&client.packet().await);
+    let want = captured("l_presence.recv.ami", "2nd floor");
+    assert_eq!(vec![a, b], want);
+    // The same value again: PresenceStateChange only.
+    assert!(sim.sim.set_presence(
+        p,
+        "dnd",
+        "Meeting",
+        "Room \"B\" \\ 2nd floor",
+        Delivery::Events
+    ));
+    assert!(text(&client.packet().await).starts_with("Event: PresenceStateChange\r\n"));
+    assert!(!sim.sim.set_presence(p, "busy", "", "", Delivery::Events));
+    // Silently, as while the link was down: only the list shows it.
+    sim.sim
+        .set_presence(p, "available", "", "", Delivery::Silently);
+    sim.sim.set_presence(
+        "CustomPresence:1001",
+        "dnd",
+        "",
+        "In a meeting",
+        Delivery::Silently,
+    );
+    client
+        .send("Action: PresenceStateList\r\nActionID: l-23\r\n\r\n")
+        .await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(text(&client.packet().await));
+    }
+    let all = packets(&capture("l_presence.recv.ami"));
+    let start = all
+        .iter()
+        .position(|p| p.contains("Presence State Changes will follow"))
+        .expect("list in capture");
+    assert_eq!(got, all[start..start + 4].to_vec());
+    assert_eq!(assert_cc_parses(got.concat().as_bytes()), 2);
+    sim.stop().await;
+}
+
+/// The answer to a list action: the packets from its `Response` to `last`, skipping events
+/// that were on the wire before it.
+async fn read_answer(client: &mut Client, last: &str) -> Vec<String> {
+    let mut got = read_until(client, last).await;
+    let start = got
+        .iter()
+        .position(|p| p.starts_with("Response: "))
+        .expect("a response");
+    got.drain(..start);
+    got
+}
+
+async fn read_until(client: &mut Client, last: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let p = text(&client.packet().await);
+        let done = p.contains(last);
+        got.push(p);
+        if done {
+            return got;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_queued_call_rings_connects_and_ends_with_parsable_events() {
+    let sim = Running::start(config(queue_agents())).await;
+    let alice = SimMember::agent("sales", "1001", "Alice").with_penalty(1);
+    sim.sim
+        .add_queue_member(&alice, Delivery::Silently)
+        .expect("added");
+    let mut client = Client::connect(sim.addr).await;
+    client.login("call,agent").await;
+    // No call: an empty channel list, as in m_channels_list.
+    client
+        .send("Action: CoreShowChannels\r\nActionID: m-2\r\n\r\n")
+        .await;
+    let got = read_answer(&mut client, "CoreShowChannelsComplete").await;
+    let all = packets(&capture("m_channels_list.recv.ami"));
+    assert_eq!(got, all[2..4].to_vec());
+
+    let call = sim
+        .sim
+        .queue_call("sales", "5559876", "Customer 5559876", Delivery::Events);
+    let got = read_until(&mut client, "QueueCallerJoin").await;
+    assert!(got[0].starts_with("Event: Newchannel\r\n"));
+    assert!(
+        got[1].contains("CallerIDNum: 5559876\r\n")
+            && got[1].contains("Position: 1\r\nCount: 1\r\n")
+    );
+    client
+        .send("Action: QueueStatus\r\nActionID: q\r\n\r\n")
+        .await;
+    let list = read_answer(&mut client, "QueueStatusComplete").await;
+    assert!(
+        list.iter()
+            .any(|p| p.starts_with("Event: QueueEntry\r\n") && p.contains("CallerIDNum: 5559876"))
+    );
+    assert!(list.last().expect("complete").contains("ListItems: 3\r\n"));
+    assert_cc_parses(list.concat().as_bytes());
+
+    let iface = "Local/1001@agents-ring".to_owned();
+    sim.sim
+        .queue_call_step(call, CallStep::Ring(iface), Delivery::Events)
+        .expect("ring");
+    let got = read_until(&mut client, "Status: 8\r\n").await;
+    assert!(got.iter().any(|p| p.starts_with("Event: AgentCalled\r\n")));
+    sim.sim
+        .queue_call_step(call, CallStep::Answer, Delivery::Events)
+        .expect("answer");
+    let got = read_until(&mut client, "Status: 1\r\nStatusText: InUse").await;
+    assert!(got.iter().any(|p| p.starts_with("Event: AgentConnect\r\n")));
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("Event: QueueCallerLeave\r\n"))
+    );
+    assert_eq!(
+        got.iter()
+            .filter(|p| p.starts_with("Event: BridgeEnter\r\n"))
+            .count(),
+        2
+    );
+    assert_cc_parses(got.concat().as_bytes());
+    client
+        .send("Action: CoreShowChannels\r\nActionID: m-3\r\n\r\n")
+        .await;
+    let list = read_answer(&mut client, "CoreShowChannelsComplete").await;
+    assert!(list.last().expect("complete").contains("ListItems: 2\r\n"));
+    assert!(list[1].contains("Application: Queue\r\nApplicationData: sales,,,,30\r\n"));
+    assert_cc_parses(list.concat().as_bytes());
+    sim.sim
+        .queue_call_step(call, CallStep::HangUp, Delivery::Events)
+        .expect("hang up");
+    let got = read_until(&mut client, "Status: 0\r\nStatusText: Idle").await;
+    let complete = got
+        .iter()
+        .find(|p| p.starts_with("Event: AgentComplete\r\n"))
+        .expect("AgentComplete");
+    assert!(complete.contains("Reason: caller\r\n"));
+    assert_cc_parses(got.concat().as_bytes());
+    assert!(sim.sim.queue_calls().is_empty());
+    assert!(
+        sim.sim
+            .queue_call_step(call, CallStep::HangUp, Delivery::Events)
+            .is_err()
+    );
+
+    // An abandoned call counts as abandoned; the member took one call.
+    let call = sim.sim.queue_call("sales", "5550001", "", Delivery::Events);
+    sim.sim
+        .queue_call_step(call, CallStep::Abandon, Delivery::Events)
+        .expect("abandon");
+    let got = read_until(&mut client, "QueueCallerAbandon").await;
+    assert_cc_parses(got.concat().as_bytes());
+    client
+        .send("Action: QueueStatus\r\nQueue: sales\r\n\r\n")
+        .await;
+    let list = read_answer(&mut client, "QueueStatusComplete").await;
+    assert!(
+        list[1].contains("Completed: 1\r\nAbandoned: 1\r\n"),
+        "{}",
+        list[1]
+    );
+    assert!(list[2].contains("CallsTaken: 1\r\n"), "{}", list[2]);
+    sim.stop().await;
+}
+
+#[tokio::test]
+async fn silent_pauses_show_in_the_next_list_and_write_needs_agent() {
+    let mut c = config(queue_agents());
+    c.write = "call".to_owned();
+    let sim = Running::start(c).await;
+    let bob = SimMember::agent("support", "1002", "Bob");
+    sim.sim
+        .add_queue_member(&bob, Delivery::Silently)
+        .expect("added");
+    assert_eq!(
+        sim.sim.add_queue_member(&bob, Delivery::Silently),
+        Err(QueueError::AlreadyThere)
+    );
+    sim.sim
+        .pause_queue_member(&bob.interface, None, true, "Training", Delivery::Silently)
+        .expect("paused");
+    let mut client = Client::connect(sim.addr).await;
+    client.login("call,agent").await;
+    client
+        .send("Action: QueueStatus\r\nMember: Bob\r\n\r\n")
+        .await;
+    let list = read_answer(&mut client, "QueueStatusComplete").await;
+    assert!(
+        list[2].contains("Paused: 1\r\nPausedReason: Training\r\n"),
+        "{}",
+        list[2]
+    );
+    // This user lacks write=agent.
+    client
+        .send("Action: QueuePause\r\nInterface: Local/1002@agents-ring\r\nPaused: false\r\n\r\n")
+        .await;
+    assert_eq!(
+        text(&client.packet().await),
+        "Response: Error\r\nMessage: Permission denied\r\n\r\n"
+    );
+    sim.stop().await;
+}
+
+/// The lines of a transcript that do not depend on the clock.
+fn timeless(bytes: &[u8]) -> Vec<String> {
+    const KEYS: [&str; 12] = [
+        "Event",
+        "Queue",
+        "Interface",
+        "MemberName",
+        "Paused",
+        "PausedReason",
+        "Presentity",
+        "Status",
+        "CallerIDNum",
+        "Exten",
+        "Device",
+        "State",
+    ];
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .filter(|l| {
+            KEYS.iter()
+                .any(|k| l.strip_prefix(k).is_some_and(|r| r.starts_with(": ")))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_demo_plays_the_call_center_deterministically() {
+    let agents: Vec<SimAgent> = sample_agents()
+        .map(|a| SimAgent::custom(a.extension))
+        .collect();
+    let mut cfg = config(agents);
+    cfg.rate_per_sec = 4.0;
+    cfg.seed = Some(3);
+    let run = |cfg: SimConfig| async move {
+        let sim = Simulator::new(cfg).expect("valid");
+        let mut rx = sim.shared.subscribe();
+        let cancel = CancellationToken::new();
+        let timer = tokio::spawn(drive(sim.shared.clone(), cancel.clone()));
+        let mut bytes = Vec::new();
+        for _ in 0..600 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            loop {
+                match rx.try_recv() {
+                    Ok(e) => bytes.extend_from_slice(&e.bytes),
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        cancel.cancel();
+        timer.await.expect("timer");
+        bytes
+    };
+    let first = run(cfg.clone()).await;
+    assert_eq!(
+        timeless(&first),
+        timeless(&run(cfg).await),
+        "a seed replays the shift"
+    );
+    let text = String::from_utf8_lossy(&first);
+    // Every kind of call-center event occurs, and all of them parse.
+    for event in [
+        "QueueMemberPause",
+        "QueueMemberStatus",
+        "QueueCallerJoin",
+        "QueueCallerLeave",
+        "QueueCallerAbandon",
+        "AgentCalled",
+        "AgentConnect",
+        "AgentComplete",
+        "PresenceStateChange",
+        "PresenceStatus",
+        "BridgeEnter",
+        "Hangup",
+    ] {
+        assert!(text.contains(&format!("Event: {event}\r\n")), "{event}");
+    }
+    for reason in ["Lunch", "Break", "Training", "After call work", "Meeting"] {
+        assert!(
+            text.contains(&format!("PausedReason: {reason}\r\n")),
+            "{reason}"
+        );
+    }
+    assert!(
+        text.contains("Hint: Custom:1001,CustomPresence:1001\r\n") || text.contains("Exten: 1001")
+    );
+    assert!(assert_cc_parses(&first) > 100);
 }

@@ -255,6 +255,418 @@ pub fn extension_state_reply(out: &mut Vec<u8>, action_id: Option<&str>, ext: &H
     p.end();
 }
 
+/// A queue member's fields, shared by `QueueMember*` events and `QueueMember` list items.
+pub struct MemberFields<'a> {
+    pub queue: &'a str,
+    pub name: &'a str,
+    pub interface: &'a str,
+    pub state_interface: &'a str,
+    pub penalty: u32,
+    pub calls_taken: u64,
+    pub last_call: u64,
+    pub last_pause: u64,
+    pub login_time: u64,
+    pub in_call: bool,
+    /// The state interface's device state (`Status:` is `ast_device_state`'s number).
+    pub status: DeviceState,
+    pub paused: bool,
+    pub reason: &'a str,
+}
+
+impl MemberFields<'_> {
+    fn tail(&self, p: &mut Packet<'_>) {
+        p.header("StateInterface", self.state_interface);
+        p.header("Membership", "dynamic");
+        p.header("Penalty", &self.penalty.to_string());
+        p.header("CallsTaken", &self.calls_taken.to_string());
+        p.header("LastCall", &self.last_call.to_string());
+        p.header("LastPause", &self.last_pause.to_string());
+        p.header("LoginTime", &self.login_time.to_string());
+        p.header("InCall", flag(self.in_call));
+        p.header("Status", &self.status.number().to_string());
+        p.header("Paused", flag(self.paused));
+        p.header("PausedReason", self.reason);
+    }
+}
+
+fn flag(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+/// A `QueueMemberAdded`, `QueueMemberRemoved`, `QueueMemberStatus`, `QueueMemberPause` or
+/// `QueueMemberPenalty` event (`Privilege: agent,all`).
+pub fn queue_member_event(out: &mut Vec<u8>, event: &str, m: &MemberFields<'_>) {
+    let mut p = Packet::start(out, "Event", event);
+    p.header("Privilege", "agent,all");
+    p.header("Queue", m.queue);
+    p.header("MemberName", m.name);
+    p.header("Interface", m.interface);
+    m.tail(&mut p);
+    p.header("Ringinuse", "0");
+    p.header("Wrapuptime", "0");
+    p.end();
+}
+
+/// One `QueueMember` item of a `QueueStatus` answer: `Name`/`Location`, no `Ringinuse`, and
+/// `ActionID` last.
+pub fn queue_member_item(out: &mut Vec<u8>, action_id: Option<&str>, m: &MemberFields<'_>) {
+    let mut p = Packet::start(out, "Event", "QueueMember");
+    p.header("Queue", m.queue);
+    p.header("Name", m.name);
+    p.header("Location", m.interface);
+    m.tail(&mut p);
+    p.header("Wrapuptime", "0");
+    p.action_id(action_id);
+    p.end();
+}
+
+/// A queue's counters, for `QueueParams`.
+pub struct QueueFields<'a> {
+    pub queue: &'a str,
+    pub strategy: &'a str,
+    pub calls: usize,
+    pub holdtime: u64,
+    pub talktime: u64,
+    pub completed: u64,
+    pub abandoned: u64,
+    pub service_level: u64,
+    pub sl_perf: f64,
+    pub sl_perf2: f64,
+}
+
+/// One `QueueParams` item of a `QueueStatus` answer (`ActionID` last).
+pub fn queue_params_item(out: &mut Vec<u8>, action_id: Option<&str>, q: &QueueFields<'_>) {
+    let mut p = Packet::start(out, "Event", "QueueParams");
+    p.header("Queue", q.queue);
+    p.header("Max", "0");
+    p.header("Strategy", q.strategy);
+    p.header("Calls", &q.calls.to_string());
+    p.header("Holdtime", &q.holdtime.to_string());
+    p.header("TalkTime", &q.talktime.to_string());
+    p.header("Completed", &q.completed.to_string());
+    p.header("Abandoned", &q.abandoned.to_string());
+    p.header("ServiceLevel", &q.service_level.to_string());
+    // `%2.1f` in app_queue.
+    p.header("ServicelevelPerf", &format!("{:.1}", q.sl_perf));
+    p.header("ServicelevelPerf2", &format!("{:.1}", q.sl_perf2));
+    p.header("Weight", "0");
+    p.action_id(action_id);
+    p.end();
+}
+
+/// One `QueueSummary` item (`ActionID` last).
+pub fn queue_summary_item(
+    out: &mut Vec<u8>,
+    action_id: Option<&str>,
+    queue: &str,
+    counts: &[(&str, u64)],
+) {
+    let mut p = Packet::start(out, "Event", "QueueSummary");
+    p.header("Queue", queue);
+    for (k, v) in counts {
+        p.header(k, &v.to_string());
+    }
+    p.action_id(action_id);
+    p.end();
+}
+
+/// One channel as Asterisk's `ast_manager_build_channel_state_string` writes it.
+pub struct ChannelFields<'a> {
+    pub channel: &'a str,
+    /// `ast_channel_state`: 4 Ring, 5 Ringing, 6 Up.
+    pub state: u8,
+    pub caller_num: &'a str,
+    pub caller_name: &'a str,
+    pub connected_num: &'a str,
+    pub connected_name: &'a str,
+    pub context: &'a str,
+    pub exten: &'a str,
+    pub priority: u32,
+    pub uniqueid: &'a str,
+    pub linkedid: &'a str,
+}
+
+/// `ast_state2str()`.
+pub fn channel_state_desc(state: u8) -> &'static str {
+    match state {
+        0 => "Down",
+        1 => "Rsrvd",
+        2 => "OffHook",
+        3 => "Dialing",
+        4 => "Ring",
+        5 => "Ringing",
+        6 => "Up",
+        7 => "Busy",
+        8 => "Dialing Offhook",
+        9 => "Pre-ring",
+        _ => "Unknown",
+    }
+}
+
+/// Caller ID as events print it: empty is `<unknown>`.
+fn or_unknown(v: &str) -> &str {
+    if v.is_empty() { "<unknown>" } else { v }
+}
+
+impl ChannelFields<'_> {
+    /// The snapshot headers, each name prefixed (`""` or `"Dest"`).
+    fn write(&self, p: &mut Packet<'_>, prefix: &str) {
+        let h = |p: &mut Packet<'_>, k: &str, v: &str| {
+            p.header(&format!("{prefix}{k}"), v);
+        };
+        h(p, "Channel", self.channel);
+        h(p, "ChannelState", &self.state.to_string());
+        h(p, "ChannelStateDesc", channel_state_desc(self.state));
+        h(p, "CallerIDNum", or_unknown(self.caller_num));
+        h(p, "CallerIDName", &escape_c(or_unknown(self.caller_name)));
+        h(p, "ConnectedLineNum", or_unknown(self.connected_num));
+        h(
+            p,
+            "ConnectedLineName",
+            &escape_c(or_unknown(self.connected_name)),
+        );
+        h(p, "Language", "en");
+        h(p, "AccountCode", "");
+        h(p, "Context", self.context);
+        h(p, "Exten", self.exten);
+        h(p, "Priority", &self.priority.to_string());
+        h(p, "Uniqueid", self.uniqueid);
+        h(p, "Linkedid", self.linkedid);
+    }
+}
+
+/// `Newchannel`, `Newstate` or `Hangup` (with `Cause`, `Cause-txt`) for one channel
+/// (`Privilege: call,all`).
+pub fn channel_event(
+    out: &mut Vec<u8>,
+    event: &str,
+    c: &ChannelFields<'_>,
+    cause: Option<(u16, &str)>,
+) {
+    let mut p = Packet::start(out, "Event", event);
+    p.header("Privilege", "call,all");
+    c.write(&mut p, "");
+    if let Some((code, text)) = cause {
+        p.header("Cause", &code.to_string());
+        p.header("Cause-txt", text);
+    }
+    p.end();
+}
+
+/// `DialBegin` (`DialString`) or `DialEnd` (`DialStatus`) from `caller` to `dest`.
+pub fn dial_event(
+    out: &mut Vec<u8>,
+    event: &str,
+    caller: &ChannelFields<'_>,
+    dest: &ChannelFields<'_>,
+    tail: (&str, &str),
+) {
+    let mut p = Packet::start(out, "Event", event);
+    p.header("Privilege", "call,all");
+    caller.write(&mut p, "");
+    dest.write(&mut p, "Dest");
+    p.header(tail.0, tail.1);
+    p.end();
+}
+
+/// `BridgeEnter` of a channel into a basic two-party bridge.
+pub fn bridge_enter(out: &mut Vec<u8>, bridge: &str, count: u32, c: &ChannelFields<'_>) {
+    let mut p = Packet::start(out, "Event", "BridgeEnter");
+    p.header("Privilege", "call,all");
+    p.header("BridgeUniqueid", bridge);
+    p.header("BridgeType", "basic");
+    p.header("BridgeTechnology", "simple_bridge");
+    p.header("BridgeCreator", "<unknown>");
+    p.header("BridgeName", "<unknown>");
+    p.header("BridgeNumChannels", &count.to_string());
+    p.header("BridgeVideoSourceMode", "none");
+    c.write(&mut p, "");
+    p.end();
+}
+
+/// `QueueCallerJoin`, `QueueCallerLeave` (`tail`: `Position`/`Count` in Asterisk's order) or
+/// `QueueCallerAbandon` (`Position`, `OriginalPosition`, `HoldTime`); `Privilege: agent,all`.
+pub fn queue_caller_event(
+    out: &mut Vec<u8>,
+    event: &str,
+    caller: &ChannelFields<'_>,
+    queue: &str,
+    tail: &[(&str, u64)],
+) {
+    let mut p = Packet::start(out, "Event", event);
+    p.header("Privilege", "agent,all");
+    caller.write(&mut p, "");
+    p.header("Queue", queue);
+    for (k, v) in tail {
+        p.header(k, &v.to_string());
+    }
+    p.end();
+}
+
+/// `AgentCalled`, `AgentConnect`, `AgentComplete`, `AgentRingNoAnswer` or `AgentDump`: the
+/// caller's channel, the member's channel (`Dest...`), `Queue`, `Interface`, `MemberName`,
+/// then the event's times (and `Reason` of `AgentComplete`); `Privilege: agent,all`.
+pub fn agent_event(
+    out: &mut Vec<u8>,
+    event: &str,
+    caller: &ChannelFields<'_>,
+    agent: &ChannelFields<'_>,
+    queue: &str,
+    member: (&str, &str),
+    tail: &[(&str, String)],
+) {
+    let mut p = Packet::start(out, "Event", event);
+    p.header("Privilege", "agent,all");
+    caller.write(&mut p, "");
+    agent.write(&mut p, "Dest");
+    p.header("Queue", queue);
+    p.header("Interface", member.0);
+    p.header("MemberName", member.1);
+    for (k, v) in tail {
+        p.header(k, v);
+    }
+    p.end();
+}
+
+/// One `QueueEntry` item of a `QueueStatus` answer (`ActionID` last).
+pub fn queue_entry_item(
+    out: &mut Vec<u8>,
+    action_id: Option<&str>,
+    queue: &str,
+    position: u32,
+    c: &ChannelFields<'_>,
+    wait: u64,
+) {
+    let mut p = Packet::start(out, "Event", "QueueEntry");
+    p.header("Queue", queue);
+    p.header("Position", &position.to_string());
+    p.header("Channel", c.channel);
+    p.header("Uniqueid", c.uniqueid);
+    p.header("CallerIDNum", or_unknown(c.caller_num));
+    p.header("CallerIDName", or_unknown(c.caller_name));
+    p.header("ConnectedLineNum", or_unknown(c.connected_num));
+    p.header("ConnectedLineName", or_unknown(c.connected_name));
+    p.header("Wait", &wait.to_string());
+    p.header("Priority", "0");
+    p.action_id(action_id);
+    p.end();
+}
+
+/// One `CoreShowChannel` item (`ActionID` second, no `Privilege`, raw caller ID).
+pub fn core_show_channel_item(
+    out: &mut Vec<u8>,
+    action_id: Option<&str>,
+    c: &ChannelFields<'_>,
+    application: (&str, &str),
+    duration_s: u64,
+    bridge: &str,
+) {
+    let mut p = Packet::list_event(out, "CoreShowChannel", action_id);
+    p.header("Channel", c.channel);
+    p.header("ChannelState", &c.state.to_string());
+    p.header("ChannelStateDesc", channel_state_desc(c.state));
+    p.header("CallerIDNum", c.caller_num);
+    p.header("CallerIDName", c.caller_name);
+    p.header("ConnectedLineNum", c.connected_num);
+    p.header("ConnectedLineName", c.connected_name);
+    p.header("Language", "en");
+    p.header("AccountCode", "");
+    p.header("Context", c.context);
+    p.header("Exten", c.exten);
+    p.header("Priority", &c.priority.to_string());
+    p.header("Uniqueid", c.uniqueid);
+    p.header("Linkedid", c.linkedid);
+    p.header("Application", application.0);
+    p.header("ApplicationData", application.1);
+    let d = duration_s;
+    p.header(
+        "Duration",
+        &format!("{:02}:{:02}:{:02}", d / 3600, d / 60 % 60, d % 60),
+    );
+    p.header("BridgeId", bridge);
+    p.end();
+}
+
+/// Escapes like `ast_escape_c()`: backslash, double quote and control characters.
+pub fn escape_c(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains([
+        '\\', '"', '\'', '?', '\x07', '\x08', '\x0c', '\n', '\r', '\t', '\x0b',
+    ]) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x0b' => out.push_str("\\v"),
+            '\\' | '"' | '\'' | '?' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A presence value, as the presence events report it.
+pub struct PresenceFields<'a> {
+    pub state: &'a str,
+    pub subtype: &'a str,
+    pub message: &'a str,
+}
+
+/// The broadcast `PresenceStateChange` (sent for every write; Subtype and Message C-escaped).
+pub fn presence_state_change(out: &mut Vec<u8>, presentity: &str, v: &PresenceFields<'_>) {
+    let mut p = Packet::start(out, "Event", "PresenceStateChange");
+    p.header("Privilege", "call,all");
+    p.header("Presentity", presentity);
+    p.header("Status", v.state);
+    p.header("Subtype", &escape_c(v.subtype));
+    p.header("Message", &escape_c(v.message));
+    p.end();
+}
+
+/// One `PresenceStateChange` item of a `PresenceStateList` answer (`ActionID` second).
+pub fn presence_state_item(
+    out: &mut Vec<u8>,
+    action_id: Option<&str>,
+    presentity: &str,
+    v: &PresenceFields<'_>,
+) {
+    let mut p = Packet::list_event(out, "PresenceStateChange", action_id);
+    p.header("Presentity", presentity);
+    p.header("Status", v.state);
+    p.header("Subtype", &escape_c(v.subtype));
+    p.header("Message", &escape_c(v.message));
+    p.end();
+}
+
+/// The broadcast `PresenceStatus` of a hint that includes the provider (raw text, only when
+/// the presence really changed).
+pub fn presence_status(
+    out: &mut Vec<u8>,
+    exten: &str,
+    context: &str,
+    hint: &str,
+    v: &PresenceFields<'_>,
+) {
+    let mut p = Packet::start(out, "Event", "PresenceStatus");
+    p.header("Privilege", "call,all");
+    p.header("Exten", exten);
+    p.header("Context", context);
+    p.header("Hint", hint);
+    p.header("Status", v.state);
+    p.header("Subtype", v.subtype);
+    p.header("Message", v.message);
+    p.end();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

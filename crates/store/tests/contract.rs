@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, ensure};
 use async_trait::async_trait;
 use domain::analytics::{TimeInStateQuery, prior_entries, time_in_state};
+use domain::callcenter::CallCenterView;
 use domain::{
     AgentName, Department, Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch,
     HistoryEntry, HistoryEvent, NewExtension, NoWrite, Observation, Presence, RecordId, TimeRange,
     Timestamp,
 };
-use domain::callcenter::CallCenterView;
 use domain::{AgentPresence, CallInfo, CallState, QueueMembership};
 use store::{Repository, StatusEffect, StoreError, StoreOptions, TimeInStateRequest};
 
@@ -742,7 +742,9 @@ mod cases {
                 ])
                 .await;
             ensure!(results.len() == 3);
-            ensure!(matches!(&results[0], Ok(o) if o.changed && CallCenterView::of(&o.record) == view));
+            ensure!(
+                matches!(&results[0], Ok(o) if o.changed && CallCenterView::of(&o.record) == view)
+            );
             ensure!(matches!(&results[1], Ok(o) if !o.changed && o.record == b2));
             ensure!(
                 matches!(&results[2], Err(e) if e.is_not_found()),

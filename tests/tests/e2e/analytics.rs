@@ -4,16 +4,17 @@
 
 use std::time::Duration;
 
+use domain::Timestamp;
 use serde_json::Value;
 use tests::ami_peer::{AmiPeer, PeerConfig};
 use tests::server::{Options, TestServer, eventually};
 
-fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+fn rfc3339(t: Timestamp) -> String {
+    domain::format_rfc3339(&t)
 }
 
 /// `from`/`to` as URL query values (`+` would need escaping; UTC `Z` does not).
-fn window(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> String {
+fn window(from: Timestamp, to: Timestamp) -> String {
     format!("from={}&to={}", rfc3339(from), rfc3339(to))
 }
 
@@ -52,7 +53,7 @@ async fn the_numbers_of_a_window_survive_an_outage_and_a_restart() -> anyhow::Re
     let config = PeerConfig::default();
     let peer = AmiPeer::start(config.clone()).await;
     let options = Options::with_ami(peer.addr(), &config.username, &config.secret);
-    let before_start = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let before_start = domain::now() - Duration::from_secs(1);
     let s = TestServer::start(options.clone().seeded(&["1001", "1006"], "Sales")).await?;
     s.wait_for_code("1001", 1).await?;
     let id = id_of(&s, "1001").await?;
@@ -69,7 +70,7 @@ async fn the_numbers_of_a_window_survive_an_outage_and_a_restart() -> anyhow::Re
     link_is(&s, true).await?;
     s.wait_for_code("1001", 1).await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let end = chrono::Utc::now();
+    let end = domain::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let range = window(before_start, end);
@@ -110,7 +111,7 @@ async fn the_numbers_of_a_window_survive_an_outage_and_a_restart() -> anyhow::Re
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(first.json, second.json);
     // The history now shows the clean stop and the new start.
-    let later = window(before_start, chrono::Utc::now() + chrono::Duration::seconds(1));
+    let later = window(before_start, domain::now() + Duration::from_secs(1));
     let got = kinds(&s, &id, &later).await?;
     assert!(
         got.ends_with(&["server_stop".into(), "server_start".into(), "pbx_link_up".into()])

@@ -2,6 +2,7 @@
 
 mod analytics;
 mod browser;
+mod callcenter;
 mod pipeline;
 mod rest;
 mod ws;

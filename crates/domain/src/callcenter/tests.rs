@@ -803,3 +803,96 @@ fn views_round_trip_through_records() {
     assert_eq!(CallCenterView::of(&record), view);
     assert_eq!(record.queues.len(), 1);
 }
+
+#[test]
+fn memberships_name_what_a_queue_pause_must_name() {
+    let mut f = Feed::new();
+    f.send(1, params("sales"));
+    f.send(1, params("support"));
+    f.send(
+        2,
+        Input::MemberAdded(member("support", "PJSIP/1001", Some("PJSIP/1001"))),
+    );
+    f.send(
+        2,
+        Input::MemberAdded(member(
+            "sales",
+            "Local/1001@agents-ring",
+            Some("Custom:1001"),
+        )),
+    );
+    f.send(
+        3,
+        Input::MemberAdded(member(
+            "sales",
+            "Local/1002@agents-ring",
+            Some("Custom:1002"),
+        )),
+    );
+    // A member of no known extension belongs to nobody.
+    f.send(4, Input::MemberAdded(member("sales", "PJSIP/7777", None)));
+    assert_eq!(
+        f.tracker.memberships(&ext("1001")),
+        [
+            ("sales".to_owned(), "Local/1001@agents-ring".to_owned()),
+            ("support".to_owned(), "PJSIP/1001".to_owned()),
+        ]
+    );
+    assert_eq!(
+        f.tracker.memberships(&ext("1002")),
+        [("sales".to_owned(), "Local/1002@agents-ring".to_owned())]
+    );
+    assert!(f.tracker.memberships(&ext("1099")).is_empty());
+    f.send(
+        5,
+        Input::MemberRemoved {
+            queue: "support".into(),
+            interface: "pjsip/1001".into(),
+        },
+    );
+    assert_eq!(f.tracker.memberships(&ext("1001")).len(), 1);
+}
+
+#[test]
+fn a_device_that_moves_between_hints_takes_its_membership_along() {
+    let mut f = Feed::new();
+    f.send(1, params("sales"));
+    f.send(
+        2,
+        Input::MemberAdded(member(
+            "sales",
+            "Local/1002@agents-ring",
+            Some("Custom:1002"),
+        )),
+    );
+    assert_eq!(f.tracker.view(&ext("1002")).queues.len(), 1);
+    let hint = |e: &str, h: &str| Input::Hint {
+        extension: ext(e),
+        hint: h.into(),
+    };
+    // 1099's newer hint names the device too: it takes the device, and the membership.
+    let u = f.send(3, hint("1099", "Custom:1099a&Custom:1002"));
+    let mut got: Vec<&str> = changed(&u).iter().map(|(e, _)| *e).collect();
+    got.sort_unstable();
+    assert_eq!(got, ["1002", "1099"]);
+    assert!(f.tracker.view(&ext("1002")).queues.is_empty());
+    assert_eq!(f.tracker.view(&ext("1099")).queues.len(), 1);
+    // 1099 drops it again: 1002's hint, which still names it, takes it back.
+    let u = f.send(4, hint("1099", "Custom:1099a"));
+    let mut got: Vec<&str> = changed(&u).iter().map(|(e, _)| *e).collect();
+    got.sort_unstable();
+    assert_eq!(got, ["1002", "1099"]);
+    assert_eq!(f.tracker.view(&ext("1002")).queues.len(), 1);
+    let u = f.send(5, hint("1099", "Custom:1099a&Custom:1002"));
+    assert_eq!(changed(&u).len(), 2);
+    // 1002 no longer names it and 1099's hint is removed: the device belongs to nobody.
+    let u = f.send(6, hint("1002", "Custom:1002-new"));
+    assert!(changed(&u).is_empty());
+    let u = f.send(7, hint("1099", ""));
+    assert_eq!(changed(&u).len(), 1);
+    assert!(f.tracker.view(&ext("1099")).queues.is_empty());
+    assert_eq!(
+        *u.rejects.get(&RejectKind::UnmatchedMember).unwrap_or(&0),
+        0
+    );
+}
