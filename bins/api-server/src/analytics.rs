@@ -428,7 +428,7 @@ mod tests {
         paused.queues = vec![membership(true, None)];
         let mut calling = record("1004", "Sales", 0, "2026-12-01T08:00:00Z");
         calling.call = Some(Box::new(CallInfo {
-            state: CallState::Talking,
+            state: CallState::Up,
             peer_number: None,
             peer_name: None,
             queue: None,

@@ -613,6 +613,21 @@ impl WriterState {
                         }
                         let mut record = current.clone();
                         view.apply_to(&mut record);
+                        // Pause, presence and call changes are history, in the same commit.
+                        let entries = domain::history::call_center_changes(
+                            &ext,
+                            &CallCenterView::of(current),
+                            &view,
+                            domain::now(),
+                        );
+                        for entry in entries {
+                            stage.history.push(HistoryRow {
+                                at: millis(entry.at),
+                                seq: self.next_seq,
+                                event: entry.event,
+                            });
+                            self.next_seq += 1;
+                        }
                         stage.put(record.clone(), CALLCENTER_ONLY);
                         tally.call_center_changes += 1;
                         Ok(UpdateOutcome {

@@ -599,19 +599,28 @@ impl Repository for MongoStore {
         extension: &ExtensionNumber,
         view: &CallCenterView,
     ) -> Result<UpdateOutcome, StoreError> {
-        let updated = self
+        let before = self
             .inner
             .extensions
             .find_one_and_update(
                 docs::call_center_filter(extension, view),
                 docs::call_center_update(view),
             )
-            .return_document(ReturnDocument::After)
+            .return_document(ReturnDocument::Before)
             .await
             .map_err(map_err)?;
-        if let Some(doc) = updated {
+        if let Some(doc) = before {
             self.inner.counters.call_center_changes(1);
             let mut record = docs::read_record(&doc)?;
+            let old = CallCenterView::of(&record);
+            view.apply_to(&mut record);
+            // Pause, presence and call changes are history. The record already changed; a lost
+            // entry is logged and must not hide the change from the caller.
+            let entries =
+                domain::history::call_center_changes(extension, &old, view, domain::now());
+            if let Err(e) = self.append_history(&entries).await {
+                tracing::error!(extension = %extension, error = %e, "call-center history entries not written");
+            }
             self.inner.batcher.overlay(&mut record);
             return Ok(UpdateOutcome {
                 record,
