@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// The crates that have criterion benchmarks.
-const BENCH_CRATES: [&str; 3] = ["ami-proto", "store", "hub"];
+const BENCH_CRATES: [&str; 4] = ["ami-proto", "domain", "store", "hub"];
 
 /// The generator of the realistic AMI stream, kept in the repository.
 fn generator(root: &Path) -> Option<PathBuf> {

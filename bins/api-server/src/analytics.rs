@@ -133,11 +133,13 @@ fn range(params: &BTreeMap<String, String>) -> Result<TimeRange, ApiError> {
 fn department(params: &BTreeMap<String, String>) -> Result<Option<Department>, ApiError> {
     match params.get("department").map(String::as_str) {
         None | Some("") => Ok(None),
-        Some(raw) => Department::parse(raw).map(Some).map_err(|e| ApiError::BadRequest {
-            code: "invalid_query",
-            message: format!("The query is not valid: department {}.", e.rule),
-            fields: BTreeMap::from([("department".to_owned(), e.rule.to_string())]),
-        }),
+        Some(raw) => Department::parse(raw)
+            .map(Some)
+            .map_err(|e| ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("The query is not valid: department {}.", e.rule),
+                fields: BTreeMap::from([("department".to_owned(), e.rule.to_string())]),
+            }),
     }
 }
 

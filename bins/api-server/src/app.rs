@@ -9,9 +9,7 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use ami_proto::client::{Client, ClientConfig};
-use domain::{
-    AgentName, Department, ExtensionFilter, ExtensionNumber, HistoryEvent, NewExtension,
-};
+use domain::{AgentName, Department, ExtensionFilter, ExtensionNumber, HistoryEvent, NewExtension};
 use hub::{Hub, HubConfig, PbxLink};
 use store::{Repository, StoreOptions};
 use tokio::task::JoinHandle;

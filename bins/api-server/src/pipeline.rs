@@ -286,8 +286,12 @@ impl Pipeline {
                 if reconnected {
                     self.metrics.ami_reconnect();
                 }
-                crate::analytics::record_marker(&*self.store, HistoryEvent::PbxLinkUp, domain::now())
-                    .await;
+                crate::analytics::record_marker(
+                    &*self.store,
+                    HistoryEvent::PbxLinkUp,
+                    domain::now(),
+                )
+                .await;
                 state.resync_pending = true;
                 state.resync_not_before = Instant::now() + self.timing.fully_booted_wait;
                 if state.drop_pending.take().is_some() {

@@ -581,9 +581,20 @@ mod tests {
             ];
             assert_eq!(got, want);
             // Back: presence gone is not_set, the call ended.
-            let back = kinds(&call_center_changes(&n, &new, &CallCenterView::default(), at));
-            assert!(back.iter().any(|e| e.contains(r#""state":"not_set""#)), "{back:?}");
-            assert!(back.iter().any(|e| e.contains(r#""on_call":false"#)), "{back:?}");
+            let back = kinds(&call_center_changes(
+                &n,
+                &new,
+                &CallCenterView::default(),
+                at,
+            ));
+            assert!(
+                back.iter().any(|e| e.contains(r#""state":"not_set""#)),
+                "{back:?}"
+            );
+            assert!(
+                back.iter().any(|e| e.contains(r#""on_call":false"#)),
+                "{back:?}"
+            );
             assert_eq!(back.len(), 5, "{back:?}");
             // Statistics alone are no history.
             let mut stats = old.clone();

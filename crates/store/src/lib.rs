@@ -36,8 +36,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::callcenter::CallCenterView;
 use domain::analytics::{TimeInState, TimeInStateQuery};
+use domain::callcenter::CallCenterView;
 use domain::{
     Department, Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, HistoryEntry,
     NewExtension, NoWrite, Observation, RecordId, TimeRange, Timestamp,

@@ -935,7 +935,10 @@ mod cases {
         got_prior.sort_by_key(|e| (e.at, e.event.kind()));
         let mut want_sorted = want_prior.clone();
         want_sorted.sort_by_key(|e| (e.at, e.event.kind()));
-        ensure!(got_prior == want_sorted, "{got_prior:#?}\n!=\n{want_sorted:#?}");
+        ensure!(
+            got_prior == want_sorted,
+            "{got_prior:#?}\n!=\n{want_sorted:#?}"
+        );
         let kinds: Vec<(&str, Timestamp)> = window
             .entries
             .iter()

@@ -24,7 +24,9 @@ async fn id_of(s: &TestServer, extension: &str) -> anyhow::Result<String> {
 }
 
 async fn kinds(s: &TestServer, id: &str, range: &str) -> anyhow::Result<Vec<String>> {
-    let reply = s.get(&format!("/api/extensions/{id}/history?{range}")).await?;
+    let reply = s
+        .get(&format!("/api/extensions/{id}/history?{range}"))
+        .await?;
     anyhow::ensure!(reply.status == 200, "{}", reply.text);
     Ok(reply.json["entries"]
         .as_array()
@@ -114,8 +116,11 @@ async fn the_numbers_of_a_window_survive_an_outage_and_a_restart() -> anyhow::Re
     let later = window(before_start, domain::now() + Duration::from_secs(1));
     let got = kinds(&s, &id, &later).await?;
     assert!(
-        got.ends_with(&["server_stop".into(), "server_start".into(), "pbx_link_up".into()])
-            || got.contains(&"server_stop".to_owned()),
+        got.ends_with(&[
+            "server_stop".into(),
+            "server_start".into(),
+            "pbx_link_up".into()
+        ]) || got.contains(&"server_stop".to_owned()),
         "{got:?}"
     );
     let stop_at = got.iter().position(|k| k == "server_stop");

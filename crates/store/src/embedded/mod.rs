@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
-use domain::callcenter::CallCenterView;
 use domain::analytics::TimeInState;
+use domain::callcenter::CallCenterView;
 use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, HistoryEntry, NewExtension,
     Observation, RecordId, TimeRange, Timestamp,

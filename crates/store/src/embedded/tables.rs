@@ -172,7 +172,10 @@ fn init(db: &Database) -> Result<(), StoreError> {
     }
     let moved = history::migrate(&txn)?;
     if moved > 0 {
-        tracing::info!(entries = moved, "status history moved to the history_entries table");
+        tracing::info!(
+            entries = moved,
+            "status history moved to the history_entries table"
+        );
     }
     txn.commit().map_err(storage_error)
 }

@@ -14,8 +14,8 @@ use bson::{Bson, DateTime, Document, doc};
 use domain::callcenter::CallCenterView;
 use domain::{
     AgentName, AgentPresence, CallInfo, CallState, Department, DeviceState, Extension,
-    ExtensionFilter, ExtensionNumber, ExtensionPatch, ExtensionState, Observation, Presence,
-    HistoryEntry, HistoryEvent, QueueMembership, RecordId, Source, Timestamp,
+    ExtensionFilter, ExtensionNumber, ExtensionPatch, ExtensionState, HistoryEntry, HistoryEvent,
+    Observation, Presence, QueueMembership, RecordId, Source, Timestamp,
 };
 
 use crate::error::StoreError;
