@@ -301,10 +301,12 @@ fn idle_since(r: &Extension) -> Option<Timestamp> {
     r.last_status_change.max(last_call).or(r.last_status_change)
 }
 
+/// The longest idle agent of a department so far, with the time it has been idle.
+type Idle<'a> = Option<(Timestamp, &'a Extension)>;
+
 /// The department summaries of `records`, in department order.
 pub fn departments_now(records: &[Extension]) -> Vec<DepartmentNow> {
-    let mut out: BTreeMap<&Department, (DepartmentNow, Option<(Timestamp, &Extension)>)> =
-        BTreeMap::new();
+    let mut out: BTreeMap<&Department, (DepartmentNow, Idle<'_>)> = BTreeMap::new();
     for r in records {
         let (d, idle) = out.entry(&r.department).or_insert_with(|| {
             (
