@@ -244,8 +244,13 @@ impl Reply {
 impl TestServer {
     /// Starts a server on 127.0.0.1:0 with a fresh store of the kind `options.store` names.
     pub async fn start(options: Options) -> anyhow::Result<TestServer> {
+        Self::start_in(options, tempfile::tempdir()?).await
+    }
+
+    /// Starts a server on 127.0.0.1:0 whose embedded store is in `dir` (a restart on the data
+    /// a stopped server left, see [`TestServer::stop_keeping_data`]).
+    pub async fn start_in(options: Options, dir: TempDir) -> anyhow::Result<TestServer> {
         install_log_capture();
-        let dir = tempfile::tempdir()?;
         let (backend, store_config, mongodb) = match &options.store {
             StoreKind::Embedded => (
                 store::Backend::Embedded {

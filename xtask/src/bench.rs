@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 /// The crates that have criterion benchmarks.
-const BENCH_CRATES: [&str; 3] = ["ami-proto", "store", "hub"];
+const BENCH_CRATES: [&str; 4] = ["ami-proto", "domain", "store", "hub"];
 
 /// How many extensions the REST and idle-memory measurements hold.
 const REST_EXTENSIONS: u32 = 10_000;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use ami_proto::client::{Client, ClientConfig};
-use domain::{AgentName, Department, ExtensionFilter, ExtensionNumber, NewExtension};
+use domain::{AgentName, Department, ExtensionFilter, ExtensionNumber, HistoryEvent, NewExtension};
 use hub::{Hub, HubConfig, PbxLink};
 use store::{Repository, StoreOptions};
 use tokio::task::JoinHandle;
@@ -163,11 +163,21 @@ pub async fn start(
         StoreOptions {
             last_seen_interval: config.timing.last_seen_interval,
             shutdown: store_token.clone(),
+            history_retention: Some(config.history_retention()),
         },
     )
     .await?;
     let store_backend = store.backend_name().to_owned();
     tracing::info!(backend = %store_backend, "store open");
+    // Before anything else is recorded: what follows is known only from this start on.
+    crate::analytics::record_marker(&*store, HistoryEvent::ServerStart, domain::now()).await;
+    let prune_token = CancellationToken::new();
+    let prune_task = crate::analytics::spawn_pruner(
+        store.clone(),
+        config.history_retention(),
+        crate::analytics::PRUNE_INTERVAL,
+        prune_token.clone(),
+    );
 
     let sim_token = CancellationToken::new();
     let mut ami = config.ami.clone();
@@ -270,6 +280,7 @@ pub async fn start(
             .wrap(from_fn(crate::auth::middleware))
             .wrap(from_fn(crate::metrics::middleware))
             .configure(crate::rest::configure)
+            .configure(crate::analytics::configure)
             .configure(crate::openapi::configure)
             .configure(crate::health::configure)
             .route("/ws", web::get().to(crate::ws::upgrade))
@@ -298,6 +309,8 @@ pub async fn start(
         store,
         store_token,
         sim_token,
+        prune_token,
+        prune_task,
         timeout: config.timing.shutdown_timeout,
     };
     let token = shutdown.clone();
@@ -332,6 +345,8 @@ struct Shutdown {
     store: Arc<dyn Repository>,
     store_token: CancellationToken,
     sim_token: CancellationToken,
+    prune_token: CancellationToken,
+    prune_task: JoinHandle<()>,
     timeout: Duration,
 }
 
@@ -364,6 +379,11 @@ impl Shutdown {
         {
             tracing::warn!("writes still queued at the shutdown timeout");
         }
+        self.prune_token.cancel();
+        let _ = self.prune_task.await;
+        // The last entry: nothing is known from here until the next start.
+        crate::analytics::record_marker(&*self.store, HistoryEvent::ServerStop, domain::now())
+            .await;
         let flushed = self.store.flush().await;
         self.store_token.cancel();
         self.sim_token.cancel();

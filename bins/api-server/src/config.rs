@@ -243,6 +243,10 @@ pub struct Args {
     /// The dashboard shows a queue's longest wait in red from this long [default: 90s].
     #[arg(long, env = "EXTSTATUS_QUEUE_WAIT_RED", value_name = "DURATION")]
     pub queue_wait_red: Option<HumanDuration>,
+    /// How many days of history are kept; older entries are deleted in the background
+    /// [default: 93].
+    #[arg(long, env = "EXTSTATUS_HISTORY_DAYS", value_name = "DAYS")]
+    pub history_days: Option<u32>,
 }
 
 impl Args {
@@ -407,6 +411,19 @@ pub struct Config {
     pub timing: Timing,
     /// The dashboard's settings.
     pub ui: UiConfig,
+    /// Days of history kept (at least 1).
+    pub history_days: u32,
+}
+
+impl Config {
+    /// The default of `--history-days`: the longest range the history and analytics endpoints
+    /// serve.
+    pub const DEFAULT_HISTORY_DAYS: u32 = 93;
+
+    /// How long history is kept.
+    pub fn history_retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.history_days) * 86_400)
+    }
 }
 
 /// A configuration that cannot be used.
@@ -447,6 +464,7 @@ impl Default for Config {
             log: "info".to_owned(),
             timing: Timing::default(),
             ui: UiConfig::default(),
+            history_days: Config::DEFAULT_HISTORY_DAYS,
         }
     }
 }
@@ -553,6 +571,10 @@ impl Config {
                     d.ui.queue_wait_red,
                 ),
             },
+            history_days: args
+                .history_days
+                .or(file.history_days)
+                .unwrap_or(d.history_days),
         };
         config.check()?;
         Ok(config)
@@ -572,6 +594,12 @@ impl Config {
             if d.is_zero() {
                 return invalid(setting, "must be longer than zero".to_owned());
             }
+        }
+        if self.history_days == 0 {
+            return invalid(
+                "--history-days",
+                "must be at least 1 (the history of today is always kept)".to_owned(),
+            );
         }
         if t.ws_timeout <= t.ws_ping_interval {
             return invalid(

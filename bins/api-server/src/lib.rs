@@ -11,6 +11,7 @@
 //! `domain::decide`) and keeps no records of its own (that is `store`; the hub's view is a
 //! copy for subscribers).
 
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod callcenter;

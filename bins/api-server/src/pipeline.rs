@@ -37,7 +37,7 @@ use ami_proto::{Action, Packet};
 use domain::callcenter::{
     CallCenterView, Input, ListKind, ListSnapshot, Live, RejectKind, Update, WirePos,
 };
-use domain::{ExtensionFilter, ExtensionNumber, Observation, Timestamp};
+use domain::{ExtensionFilter, ExtensionNumber, HistoryEvent, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
 use store::{Repository, StatusEffect};
 use tokio::sync::{Notify, mpsc};
@@ -286,6 +286,12 @@ impl Pipeline {
                 if reconnected {
                     self.metrics.ami_reconnect();
                 }
+                crate::analytics::record_marker(
+                    &*self.store,
+                    HistoryEvent::PbxLinkUp,
+                    domain::now(),
+                )
+                .await;
                 state.resync_pending = true;
                 state.resync_not_before = Instant::now() + self.timing.fully_booted_wait;
                 if state.drop_pending.take().is_some() {
@@ -295,6 +301,8 @@ impl Pipeline {
             ClientEvent::Disconnected { generation, reason } => {
                 let at = domain::now();
                 tracing::warn!(generation, %reason, "AMI link lost; statuses keep their last known values");
+                // The moment it dropped, not after the grace period: the time after it is unknown.
+                crate::analytics::record_marker(&*self.store, HistoryEvent::PbxLinkDown, at).await;
                 self.metrics.ami_error();
                 self.link.set_error(&reason);
                 if self.hub.pbx_link().connected && state.drop_pending.is_none() {

@@ -31,6 +31,7 @@ use chrono::Duration;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::callcenter::CallCenterView;
 use crate::fields::ExtensionNumber;
 use crate::record::{StatusHistoryEntry, Timestamp, format_rfc3339, truncate};
 use crate::status::ExtensionState;
@@ -436,10 +437,173 @@ fn parse_bound(bound: Bound, raw: Option<&str>) -> Result<Timestamp, RangeError>
         })
 }
 
+/// The history entries that record the change of one extension's call-center view from `old`
+/// to `new`, at `at`: a `pause` entry per queue whose pause state (or, while paused, reason)
+/// changed (leaving a queue while paused counts as unpaused; joining it paused, as paused), a
+/// `presence` entry when the presence changed (a presence that is gone is recorded as
+/// `not_set`, Asterisk's name for none), and a `call` entry when the extension went on or off
+/// a call. Queue statistics (calls taken, penalty, last call) are not history.
+pub fn call_center_changes(
+    extension: &ExtensionNumber,
+    old: &CallCenterView,
+    new: &CallCenterView,
+    at: Timestamp,
+) -> Vec<HistoryEntry> {
+    let mut out = Vec::new();
+    let pause_of = |view: &CallCenterView, queue: &str| -> (bool, Option<String>) {
+        view.queues
+            .iter()
+            .find(|m| m.queue == queue)
+            .filter(|m| m.paused)
+            .map_or((false, None), |m| (true, m.paused_reason.clone()))
+    };
+    let mut queues: Vec<&str> = old
+        .queues
+        .iter()
+        .chain(&new.queues)
+        .map(|m| m.queue.as_str())
+        .collect();
+    queues.sort_unstable();
+    queues.dedup();
+    for queue in queues {
+        let before = pause_of(old, queue);
+        let after = pause_of(new, queue);
+        if before != after {
+            out.push(HistoryEntry::new(
+                at,
+                HistoryEvent::Pause {
+                    extension: extension.clone(),
+                    queue: queue.to_owned(),
+                    paused: after.0,
+                    reason: after.1,
+                },
+            ));
+        }
+    }
+    if old.presence != new.presence {
+        let (state, subtype, message) = match &new.presence {
+            Some(p) => (p.state.clone(), p.subtype.clone(), p.message.clone()),
+            None => ("not_set".to_owned(), None, None),
+        };
+        out.push(HistoryEntry::new(
+            at,
+            HistoryEvent::Presence {
+                extension: extension.clone(),
+                state,
+                subtype,
+                message,
+            },
+        ));
+    }
+    if old.call.is_some() != new.call.is_some() {
+        out.push(HistoryEntry::new(
+            at,
+            HistoryEvent::Call {
+                extension: extension.clone(),
+                on_call: new.call.is_some(),
+                queue: new.call.as_ref().and_then(|c| c.queue.clone()),
+            },
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    mod call_center {
+        use super::*;
+        use crate::agent::{AgentPresence, CallInfo, CallState, QueueMembership};
+
+        fn member(queue: &str, paused: bool, reason: Option<&str>) -> QueueMembership {
+            QueueMembership {
+                queue: queue.into(),
+                paused,
+                paused_reason: reason.map(str::to_owned),
+                penalty: 0,
+                calls_taken: 0,
+                last_call: None,
+                in_call: false,
+            }
+        }
+
+        fn kinds(entries: &[HistoryEntry]) -> Vec<String> {
+            entries
+                .iter()
+                .map(|e| serde_json::to_string(e).expect("json"))
+                .collect()
+        }
+
+        #[test]
+        fn pauses_presence_and_calls_become_entries() {
+            let n = ExtensionNumber::parse("1001").expect("ext");
+            let at: Timestamp = "2026-12-01T09:00:00Z".parse().expect("time");
+            let old = CallCenterView {
+                queues: vec![
+                    member("sales", false, None),
+                    member("support", true, Some("lunch")),
+                    member("billing", true, None),
+                ],
+                presence: None,
+                call: None,
+            };
+            let mut new = CallCenterView {
+                queues: vec![
+                    // Paused now; support's reason changed; billing left while paused.
+                    member("sales", true, Some("break")),
+                    member("support", true, Some("admin")),
+                    member("vip", true, None),
+                ],
+                presence: Some(AgentPresence {
+                    state: "away".into(),
+                    subtype: None,
+                    message: Some("back at 2".into()),
+                }),
+                call: Some(CallInfo {
+                    state: CallState::Up,
+                    peer_number: None,
+                    peer_name: None,
+                    queue: Some("sales".into()),
+                    since: at,
+                }),
+            };
+            new.queues[0].calls_taken = 3;
+            let got = kinds(&call_center_changes(&n, &old, &new, at));
+            let want = [
+                r#"{"at":"2026-12-01T09:00:00.000Z","kind":"pause","extension":"1001","queue":"billing","paused":false,"reason":null}"#,
+                r#"{"at":"2026-12-01T09:00:00.000Z","kind":"pause","extension":"1001","queue":"sales","paused":true,"reason":"break"}"#,
+                r#"{"at":"2026-12-01T09:00:00.000Z","kind":"pause","extension":"1001","queue":"support","paused":true,"reason":"admin"}"#,
+                r#"{"at":"2026-12-01T09:00:00.000Z","kind":"pause","extension":"1001","queue":"vip","paused":true,"reason":null}"#,
+                r#"{"at":"2026-12-01T09:00:00.000Z","kind":"presence","extension":"1001","state":"away","subtype":null,"message":"back at 2"}"#,
+                r#"{"at":"2026-12-01T09:00:00.000Z","kind":"call","extension":"1001","on_call":true,"queue":"sales"}"#,
+            ];
+            assert_eq!(got, want);
+            // Back: presence gone is not_set, the call ended.
+            let back = kinds(&call_center_changes(
+                &n,
+                &new,
+                &CallCenterView::default(),
+                at,
+            ));
+            assert!(
+                back.iter().any(|e| e.contains(r#""state":"not_set""#)),
+                "{back:?}"
+            );
+            assert!(
+                back.iter().any(|e| e.contains(r#""on_call":false"#)),
+                "{back:?}"
+            );
+            assert_eq!(back.len(), 5, "{back:?}");
+            // Statistics alone are no history.
+            let mut stats = old.clone();
+            stats.queues[0].calls_taken = 9;
+            stats.queues[0].penalty = 2;
+            assert!(call_center_changes(&n, &old, &stats, at).is_empty());
+            assert!(call_center_changes(&n, &old, &old, at).is_empty());
+        }
+    }
 
     fn ext(n: &str) -> ExtensionNumber {
         ExtensionNumber::parse(n).expect("extension")

@@ -32,14 +32,16 @@ mod id;
 mod mongo;
 mod secret;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::analytics::{TimeInState, TimeInStateQuery};
 use domain::callcenter::CallCenterView;
 use domain::{
-    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
-    Observation, RecordId, StatusHistoryEntry, Timestamp,
+    Department, Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, HistoryEntry,
+    NewExtension, NoWrite, Observation, RecordId, TimeRange, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -195,20 +197,76 @@ pub trait Repository: Send + Sync {
         at: Timestamp,
     ) -> Result<(), StoreError>;
 
-    /// The status history from `from` to `to` (both inclusive), of one extension or of all,
-    /// oldest first (entries of the same millisecond in the order they were written).
+    /// Appends history entries that are not status changes (those are written with the change
+    /// itself): the PBX-link and server markers and the call-center changes. They are ordered
+    /// after every write queued before them. Durable when it returns.
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError>;
+
+    /// The history from `from` to `to` (both inclusive), of one extension (with the markers,
+    /// which bound what is known for every extension) or of all, oldest first (entries of the same
+    /// millisecond in the order they were written). An empty list when `from` is after `to`.
     async fn history(
         &self,
         extension: Option<&ExtensionNumber>,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<StatusHistoryEntry>, StoreError>;
+    ) -> Result<Vec<HistoryEntry>, StoreError>;
+
+    /// What [`domain::analytics::time_in_state`] needs for `range`: the state at its start
+    /// (for each extension and kind, and each queue for pauses, the last entry before `from`,
+    /// and the last of each marker kind) and the entries from `from` on, oldest first, up to
+    /// and including the first one at or after `to`.
+    async fn history_window(&self, range: TimeRange) -> Result<HistoryWindow, StoreError>;
+
+    /// Time in state over `request.range`, computed from the stored history. The default reads
+    /// [`Repository::history_window`]; a backend may stream the entries instead.
+    async fn time_in_state(&self, request: TimeInStateRequest) -> Result<TimeInState, StoreError> {
+        let window = self.history_window(request.range).await?;
+        let query = TimeInStateQuery {
+            range: request.range,
+            now: request.now,
+            department: request.department.as_ref(),
+            extensions: &request.extensions,
+            prior: &window.prior,
+        };
+        Ok(domain::analytics::time_in_state(&query, &window.entries))
+    }
+
+    /// Deletes at most `batch` history entries older than `before`, oldest first, in one short
+    /// write, and says how many it deleted; call it again until it answers less than `batch`.
+    /// A status write never waits for more than one batch.
+    async fn prune_history(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError>;
 
     /// Writes the pending `last_seen` refreshes now (call it on graceful shutdown).
     async fn flush(&self) -> Result<(), StoreError>;
 
     /// The write counters so far.
     fn counters(&self) -> WriteCounters;
+}
+
+/// The history around a window, as [`Repository::history_window`] returns it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryWindow {
+    /// The state at the window's start: the last entry before `from` of each extension, kind
+    /// and queue, and of each marker kind, oldest first.
+    pub prior: Vec<HistoryEntry>,
+    /// The entries from `from` on, oldest first, up to and including the first at or after
+    /// `to`.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// What [`Repository::time_in_state`] computes: an owned [`TimeInStateQuery`] without the
+/// prior entries, which the store reads.
+#[derive(Clone, Debug)]
+pub struct TimeInStateRequest {
+    /// The window `[from, to)`.
+    pub range: TimeRange,
+    /// The current time; a window reaching past it is clipped to it.
+    pub now: Timestamp,
+    /// Only extensions of this department, when given.
+    pub department: Option<Department>,
+    /// Every extension to report and its department.
+    pub extensions: BTreeMap<ExtensionNumber, Department>,
 }
 
 /// Settings every backend shares.
@@ -220,6 +278,9 @@ pub struct StoreOptions {
     /// When cancelled, the store writes what is pending one last time and stops its background
     /// task. Dropping the store stops the task as well.
     pub shutdown: CancellationToken,
+    /// How long history is kept, when the backend expires it itself (MongoDB: a TTL index on
+    /// the entry's time). `None` keeps it until [`Repository::prune_history`] deletes it.
+    pub history_retention: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -227,6 +288,7 @@ impl Default for StoreOptions {
         Self {
             last_seen_interval: Duration::from_secs(1),
             shutdown: CancellationToken::new(),
+            history_retention: None,
         }
     }
 }

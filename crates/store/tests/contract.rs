@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, ensure};
 use async_trait::async_trait;
+use domain::analytics::{TimeInStateQuery, prior_entries, time_in_state};
 use domain::callcenter::CallCenterView;
 use domain::{
     AgentName, Department, Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch,
-    NewExtension, NoWrite, Observation, Presence, RecordId, Timestamp,
+    HistoryEntry, HistoryEvent, NewExtension, NoWrite, Observation, Presence, RecordId, TimeRange,
+    Timestamp,
 };
 use domain::{AgentPresence, CallInfo, CallState, QueueMembership};
-use store::{Repository, StatusEffect, StoreError, StoreOptions};
+use store::{Repository, StatusEffect, StoreError, StoreOptions, TimeInStateRequest};
 
 /// A place a backend keeps its data; opening it twice in a row is a restart.
 #[async_trait]
@@ -68,6 +70,31 @@ fn new_ext(number: &str, name: &str, dept: &str) -> NewExtension {
 fn t(secs: i64) -> Timestamp {
     let base: Timestamp = "2026-03-01T08:00:00Z".parse().expect("time");
     base + chrono::Duration::milliseconds(secs * 1000)
+}
+
+/// The extension and codes of a status entry.
+fn status_of(h: &HistoryEntry) -> Option<(&ExtensionNumber, i32, i32)> {
+    match &h.event {
+        HistoryEvent::Status {
+            extension,
+            previous_code,
+            code,
+        } => Some((extension, *previous_code, *code)),
+        _ => None,
+    }
+}
+
+fn entry(at: Timestamp, event: HistoryEvent) -> HistoryEntry {
+    HistoryEntry::new(at, event)
+}
+
+fn pause(n: &str, queue: &str, reason: Option<&str>) -> HistoryEvent {
+    HistoryEvent::Pause {
+        extension: ext(n),
+        queue: queue.into(),
+        paused: reason.is_some(),
+        reason: reason.map(str::to_owned),
+    }
 }
 
 fn numbers(records: &[Extension]) -> Vec<&str> {
@@ -323,10 +350,10 @@ mod cases {
         let history = repo.history(Some(&a.extension), t(0), t(100)).await?;
         let got: Vec<(i32, i32, Timestamp)> = history
             .iter()
-            .map(|h| (h.previous_code, h.new_code, h.at))
+            .filter_map(|h| status_of(h).map(|(_, p, n)| (p, n, h.at)))
             .collect();
         ensure!(got == [(-1, 0, t(10)), (0, 8, t(11))], "{got:?}");
-        ensure!(history.iter().all(|h| h.extension == a.extension));
+        ensure!(history.iter().all(|h| h.extension() == Some(&a.extension)));
         let c = repo.counters();
         ensure!(c.status_changes == 2 && c.last_seen_batches == 0);
         Ok(())
@@ -430,7 +457,8 @@ mod cases {
         let all = repo.history(None, t(0), t(100)).await?;
         let got: Vec<(&str, i32, i32)> = all
             .iter()
-            .map(|h| (h.extension.as_str(), h.previous_code, h.new_code))
+            .filter_map(status_of)
+            .map(|(e, p, n)| (e.as_str(), p, n))
             .collect();
         ensure!(
             got == [
@@ -779,6 +807,230 @@ mod cases {
         ensure!(history.len() == 2 && history[1].at == t(8));
         Ok(())
     }
+
+    pub async fn history_of_every_kind_round_trips(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", "Sales")).await?;
+        repo.append_history(&[
+            entry(t(1), HistoryEvent::ServerStart),
+            entry(t(1), HistoryEvent::PbxLinkUp),
+        ])
+        .await?;
+        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
+            .await?;
+        let rest = vec![
+            entry(t(3), pause("1001", "sales", Some("lunch"))),
+            entry(t(3), pause("1001", "support", None)),
+            entry(
+                t(4),
+                HistoryEvent::Presence {
+                    extension: ext("1002"),
+                    state: "away".into(),
+                    subtype: Some("meeting".into()),
+                    message: None,
+                },
+            ),
+            entry(
+                t(5),
+                HistoryEvent::Call {
+                    extension: ext("1001"),
+                    on_call: true,
+                    queue: Some("sales".into()),
+                },
+            ),
+            entry(
+                t(6),
+                HistoryEvent::Call {
+                    extension: ext("1001"),
+                    on_call: false,
+                    queue: None,
+                },
+            ),
+            entry(t(7), HistoryEvent::PbxLinkDown),
+            entry(t(8), HistoryEvent::ServerStop),
+        ];
+        repo.append_history(&rest).await?;
+        repo.append_history(&[]).await?;
+        let all = repo.history(None, t(0), t(100)).await?;
+        let mut want = vec![
+            entry(t(1), HistoryEvent::ServerStart),
+            entry(t(1), HistoryEvent::PbxLinkUp),
+            entry(
+                t(2),
+                HistoryEvent::Status {
+                    extension: ext("1001"),
+                    previous_code: -1,
+                    code: 0,
+                },
+            ),
+        ];
+        want.extend(rest);
+        ensure!(all == want, "{all:#?}");
+        // One extension: its own entries and the markers, none of another extension.
+        let one = repo.history(Some(&ext("1001")), t(0), t(100)).await?;
+        ensure!(one.len() == 9, "{one:#?}");
+        ensure!(
+            one.iter()
+                .all(|e| e.extension().is_none_or(|n| *n == ext("1001")))
+        );
+        ensure!(one.iter().filter(|e| e.extension().is_none()).count() == 4);
+        // Both bounds inclusive; entries of one millisecond in the order written.
+        let same = repo.history(None, t(1), t(3)).await?;
+        let kinds: Vec<&str> = same.iter().map(|e| e.event.kind()).collect();
+        ensure!(
+            kinds == ["server_start", "pbx_link_up", "status", "pause", "pause"],
+            "{kinds:?}"
+        );
+        // Durable: a reopened store reads the same.
+        drop(repo);
+        let repo = b.open().await?;
+        ensure!(repo.history(None, t(0), t(100)).await? == want);
+        Ok(())
+    }
+
+    pub async fn history_window_feeds_time_in_state(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", "Support")).await?;
+        repo.append_history(&[
+            entry(t(0), HistoryEvent::ServerStart),
+            entry(t(1), HistoryEvent::PbxLinkUp),
+        ])
+        .await?;
+        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
+            .await?;
+        repo.apply_status(&ext("1002"), Observation::reported(0, t(2)))
+            .await?;
+        repo.append_history(&[
+            entry(t(3), pause("1001", "sales", Some("lunch"))),
+            entry(t(4), pause("1001", "support", Some("admin"))),
+            entry(t(5), pause("1001", "support", None)),
+        ])
+        .await?;
+        repo.apply_status(&ext("1001"), Observation::reported(1, t(6)))
+            .await?;
+        // The window [10 s, 40 s).
+        repo.append_history(&[entry(t(12), HistoryEvent::PbxLinkDown)])
+            .await?;
+        repo.append_history(&[entry(t(15), HistoryEvent::PbxLinkUp)])
+            .await?;
+        repo.apply_status(&ext("1002"), Observation::reported(1, t(20)))
+            .await?;
+        repo.append_history(&[entry(t(25), pause("1001", "sales", None))])
+            .await?;
+        // After it (a clean restart): only the first one is part of the window's answer.
+        repo.append_history(&[
+            entry(t(40), HistoryEvent::ServerStop),
+            entry(t(40), HistoryEvent::ServerStart),
+            entry(t(41), HistoryEvent::PbxLinkUp),
+        ])
+        .await?;
+
+        let range = TimeRange::new(t(10), t(40))?;
+        let window = repo.history_window(range).await?;
+        let everything = repo.history(None, t(0), t(100)).await?;
+        let want_prior = prior_entries(&everything, t(10));
+        let mut got_prior = window.prior.clone();
+        got_prior.sort_by_key(|e| (e.at, e.event.kind()));
+        let mut want_sorted = want_prior.clone();
+        want_sorted.sort_by_key(|e| (e.at, e.event.kind()));
+        ensure!(
+            got_prior == want_sorted,
+            "{got_prior:#?}\n!=\n{want_sorted:#?}"
+        );
+        let kinds: Vec<(&str, Timestamp)> = window
+            .entries
+            .iter()
+            .map(|e| (e.event.kind(), e.at))
+            .collect();
+        ensure!(
+            kinds
+                == [
+                    ("pbx_link_down", t(12)),
+                    ("pbx_link_up", t(15)),
+                    ("status", t(20)),
+                    ("pause", t(25)),
+                    ("server_stop", t(40)),
+                ],
+            "{kinds:?}"
+        );
+
+        // The store's time in state is the pass over the whole history in memory.
+        let extensions: std::collections::BTreeMap<ExtensionNumber, Department> = [
+            (ext("1001"), Department::parse("Sales")?),
+            (ext("1002"), Department::parse("Support")?),
+        ]
+        .into_iter()
+        .collect();
+        let now = t(1000);
+        let stored = repo
+            .time_in_state(TimeInStateRequest {
+                range,
+                now,
+                department: None,
+                extensions: extensions.clone(),
+            })
+            .await?;
+        let in_memory = time_in_state(
+            &TimeInStateQuery {
+                range,
+                now,
+                department: None,
+                extensions: &extensions,
+                prior: &want_prior,
+            },
+            everything.iter().filter(|e| e.at >= t(10)),
+        );
+        ensure!(stored == in_memory, "{stored:#?}\n!=\n{in_memory:#?}");
+        let a = stored.extension("1001").context("1001 reported")?;
+        // Paused for lunch from before the window until 25 s, less the outage (12 s to 15 s).
+        ensure!(a.paused_ms() == 12_000, "{a:?}");
+        ensure!(a.status_ms(Presence::Unknown) == 3_000, "{a:?}");
+        ensure!(a.status_ms(Presence::Online) == 27_000, "{a:?}");
+        // A window before anything was written is all unknown.
+        let early = repo
+            .history_window(TimeRange::new(t(-100), t(-50))?)
+            .await?;
+        ensure!(early.prior.is_empty());
+        ensure!(early.entries.len() == 1 && early.entries[0].at == t(0));
+        Ok(())
+    }
+
+    pub async fn history_is_pruned_in_batches(b: &dyn Backend) -> Result<()> {
+        let repo = b.open().await?;
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        let entries: Vec<HistoryEntry> = (0..25)
+            .map(|i| {
+                entry(
+                    t(i),
+                    if i % 2 == 0 {
+                        HistoryEvent::PbxLinkDown
+                    } else {
+                        HistoryEvent::PbxLinkUp
+                    },
+                )
+            })
+            .collect();
+        repo.append_history(&entries).await?;
+        let mut deleted = Vec::new();
+        loop {
+            let n = repo.prune_history(t(20), 7).await?;
+            deleted.push(n);
+            if n < 7 {
+                break;
+            }
+        }
+        ensure!(deleted == [7, 7, 6], "{deleted:?}");
+        let left = repo.history(None, t(-1), t(100)).await?;
+        ensure!(left == entries[20..], "{left:#?}");
+        // Writes go on as before, and the next prune finds nothing older.
+        repo.apply_status(&ext("1001"), Observation::reported(0, t(30)))
+            .await?;
+        ensure!(repo.prune_history(t(20), 7).await? == 0);
+        ensure!(repo.history(None, t(-1), t(100)).await?.len() == 6);
+        Ok(())
+    }
 }
 
 /// Generates one test per case for the embedded store, and one test that runs every case
@@ -852,6 +1104,9 @@ contract!(
     flushes_racing_status_changes_keep_the_newest,
     acknowledged_writes_survive_a_restart,
     call_center_fields_are_written_once_per_change,
+    history_of_every_kind_round_trips,
+    history_window_feeds_time_in_state,
+    history_is_pruned_in_batches,
 );
 
 /// Says, on stderr, that a run did not happen (`cargo xtask ci` says it once for every

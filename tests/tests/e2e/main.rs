@@ -1,5 +1,6 @@
 //! The one end-to-end test binary: each module drives a real server.
 
+mod analytics;
 mod browser;
 mod faults;
 mod callcenter;

@@ -7,6 +7,7 @@
 //! state and are made durable within a second. `last_seen` refreshes go through the shared
 //! batcher and are written at most once per extension per interval.
 
+mod history;
 mod tables;
 mod writer;
 
@@ -14,10 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use async_trait::async_trait;
+use domain::analytics::TimeInState;
 use domain::callcenter::CallCenterView;
 use domain::{
-    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, Observation,
-    RecordId, StatusHistoryEntry, Timestamp,
+    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, HistoryEntry, NewExtension,
+    Observation, RecordId, TimeRange, Timestamp,
 };
 use redb::Database;
 use tokio::sync::oneshot;
@@ -28,7 +30,19 @@ use self::writer::{Edit, Job, Writer, WriterState, stopped};
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{StoreError, cause};
-use crate::{Repository, StatusOutcome, StoreOptions, UpdateOutcome, sort_records};
+use crate::{
+    HistoryWindow, Repository, StatusOutcome, StoreOptions, TimeInStateRequest, UpdateOutcome,
+    sort_records,
+};
+
+/// Runs a blocking read (or a short prune) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Internal { cause: cause(e) })?
+}
 
 /// The name of the database file inside the data directory.
 pub const DB_FILE_NAME: &str = "extstatus.redb";
@@ -304,12 +318,44 @@ impl Repository for EmbeddedStore {
         extension: Option<&ExtensionNumber>,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
         let db = self.inner.db.clone();
         let extension = extension.cloned();
-        tokio::task::spawn_blocking(move || tables::read_history(&db, extension.as_ref(), from, to))
-            .await
-            .map_err(|e| StoreError::Internal { cause: cause(e) })?
+        blocking(move || history::read(&db, extension.as_ref(), from, to)).await
+    }
+
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let entries = entries.to_vec();
+        self.inner
+            .call(|reply| Job::Edit(Edit::History { entries, reply }))
+            .await?
+    }
+
+    async fn history_window(&self, range: TimeRange) -> Result<HistoryWindow, StoreError> {
+        let db = self.inner.db.clone();
+        blocking(move || history::window(&db, range)).await
+    }
+
+    async fn time_in_state(&self, request: TimeInStateRequest) -> Result<TimeInState, StoreError> {
+        let db = self.inner.db.clone();
+        blocking(move || {
+            history::time_in_state_from(
+                &db,
+                request.range,
+                request.now,
+                request.department.as_ref(),
+                &request.extensions,
+            )
+        })
+        .await
+    }
+
+    async fn prune_history(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
+        let db = self.inner.db.clone();
+        blocking(move || history::prune(&db, before, batch.max(1))).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -6,13 +6,14 @@ use std::path::{Path, PathBuf};
 
 use domain::{
     AgentName, AgentPresence, CallInfo, Department, Extension, ExtensionNumber, ExtensionState,
-    QueueMembership, RecordId, StatusHistoryEntry, Timestamp,
+    QueueMembership, RecordId, Timestamp,
 };
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
 
+use super::history;
 use crate::error::{StoreError, cause};
 
 /// The user part of each record by id (24 hex characters), as JSON with the field names of the
@@ -30,10 +31,12 @@ pub(super) const STATUS: TableDefinition<'_, &str, (i32, i64, i64)> =
 pub(super) const CALLCENTER: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("callcenter");
 /// Stands for "no time" in the status table.
 const NO_TIME: i64 = i64::MIN;
-/// History in time order: (milliseconds since the epoch, sequence) to (extension, previous
-/// code, new code). New entries append at the end of the tree, so a commit writes only the
-/// last pages. There is deliberately no second index by extension: it would scatter every
-/// commit over the whole history; a per-extension query reads the time range and filters.
+/// The status-only history of layout 1: (milliseconds since the epoch, sequence) to
+/// (extension, previous code, new code). Opening the store moves its rows into
+/// `history::ENTRIES` (same keys) and deletes it. The history of layout 2 is keyed the same
+/// way: new entries append at the end of the tree, so a commit writes only the last pages.
+/// There is deliberately no second index by extension: it would scatter every commit over the
+/// whole history; a per-extension query reads the time range and filters.
 pub(super) const HISTORY: TableDefinition<'_, (i64, u64), (&str, i32, i32)> =
     TableDefinition::new("history");
 /// Small settings: the layout version.
@@ -43,7 +46,7 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The layout this code writes; a file with a higher version was written by a newer program.
-const LAYOUT_VERSION: u64 = 1;
+const LAYOUT_VERSION: u64 = 2;
 
 /// The records in memory, as last committed. Only the writer thread changes it.
 #[derive(Debug, Default)]
@@ -158,10 +161,21 @@ fn init(db: &Database) -> Result<(), StoreError> {
             }
             Some(_) => {}
         }
+        if version.is_some_and(|v| v < LAYOUT_VERSION) {
+            meta.insert("layout_version", LAYOUT_VERSION)
+                .map_err(storage_error)?;
+        }
         txn.open_table(RECORDS).map_err(storage_error)?;
         txn.open_table(STATUS).map_err(storage_error)?;
         txn.open_table(CALLCENTER).map_err(storage_error)?;
-        txn.open_table(HISTORY).map_err(storage_error)?;
+        txn.open_table(history::ENTRIES).map_err(storage_error)?;
+    }
+    let moved = history::migrate(&txn)?;
+    if moved > 0 {
+        tracing::info!(
+            entries = moved,
+            "status history moved to the history_entries table"
+        );
     }
     txn.commit().map_err(storage_error)
 }
@@ -194,7 +208,7 @@ fn load(db: &Database) -> Result<(Cache, u64), StoreError> {
         }
         cache.by_id.insert(record.id.clone(), record);
     }
-    let history = txn.open_table(HISTORY).map_err(storage_error)?;
+    let history = txn.open_table(history::ENTRIES).map_err(storage_error)?;
     let next_seq = match history.last().map_err(storage_error)? {
         Some((key, _)) => key.value().1.saturating_add(1),
         None => 0,
@@ -326,48 +340,8 @@ pub(super) fn millis(at: Timestamp) -> i64 {
 
 fn from_millis(ms: i64) -> Result<Timestamp, StoreError> {
     chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt {
-        detail: format!("history time {ms} is out of range"),
+        detail: format!("time {ms} is out of range"),
     })
-}
-
-fn history_extension(raw: &str) -> Result<ExtensionNumber, StoreError> {
-    ExtensionNumber::parse(raw).map_err(|e| StoreError::Corrupt {
-        detail: format!("history entry: {e}"),
-    })
-}
-
-/// Reads the history from `from` to `to`, both inclusive. Blocking.
-pub(super) fn read_history(
-    db: &Database,
-    extension: Option<&ExtensionNumber>,
-    from: Timestamp,
-    to: Timestamp,
-) -> Result<Vec<StatusHistoryEntry>, StoreError> {
-    let (from, to) = (millis(from), millis(to));
-    if from > to {
-        return Ok(Vec::new());
-    }
-    let txn = db.begin_read().map_err(storage_error)?;
-    let table = txn.open_table(HISTORY).map_err(storage_error)?;
-    let mut out = Vec::new();
-    for row in table
-        .range((from, 0u64)..=(to, u64::MAX))
-        .map_err(storage_error)?
-    {
-        let (key, value) = row.map_err(storage_error)?;
-        let (ext, previous_code, new_code) = value.value();
-        if extension.is_some_and(|wanted| wanted.as_str() != ext) {
-            continue;
-        }
-        let (ms, _) = key.value();
-        out.push(StatusHistoryEntry {
-            extension: history_extension(ext)?,
-            previous_code,
-            new_code,
-            at: from_millis(ms)?,
-        });
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

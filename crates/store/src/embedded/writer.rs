@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use domain::callcenter::CallCenterView;
 use domain::{
-    Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId, Timestamp,
-    decide,
+    Extension, ExtensionNumber, ExtensionPatch, HistoryEntry, HistoryEvent, NewExtension,
+    Observation, RecordId, Timestamp, decide,
 };
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
-use super::tables::{self, CALLCENTER, Cache, HISTORY, RECORDS, STATUS, millis};
+use super::history::{self as entries, ENTRIES};
+use super::tables::{self, CALLCENTER, Cache, RECORDS, STATUS, millis};
 use crate::batcher::LastSeenBatcher;
 use crate::counters::Counters;
 use crate::error::StoreError;
@@ -80,6 +81,12 @@ pub(super) enum Edit {
         items: Vec<(ExtensionNumber, CallCenterView)>,
         reply: oneshot::Sender<Vec<Result<UpdateOutcome, StoreError>>>,
     },
+    /// History entries to append (markers, call-center changes), after everything queued
+    /// before them.
+    History {
+        entries: Vec<HistoryEntry>,
+        reply: Reply<()>,
+    },
     Ping {
         reply: Reply<()>,
     },
@@ -90,6 +97,7 @@ impl Edit {
         match self {
             Edit::Status { items, .. } => items.len(),
             Edit::CallCenter { items, .. } => items.len(),
+            Edit::History { entries, .. } => entries.len(),
             _ => 1,
         }
     }
@@ -161,11 +169,9 @@ pub(super) struct WriterState {
 
 /// A history entry to write.
 struct HistoryRow {
-    extension: ExtensionNumber,
     at: i64,
     seq: u64,
-    previous: i32,
-    new: i32,
+    event: HistoryEvent,
 }
 
 /// Which parts of a staged record must be written: user edits touch the `extensions` row,
@@ -688,6 +694,21 @@ impl WriterState {
                         }
                         let mut record = current.clone();
                         view.apply_to(&mut record);
+                        // Pause, presence and call changes are history, in the same commit.
+                        let entries = domain::history::call_center_changes(
+                            &ext,
+                            &CallCenterView::of(current),
+                            &view,
+                            domain::now(),
+                        );
+                        for entry in entries {
+                            stage.history.push(HistoryRow {
+                                at: millis(entry.at),
+                                seq: self.next_seq,
+                                event: entry.event,
+                            });
+                            self.next_seq += 1;
+                        }
                         stage.put(record.clone(), CALLCENTER_ONLY);
                         tally.call_center_changes += 1;
                         Ok(UpdateOutcome {
@@ -697,6 +718,20 @@ impl WriterState {
                     })
                     .collect();
                 Pending::CallCenter { reply, results }
+            }
+            Edit::History { entries, reply } => {
+                for entry in entries {
+                    stage.history.push(HistoryRow {
+                        at: millis(entry.at),
+                        seq: self.next_seq,
+                        event: entry.event,
+                    });
+                    self.next_seq += 1;
+                }
+                Pending::Unit {
+                    reply,
+                    result: Ok(()),
+                }
             }
             Edit::Ping { reply } => Pending::Unit {
                 reply,
@@ -734,11 +769,13 @@ impl WriterState {
                     let mut record = current;
                     record.apply_status(&write);
                     stage.history.push(HistoryRow {
-                        extension: ext.clone(),
                         at: millis(change.at),
                         seq: self.next_seq,
-                        previous: change.previous_code,
-                        new: change.status_code,
+                        event: HistoryEvent::Status {
+                            extension: ext.clone(),
+                            previous_code: change.previous_code,
+                            code: change.status_code,
+                        },
                     });
                     self.next_seq += 1;
                     stage.put(record.clone(), STATUS_ONLY);
@@ -794,11 +831,12 @@ impl WriterState {
                 }
             }
             if !stage.history.is_empty() {
-                let mut history = txn.open_table(HISTORY).map_err(e)?;
+                let mut history = txn.open_table(ENTRIES).map_err(e)?;
+                let mut buf = Vec::with_capacity(64);
                 for h in &stage.history {
-                    history
-                        .insert((h.at, h.seq), (h.extension.as_str(), h.previous, h.new))
-                        .map_err(e)?;
+                    buf.clear();
+                    entries::encode(&h.event, &mut buf)?;
+                    history.insert((h.at, h.seq), buf.as_slice()).map_err(e)?;
                 }
             }
         }

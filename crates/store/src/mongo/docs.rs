@@ -14,8 +14,8 @@ use bson::{Bson, DateTime, Document, doc};
 use domain::callcenter::CallCenterView;
 use domain::{
     AgentName, AgentPresence, CallInfo, CallState, Department, DeviceState, Extension,
-    ExtensionFilter, ExtensionNumber, ExtensionPatch, ExtensionState, Observation, Presence,
-    QueueMembership, RecordId, Source, StatusHistoryEntry, Timestamp,
+    ExtensionFilter, ExtensionNumber, ExtensionPatch, ExtensionState, HistoryEntry, HistoryEvent,
+    Observation, Presence, QueueMembership, RecordId, Source, Timestamp,
 };
 
 use crate::error::StoreError;
@@ -233,21 +233,105 @@ pub fn status_update(obs: &Observation) -> Document {
     doc! { "$set": set }
 }
 
-/// One status history entry.
-pub fn history_entry(e: &StatusHistoryEntry) -> Document {
-    doc! {
-        "extension": e.extension.as_str(),
-        "previous_code": e.previous_code,
-        "new_code": e.new_code,
-        "at": date(e.at),
+/// One history entry. A status change keeps the shape the status-only history had
+/// (`extension`, `previous_code`, `new_code`, `at`) plus `kind`, so both read alike; the
+/// other kinds carry the members of their JSON form (see `domain::history`). `at` is a BSON
+/// date, which the TTL index expires.
+pub fn history_entry(e: &HistoryEntry) -> Result<Document, StoreError> {
+    let mut d = doc! { "kind": e.event.kind(), "at": date(e.at) };
+    let text = |v: &Option<String>| v.as_deref().map_or(Bson::Null, |s| Bson::String(s.into()));
+    match &e.event {
+        HistoryEvent::Status {
+            extension,
+            previous_code,
+            code,
+        } => {
+            d.insert("extension", extension.as_str());
+            d.insert("previous_code", *previous_code);
+            d.insert("new_code", *code);
+        }
+        HistoryEvent::Pause {
+            extension,
+            queue,
+            paused,
+            reason,
+        } => {
+            d.insert("extension", extension.as_str());
+            d.insert("queue", queue.as_str());
+            d.insert("paused", *paused);
+            d.insert("reason", text(reason));
+        }
+        HistoryEvent::Presence {
+            extension,
+            state,
+            subtype,
+            message,
+        } => {
+            d.insert("extension", extension.as_str());
+            d.insert("state", state.as_str());
+            d.insert("subtype", text(subtype));
+            d.insert("message", text(message));
+        }
+        HistoryEvent::Call {
+            extension,
+            on_call,
+            queue,
+        } => {
+            d.insert("extension", extension.as_str());
+            d.insert("on_call", *on_call);
+            d.insert("queue", text(queue));
+        }
+        HistoryEvent::PbxLinkDown
+        | HistoryEvent::PbxLinkUp
+        | HistoryEvent::ServerStart
+        | HistoryEvent::ServerStop => {}
+        other => {
+            return Err(StoreError::internal(format!(
+                "history kind {} has no MongoDB mapping",
+                other.kind()
+            )));
+        }
     }
+    Ok(d)
 }
 
-/// The history from `from` to `to`, both inclusive, of one extension or of all.
+/// Entries before `before`, for pruning and for the state at a window's start.
+pub fn history_before(before: Timestamp) -> Document {
+    doc! { "at": { "$lt": date(before) } }
+}
+
+/// The state at `from`: the last entry before it per kind, extension and queue (a pause's
+/// queue; null for the other kinds and for markers, whose extension is null too).
+pub fn history_prior_pipeline(from: Timestamp) -> Vec<Document> {
+    vec![
+        doc! { "$match": history_before(from) },
+        doc! { "$sort": { "at": -1, "_id": -1 } },
+        doc! { "$group": {
+            "_id": {
+                "kind": { "$ifNull": ["$kind", "status"] },
+                "extension": { "$ifNull": ["$extension", null] },
+                "queue": { "$cond": [{ "$eq": ["$kind", "pause"] }, "$queue", null] },
+            },
+            "entry": { "$first": "$$ROOT" },
+        } },
+        doc! { "$replaceRoot": { "newRoot": "$entry" } },
+        doc! { "$sort": { "at": 1, "_id": 1 } },
+    ]
+}
+
+/// The history from `from` to `to`, both inclusive, of one extension (with the markers) or of
+/// all.
 pub fn history_filter(ext: Option<&ExtensionNumber>, from: Timestamp, to: Timestamp) -> Document {
     let mut d = Document::new();
     if let Some(ext) = ext {
-        d.insert("extension", ext.as_str());
+        // The extension's own entries and the markers, which have no extension.
+        d.insert(
+            "$or",
+            vec![
+                Bson::Document(doc! { "extension": ext.as_str() }),
+                Bson::Document(doc! { "extension": { "$exists": false } }),
+            ],
+        );
     }
     d.insert("at", doc! { "$gte": date(from), "$lte": date(to) });
     d
@@ -304,14 +388,18 @@ pub struct IndexSpec {
     pub keys: Document,
     /// Whether values must be unique.
     pub unique: bool,
+    /// Documents expire this long after the indexed time (a TTL index).
+    pub expire_after: Option<std::time::Duration>,
 }
 
-/// The indexes created at start.
-pub fn indexes() -> Vec<IndexSpec> {
+/// The indexes created at start; with a history retention, the history's index on `at` is a
+/// TTL index that expires entries that much after their time.
+pub fn indexes(history_retention: Option<std::time::Duration>) -> Vec<IndexSpec> {
     let spec = |collection, keys, unique| IndexSpec {
         collection,
         keys,
         unique,
+        expire_after: None,
     };
     vec![
         spec(EXTENSIONS, doc! { "extension": 1 }, true),
@@ -320,6 +408,10 @@ pub fn indexes() -> Vec<IndexSpec> {
         spec(EXTENSIONS, doc! { "is_active": 1 }, false),
         spec(EXTENSIONS, doc! { "last_status_change": 1 }, false),
         spec(HISTORY, doc! { "extension": 1, "at": 1 }, false),
+        IndexSpec {
+            expire_after: history_retention,
+            ..spec(HISTORY, doc! { "at": 1 }, false)
+        },
     ]
 }
 
@@ -560,30 +652,71 @@ fn read_call_center(
     Ok((queues, presence, call))
 }
 
-/// Reads a history entry back.
-pub fn read_history_entry(d: &Document) -> Result<StatusHistoryEntry, StoreError> {
+/// Reads a history entry back; a document without `kind` is a status change of the
+/// status-only history.
+pub fn read_history_entry(d: &Document) -> Result<HistoryEntry, StoreError> {
     let bad = |field: &str, what: String| StoreError::Corrupt {
-        detail: format!("{HISTORY} document: {field}: {what}"),
+        detail: format!(
+            "{HISTORY} document{}: {field}: {what}",
+            d.get("_id").map_or_else(String::new, |v| format!(" {v}"))
+        ),
     };
-    let extension = d
-        .get_str("extension")
-        .map_err(|e| bad("extension", e.to_string()))
-        .and_then(|s| ExtensionNumber::parse(s).map_err(|e| bad("extension", e.to_string())))?;
+    let extension = || {
+        d.get_str("extension")
+            .map_err(|e| bad("extension", e.to_string()))
+            .and_then(|s| ExtensionNumber::parse(s).map_err(|e| bad("extension", e.to_string())))
+    };
     let code = |field: &str| match d.get(field) {
         Some(Bson::Int32(c)) => Ok(*c),
         Some(Bson::Int64(c)) => i32::try_from(*c).map_err(|e| bad(field, e.to_string())),
         other => Err(bad(field, format!("not an integer: {other:?}"))),
     };
+    let flag = |field: &str| d.get_bool(field).map_err(|e| bad(field, e.to_string()));
+    let text = |field: &str| match d.get(field) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(bad(field, format!("not a string: {other}"))),
+    };
+    let required = |field: &str| text(field)?.ok_or_else(|| bad(field, "missing".into()));
     let at = d
         .get_datetime("at")
         .map_err(|e| bad("at", e.to_string()))?
         .to_chrono();
-    Ok(StatusHistoryEntry {
-        extension,
-        previous_code: code("previous_code")?,
-        new_code: code("new_code")?,
-        at,
-    })
+    let kind = match d.get("kind") {
+        None => "status",
+        Some(Bson::String(k)) => k.as_str(),
+        Some(other) => return Err(bad("kind", format!("not a string: {other}"))),
+    };
+    let event = match kind {
+        "status" => HistoryEvent::Status {
+            extension: extension()?,
+            previous_code: code("previous_code")?,
+            code: code("new_code")?,
+        },
+        "pause" => HistoryEvent::Pause {
+            extension: extension()?,
+            queue: required("queue")?,
+            paused: flag("paused")?,
+            reason: text("reason")?,
+        },
+        "presence" => HistoryEvent::Presence {
+            extension: extension()?,
+            state: required("state")?,
+            subtype: text("subtype")?,
+            message: text("message")?,
+        },
+        "call" => HistoryEvent::Call {
+            extension: extension()?,
+            on_call: flag("on_call")?,
+            queue: text("queue")?,
+        },
+        "pbx_link_down" => HistoryEvent::PbxLinkDown,
+        "pbx_link_up" => HistoryEvent::PbxLinkUp,
+        "server_start" => HistoryEvent::ServerStart,
+        "server_stop" => HistoryEvent::ServerStop,
+        other => return Err(bad("kind", format!("unknown kind {other:?}"))),
+    };
+    Ok(HistoryEntry::new(at, event))
 }
 
 #[cfg(test)]
@@ -960,27 +1093,67 @@ mod tests {
 
     #[test]
     fn history_documents() {
-        let e = StatusHistoryEntry {
-            extension: ext("1001"),
-            previous_code: -1,
-            new_code: 0,
-            at: t("2026-11-30T12:00:05.123Z"),
-        };
-        let d = history_entry(&e);
+        let e = HistoryEntry::new(
+            t("2026-11-30T12:00:05.123Z"),
+            HistoryEvent::Status {
+                extension: ext("1001"),
+                previous_code: -1,
+                code: 0,
+            },
+        );
+        let d = history_entry(&e).expect("status");
         assert_eq!(
             d,
             doc! {
+                "kind": "status",
+                "at": dt("2026-11-30T12:00:05.123Z"),
                 "extension": "1001",
                 "previous_code": -1,
                 "new_code": 0,
-                "at": dt("2026-11-30T12:00:05.123Z"),
             }
         );
         assert_eq!(read_history_entry(&d).expect("read back"), e);
+        // The status-only history wrote no kind.
+        let old = doc! {
+            "extension": "1001", "previous_code": -1, "new_code": 0,
+            "at": dt("2026-11-30T12:00:05.123Z"),
+        };
+        assert_eq!(read_history_entry(&old).expect("old shape"), e);
+        let at = t("2026-11-30T12:00:06Z");
+        for event in [
+            HistoryEvent::Pause {
+                extension: ext("1001"),
+                queue: "sales".into(),
+                paused: true,
+                reason: Some("lunch".into()),
+            },
+            HistoryEvent::Presence {
+                extension: ext("1001"),
+                state: "away".into(),
+                subtype: None,
+                message: Some("back soon".into()),
+            },
+            HistoryEvent::Call {
+                extension: ext("1001"),
+                on_call: true,
+                queue: None,
+            },
+            HistoryEvent::PbxLinkDown,
+            HistoryEvent::PbxLinkUp,
+            HistoryEvent::ServerStart,
+            HistoryEvent::ServerStop,
+        ] {
+            let e = HistoryEntry::new(at, event);
+            let d = history_entry(&e).expect("write");
+            assert_eq!(read_history_entry(&d).expect("read back"), e);
+        }
+        let bad = doc! { "kind": "pause", "at": dt("2026-11-30T12:00:05Z"), "extension": "1001" };
+        let err = read_history_entry(&bad).expect_err("no queue");
+        assert!(err.to_string().contains("queue: missing"), "{err}");
         let (from, to) = (t("2026-11-30T12:00:00Z"), t("2026-11-30T13:00:00Z"));
         assert_eq!(
             history_filter(Some(&ext("1001")), from, to),
-            doc! { "extension": "1001", "at": {
+            doc! { "$or": [{ "extension": "1001" }, { "extension": { "$exists": false } }], "at": {
                 "$gte": dt("2026-11-30T12:00:00Z"), "$lte": dt("2026-11-30T13:00:00Z"),
             } }
         );
@@ -1035,7 +1208,11 @@ mod tests {
 
     #[test]
     fn index_specs() {
-        let got: Vec<(&str, Document, bool)> = indexes()
+        let ttl = std::time::Duration::from_secs(93 * 86_400);
+        let specs = indexes(Some(ttl));
+        assert_eq!(specs.last().and_then(|i| i.expire_after), Some(ttl));
+        assert!(indexes(None).iter().all(|i| i.expire_after.is_none()));
+        let got: Vec<(&str, Document, bool)> = specs
             .into_iter()
             .map(|i| (i.collection, i.keys, i.unique))
             .collect();
@@ -1052,6 +1229,7 @@ mod tests {
                     doc! { "extension": 1, "at": 1 },
                     false
                 ),
+                ("extension_status_history", doc! { "at": 1 }, false),
             ]
         );
     }

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bson::Document;
+use bson::{Bson, Document, doc};
 use domain::callcenter::CallCenterView;
 use domain::{
-    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, NoWrite,
-    Observation, RecordId, StatusHistoryEntry, Timestamp, decide,
+    Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, HistoryEntry, HistoryEvent,
+    NewExtension, NoWrite, Observation, RecordId, TimeRange, Timestamp, decide,
 };
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -26,7 +26,10 @@ use tokio_util::sync::DropGuard;
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{Message, StoreError, cause};
-use crate::{Repository, StatusEffect, StatusOutcome, StoreOptions, UpdateOutcome, sort_records};
+use crate::{
+    HistoryWindow, Repository, StatusEffect, StatusOutcome, StoreOptions, UpdateOutcome,
+    sort_records,
+};
 
 /// MongoDB's code for a duplicate key.
 const DUPLICATE_KEY: i32 = 11000;
@@ -198,7 +201,7 @@ impl MongoStore {
                 detail: format!("MongoDB options: {}", e.kind),
             })?;
         let db = client.database(&config.database);
-        ensure_indexes(&db).await?;
+        ensure_indexes(&db, options.history_retention).await?;
         let counters = Arc::new(Counters::default());
         let stop = options.shutdown.child_token();
         let inner = Arc::new(Inner {
@@ -225,11 +228,19 @@ impl MongoStore {
 /// server may build an index added to an existing collection in a background job (DocumentDB
 /// polls for such builds every two seconds), while the indexes of the command that creates the
 /// collection are built at once.
-async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
+async fn ensure_indexes(
+    db: &Database,
+    history_retention: Option<std::time::Duration>,
+) -> Result<(), StoreError> {
     let mut by_collection: Vec<(&'static str, Vec<IndexModel>)> = Vec::new();
-    for spec in docs::indexes() {
+    let mut ttl = None;
+    for spec in docs::indexes(history_retention) {
+        if let Some(after) = spec.expire_after {
+            ttl = Some((spec.collection, spec.keys.clone(), after));
+        }
         let options = IndexOptions::builder()
             .unique(spec.unique.then_some(true))
+            .expire_after(spec.expire_after)
             .build();
         let model = IndexModel::builder()
             .keys(spec.keys)
@@ -244,12 +255,34 @@ async fn ensure_indexes(db: &Database) -> Result<(), StoreError> {
         }
     }
     for (collection, models) in by_collection {
-        db.collection::<Document>(collection)
+        let created = db
+            .collection::<Document>(collection)
             .create_indexes(models)
-            .await
-            .map_err(map_err)?;
+            .await;
+        match (created, &ttl) {
+            (Ok(_), _) => {}
+            // The index exists with another expiry (the retention changed, or it was created
+            // before there was one): change the expiry in place.
+            (Err(e), Some((ttl_collection, keys, after)))
+                if *ttl_collection == collection && is_index_options_conflict(&e) =>
+            {
+                db.run_command(doc! {
+                    "collMod": collection,
+                    "index": { "keyPattern": keys.clone(), "expireAfterSeconds": i64::try_from(after.as_secs()).unwrap_or(i64::MAX) },
+                })
+                .await
+                .map_err(map_err)?;
+            }
+            (Err(e), _) => return Err(map_err(e)),
+        }
     }
     Ok(())
+}
+
+/// Whether creating an index failed because one with the same keys and other options exists
+/// (IndexOptionsConflict 85, IndexKeySpecsConflict 86).
+fn is_index_options_conflict(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, ErrorKind::Command(c) if c.code == 85 || c.code == 86)
 }
 
 impl Inner {
@@ -343,16 +376,22 @@ impl Inner {
             self.batcher.settle(ext, seen);
         }
         if let Some(change) = write.change {
-            let entry = StatusHistoryEntry {
-                extension: ext.clone(),
-                previous_code: change.previous_code,
-                new_code: change.status_code,
-                at: change.at,
-            };
+            let entry = HistoryEntry::new(
+                change.at,
+                HistoryEvent::Status {
+                    extension: ext.clone(),
+                    previous_code: change.previous_code,
+                    code: change.status_code,
+                },
+            );
             // The record already changed; a lost history entry must not hide that from the
             // caller, who has to broadcast it.
-            if let Err(e) = self.history.insert_one(docs::history_entry(&entry)).await {
-                tracing::error!(extension = %ext, error = %map_err(e), "status history entry not written");
+            let written = match docs::history_entry(&entry) {
+                Ok(d) => self.history.insert_one(d).await.map(drop).map_err(map_err),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                tracing::error!(extension = %ext, error = %e, "status history entry not written");
             }
         }
         self.batcher.overlay(&mut record);
@@ -560,19 +599,28 @@ impl Repository for MongoStore {
         extension: &ExtensionNumber,
         view: &CallCenterView,
     ) -> Result<UpdateOutcome, StoreError> {
-        let updated = self
+        let before = self
             .inner
             .extensions
             .find_one_and_update(
                 docs::call_center_filter(extension, view),
                 docs::call_center_update(view),
             )
-            .return_document(ReturnDocument::After)
+            .return_document(ReturnDocument::Before)
             .await
             .map_err(map_err)?;
-        if let Some(doc) = updated {
+        if let Some(doc) = before {
             self.inner.counters.call_center_changes(1);
             let mut record = docs::read_record(&doc)?;
+            let old = CallCenterView::of(&record);
+            view.apply_to(&mut record);
+            // Pause, presence and call changes are history. The record already changed; a lost
+            // entry is logged and must not hide the change from the caller.
+            let entries =
+                domain::history::call_center_changes(extension, &old, view, domain::now());
+            if let Err(e) = self.append_history(&entries).await {
+                tracing::error!(extension = %extension, error = %e, "call-center history entries not written");
+            }
             self.inner.batcher.overlay(&mut record);
             return Ok(UpdateOutcome {
                 record,
@@ -606,7 +654,10 @@ impl Repository for MongoStore {
         extension: Option<&ExtensionNumber>,
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
         let found: Vec<Document> = self
             .inner
             .history
@@ -618,6 +669,82 @@ impl Repository for MongoStore {
             .await
             .map_err(map_err)?;
         found.iter().map(docs::read_history_entry).collect()
+    }
+
+    async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let documents = entries
+            .iter()
+            .map(docs::history_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner
+            .history
+            .insert_many(documents)
+            .ordered(true)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn history_window(&self, range: TimeRange) -> Result<HistoryWindow, StoreError> {
+        let prior: Vec<Document> = self
+            .inner
+            .history
+            .aggregate(docs::history_prior_pipeline(range.from()))
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let prior = prior
+            .iter()
+            .map(docs::read_history_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut entries = Vec::new();
+        let mut cursor = self
+            .inner
+            .history
+            .find(doc! { "at": { "$gte": docs::date(range.from()) } })
+            .sort(docs::history_sort())
+            .await
+            .map_err(map_err)?;
+        while let Some(d) = cursor.try_next().await.map_err(map_err)? {
+            let entry = docs::read_history_entry(&d)?;
+            let past = entry.at >= range.to();
+            entries.push(entry);
+            if past {
+                break;
+            }
+        }
+        Ok(HistoryWindow { prior, entries })
+    }
+
+    async fn prune_history(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
+        let ids: Vec<Document> = self
+            .inner
+            .history
+            .find(docs::history_before(before))
+            .sort(docs::history_sort())
+            .projection(doc! { "_id": 1 })
+            .limit(i64::try_from(batch.max(1)).unwrap_or(i64::MAX))
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let ids: Vec<Bson> = ids.iter().filter_map(|d| d.get("_id").cloned()).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = self
+            .inner
+            .history
+            .delete_many(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(map_err)?;
+        Ok(deleted.deleted_count)
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

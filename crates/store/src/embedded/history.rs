@@ -1,0 +1,633 @@
+//! The embedded store's history: a compact binary value per [`HistoryEntry`] in the
+//! `history_entries` table, keyed by (milliseconds since the epoch, sequence), so a time range
+//! is one ordered scan and an entry decodes without a parser.
+//!
+//! Value layout (integers little-endian):
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 1 | kind: 1 status, 2 pause, 3 presence, 4 call, 5 link down, 6 link up, 7 server start, 8 server stop |
+//! | 1 + n | extension: length, then the digits (kinds 1 to 4 only) |
+//! | ... | status: previous code `i32`, code `i32`; pause: queue, paused `u8`, reason; presence: state, subtype, message; call: on call `u8`, queue |
+//!
+//! A string is a `u16` length then UTF-8 bytes; an absent optional string is length `0xFFFF`.
+//! The pause queue comes right after the extension, so (kind, extension, queue) is a prefix:
+//! [`state_key`] reads it without decoding the rest.
+
+use std::collections::{BTreeMap, HashMap};
+
+use domain::analytics::{TimeInState, TimeInStateQuery, time_in_state};
+use domain::{Department, ExtensionNumber, HistoryEntry, HistoryEvent, TimeRange, Timestamp};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+
+use super::tables::{HISTORY, millis, storage_error};
+use crate::HistoryWindow;
+use crate::error::StoreError;
+
+/// Every history entry: (milliseconds since the epoch, sequence) to the encoded entry.
+pub(super) const ENTRIES: TableDefinition<'_, (i64, u64), &[u8]> =
+    TableDefinition::new("history_entries");
+
+const STATUS: u8 = 1;
+const PAUSE: u8 = 2;
+const PRESENCE: u8 = 3;
+const CALL: u8 = 4;
+const LINK_DOWN: u8 = 5;
+const LINK_UP: u8 = 6;
+const SERVER_START: u8 = 7;
+const SERVER_STOP: u8 = 8;
+const NONE: u16 = u16::MAX;
+
+/// Encodes one event, appending to `out`.
+pub(super) fn encode(event: &HistoryEvent, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    match event {
+        HistoryEvent::Status {
+            extension,
+            previous_code,
+            code,
+        } => {
+            out.push(STATUS);
+            put_extension(out, extension);
+            out.extend_from_slice(&previous_code.to_le_bytes());
+            out.extend_from_slice(&code.to_le_bytes());
+        }
+        HistoryEvent::Pause {
+            extension,
+            queue,
+            paused,
+            reason,
+        } => {
+            out.push(PAUSE);
+            put_extension(out, extension);
+            put_str(out, Some(queue), "queue")?;
+            out.push(u8::from(*paused));
+            put_str(out, reason.as_deref(), "reason")?;
+        }
+        HistoryEvent::Presence {
+            extension,
+            state,
+            subtype,
+            message,
+        } => {
+            out.push(PRESENCE);
+            put_extension(out, extension);
+            put_str(out, Some(state), "state")?;
+            put_str(out, subtype.as_deref(), "subtype")?;
+            put_str(out, message.as_deref(), "message")?;
+        }
+        HistoryEvent::Call {
+            extension,
+            on_call,
+            queue,
+        } => {
+            out.push(CALL);
+            put_extension(out, extension);
+            out.push(u8::from(*on_call));
+            put_str(out, queue.as_deref(), "queue")?;
+        }
+        HistoryEvent::PbxLinkDown => out.push(LINK_DOWN),
+        HistoryEvent::PbxLinkUp => out.push(LINK_UP),
+        HistoryEvent::ServerStart => out.push(SERVER_START),
+        HistoryEvent::ServerStop => out.push(SERVER_STOP),
+        other => {
+            return Err(StoreError::internal(format!(
+                "history kind {} has no embedded encoding",
+                other.kind()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn put_extension(out: &mut Vec<u8>, extension: &ExtensionNumber) {
+    let bytes = extension.as_str().as_bytes();
+    // At most `ExtensionNumber::MAX_LEN` (10) bytes, so the length fits in one byte.
+    out.push(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(bytes);
+}
+
+fn put_str(out: &mut Vec<u8>, value: Option<&str>, what: &str) -> Result<(), StoreError> {
+    match value {
+        None => out.extend_from_slice(&NONE.to_le_bytes()),
+        Some(s) => {
+            let len = u16::try_from(s.len())
+                .ok()
+                .filter(|&n| n != NONE)
+                .ok_or_else(|| {
+                    StoreError::internal(format!(
+                        "history {what} is {} bytes long; at most {} can be stored",
+                        s.len(),
+                        NONE - 1
+                    ))
+                })?;
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Reads an encoded value.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    ms: i64,
+}
+
+impl<'a> Reader<'a> {
+    fn corrupt(&self, what: &str) -> StoreError {
+        StoreError::Corrupt {
+            detail: format!(
+                "history entry at {} ms: {what} (byte {} of {})",
+                self.ms,
+                self.pos,
+                self.bytes.len()
+            ),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self.pos.saturating_add(n);
+        let slice = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or_else(|| self.corrupt("value ends early"))?;
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn bool(&mut self) -> Result<bool, StoreError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.corrupt("a flag is neither 0 nor 1")),
+        }
+    }
+
+    fn i32(&mut self) -> Result<i32, StoreError> {
+        let b = self.take(4)?;
+        Ok(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn raw_str(&mut self) -> Result<Option<&'a [u8]>, StoreError> {
+        let b = self.take(2)?;
+        let len = u16::from_le_bytes([b[0], b[1]]);
+        if len == NONE {
+            return Ok(None);
+        }
+        self.take(usize::from(len)).map(Some)
+    }
+
+    fn opt_string(&mut self) -> Result<Option<String>, StoreError> {
+        match self.raw_str()? {
+            None => Ok(None),
+            Some(b) => std::str::from_utf8(b)
+                .map(|s| Some(s.to_owned()))
+                .map_err(|_| self.corrupt("a string is not UTF-8")),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        self.opt_string()?
+            .ok_or_else(|| self.corrupt("a required string is absent"))
+    }
+
+    fn extension_bytes(&mut self) -> Result<&'a [u8], StoreError> {
+        let len = self.u8()?;
+        self.take(usize::from(len))
+    }
+
+    fn extension(&mut self) -> Result<ExtensionNumber, StoreError> {
+        let bytes = self.extension_bytes()?;
+        let raw = std::str::from_utf8(bytes).map_err(|_| self.corrupt("extension not UTF-8"))?;
+        ExtensionNumber::parse(raw).map_err(|e| self.corrupt(&e.to_string()))
+    }
+}
+
+fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {
+    chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt {
+        detail: format!("history time {ms} is out of range"),
+    })
+}
+
+/// Decodes one stored entry.
+pub(super) fn decode(ms: i64, bytes: &[u8]) -> Result<HistoryEntry, StoreError> {
+    let mut r = Reader { bytes, pos: 0, ms };
+    let event = match r.u8()? {
+        STATUS => HistoryEvent::Status {
+            extension: r.extension()?,
+            previous_code: r.i32()?,
+            code: r.i32()?,
+        },
+        PAUSE => HistoryEvent::Pause {
+            extension: r.extension()?,
+            queue: r.string()?,
+            paused: r.bool()?,
+            reason: r.opt_string()?,
+        },
+        PRESENCE => HistoryEvent::Presence {
+            extension: r.extension()?,
+            state: r.string()?,
+            subtype: r.opt_string()?,
+            message: r.opt_string()?,
+        },
+        CALL => HistoryEvent::Call {
+            extension: r.extension()?,
+            on_call: r.bool()?,
+            queue: r.opt_string()?,
+        },
+        LINK_DOWN => HistoryEvent::PbxLinkDown,
+        LINK_UP => HistoryEvent::PbxLinkUp,
+        SERVER_START => HistoryEvent::ServerStart,
+        SERVER_STOP => HistoryEvent::ServerStop,
+        other => return Err(r.corrupt(&format!("unknown kind {other}"))),
+    };
+    if r.pos != bytes.len() {
+        return Err(r.corrupt("bytes left after the entry"));
+    }
+    Ok(HistoryEntry {
+        at: timestamp(ms)?,
+        event,
+    })
+}
+
+/// The extension digits of an encoded entry; `None` for a marker.
+fn extension_of(ms: i64, bytes: &[u8]) -> Result<Option<&[u8]>, StoreError> {
+    let mut r = Reader { bytes, pos: 0, ms };
+    match r.u8()? {
+        STATUS | PAUSE | PRESENCE | CALL => r.extension_bytes().map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// The prefix that says which state an entry sets: kind and extension, and the queue for a
+/// pause. The last entry before a time with each prefix is the state at that time.
+pub(super) fn state_key(ms: i64, bytes: &[u8]) -> Result<&[u8], StoreError> {
+    let mut r = Reader { bytes, pos: 0, ms };
+    match r.u8()? {
+        STATUS | PRESENCE | CALL => {
+            r.extension_bytes()?;
+        }
+        PAUSE => {
+            r.extension_bytes()?;
+            r.raw_str()?;
+        }
+        _ => {}
+    }
+    Ok(&bytes[..r.pos])
+}
+
+/// Moves the rows of the status-only `history` table of layout 1 into `history_entries`
+/// (same keys, so the order is kept) and deletes that table. Part of opening the store.
+pub(super) fn migrate(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    let old_exists = txn
+        .list_tables()
+        .map_err(storage_error)?
+        .any(|t| t.name() == HISTORY.name());
+    if !old_exists {
+        return Ok(0);
+    }
+    let mut moved = 0u64;
+    {
+        let old = txn.open_table(HISTORY).map_err(storage_error)?;
+        let mut new = txn.open_table(ENTRIES).map_err(storage_error)?;
+        let mut buf = Vec::new();
+        for row in old.iter().map_err(storage_error)? {
+            let (key, value) = row.map_err(storage_error)?;
+            let (ms, seq) = key.value();
+            let (ext, previous_code, code) = value.value();
+            let extension = ExtensionNumber::parse(ext).map_err(|e| StoreError::Corrupt {
+                detail: format!("status history entry at {ms} ms: {e}"),
+            })?;
+            buf.clear();
+            encode(
+                &HistoryEvent::Status {
+                    extension,
+                    previous_code,
+                    code,
+                },
+                &mut buf,
+            )?;
+            new.insert((ms, seq), buf.as_slice())
+                .map_err(storage_error)?;
+            moved += 1;
+        }
+    }
+    txn.delete_table(HISTORY).map_err(storage_error)?;
+    Ok(moved)
+}
+
+/// The history from `from` to `to`, both inclusive, of one extension (with the markers) or of
+/// all. Blocking.
+pub(super) fn read(
+    db: &Database,
+    extension: Option<&ExtensionNumber>,
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let (from, to) = (millis(from), millis(to));
+    if from > to {
+        return Ok(Vec::new());
+    }
+    let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+    let wanted = extension.map(|e| e.as_str().as_bytes());
+    let mut out = Vec::new();
+    for row in table
+        .range((from, 0u64)..=(to, u64::MAX))
+        .map_err(storage_error)?
+    {
+        let (key, value) = row.map_err(storage_error)?;
+        let (ms, _) = key.value();
+        let bytes = value.value();
+        if let Some(wanted) = wanted
+            && extension_of(ms, bytes)?.is_some_and(|e| e != wanted)
+        {
+            continue;
+        }
+        out.push(decode(ms, bytes)?);
+    }
+    Ok(out)
+}
+
+/// For each state key, the last entry before `from`: one backward scan that decodes only the
+/// first entry of each key.
+fn prior(
+    table: &impl ReadableTable<(i64, u64), &'static [u8]>,
+    from: i64,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
+    let mut out = Vec::new();
+    for row in table.range(..(from, 0u64)).map_err(storage_error)?.rev() {
+        let (key, value) = row.map_err(storage_error)?;
+        let (ms, _) = key.value();
+        let bytes = value.value();
+        let state = state_key(ms, bytes)?;
+        if seen.contains_key(state) {
+            continue;
+        }
+        seen.insert(state.to_vec(), ());
+        out.push(decode(ms, bytes)?);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// What `time_in_state` needs for `range`, collected. Blocking.
+pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, StoreError> {
+    let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+    let from = millis(range.from());
+    let prior = prior(&table, from)?;
+    let mut entries = Vec::new();
+    let to = millis(range.to());
+    for row in table.range((from, 0u64)..).map_err(storage_error)? {
+        let (key, value) = row.map_err(storage_error)?;
+        let (ms, _) = key.value();
+        entries.push(decode(ms, value.value())?);
+        if ms >= to {
+            break;
+        }
+    }
+    Ok(HistoryWindow { prior, entries })
+}
+
+/// Computes time in state straight from the table: the entries are decoded one at a time and
+/// fed to the pass, never collected. Blocking.
+pub(super) fn time_in_state_from(
+    db: &Database,
+    range: TimeRange,
+    now: Timestamp,
+    department: Option<&Department>,
+    extensions: &BTreeMap<ExtensionNumber, Department>,
+) -> Result<TimeInState, StoreError> {
+    let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+    let from = millis(range.from());
+    let to = millis(range.to());
+    let prior = prior(&table, from)?;
+    let query = TimeInStateQuery {
+        range,
+        now,
+        department,
+        extensions,
+        prior: &prior,
+    };
+    let mut failure: Option<StoreError> = None;
+    let mut done = false;
+    let rows = table.range((from, 0u64)..).map_err(storage_error)?;
+    let entries = rows.map_while(|row| {
+        if done {
+            return None;
+        }
+        let decoded = row.map_err(storage_error).and_then(|(key, value)| {
+            let (ms, _) = key.value();
+            if ms >= to {
+                done = true;
+            }
+            decode(ms, value.value())
+        });
+        match decoded {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        }
+    });
+    let result = time_in_state(&query, entries);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
+}
+
+/// Deletes at most `batch` entries older than `before`, oldest first, in one short write
+/// transaction. Returns how many it deleted. Blocking.
+pub(super) fn prune(db: &Database, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
+    let before = millis(before);
+    let txn = db.begin_write().map_err(storage_error)?;
+    let mut deleted = 0u64;
+    {
+        let mut table = txn.open_table(ENTRIES).map_err(storage_error)?;
+        let keys: Vec<(i64, u64)> = table
+            .range(..(before, 0u64))
+            .map_err(storage_error)?
+            .take(batch)
+            .map(|row| row.map(|(k, _)| k.value()))
+            .collect::<Result<_, _>>()
+            .map_err(storage_error)?;
+        for key in keys {
+            table.remove(key).map_err(storage_error)?;
+            deleted += 1;
+        }
+    }
+    txn.commit().map_err(storage_error)?;
+    Ok(deleted)
+}
+
+/// How many entries the table holds. Blocking.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(super) fn count(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(storage_error)?;
+    let table = txn.open_table(ENTRIES).map_err(storage_error)?;
+    table.len().map_err(storage_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(n: &str) -> ExtensionNumber {
+        ExtensionNumber::parse(n).expect("extension")
+    }
+
+    fn every_kind() -> Vec<HistoryEvent> {
+        vec![
+            HistoryEvent::Status {
+                extension: ext("1001"),
+                previous_code: -1,
+                code: 8,
+            },
+            HistoryEvent::Pause {
+                extension: ext("1001"),
+                queue: "sales".into(),
+                paused: true,
+                reason: Some("lunch".into()),
+            },
+            HistoryEvent::Pause {
+                extension: ext("1001"),
+                queue: "support".into(),
+                paused: false,
+                reason: None,
+            },
+            HistoryEvent::Presence {
+                extension: ext("22"),
+                state: "away".into(),
+                subtype: None,
+                message: Some("back at 2 ✓".into()),
+            },
+            HistoryEvent::Call {
+                extension: ext("1234567890"),
+                on_call: true,
+                queue: Some("sales".into()),
+            },
+            HistoryEvent::Call {
+                extension: ext("10"),
+                on_call: false,
+                queue: None,
+            },
+            HistoryEvent::PbxLinkDown,
+            HistoryEvent::PbxLinkUp,
+            HistoryEvent::ServerStart,
+            HistoryEvent::ServerStop,
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for (i, event) in every_kind().into_iter().enumerate() {
+            let mut buf = Vec::new();
+            encode(&event, &mut buf).expect("encode");
+            let ms = 1_700_000_000_000 + i64::try_from(i).expect("small");
+            let back = decode(ms, &buf).expect("decode");
+            assert_eq!(back.event, event);
+            assert_eq!(back.at.timestamp_millis(), ms);
+        }
+    }
+
+    #[test]
+    fn state_keys_separate_kinds_extensions_and_queues() {
+        let keys: Vec<Vec<u8>> = every_kind()
+            .iter()
+            .map(|e| {
+                let mut buf = Vec::new();
+                encode(e, &mut buf).expect("encode");
+                state_key(0, &buf).expect("key").to_vec()
+            })
+            .collect();
+        let unique: std::collections::HashSet<&Vec<u8>> = keys.iter().collect();
+        // The two calls are of different extensions: every key differs.
+        assert_eq!(unique.len(), keys.len());
+    }
+
+    #[test]
+    fn damaged_values_are_named() {
+        let mut buf = Vec::new();
+        encode(&every_kind()[1], &mut buf).expect("encode");
+        let err = decode(5, &buf[..buf.len() - 1]).expect_err("short");
+        assert!(err.to_string().contains("history entry at 5 ms"), "{err}");
+        let err = decode(5, &[42]).expect_err("kind");
+        assert!(err.to_string().contains("unknown kind 42"), "{err}");
+        buf.push(0);
+        let err = decode(5, &buf).expect_err("long");
+        assert!(err.to_string().contains("bytes left"), "{err}");
+    }
+
+    #[test]
+    fn status_history_of_layout_1_is_moved_and_reads() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("extstatus.redb");
+        {
+            let db = Database::create(&file).expect("create");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut old = txn.open_table(HISTORY).expect("old table");
+                old.insert((1_000i64, 0u64), ("1001", -1, 0)).expect("row");
+                old.insert((2_000i64, 1u64), ("1002", 0, 1)).expect("row");
+            }
+            txn.commit().expect("commit");
+        }
+        let opened = super::super::tables::open(dir.path(), &file).expect("open");
+        assert_eq!(opened.next_seq, 2);
+        assert_eq!(count(&opened.db).expect("count"), 2);
+        let t = |ms| chrono::DateTime::from_timestamp_millis(ms).expect("time");
+        let all = read(&opened.db, None, t(0), t(5_000)).expect("read");
+        assert_eq!(
+            all,
+            vec![
+                HistoryEntry::new(
+                    t(1_000),
+                    HistoryEvent::Status {
+                        extension: ext("1001"),
+                        previous_code: -1,
+                        code: 0
+                    }
+                ),
+                HistoryEntry::new(
+                    t(2_000),
+                    HistoryEvent::Status {
+                        extension: ext("1002"),
+                        previous_code: 0,
+                        code: 1
+                    }
+                ),
+            ]
+        );
+        let txn = opened.db.begin_read().expect("read");
+        let names: Vec<String> = txn
+            .list_tables()
+            .expect("tables")
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n == "history"), "{names:?}");
+    }
+
+    #[test]
+    fn a_string_too_long_is_refused() {
+        let event = HistoryEvent::Presence {
+            extension: ext("10"),
+            state: "x".repeat(70_000),
+            subtype: None,
+            message: None,
+        };
+        let err = encode(&event, &mut Vec::new()).expect_err("too long");
+        assert!(err.to_string().contains("state is 70000 bytes"), "{err}");
+    }
+}

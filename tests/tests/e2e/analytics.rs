@@ -1,0 +1,207 @@
+//! History and analytics end to end: a scripted timeline through the loopback AMI peer, with a
+//! PBX outage and a server restart on the same data in the middle; the history records both,
+//! and time in state for a window gives the same numbers before and after the restart.
+
+use std::time::Duration;
+
+use domain::Timestamp;
+use serde_json::Value;
+use tests::ami_peer::{AmiPeer, PeerConfig};
+use tests::server::{Options, TestServer, eventually};
+
+fn rfc3339(t: Timestamp) -> String {
+    domain::format_rfc3339(&t)
+}
+
+/// `from`/`to` as URL query values (`+` would need escaping; UTC `Z` does not).
+fn window(from: Timestamp, to: Timestamp) -> String {
+    format!("from={}&to={}", rfc3339(from), rfc3339(to))
+}
+
+async fn id_of(s: &TestServer, extension: &str) -> anyhow::Result<String> {
+    let record = s.record(extension).await?;
+    Ok(record["_id"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn kinds(s: &TestServer, id: &str, range: &str) -> anyhow::Result<Vec<String>> {
+    let reply = s
+        .get(&format!("/api/extensions/{id}/history?{range}"))
+        .await?;
+    anyhow::ensure!(reply.status == 200, "{}", reply.text);
+    Ok(reply.json["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["kind"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+async fn link_is(s: &TestServer, connected: bool) -> anyhow::Result<()> {
+    eventually("the AMI link state", || async {
+        let ready = s.get("/readyz").await?.json;
+        Ok((ready["ami"]["connected"] == connected).then_some(()))
+    })
+    .await
+}
+
+fn seconds(v: &Value, status: &str) -> f64 {
+    v["status_seconds"][status].as_f64().unwrap_or(-1.0)
+}
+
+#[tokio::test]
+async fn the_numbers_of_a_window_survive_an_outage_and_a_restart() -> anyhow::Result<()> {
+    let config = PeerConfig::default();
+    let peer = AmiPeer::start(config.clone()).await;
+    let options = Options::with_ami(peer.addr(), &config.username, &config.secret);
+    let before_start = domain::now() - Duration::from_secs(1);
+    let s = TestServer::start(options.clone().seeded(&["1001", "1006"], "Sales")).await?;
+    s.wait_for_code("1001", 1).await?;
+    let id = id_of(&s, "1001").await?;
+
+    // The timeline: a change, a PBX outage, a change seen after it.
+    peer.set_state("1001", 0);
+    s.wait_for_code("1001", 0).await?;
+    peer.refuse_connections(true);
+    peer.drop_connections();
+    link_is(&s, false).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    peer.set_state_silently("1001", 1);
+    peer.refuse_connections(false);
+    link_is(&s, true).await?;
+    s.wait_for_code("1001", 1).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let end = domain::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let range = window(before_start, end);
+    let got = kinds(&s, &id, &range).await?;
+    let want = [
+        "server_start",
+        "pbx_link_up",
+        "status",
+        "status",
+        "pbx_link_down",
+        "pbx_link_up",
+        "status",
+    ];
+    assert_eq!(got, want, "{got:?}");
+
+    let path = format!("/api/analytics/time-in-state?{range}&department=Sales");
+    let first = s.get(&path).await?;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let ext = &first.json["extensions"][0];
+    assert_eq!(ext["extension"], "1001");
+    let total: f64 = ["online", "offline", "unknown"]
+        .iter()
+        .map(|k| seconds(ext, k))
+        .sum();
+    let window_seconds = first.json["window_seconds"].as_f64().unwrap_or(0.0);
+    assert!((total - window_seconds).abs() < 1e-6, "{}", first.text);
+    // Unknown: before the start, until the first login, and the outage (at least 300 ms).
+    assert!(seconds(ext, "unknown") >= 1.3, "{}", first.text);
+    assert!(seconds(ext, "online") > 0.0, "{}", first.text);
+    assert_eq!(first.json["departments"][0]["department"], "Sales");
+    assert_eq!(first.json["departments"][0]["extensions"], 2);
+
+    // A restart on the same data: the window's numbers do not change.
+    let dir = s.stop_keeping_data().await?;
+    let s = TestServer::start_in(options, dir).await?;
+    link_is(&s, true).await?;
+    let second = s.get(&path).await?;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(first.json, second.json);
+    // The history now shows the clean stop and the new start.
+    let later = window(before_start, domain::now() + Duration::from_secs(1));
+    let got = kinds(&s, &id, &later).await?;
+    let stop_at = got.iter().position(|k| k == "server_stop");
+    let start_at = got.iter().rposition(|k| k == "server_start");
+    assert!(stop_at.is_some() && stop_at < start_at, "{got:?}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn bad_ranges_and_unknown_ids_are_refused_with_json() -> anyhow::Result<()> {
+    let s = TestServer::start(Options::default().seeded(&["1001"], "Sales")).await?;
+    let id = id_of(&s, "1001").await?;
+    let base = format!("/api/extensions/{id}/history");
+    let cases = [
+        (format!("{base}?to=2026-12-02T00:00:00Z"), "from"),
+        (format!("{base}?from=2026-12-02T00:00:00Z"), "to"),
+        (format!("{base}?from=yesterday&to=2026-12-02T00:00:00Z"), "from"),
+        (
+            format!("{base}?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z"),
+            "to",
+        ),
+        (
+            format!("{base}?from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z"),
+            "to",
+        ),
+        (
+            "/api/analytics/time-in-state?from=2026-12-02T00:00:00Z&to=2026-12-02T00:00:00Z"
+                .to_owned(),
+            "to",
+        ),
+        (
+            format!("/api/analytics/time-in-state?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z&department={}", "x".repeat(60)),
+            "department",
+        ),
+        (
+            "/api/analytics/time-in-state?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z&dept=Sales"
+                .to_owned(),
+            "dept",
+        ),
+    ];
+    for (path, field) in cases {
+        let reply = s.get(&path).await?;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text);
+        assert!(
+            reply.json["error"]["fields"][field].is_string(),
+            "{path}: {}",
+            reply.text
+        );
+    }
+    let missing = s
+        .get("/api/extensions/65a1b2c3d4e5f60718293a4b/history?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z")
+        .await?;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+    assert_eq!(missing.error_code(), "not_found");
+    // An empty history is an empty list, not an error.
+    let empty = s
+        .get(&format!(
+            "{base}?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z"
+        ))
+        .await?;
+    assert_eq!(empty.status, 200, "{}", empty.text);
+    assert_eq!(empty.json["entries"], serde_json::json!([]));
+    s.stop().await
+}
+
+#[tokio::test]
+async fn departments_count_statuses_right_now() -> anyhow::Result<()> {
+    let config = PeerConfig::default();
+    let peer = AmiPeer::start(config.clone()).await;
+    let options = Options::with_ami(peer.addr(), &config.username, &config.secret)
+        .seeded(&["1001", "1006", "1010"], "Sales")
+        .seeded(&["1005"], "Support");
+    let s = TestServer::start(options).await?;
+    // 1001 in use, 1006 and 1010 idle, 1005 unavailable (offline).
+    s.wait_for_code("1001", 1).await?;
+    s.wait_for_code("1005", 4).await?;
+    s.wait_for_code("1006", 0).await?;
+    s.wait_for_code("1010", 0).await?;
+    let reply = s.get("/api/departments").await?;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let sales = &reply.json[0];
+    assert_eq!(sales["department"], "Sales", "{}", reply.text);
+    assert_eq!(sales["extensions"], 3);
+    assert_eq!(sales["status"]["online"], 3);
+    assert_eq!(sales["paused"], 0);
+    let idle = sales["longest_idle"]["extension"].as_str().unwrap_or("");
+    assert!(idle == "1006" || idle == "1010", "{}", reply.text);
+    let support = &reply.json[1];
+    assert_eq!(support["status"]["offline"], 1, "{}", reply.text);
+    assert_eq!(support["longest_idle"], Value::Null);
+    s.stop().await
+}
