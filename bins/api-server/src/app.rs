@@ -242,12 +242,15 @@ pub async fn start(
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     let metrics_data = web::Data::from(metrics.clone());
+    let security = web::Data::new(crate::security::Security::new(&config.security));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(tokens.clone())
             .app_data(metrics_data.clone())
+            .app_data(security.clone())
             .wrap(from_fn(crate::auth::middleware))
+            .wrap(from_fn(crate::security::middleware))
             .wrap(from_fn(crate::metrics::middleware))
             .configure(crate::rest::configure)
             .configure(crate::openapi::configure)
