@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use api_server::config::{AmiConfig, AuthConfig, Config, Secret, StoreConfig, Timing};
+use api_server::config::{
+    AmiConfig, AuthConfig, Config, Secret, SecurityConfig, StoreConfig, Timing,
+};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hub::ServerMessage;
 use serde_json::Value;
@@ -100,6 +102,8 @@ pub struct Options {
     pub seed: Vec<(String, String, String)>,
     /// The store to run on.
     pub store: StoreKind,
+    /// CORS, write rate and WebSocket limits; `None` uses the server's defaults.
+    pub security: Option<SecurityConfig>,
 }
 
 impl Options {
@@ -291,6 +295,7 @@ impl TestServer {
                 viewer_token: options.viewer_token.clone().map(Secret::new),
             },
             timing: options.timing.unwrap_or_else(Options::fast_timing),
+            security: options.security.clone().unwrap_or_default(),
             ..Config::default()
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -17,6 +17,7 @@
 //!   writes: `--rate-limit` per second, `--rate-limit-burst` at once; over it the answer is 429
 //!   with `Retry-After`. The address is the TCP peer, never a forwarded header a client could
 //!   forge.
+//! * **Headers over [`MAX_HEADER_BYTES`]** in total are answered 431 in the JSON error shape.
 //! * **`/ws`**: [`Security::check_ws_origin`] applies the origin rule to the upgrade (a browser
 //!   from elsewhere gets 403; a client without `Origin` is allowed, it cannot be a cross-site
 //!   request), and [`Security::ws_slot`] caps the connections served at once.
@@ -47,6 +48,10 @@ const CORS_METHODS: &str = "GET, HEAD, POST, PUT, DELETE";
 const CORS_HEADERS: [&str; 2] = ["authorization", "content-type"];
 /// How long a browser may cache a preflight answer, in seconds.
 const CORS_MAX_AGE: &str = "600";
+
+/// The most header bytes (names and values) a request may carry. Browsers send a few KiB; a
+/// token is under 100 bytes. The HTTP layer itself stops at 128 KiB or 96 headers.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Most client addresses whose buckets are remembered; past it, full (idle) buckets are
 /// forgotten, which changes nothing for their clients.
@@ -301,7 +306,19 @@ pub async fn middleware(
         .filter(|o| security.listed(o))
         .map(normalize_origin);
 
-    let refusal = if is_preflight(&req) {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let refusal = if header_bytes > MAX_HEADER_BYTES {
+        Some(
+            ApiError::HeadersTooLarge {
+                limit: MAX_HEADER_BYTES,
+            }
+            .error_response(),
+        )
+    } else if is_preflight(&req) {
         Some(preflight(&security, &req))
     } else if is_write(req.method())
         && origin

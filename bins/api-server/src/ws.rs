@@ -29,9 +29,7 @@ impl WsQuery {
     /// Reads the query string; unknown parameters and bad values are refused, so a typo
     /// does not silently give an unfiltered stream.
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-            .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-            .into_inner();
+        let pairs = crate::rest::query_pairs(query)?;
         let mut out = WsQuery::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -262,7 +260,13 @@ mod tests {
             }
         );
         assert_eq!(ok("department="), WsQuery::default());
-        for bad in ["resume=x", "resume=-1", "department=%07", "colour=red"] {
+        for bad in [
+            "resume=x",
+            "resume=-1",
+            "department=%07",
+            "colour=red",
+            "department=%FF",
+        ] {
             let e = WsQuery::parse(bad).expect_err(bad);
             assert_eq!(e.code(), "invalid_query", "{bad}");
         }
