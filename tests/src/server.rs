@@ -485,6 +485,33 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Opens `/ws{query}` with extra request headers (an `Origin`, say): the client, or the
+    /// HTTP status the server refused the upgrade with.
+    pub async fn ws_with_headers(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Result<WsClient, u16>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = format!("ws://{}/ws{query}", self.addr).into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())?,
+                value.parse()?,
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(Ok(WsClient {
+                stream,
+                pending: Vec::new(),
+            })),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Ok(Err(res.status().as_u16())),
+            Err(e) => Err(e).context("websocket connect"),
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         // A test that failed before `stop` still stops its server.
@@ -579,6 +606,12 @@ impl WsClient {
                 Some(Err(_)) | None => return Ok(WsEnd::Dropped),
             }
         }
+    }
+
+    /// Sends a text message to the server.
+    pub async fn send_text(&mut self, text: String) -> anyhow::Result<()> {
+        self.stream.send(WsMessage::Text(text.into())).await?;
+        Ok(())
     }
 
     /// Closes the connection from the client side.

@@ -4,4 +4,5 @@ mod browser;
 mod hostile;
 mod pipeline;
 mod rest;
+mod security;
 mod ws;
