@@ -102,7 +102,9 @@ pub struct Options {
     pub seed: Vec<(String, String, String)>,
     /// The store to run on.
     pub store: StoreKind,
-    /// CORS, write rate and WebSocket limits; `None` uses the server's defaults.
+    /// CORS, write rate and WebSocket limits; `None` uses the server's defaults without the
+    /// write rate limit, since tests that seed a thousand records through the API write far
+    /// faster than a person (the limit has its own tests).
     pub security: Option<SecurityConfig>,
 }
 
@@ -295,7 +297,10 @@ impl TestServer {
                 viewer_token: options.viewer_token.clone().map(Secret::new),
             },
             timing: options.timing.unwrap_or_else(Options::fast_timing),
-            security: options.security.clone().unwrap_or_default(),
+            security: options
+                .security
+                .clone()
+                .unwrap_or_else(SecurityConfig::unlimited),
             ..Config::default()
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
