@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use api_server::config::{AmiConfig, AuthConfig, Config, Secret, StoreConfig, Timing, UiConfig};
+use api_server::config::{
+    AmiConfig, AuthConfig, Config, Secret, SecurityConfig, StoreConfig, Timing, UiConfig,
+};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hub::ServerMessage;
 use serde_json::Value;
@@ -104,6 +106,10 @@ pub struct Options {
     pub seed: Vec<(String, String, String)>,
     /// The store to run on.
     pub store: StoreKind,
+    /// CORS, write rate and WebSocket limits; `None` uses the server's defaults without the
+    /// write rate limit, since tests that seed a thousand records through the API write far
+    /// faster than a person (the limit has its own tests).
+    pub security: Option<SecurityConfig>,
 }
 
 impl Options {
@@ -302,6 +308,10 @@ impl TestServer {
             },
             timing: options.timing.unwrap_or_else(Options::fast_timing),
             ui: options.ui.clone().unwrap_or_default(),
+            security: options
+                .security
+                .clone()
+                .unwrap_or_else(SecurityConfig::unlimited),
             ..Config::default()
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -491,6 +501,33 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Opens `/ws{query}` with extra request headers (an `Origin`, say): the client, or the
+    /// HTTP status the server refused the upgrade with.
+    pub async fn ws_with_headers(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Result<WsClient, u16>> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = format!("ws://{}/ws{query}", self.addr).into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().append(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())?,
+                value.parse()?,
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((stream, _)) => Ok(Ok(WsClient {
+                stream,
+                pending: Vec::new(),
+            })),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Ok(Err(res.status().as_u16())),
+            Err(e) => Err(e).context("websocket connect"),
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         // A test that failed before `stop` still stops its server.
@@ -585,6 +622,12 @@ impl WsClient {
                 Some(Err(_)) | None => return Ok(WsEnd::Dropped),
             }
         }
+    }
+
+    /// Sends a text message to the server.
+    pub async fn send_text(&mut self, text: String) -> anyhow::Result<()> {
+        self.stream.send(WsMessage::Text(text.into())).await?;
+        Ok(())
     }
 
     /// Closes the connection from the client side.

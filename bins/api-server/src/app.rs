@@ -271,13 +271,16 @@ pub async fn start(
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     let ui_settings = web::Data::new(crate::dashboard::UiSettings::from_config(&config));
     let metrics_data = web::Data::from(metrics.clone());
+    let security = web::Data::new(crate::security::Security::new(&config.security));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(tokens.clone())
             .app_data(metrics_data.clone())
             .app_data(ui_settings.clone())
+            .app_data(security.clone())
             .wrap(from_fn(crate::auth::middleware))
+            .wrap(from_fn(crate::security::middleware))
             .wrap(from_fn(crate::metrics::middleware))
             .configure(crate::rest::configure)
             .configure(crate::analytics::configure)

@@ -247,6 +247,30 @@ pub struct Args {
     /// [default: 93].
     #[arg(long, env = "EXTSTATUS_HISTORY_DAYS", value_name = "DAYS")]
     pub history_days: Option<u32>,
+    /// Browser origins other than the server's own that may call the API and open `/ws`, as a
+    /// comma list of exact origins (`https://wall.example.com,http://localhost:3000`)
+    /// [default: none, CORS off].
+    #[arg(
+        long,
+        env = "EXTSTATUS_CORS_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Option<Vec<String>>,
+    /// Write requests (POST/PUT/DELETE/PATCH) each client IP may make per second, on average;
+    /// 0 turns the limit off [default: 50].
+    #[arg(long, env = "EXTSTATUS_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<u32>,
+    /// Write requests a client IP may make at once before the average applies [default: 200].
+    #[arg(long, env = "EXTSTATUS_RATE_LIMIT_BURST", value_name = "REQUESTS")]
+    pub rate_limit_burst: Option<u32>,
+    /// Most WebSocket clients served at once; more are answered 503 [default: 10000].
+    #[arg(long, env = "EXTSTATUS_WS_MAX_CONNECTIONS", value_name = "N")]
+    pub ws_max_connections: Option<usize>,
+    /// Largest WebSocket message a client may send, in bytes; a larger one closes the socket
+    /// with code 1009 [default: 4096].
+    #[arg(long, env = "EXTSTATUS_WS_MAX_MESSAGE", value_name = "BYTES")]
+    pub ws_max_message: Option<usize>,
 }
 
 impl Args {
@@ -327,6 +351,71 @@ pub struct AuthConfig {
     pub admin_token: Option<Secret>,
     /// Needed (or the admin token) for GET /api/*, /metrics and /ws when set.
     pub viewer_token: Option<Secret>,
+}
+
+/// Browser-facing protections: CORS, the per-client write rate and the WebSocket limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// Exact origins (`scheme://host[:port]`, lower-case) besides the server's own that may
+    /// call the API and open `/ws`. Empty: CORS is off.
+    pub cors_origins: Vec<String>,
+    /// Write requests per second per client IP; 0 turns the limit off.
+    pub rate_limit: u32,
+    /// The bucket size: writes a client may make at once.
+    pub rate_limit_burst: u32,
+    /// Most WebSocket clients at once.
+    pub ws_max_connections: usize,
+    /// Largest WebSocket message accepted from a client, in bytes.
+    pub ws_max_message: usize,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            rate_limit: 50,
+            rate_limit_burst: 200,
+            ws_max_connections: 10_000,
+            ws_max_message: 4096,
+        }
+    }
+}
+
+impl SecurityConfig {
+    /// No write rate limit (for load tests and replays that write faster than a person).
+    pub fn unlimited() -> Self {
+        Self {
+            rate_limit: 0,
+            ..Self::default()
+        }
+    }
+}
+
+/// Checks one `--cors-origins` entry and writes it the way browsers send `Origin`: a scheme
+/// (`http` or `https`), a host and an optional port, lower-case, nothing else.
+fn cors_origin(raw: &str) -> Result<String, ConfigError> {
+    let origin = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+    let refuse = |why: &str| {
+        Err(ConfigError::Invalid {
+            setting: "--cors-origins",
+            problem: format!("{raw:?} {why}"),
+        })
+    };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return refuse("is not an origin such as https://wall.example.com");
+    };
+    if scheme != "http" && scheme != "https" {
+        return refuse("must start with http:// or https://");
+    }
+    if authority.is_empty()
+        || authority == "*"
+        || !authority
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return refuse("must be exactly scheme://host[:port], without a path, query or wildcard");
+    }
+    Ok(origin)
 }
 
 /// Timers of the pipeline, the WebSocket heartbeat and shutdown.
@@ -413,6 +502,8 @@ pub struct Config {
     pub ui: UiConfig,
     /// Days of history kept (at least 1).
     pub history_days: u32,
+    /// CORS, rate limit and WebSocket limits.
+    pub security: SecurityConfig,
 }
 
 impl Config {
@@ -465,6 +556,7 @@ impl Default for Config {
             timing: Timing::default(),
             ui: UiConfig::default(),
             history_days: Config::DEFAULT_HISTORY_DAYS,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -490,6 +582,31 @@ impl Config {
         };
         let demo = args.demo || file.demo;
         let stored = args.store.or(file.store);
+        let ds = SecurityConfig::default();
+        let cors_origins = args
+            .cors_origins
+            .or(file.cors_origins)
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| !o.trim().is_empty())
+            .map(|o| cors_origin(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let security = SecurityConfig {
+            cors_origins,
+            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(ds.rate_limit),
+            rate_limit_burst: args
+                .rate_limit_burst
+                .or(file.rate_limit_burst)
+                .unwrap_or(ds.rate_limit_burst),
+            ws_max_connections: args
+                .ws_max_connections
+                .or(file.ws_max_connections)
+                .unwrap_or(ds.ws_max_connections),
+            ws_max_message: args
+                .ws_max_message
+                .or(file.ws_max_message)
+                .unwrap_or(ds.ws_max_message),
+        };
         let store = match stored.mongodb_uri() {
             // Demo mode always uses the embedded store, so it runs anywhere.
             Some(uri) if !demo => StoreConfig::Mongo {
@@ -575,6 +692,7 @@ impl Config {
                 .history_days
                 .or(file.history_days)
                 .unwrap_or(d.history_days),
+            security,
         };
         config.check()?;
         Ok(config)
@@ -618,6 +736,29 @@ impl Config {
                 format!(
                     "must be longer than --queue-wait-amber ({:?} is not longer than {:?})",
                     ui.queue_wait_red, ui.queue_wait_amber
+                ),
+            );
+        }
+        let s = &self.security;
+        if s.rate_limit > 0 && s.rate_limit_burst == 0 {
+            return invalid(
+                "--rate-limit-burst",
+                "must be at least 1 while --rate-limit is on, or every write would be refused"
+                    .to_owned(),
+            );
+        }
+        if s.ws_max_connections == 0 {
+            return invalid(
+                "--ws-max-connections",
+                "must be at least 1, or no dashboard could connect".to_owned(),
+            );
+        }
+        if s.ws_max_message < 125 {
+            return invalid(
+                "--ws-max-message",
+                format!(
+                    "{} bytes is below 125, the size of a ping or close frame a client may send",
+                    s.ws_max_message
                 ),
             );
         }
@@ -808,6 +949,24 @@ mod tests {
                 None,
                 "must be longer than zero",
             ),
+            (
+                &["--cors-origins", "*"],
+                None,
+                "--cors-origins: \"*\" is not an origin",
+            ),
+            (
+                &["--cors-origins", "https://ok.example,ftp://x.example"],
+                None,
+                "must start with http:// or https://",
+            ),
+            (
+                &["--cors-origins", "https://x.example/path"],
+                None,
+                "without a path",
+            ),
+            (&["--rate-limit-burst", "0"], None, "--rate-limit-burst"),
+            (&["--ws-max-connections", "0"], None, "--ws-max-connections"),
+            (&[], Some("ws_max_message = 10"), "--ws-max-message"),
         ];
         for (flags, file, want) in rows {
             let err = Config::resolve(args(flags), *file).expect_err("refused");
@@ -884,6 +1043,42 @@ mod tests {
         let err = Config::resolve(args(&[]), Some("pause_reasons = [\"Tab\\there\"]"))
             .expect_err("control character");
         assert!(err.to_string().contains("pause_reasons: entry 1"), "{err}");
+    }
+
+    #[test]
+    fn security_settings() {
+        let c = Config::resolve(args(&[]), None).expect("defaults");
+        assert_eq!(c.security, SecurityConfig::default());
+        assert!(c.security.cors_origins.is_empty(), "CORS is off by default");
+        let c = Config::resolve(
+            args(&[
+                "--cors-origins",
+                "https://Wall.Example.com/, http://localhost:3000",
+                "--rate-limit",
+                "0",
+            ]),
+            Some("ws_max_connections = 5\nws_max_message = 1024\nrate_limit = 9"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.security,
+            SecurityConfig {
+                cors_origins: vec![
+                    "https://wall.example.com".to_owned(),
+                    "http://localhost:3000".to_owned()
+                ],
+                rate_limit: 0,
+                rate_limit_burst: 200,
+                ws_max_connections: 5,
+                ws_max_message: 1024,
+            }
+        );
+        let c = Config::resolve(
+            args(&[]),
+            Some("cors_origins = [\"https://a.example:8443\"]"),
+        )
+        .expect("a TOML list");
+        assert_eq!(c.security.cors_origins, ["https://a.example:8443"]);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// No token, or the wrong one.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The request is understood but refused whatever the token (a foreign browser origin).
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing with this id.
     #[error("{0}")]
     NotFound(String),
@@ -46,12 +49,24 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request's headers are larger than the server accepts.
+    #[error("the request headers are larger than {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The body is not JSON.
     #[error("request bodies must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
     /// A dependency is down for a moment; the client may retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The client sent more writes than its rate allows; it may retry after this many seconds.
+    #[error("too many write requests from this client; retry in {retry_after} s")]
+    TooManyRequests {
+        /// Whole seconds until a write will be accepted again (at least 1).
+        retry_after: u64,
+    },
     /// Something failed inside; the cause is logged, the client gets a generic sentence.
     #[error("internal error")]
     Internal(String),
@@ -118,12 +133,15 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict { .. } => "conflict",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
+            Self::TooManyRequests { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -139,6 +157,9 @@ impl ApiError {
                 "Request bodies must be JSON sent with Content-Type: application/json.".into()
             }
             Self::MethodNotAllowed => "This method is not allowed on this address.".into(),
+            Self::TooManyRequests { retry_after } => {
+                format!("Too many write requests from this address; try again in {retry_after} s.")
+            }
             other => other.to_string(),
         }
     }
@@ -179,12 +200,15 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -203,6 +227,9 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         if matches!(self, Self::Unauthorized(_)) {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let Self::TooManyRequests { retry_after } = self {
+            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         res.json(body)
     }
@@ -265,5 +292,15 @@ mod tests {
         assert_eq!(s, 413);
         let (s, _) = render(ApiError::UnsupportedMediaType).await;
         assert_eq!(s, 415);
+        let (s, v) = render(ApiError::Forbidden("Not from this origin.".into())).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (403, Some("forbidden")));
+        let res = ApiError::TooManyRequests { retry_after: 3 }.error_response();
+        assert_eq!(res.status().as_u16(), 429);
+        assert_eq!(
+            res.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("3")
+        );
     }
 }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod rest;
+pub mod security;
 pub mod state;
 pub mod writer;
 pub mod ws;

@@ -178,9 +178,7 @@ impl FromRequest for JsonObject {
 /// Reads the filters of a list request. Unknown parameters, repeated ones and bad values are
 /// refused; an empty value means "no filter" (what an HTML form sends for "any").
 pub fn parse_filter(query: &str) -> Result<ExtensionFilter, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
+    let pairs = query_pairs(query)?;
     let mut filter = ExtensionFilter::default();
     let mut fields = BTreeMap::new();
     let mut seen = Vec::new();
@@ -228,6 +226,51 @@ pub fn parse_filter(query: &str) -> Result<ExtensionFilter, ApiError> {
             fields,
         })
     }
+}
+
+/// The decoded `name=value` pairs of a query string. Percent-encoded bytes that are not UTF-8
+/// are refused, naming the parameter, rather than silently replaced by U+FFFD.
+pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    for part in query.split('&') {
+        let mut bytes = Vec::with_capacity(part.len());
+        let raw = part.as_bytes();
+        let mut i = 0;
+        while i < raw.len() {
+            let hex = |b: u8| char::from(b).to_digit(16);
+            match (
+                raw[i],
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(hi), Some(lo)) => {
+                    bytes.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                    i += 3;
+                }
+                (b, _, _) => {
+                    bytes.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if std::str::from_utf8(&bytes).is_err() {
+            let name = part.split('=').next().unwrap_or(part);
+            let mut fields = BTreeMap::new();
+            fields.insert(
+                name.to_owned(),
+                "is not valid UTF-8 once percent-decoded".to_owned(),
+            );
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!(
+                    "The query parameter {name:?} is not valid UTF-8 once percent-decoded."
+                ),
+                fields,
+            });
+        }
+    }
+    web::Query::<Vec<(String, String)>>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))
 }
 
 fn parse_id(raw: &str) -> Result<RecordId, ApiError> {
@@ -946,5 +989,18 @@ mod tests {
                 other => panic!("{q}: {:?}", other.map(|_| ())),
             }
         }
+        // Percent-encoded bytes that are not UTF-8 are refused, not replaced.
+        match parse_filter("department=%FF%FE") {
+            Err(ApiError::BadRequest { code, fields, .. }) => {
+                assert_eq!(code, "invalid_query");
+                assert!(fields.contains_key("department"), "{fields:?}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert!(parse_filter("department=Caf%C3%A9").is_ok());
+        assert!(
+            parse_filter("department=%E2%80%AESales").is_err(),
+            "a bidi override"
+        );
     }
 }

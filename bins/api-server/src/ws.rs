@@ -13,11 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::security::{Security, WsSlot};
 use crate::state::AppState;
-
-/// Client frames are small (pings, pongs, an occasional text we ignore); anything larger is a
-/// protocol error rather than a reason to buffer megabytes.
-const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
 /// The query parameters of `/ws`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -32,9 +29,7 @@ impl WsQuery {
     /// Reads the query string; unknown parameters and bad values are refused, so a typo
     /// does not silently give an unfiltered stream.
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-            .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-            .into_inner();
+        let pairs = crate::rest::query_pairs(query)?;
         let mut out = WsQuery::default();
         for (key, value) in pairs {
             match key.as_str() {
@@ -84,16 +79,23 @@ fn invalid_param(name: &str, problem: &str) -> ApiError {
         (status = 101, description = "WebSocket stream: a snapshot, then deltas with seq"),
         (status = 400, description = "Bad query parameter", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
+        (status = 403, description = "A browser from an origin that is neither the server's own nor in --cors-origins", body = crate::error::ErrorBody),
+        (status = 503, description = "--ws-max-connections clients are already connected", body = crate::error::ErrorBody),
     )
 )]
 pub async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
+    security: web::Data<Security>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let query = WsQuery::parse(req.query_string())?;
+    // Client messages are small (pings, pongs, an occasional text we ignore): a larger frame
+    // closes the socket with 1009 rather than being buffered.
+    security.check_ws_origin(&req)?;
+    let slot = security.ws_slot()?;
     let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let stream = stream.max_frame_size(MAX_CLIENT_FRAME);
+    let stream = stream.max_frame_size(security.ws_max_message());
     let start = match query.resume {
         Some(after) => match state.hub.resume(after, query.department) {
             Resume::Changes(changes, sub) => {
@@ -115,6 +117,7 @@ pub async fn upgrade(
         shutdown: state.shutdown.clone(),
         ping_interval: state.timing.ws_ping_interval,
         timeout: state.timing.ws_timeout,
+        _slot: slot,
     };
     actix_web::rt::spawn(conn.run(start.0));
     Ok(response)
@@ -129,6 +132,8 @@ struct Connection {
     shutdown: CancellationToken,
     ping_interval: Duration,
     timeout: Duration,
+    /// Its place under `--ws-max-connections`, given back when the connection ends.
+    _slot: WsSlot,
 }
 
 /// Decrements the client gauge however the connection ends.
@@ -194,6 +199,13 @@ impl Connection {
                     // Pongs, texts and anything else prove the client is alive; their content
                     // means nothing to this server.
                     Some(Ok(_)) => last_heard = Instant::now(),
+                    Some(Err(actix_ws::ProtocolError::Overflow)) => {
+                        tracing::debug!("websocket client message over --ws-max-message; closing");
+                        return End::Close(CloseReason {
+                            code: CloseCode::Size,
+                            description: Some("message too big".to_owned()),
+                        });
+                    }
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket protocol error");
                         return End::Close(CloseReason {
@@ -248,7 +260,13 @@ mod tests {
             }
         );
         assert_eq!(ok("department="), WsQuery::default());
-        for bad in ["resume=x", "resume=-1", "department=%07", "colour=red"] {
+        for bad in [
+            "resume=x",
+            "resume=-1",
+            "department=%07",
+            "colour=red",
+            "department=%FF",
+        ] {
             let e = WsQuery::parse(bad).expect_err(bad);
             assert_eq!(e.code(), "invalid_query", "{bad}");
         }

@@ -27,7 +27,9 @@ pub enum Rule {
     },
     /// The value holds something other than the ASCII digits 0-9.
     NotDigits,
-    /// The value holds a control character (a line break, a tab, a NUL...).
+    /// The value holds a control character (a line break, a tab, a NUL...), or one of the
+    /// invisible characters that reorder or hide text: the bidirectional embeddings,
+    /// overrides and isolates (U+202A-U+202E, U+2066-U+2069) and the byte-order mark (U+FEFF).
     ControlCharacter,
     /// The value has the wrong JSON type.
     WrongType {
@@ -85,6 +87,13 @@ impl FieldError {
     }
 }
 
+/// Whether `c` may not appear in a name: a control character, or an invisible formatting
+/// character that could make a name display as another (a right-to-left override shows
+/// `\u{202e}yrollaM` as `Mallory`), or a byte-order mark left over from a file.
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Checks the shared text rule: trimmed, `min..=max` characters, no control characters.
 fn checked_text(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
     let trimmed = raw.trim();
@@ -95,7 +104,7 @@ fn checked_text(field: &str, raw: &str, max: usize) -> Result<String, FieldError
     if chars > max {
         return Err(FieldError::new(field, Rule::TooLong { max, got: chars }));
     }
-    if trimmed.chars().any(char::is_control) {
+    if trimmed.chars().any(is_forbidden_char) {
         return Err(FieldError::new(field, Rule::ControlCharacter));
     }
     Ok(trimmed.to_owned())

@@ -4,6 +4,8 @@ mod analytics;
 mod browser;
 mod faults;
 mod callcenter;
+mod hostile;
 mod pipeline;
 mod rest;
+mod security;
 mod ws;
