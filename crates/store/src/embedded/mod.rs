@@ -18,12 +18,11 @@ use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, NewExtension, Observation,
     RecordId, StatusHistoryEntry, Timestamp,
 };
-use redb::Database;
 use tokio::sync::oneshot;
 use tokio_util::sync::DropGuard;
 
 use self::tables::Cache;
-use self::writer::{Edit, Job, Writer, WriterState, stopped};
+use self::writer::{DbSlot, Edit, Job, Writer, WriterState, current_db, stopped};
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{StoreError, cause};
@@ -41,7 +40,7 @@ pub struct EmbeddedStore {
 
 struct Inner {
     file: PathBuf,
-    db: Arc<Database>,
+    db: DbSlot,
     cache: Arc<RwLock<Cache>>,
     batcher: Arc<LastSeenBatcher>,
     counters: Arc<Counters>,
@@ -75,12 +74,14 @@ impl EmbeddedStore {
                 .await
                 .map_err(|e| StoreError::Internal { cause: cause(e) })??
         };
-        let db = Arc::new(opened.db);
+        let db: DbSlot = Arc::new(RwLock::new(Some(Arc::new(opened.db))));
         let cache = Arc::new(RwLock::new(opened.cache));
         let counters = Arc::new(Counters::default());
         let batcher = Arc::new(LastSeenBatcher::new(counters.clone()));
         let writer = Writer::spawn(WriterState {
             db: db.clone(),
+            file: file.clone(),
+            broken: None,
             cache: cache.clone(),
             batcher: batcher.clone(),
             counters: counters.clone(),
@@ -271,7 +272,7 @@ impl Repository for EmbeddedStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
-        let db = self.inner.db.clone();
+        let db = current_db(&self.inner.db)?;
         let extension = extension.cloned();
         tokio::task::spawn_blocking(move || tables::read_history(&db, extension.as_ref(), from, to))
             .await
