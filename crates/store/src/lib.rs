@@ -106,7 +106,9 @@ pub trait Repository: Send + Sync {
     /// `"embedded"` or `"mongodb"`, for health reports and metrics labels.
     fn backend_name(&self) -> &'static str;
 
-    /// Checks that the backend answers.
+    /// Checks that the backend answers and takes writes: the embedded store answers with a
+    /// durable commit, and fails while its writer is refusing writes after a failed commit
+    /// (until it has reopened the file), so `/readyz` reports that outage.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Every record that passes `filter`, sorted by extension number in [`ExtensionNumber`]'s

@@ -433,6 +433,15 @@ async fn read_until_board(url: &str, want: &HashMap<String, i64>) -> anyhow::Res
 /// The `api-server` binary connected to `peer`, with a fast WebSocket heartbeat, its store
 /// seeded with the hinted extensions.
 async fn server_process(peer: &AmiPeer, dir: &std::path::Path) -> anyhow::Result<ServerProcess> {
+    server_process_with(peer, dir, &[]).await
+}
+
+/// [`server_process`] with more arguments.
+async fn server_process_with(
+    peer: &AmiPeer,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<ServerProcess> {
     let seeded = TestServer::start(Options::default().seeded(&HINTED, "Agents")).await?;
     // The seed goes through a server of this process, whose data directory is then reused.
     let data = seeded.stop_keeping_data().await?;
@@ -441,27 +450,26 @@ async fn server_process(peer: &AmiPeer, dir: &std::path::Path) -> anyhow::Result
         .or_else(|_| copy_dir(data.path(), dir))
         .context("move the seeded store")?;
     let ami = peer.addr().to_string();
-    ServerProcess::start(
-        dir,
-        &[
-            "--ami",
-            &ami,
-            "--ami-user",
-            "monitor",
-            "--ami-secret",
-            "monitorpass",
-            "--fully-booted-wait",
-            "300ms",
-            "--pbx-grace",
-            "300ms",
-            "--ws-ping-interval",
-            "200ms",
-            "--ws-timeout",
-            "1s",
-            "--log",
-            "warn,api_server=info",
-        ],
-    )
+    let mut args = vec![
+        "--ami",
+        &ami,
+        "--ami-user",
+        "monitor",
+        "--ami-secret",
+        "monitorpass",
+        "--fully-booted-wait",
+        "300ms",
+        "--pbx-grace",
+        "300ms",
+        "--ws-ping-interval",
+        "200ms",
+        "--ws-timeout",
+        "1s",
+        "--log",
+        "warn,api_server=info,store=info",
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(dir, &args)
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
@@ -830,7 +838,9 @@ impl Drop for SmallFs {
 /// The binary on a store in a tmpfs that is then filled: returns the peer, the file system and
 /// the server, with the board equal to the peer's before the fill; `None` (with the reason
 /// printed) when no tmpfs can be mounted here.
-async fn server_on_a_full_disk() -> anyhow::Result<Option<(AmiPeer, SmallFs, ServerProcess)>> {
+async fn server_on_a_full_disk(
+    extra: &[&str],
+) -> anyhow::Result<Option<(AmiPeer, SmallFs, ServerProcess)>> {
     let fs = match SmallFs::mount() {
         Ok(fs) => fs,
         Err(why) => {
@@ -839,7 +849,7 @@ async fn server_on_a_full_disk() -> anyhow::Result<Option<(AmiPeer, SmallFs, Ser
         }
     };
     let peer = AmiPeer::start(PeerConfig::default()).await;
-    let server = server_process(&peer, &fs.path().join("data")).await?;
+    let server = server_process_with(&peer, &fs.path().join("data"), extra).await?;
     board_equals_peer(&server.url(""), &peer, &[]).await?;
     fs.fill()?;
     Ok(Some((peer, fs, server)))
@@ -891,7 +901,7 @@ async fn create_until_refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_writes_loudly_and_never_acknowledges_an_edit() -> anyhow::Result<()> {
-    let Some((peer, fs, server)) = server_on_a_full_disk().await? else {
+    let Some((peer, fs, server)) = server_on_a_full_disk(&[]).await? else {
         return Ok(());
     };
     let base = server.url("");
@@ -968,20 +978,54 @@ async fn a_full_disk_fails_writes_loudly_and_never_acknowledges_an_edit() -> any
     Ok(())
 }
 
+/// `/readyz`: its status code and whether the body says the store is ok.
+async fn readiness(http: &reqwest::Client, base: &str) -> anyhow::Result<(u16, bool)> {
+    let r = http.get(format!("{base}/readyz")).send().await?;
+    let code = r.status().as_u16();
+    let body: Value = r.json().await?;
+    let ok = body["store"]["ok"]
+        .as_bool()
+        .ok_or_else(|| anyhow!("/readyz has no store.ok: {body}"))?;
+    Ok((code, ok))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known product gap: after a failed write redb refuses every later one (PreviousIo) \
-            and the embedded store does not reopen the file, so freeing the space does not \
-            recover the server; it is the store-outage work of issue #14"]
 async fn once_the_disk_has_room_again_the_server_recovers() -> anyhow::Result<()> {
-    let Some((peer, fs, server)) = server_on_a_full_disk().await? else {
+    // A short resync period: statuses whose writes failed during the outage are repaired by a
+    // list taken once the store writes again.
+    let Some((peer, fs, server)) = server_on_a_full_disk(&["--resync-interval", "1s"]).await?
+    else {
         return Ok(());
     };
     let base = server.url("");
     let http = reqwest::Client::new();
-    let (_, refused) = create_until_refused(&http, &base).await?;
+    let (acked, refused) = create_until_refused(&http, &base).await?;
     assert!(!refused.is_empty(), "a full disk never refused an edit");
+
+    // While the store cannot write, /readyz says so (a ping is a durable write, refused while
+    // the store has not reopened its file).
+    eventually(
+        "/readyz to report the store not ok on a full disk",
+        || async {
+            let (code, ok) = readiness(&http, &base).await?;
+            Ok((code == 503 && !ok).then_some(()))
+        },
+    )
+    .await?;
+
+    // Statuses change during the outage: their writes fail (or land in pages redb already
+    // has); either way the board must end equal to the PBX.
+    for (i, exten) in HINTED[..5].iter().enumerate() {
+        peer.set_state(exten, CODES[(i + 2) % CODES.len()]);
+    }
+
     fs.free()?;
-    // An edit is accepted again, and the statuses come back to the PBX's.
+    // The store reopens its file by itself: /readyz is ready again, an edit is accepted.
+    eventually("/readyz to report the store ok again", || async {
+        let (code, ok) = readiness(&http, &base).await?;
+        Ok((code == 200 && ok).then_some(()))
+    })
+    .await?;
     eventually("an edit to be accepted again", || async {
         let r = http
             .post(format!("{base}/api/extensions"))
@@ -991,7 +1035,30 @@ async fn once_the_disk_has_room_again_the_server_recovers() -> anyhow::Result<()
         Ok((r.status().as_u16() == 201).then_some(()))
     })
     .await?;
+    // Every status changed during the outage is repaired, and later changes are stored.
+    board_equals_peer(&base, &peer, &[]).await?;
     peer.set_state("1003", 4);
     board_equals_peer(&base, &peer, &[]).await?;
+    let shown = board(&http, &base).await?;
+
+    // Nothing acknowledged was lost and nothing refused was half-written: a restarted server
+    // with no PBX reads back exactly what was shown.
+    let _ = server.signal_and_wait("TERM")?;
+    let restarted =
+        ServerProcess::start(&fs.path().join("data"), &["--log", "warn,api_server=info"])?;
+    let stored = board(&http, &restarted.url("")).await?;
+    assert_eq!(stored, shown, "the store holds what the board showed");
+    for ext in acked.iter().chain(std::iter::once(&"4999".to_owned())) {
+        assert!(
+            stored.contains_key(ext),
+            "acknowledged create {ext} is stored"
+        );
+    }
+    for ext in &refused {
+        assert!(
+            !stored.contains_key(ext),
+            "refused create {ext} is not stored"
+        );
+    }
     Ok(())
 }

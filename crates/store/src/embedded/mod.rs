@@ -21,12 +21,11 @@ use domain::{
     Extension, ExtensionFilter, ExtensionNumber, ExtensionPatch, HistoryEntry, NewExtension,
     Observation, RecordId, TimeRange, Timestamp,
 };
-use redb::Database;
 use tokio::sync::oneshot;
 use tokio_util::sync::DropGuard;
 
 use self::tables::Cache;
-use self::writer::{Edit, Job, Writer, WriterState, stopped};
+use self::writer::{DbSlot, Edit, Job, Writer, WriterState, current_db, stopped};
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
 use crate::error::{StoreError, cause};
@@ -56,7 +55,7 @@ pub struct EmbeddedStore {
 
 struct Inner {
     file: PathBuf,
-    db: Arc<Database>,
+    db: DbSlot,
     cache: Arc<RwLock<Cache>>,
     batcher: Arc<LastSeenBatcher>,
     counters: Arc<Counters>,
@@ -90,12 +89,14 @@ impl EmbeddedStore {
                 .await
                 .map_err(|e| StoreError::Internal { cause: cause(e) })??
         };
-        let db = Arc::new(opened.db);
+        let db: DbSlot = Arc::new(RwLock::new(Some(Arc::new(opened.db))));
         let cache = Arc::new(RwLock::new(opened.cache));
         let counters = Arc::new(Counters::default());
         let batcher = Arc::new(LastSeenBatcher::new(counters.clone()));
         let writer = Writer::spawn(WriterState {
             db: db.clone(),
+            file: file.clone(),
+            broken: None,
             cache: cache.clone(),
             batcher: batcher.clone(),
             counters: counters.clone(),
@@ -319,7 +320,7 @@ impl Repository for EmbeddedStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        let db = self.inner.db.clone();
+        let db = current_db(&self.inner.db)?;
         let extension = extension.cloned();
         blocking(move || history::read(&db, extension.as_ref(), from, to)).await
     }
@@ -335,12 +336,12 @@ impl Repository for EmbeddedStore {
     }
 
     async fn history_window(&self, range: TimeRange) -> Result<HistoryWindow, StoreError> {
-        let db = self.inner.db.clone();
+        let db = current_db(&self.inner.db)?;
         blocking(move || history::window(&db, range)).await
     }
 
     async fn time_in_state(&self, request: TimeInStateRequest) -> Result<TimeInState, StoreError> {
-        let db = self.inner.db.clone();
+        let db = current_db(&self.inner.db)?;
         blocking(move || {
             history::time_in_state_from(
                 &db,
@@ -354,7 +355,7 @@ impl Repository for EmbeddedStore {
     }
 
     async fn prune_history(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
-        let db = self.inner.db.clone();
+        let db = current_db(&self.inner.db)?;
         blocking(move || history::prune(&db, before, batch.max(1))).await
     }
 

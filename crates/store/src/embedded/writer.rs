@@ -11,8 +11,18 @@
 //! One thread owning every write keeps the decisions race-free without a lock held across an
 //! await: the in-memory cache changes only after a commit succeeded, so readers never see a
 //! write that could still fail.
+//!
+//! After a failed commit (a full disk, a failing device) redb refuses every later write until
+//! the file is reopened. The writer then answers every write with the failure at once, and
+//! reopens the file itself, with backoff ([`REOPEN_FIRST`] doubling up to [`REOPEN_MAX`]): it
+//! drops its `Database` (so the file's lock is released), opens the same path again, and
+//! rewrites every record's status row from the cache in one durable commit, which brings back
+//! the soft status commits the failure may have lost. Only then does it take writes again.
+//! Nothing acknowledged is lost: user edits were durable before they were answered, and the
+//! cache changes only after a commit succeeded.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -41,6 +51,25 @@ const MAX_GROUP: usize = 8192;
 /// Non-durable status commits are made durable at least this often, so that a crash loses at
 /// most this much soft state (which the next `ExtensionStateList` repairs anyway).
 pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// After a failed commit, the first attempt to reopen the file waits this long (meanwhile
+/// every write and `ping` fails at once, so `/readyz` reports the outage)...
+pub(super) const REOPEN_FIRST: Duration = Duration::from_millis(500);
+
+/// ...and each failed attempt doubles the wait, up to this.
+pub(super) const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+/// The open database, shared by the writer thread and the history reads. Empty while the
+/// writer reopens the file after a failed commit.
+pub(super) type DbSlot = Arc<RwLock<Option<Arc<Database>>>>;
+
+/// Takes the database out of the slot, or says why there is none.
+pub(super) fn current_db(slot: &DbSlot) -> Result<Arc<Database>, StoreError> {
+    slot.read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .ok_or_else(|| StoreError::unavailable("the embedded store is reopening its file"))
+}
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -158,13 +187,27 @@ pub(super) fn stopped() -> StoreError {
 
 /// Everything the writer thread owns or shares.
 pub(super) struct WriterState {
-    pub(super) db: Arc<Database>,
+    pub(super) db: DbSlot,
+    /// The database file, reopened after a failed commit.
+    pub(super) file: PathBuf,
+    /// Set by a failed commit, cleared once the file is reopened and rewritten.
+    pub(super) broken: Option<Broken>,
     pub(super) cache: Arc<RwLock<Cache>>,
     pub(super) batcher: Arc<LastSeenBatcher>,
     pub(super) counters: Arc<Counters>,
     pub(super) next_seq: u64,
     /// Since when non-durable commits are waiting for a durable one, if any are.
     pub(super) soft_since: Option<Instant>,
+}
+
+/// The writer after a failed commit: every write is refused with `error` until the file is
+/// reopened.
+pub(super) struct Broken {
+    error: StoreError,
+    /// When to try to reopen next.
+    next_try: Instant,
+    /// How long to wait after the next failed attempt.
+    backoff: Duration,
 }
 
 /// A history entry to write.
@@ -343,18 +386,21 @@ impl WriterState {
         // it is written on its own and after everything queued before it.
         let mut carried: Option<Job> = None;
         loop {
+            self.reopen_if_due();
             let first = match carried.take() {
                 Some(job) => job,
-                None => match self.soft_since {
+                None => match self.next_timer() {
                     None => match rx.recv() {
                         Ok(job) => job,
                         Err(_) => break,
                     },
-                    Some(since) => {
-                        match rx.recv_timeout(DURABLE_EVERY.saturating_sub(since.elapsed())) {
+                    Some(at) => {
+                        match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                             Ok(job) => job,
                             Err(RecvTimeoutError::Timeout) => {
-                                self.persist();
+                                if self.broken.is_none() {
+                                    self.persist();
+                                }
                                 continue;
                             }
                             Err(RecvTimeoutError::Disconnected) => break,
@@ -362,6 +408,8 @@ impl WriterState {
                     }
                 },
             };
+            // A job that arrives while the file is due to be reopened finds it reopened.
+            self.reopen_if_due();
             let first = match first {
                 Job::LastSeen { batch, reply } => {
                     self.write_last_seen(&batch, reply);
@@ -386,9 +434,131 @@ impl WriterState {
             }
             self.process(group);
         }
-        if self.soft_since.is_some() {
+        if self.soft_since.is_some() || self.broken.is_some() {
+            self.reopen_if_due_now();
             self.persist();
         }
+    }
+
+    /// When the thread must wake without a job: to make soft commits durable, or to reopen
+    /// the file after a failed commit.
+    fn next_timer(&self) -> Option<Instant> {
+        match &self.broken {
+            Some(broken) => Some(broken.next_try),
+            None => self.soft_since.map(|since| since + DURABLE_EVERY),
+        }
+    }
+
+    /// The database to write to, or the failure that stops every write until the file is
+    /// reopened.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        match &self.broken {
+            Some(broken) => Err(broken.error.clone()),
+            None => current_db(&self.db),
+        }
+    }
+
+    /// Notes a failed commit: redb refuses every later write until the file is reopened,
+    /// which is tried after [`REOPEN_FIRST`] and then with backoff.
+    fn failed(&mut self, error: &StoreError) {
+        if self.broken.is_none() {
+            tracing::warn!(error = %error, file = %self.file.display(),
+                "embedded store: a commit failed; refusing writes until the file is reopened");
+            self.broken = Some(Broken {
+                error: StoreError::unavailable(format!(
+                    "a write to the embedded store failed ({error}); it reopens its file and \
+                     takes writes again once the disk does"
+                )),
+                next_try: Instant::now() + REOPEN_FIRST,
+                backoff: REOPEN_FIRST * 2,
+            });
+        }
+    }
+
+    /// Reopens the file if a commit failed and the backoff has passed.
+    fn reopen_if_due(&mut self) {
+        if self
+            .broken
+            .as_ref()
+            .is_some_and(|b| b.next_try <= Instant::now())
+        {
+            self.reopen();
+        }
+    }
+
+    /// One last attempt when the writer stops, whatever the backoff.
+    fn reopen_if_due_now(&mut self) {
+        if self.broken.is_some() {
+            self.reopen();
+        }
+    }
+
+    /// Drops the database, opens the same file again and rewrites every record's status row
+    /// from the cache in one durable commit. On failure, waits longer before the next try.
+    fn reopen(&mut self) {
+        // Dropping the last handle closes the file and releases its lock; a history read that
+        // still holds one makes the open below fail as locked, and it is tried again later.
+        self.db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match self.reopen_and_rewrite() {
+            Ok((db, next_seq)) => {
+                *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+                self.next_seq = self.next_seq.max(next_seq);
+                self.soft_since = None;
+                self.broken = None;
+                tracing::info!(file = %self.file.display(),
+                    "embedded store: file reopened after a failed commit; writes resume");
+            }
+            Err(e) => {
+                if let Some(broken) = &mut self.broken {
+                    tracing::warn!(error = %e, retry_in = ?broken.backoff,
+                        "embedded store: reopening the file failed");
+                    broken.error = StoreError::unavailable(format!(
+                        "a write to the embedded store failed and reopening its file failed \
+                         ({e}); it tries again in {:?}",
+                        broken.backoff
+                    ));
+                    broken.next_try = Instant::now() + broken.backoff;
+                    broken.backoff = (broken.backoff * 2).min(REOPEN_MAX);
+                }
+            }
+        }
+    }
+
+    fn reopen_and_rewrite(&self) -> Result<(Database, u64), StoreError> {
+        use tables::storage_error as e;
+        let dir = self.file.parent().unwrap_or(&self.file);
+        let opened = tables::open(dir, &self.file)?;
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        // User edits are durable before they are answered, so the file holds exactly the
+        // records the cache has; anything else is a bug worth a loud line.
+        if opened.cache.by_id.len() != cache.by_id.len()
+            || !cache
+                .by_id
+                .keys()
+                .all(|id| opened.cache.by_id.contains_key(id))
+        {
+            tracing::error!(
+                file = %self.file.display(),
+                in_file = opened.cache.by_id.len(),
+                in_memory = cache.by_id.len(),
+                "embedded store: after reopening, the file's records differ from memory"
+            );
+        }
+        let mut txn = opened.db.begin_write().map_err(e)?;
+        txn.set_durability(Durability::Immediate).map_err(e)?;
+        {
+            let mut status = txn.open_table(STATUS).map_err(e)?;
+            for (id, record) in &cache.by_id {
+                status
+                    .insert(id.as_str(), tables::encode_status(record))
+                    .map_err(e)?;
+            }
+        }
+        txn.commit().map_err(e)?;
+        Ok((opened.db, opened.next_seq))
     }
 
     /// Whether the next commit must be durable: the caller needs it, or soft commits have
@@ -412,17 +582,18 @@ impl WriterState {
     /// An empty durable commit, which persists the soft commits before it.
     fn persist(&mut self) {
         use tables::storage_error as e;
-        let result = self.db.begin_write().map_err(e).and_then(|mut txn| {
+        let result = self.db().and_then(|db| {
+            let mut txn = db.begin_write().map_err(e)?;
             txn.set_durability(Durability::Immediate).map_err(e)?;
             txn.commit().map_err(e)
         });
         match result {
             Ok(()) => self.soft_since = None,
-            // Kept as soft: the next commit tries again, or the timer one interval from now
-            // (not at once: a disk that refuses would make this loop spin).
+            // Kept as soft until the file is reopened, which rewrites every status row.
             Err(e) => {
                 tracing::error!(error = %e, "embedded store: durable commit failed");
                 self.soft_since = Some(Instant::now());
+                self.failed(&e);
             }
         }
     }
@@ -450,8 +621,9 @@ impl WriterState {
         } else {
             let durable = self.durable_due(false);
             let r = self.commit_status_rows(&updates, durable);
-            if r.is_ok() {
-                self.committed(durable);
+            match &r {
+                Ok(()) => self.committed(durable),
+                Err(e) => self.failed(e),
             }
             r
         }
@@ -473,7 +645,8 @@ impl WriterState {
         durable: bool,
     ) -> Result<(), StoreError> {
         use tables::storage_error as e;
-        let mut txn = self.db.begin_write().map_err(e)?;
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(e)?;
         txn.set_durability(durability(durable)).map_err(e)?;
         {
             let mut status = txn.open_table(STATUS).map_err(e)?;
@@ -543,6 +716,7 @@ impl WriterState {
             }
             Err(e) => {
                 tracing::error!(error = %e, "embedded store commit failed");
+                self.failed(&e);
                 for answer in answers {
                     self.answer(answer, Some(&e));
                 }
@@ -798,7 +972,8 @@ impl WriterState {
     /// `durable`.
     fn commit(&self, stage: &Stage<'_>, durable: bool) -> Result<(), StoreError> {
         use tables::storage_error as e;
-        let mut txn = self.db.begin_write().map_err(e)?;
+        let db = self.db()?;
+        let mut txn = db.begin_write().map_err(e)?;
         txn.set_durability(durability(durable)).map_err(e)?;
         {
             let mut records = txn.open_table(RECORDS).map_err(e)?;
