@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 /// The crates that have criterion benchmarks.
-const BENCH_CRATES: [&str; 3] = ["ami-proto", "store", "hub"];
+const BENCH_CRATES: [&str; 4] = ["ami-proto", "store", "hub", "domain"];
 
 /// How many extensions the REST and idle-memory measurements hold.
 const REST_EXTENSIONS: u32 = 10_000;
@@ -461,6 +461,36 @@ fn criterion(root: &Path, only: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every crate with a `[[bench]]` target is in `BENCH_CRATES`, and nothing else is.
+    #[test]
+    fn bench_crates_are_the_crates_with_benchmarks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask sits in the workspace");
+        let mut found = Vec::new();
+        for group in ["crates", "bins"] {
+            for entry in std::fs::read_dir(root.join(group)).expect("workspace folder") {
+                let manifest = entry.expect("entry").path().join("Cargo.toml");
+                let Ok(text) = std::fs::read_to_string(&manifest) else {
+                    continue;
+                };
+                if text.contains("[[bench]]") {
+                    let name = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("name = "))
+                        .expect("package name")
+                        .trim_matches('"')
+                        .to_owned();
+                    found.push(name);
+                }
+            }
+        }
+        found.sort();
+        let mut listed: Vec<String> = BENCH_CRATES.iter().map(|s| (*s).to_owned()).collect();
+        listed.sort();
+        assert_eq!(found, listed);
+    }
 
     #[test]
     fn wrk_durations() {
