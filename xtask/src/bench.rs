@@ -143,6 +143,8 @@ fn machine() -> String {
 fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value> {
     let rates = std::env::var("RATES").unwrap_or_else(|_| "1000 5000 20000".to_owned());
     let clients = std::env::var("CLIENTS").unwrap_or_else(|_| "10 100 500".to_owned());
+    // The harness reads DURATION itself (10 s by default); the text only states it.
+    let duration = std::env::var("DURATION").unwrap_or_else(|_| "10".to_owned());
     let dir = out.join("e2e");
     // A fresh folder per run, so rows.jsonl holds this run only.
     if dir.exists() {
@@ -168,9 +170,9 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         doc,
         "### End to end: AMI event → api-server → WebSocket clients\n\n\
          Each cell: 1,000 seeded extensions, R `ExtensionStatus` events/s (every one a real \
-         change) for 10 s from the fake PBX, N WebSocket clients; latency from the event's send \
-         to each client's read.\n\n\
-         ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" OUT=target/bench/e2e \
+         change) for {duration} s from the fake PBX, N WebSocket clients; latency from the \
+         event's send to each client's read.\n\n\
+         ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" DURATION={duration} OUT=target/bench/e2e \
          $EXTSTATUS_SHARED_DIR/bench/e2e/run_ours.sh\n```\n"
     );
     let _ = writeln!(
