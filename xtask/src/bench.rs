@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 /// The crates that have criterion benchmarks.
-const BENCH_CRATES: [&str; 4] = ["ami-proto", "domain", "store", "hub"];
+const BENCH_CRATES: [&str; 4] = ["ami-proto", "store", "hub", "domain"];
 
 /// How many extensions the REST and idle-memory measurements hold.
 const REST_EXTENSIONS: u32 = 10_000;
@@ -143,6 +143,8 @@ fn machine() -> String {
 fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value> {
     let rates = std::env::var("RATES").unwrap_or_else(|_| "1000 5000 20000".to_owned());
     let clients = std::env::var("CLIENTS").unwrap_or_else(|_| "10 100 500".to_owned());
+    // The harness reads DURATION itself (10 s by default); the text only states it.
+    let duration = std::env::var("DURATION").unwrap_or_else(|_| "10".to_owned());
     let dir = out.join("e2e");
     // A fresh folder per run, so rows.jsonl holds this run only.
     if dir.exists() {
@@ -168,9 +170,9 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         doc,
         "### End to end: AMI event → api-server → WebSocket clients\n\n\
          Each cell: 1,000 seeded extensions, R `ExtensionStatus` events/s (every one a real \
-         change) for 10 s from the fake PBX, N WebSocket clients; latency from the event's send \
-         to each client's read.\n\n\
-         ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" OUT=target/bench/e2e \
+         change) for {duration} s from the fake PBX, N WebSocket clients; latency from the \
+         event's send to each client's read.\n\n\
+         ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" DURATION={duration} OUT=target/bench/e2e \
          $EXTSTATUS_SHARED_DIR/bench/e2e/run_ours.sh\n```\n"
     );
     let _ = writeln!(
@@ -461,6 +463,36 @@ fn criterion(root: &Path, only: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every crate with a `[[bench]]` target is in `BENCH_CRATES`, and nothing else is.
+    #[test]
+    fn bench_crates_are_the_crates_with_benchmarks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask sits in the workspace");
+        let mut found = Vec::new();
+        for group in ["crates", "bins"] {
+            for entry in std::fs::read_dir(root.join(group)).expect("workspace folder") {
+                let manifest = entry.expect("entry").path().join("Cargo.toml");
+                let Ok(text) = std::fs::read_to_string(&manifest) else {
+                    continue;
+                };
+                if text.contains("[[bench]]") {
+                    let name = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("name = "))
+                        .expect("package name")
+                        .trim_matches('"')
+                        .to_owned();
+                    found.push(name);
+                }
+            }
+        }
+        found.sort();
+        let mut listed: Vec<String> = BENCH_CRATES.iter().map(|s| (*s).to_owned()).collect();
+        listed.sort();
+        assert_eq!(found, listed);
+    }
 
     #[test]
     fn wrk_durations() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use domain::Department;
-use hub::{Delivery, Resume, Subscription, render_frame};
+use hub::{ByteString, Delivery, Resume, Subscription};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -99,14 +99,14 @@ pub async fn upgrade(
     let start = match query.resume {
         Some(after) => match state.hub.resume(after, query.department) {
             Resume::Changes(changes, sub) => {
-                let first = (!changes.is_empty()).then(|| render_frame(&changes));
+                let first = (!changes.is_empty()).then(|| sub.frame(&changes));
                 (first, sub)
             }
-            Resume::Snapshot(snapshot, sub) => (Some(snapshot.to_json()), sub),
+            Resume::Snapshot(snapshot, sub) => (Some(snapshot.to_json().into()), sub),
         },
         None => {
             let (snapshot, sub) = state.hub.subscribe(query.department);
-            (Some(snapshot.to_json()), sub)
+            (Some(snapshot.to_json().into()), sub)
         }
     };
     let conn = Connection {
@@ -156,7 +156,7 @@ enum End {
 }
 
 impl Connection {
-    async fn run(mut self, first: Option<String>) {
+    async fn run(mut self, first: Option<ByteString>) {
         self.metrics.ws_clients_add(1);
         let _gauge = ClientGauge(self.metrics.clone());
         if let Some(first) = first
@@ -217,10 +217,11 @@ impl Connection {
                 },
                 delivery = self.subscription.recv() => {
                     let text = match delivery {
-                        Delivery::Changes(batch) => render_frame(&batch),
+                        // Shared bytes: the subscribers at the same cursor send one frame's text.
+                        Delivery::Changes(batch) => self.subscription.frame(&batch),
                         Delivery::Resync(snapshot) => {
                             tracing::debug!("websocket client fell behind; sending a fresh snapshot");
-                            snapshot.to_json()
+                            snapshot.to_json().into()
                         }
                     };
                     if self.session.text(text).await.is_err() {

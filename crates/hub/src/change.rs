@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use bytestring::ByteString;
 use domain::record::rfc3339;
 use domain::{Department, Extension, RecordId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -114,7 +115,8 @@ pub struct SequencedChange {
     seq: u64,
     change: Change,
     previous_department: Option<Department>,
-    json: String,
+    /// Shared bytes: a frame holding just this change is a reference-count increment.
+    json: ByteString,
 }
 
 impl SequencedChange {
@@ -138,6 +140,11 @@ impl SequencedChange {
     /// ready to be sent as a WebSocket text frame.
     pub fn json(&self) -> &str {
         &self.json
+    }
+
+    /// The same text as shared bytes: cloning it copies nothing.
+    pub fn json_shared(&self) -> ByteString {
+        self.json.clone()
     }
 
     /// The message as a value (a copy; the WebSocket layer sends [`Self::json`] instead).
@@ -243,7 +250,7 @@ impl Encoded {
             seq,
             change,
             previous_department,
-            json: self.finish(seq),
+            json: ByteString::from(self.finish(seq)),
         }
     }
 }

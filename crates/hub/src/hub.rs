@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
+use bytestring::ByteString;
 use domain::{Department, Extension};
 
 use crate::change::{Change, Encoded, PbxLink, SequencedChange};
@@ -51,6 +52,9 @@ pub struct HubMetrics {
     /// Resumes answered with a fresh snapshot because the ring no longer held what was
     /// missed (or the client's number was not one of ours).
     pub resumes_with_snapshot: u64,
+    /// Multi-change frames handed out as the text another subscriber at the same cursor had
+    /// already built (see [`crate::Subscription::frame`]).
+    pub frames_shared: u64,
     /// The sequence number of the latest change.
     pub last_seq: u64,
 }
@@ -77,6 +81,8 @@ impl std::fmt::Debug for Hub {
 /// What the hub and its subscriptions share.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// The last multi-change frame built, for the subscribers that read the same changes.
+    frame: Mutex<Option<FrameCache>>,
     /// The effective bound on a subscriber's unread changes.
     pub(crate) lag_limit: u64,
     ring_capacity: usize,
@@ -91,6 +97,17 @@ pub(crate) struct Counters {
     pub(crate) lag_resyncs: AtomicU64,
     resumes_from_ring: AtomicU64,
     resumes_with_snapshot: AtomicU64,
+    pub(crate) frames_shared: AtomicU64,
+}
+
+/// A multi-change frame and what identifies its changes: the first and last sequence numbers of
+/// a delivery and the department filter that chose them. (The changes between two numbers that
+/// a filter lets through are always the same: the history never changes.)
+pub(crate) struct FrameCache {
+    pub(crate) first: u64,
+    pub(crate) last: u64,
+    pub(crate) filter: Option<Department>,
+    pub(crate) frame: ByteString,
 }
 
 /// Everything behind the lock.
@@ -239,6 +256,12 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The frame cache. A panic while it was held cannot leave it half-written: it is only
+    /// ever replaced whole.
+    pub(crate) fn frame_cache(&self) -> MutexGuard<'_, Option<FrameCache>> {
+        self.frame.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Hub {
@@ -276,6 +299,7 @@ impl Hub {
         Self {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
+                frame: Mutex::new(None),
                 lag_limit,
                 ring_capacity,
                 counters: Counters::default(),
@@ -408,6 +432,7 @@ impl Hub {
             lag_resyncs: c.lag_resyncs.load(Relaxed),
             resumes_from_ring: c.resumes_from_ring.load(Relaxed),
             resumes_with_snapshot: c.resumes_with_snapshot.load(Relaxed),
+            frames_shared: c.frames_shared.load(Relaxed),
             last_seq: self.last_seq(),
         }
     }

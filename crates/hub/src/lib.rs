@@ -29,6 +29,8 @@ mod message;
 mod subscription;
 mod view;
 
+/// The text of a frame: shared bytes (actix-ws sends this type), so cloning copies nothing.
+pub use bytestring::ByteString;
 pub use change::{Change, PbxLink, SequencedChange};
 pub use hub::{Hub, HubConfig, HubMetrics};
 pub use message::{ServerMessage, Snapshot, render_frame};

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytestring::ByteString;
 use domain::record::rfc3339;
 use domain::{Extension, RecordId, Timestamp};
 use serde::ser::SerializeStruct as _;
@@ -156,12 +157,13 @@ impl Serialize for Snapshot {
     }
 }
 
-/// One text frame for a batch of changes: the message itself when there is one, otherwise a
-/// JSON array of them in sequence order, as the interface allows under load. Each message's
-/// text is copied, never serialized again.
-pub fn render_frame(changes: &[Arc<SequencedChange>]) -> String {
+/// One text frame for a batch of changes: the message itself when there is one (its shared
+/// text, not a copy), otherwise a JSON array of them in sequence order, as the interface allows
+/// under load. Each message's text is copied, never serialized again.
+/// [`crate::Subscription::frame`] also shares an array among subscribers at the same cursor.
+pub fn render_frame(changes: &[Arc<SequencedChange>]) -> ByteString {
     match changes {
-        [one] => one.json().to_owned(),
+        [one] => one.json_shared(),
         many => {
             let len = many.iter().map(|c| c.json().len() + 1).sum::<usize>() + 1;
             let mut frame = String::with_capacity(len);
@@ -173,7 +175,7 @@ pub fn render_frame(changes: &[Arc<SequencedChange>]) -> String {
                 frame.push_str(change.json());
             }
             frame.push(']');
-            frame
+            ByteString::from(frame)
         }
     }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 
+use bytestring::ByteString;
 use domain::Department;
 
 use crate::change::SequencedChange;
-use crate::hub::{ParkedAt, Shared, SnapshotParts, wake_all};
-use crate::message::Snapshot;
+use crate::hub::{FrameCache, ParkedAt, Shared, SnapshotParts, wake_all};
+use crate::message::{Snapshot, render_frame};
 
 /// The most changes one [`Delivery::Changes`] holds unless [`Subscription::set_max_batch`]
 /// says otherwise.
@@ -127,6 +128,35 @@ impl Subscription {
     /// The next delivery if one is ready now, without waiting.
     pub fn try_recv(&mut self) -> Option<Delivery> {
         self.next_delivery(None)
+    }
+
+    /// The text frame of `batch`, a [`Delivery::Changes`] this subscription handed over (or the
+    /// changes of its [`Resume::Changes`]): [`render_frame`]'s text, but built once for every
+    /// subscriber that reads the same changes. Subscribers at the same cursor are woken by the
+    /// same publish and read the same changes, so at 500 clients one builds the array and the
+    /// others clone shared bytes. A single change is its own shared text anyway.
+    pub fn frame(&self, batch: &[Arc<SequencedChange>]) -> ByteString {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return render_frame(batch);
+        };
+        if batch.len() == 1 {
+            return first.json_shared();
+        }
+        let (first, last) = (first.seq(), last.seq());
+        let same = |c: &FrameCache| c.first == first && c.last == last && c.filter == self.filter;
+        if let Some(cached) = self.shared.frame_cache().as_ref().filter(|c| same(c)) {
+            self.shared.counters.frames_shared.fetch_add(1, Relaxed);
+            return cached.frame.clone();
+        }
+        // Built outside the cache's lock, so a subscriber with other changes never waits.
+        let frame = render_frame(batch);
+        *self.shared.frame_cache() = Some(FrameCache {
+            first,
+            last,
+            filter: self.filter.clone(),
+            frame: frame.clone(),
+        });
+        frame
     }
 
     /// The poll form of [`Subscription::recv`], for hand-written futures and streams.

@@ -1074,3 +1074,58 @@ async fn async_readers_keep_up_or_resync() {
     }
     assert_eq!(hub.metrics().subscribers, 0);
 }
+
+/// The next changes of `sub`, which must have some.
+fn changes(sub: &mut Subscription) -> Vec<Arc<SequencedChange>> {
+    match sub.try_recv() {
+        Some(Delivery::Changes(batch)) => batch,
+        other => panic!("changes expected, got {other:?}"),
+    }
+}
+
+#[test]
+fn subscribers_at_the_same_cursor_share_one_frame() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(6), PbxLink::unknown(), 0);
+    let (_, mut a) = hub.subscribe(None);
+    let (_, mut b) = hub.subscribe(None);
+    let (_, mut sales) = hub.subscribe(Some(dept("Sales")));
+    let (_, mut support) = hub.subscribe(Some(dept("Support")));
+    let (_, mut late) = hub.subscribe(None);
+    hub.publish(Change::StatusUpdated(with_status(
+        ext(0, "Sales"),
+        1,
+        time(1),
+    )));
+    // `late` reads the first change alone: a single change is its own shared text.
+    let first = changes(&mut late);
+    let frame = late.frame(&first);
+    assert_eq!(frame, first[0].json());
+    assert_eq!(frame.as_ptr(), first[0].json().as_ptr());
+    for i in 1..6 {
+        let d = DEPARTMENTS[i as usize % DEPARTMENTS.len()];
+        hub.publish(Change::StatusUpdated(with_status(ext(i, d), 1, time(1))));
+    }
+
+    let (batch_a, batch_b) = (changes(&mut a), changes(&mut b));
+    assert_eq!(seqs(&batch_a), [1, 2, 3, 4, 5, 6]);
+    let (frame_a, frame_b) = (a.frame(&batch_a), b.frame(&batch_b));
+    assert_eq!(frame_a, hub::render_frame(&batch_a));
+    assert_eq!(frame_a.as_ptr(), frame_b.as_ptr(), "built once, shared");
+    assert_eq!(hub.metrics().frames_shared, 1);
+
+    // Other changes or another filter never get that frame.
+    let rest = changes(&mut late);
+    assert_eq!(seqs(&rest), [2, 3, 4, 5, 6]);
+    assert_eq!(late.frame(&rest), hub::render_frame(&rest));
+    let (batch_sales, batch_support) = (changes(&mut sales), changes(&mut support));
+    assert_eq!(seqs(&batch_sales), [1, 4]);
+    assert_eq!(seqs(&batch_support), [2, 5]);
+    assert_eq!(sales.frame(&batch_sales), hub::render_frame(&batch_sales));
+    assert_eq!(
+        support.frame(&batch_support),
+        hub::render_frame(&batch_support)
+    );
+    assert_eq!(hub.metrics().frames_shared, 1);
+    let parsed = ServerMessage::parse_frame(&frame_a).expect("frame parses");
+    assert_eq!(parsed.len(), 6);
+}
