@@ -37,10 +37,10 @@ pub use analytics::{
 };
 pub use change::{NoWrite, Observation, Source, StatusChange, StatusWrite, decide};
 pub use edit::{ExtensionPatch, FieldErrors, NewExtension, SERVER_FIELDS};
-pub use history::{Bound, HistoryEntry, HistoryEvent, RangeError, TimeRange};
 pub use fields::{
     AgentName, Department, ExtensionNumber, FieldError, RecordId, Rule, is_forbidden_char,
 };
+pub use history::{Bound, HistoryEntry, HistoryEvent, RangeError, TimeRange};
 pub use record::{
     Extension, ExtensionFilter, StatusHistoryEntry, StatusView, Timestamp, format_rfc3339, now,
 };

@@ -2,8 +2,8 @@
 
 mod analytics;
 mod browser;
-mod faults;
 mod callcenter;
+mod faults;
 mod hostile;
 mod pipeline;
 mod rest;
