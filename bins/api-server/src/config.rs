@@ -134,7 +134,8 @@ pub struct Args {
         hide_env_values = true
     )]
     pub viewer_token: Option<Secret>,
-    /// Embedded store, sample extensions and a built-in AMI simulator on loopback.
+    /// Sample extensions (seeded into an empty store: the embedded one, or MongoDB when a URI
+    /// is given) and a built-in AMI simulator on loopback.
     #[arg(long, env = "EXTSTATUS_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
     /// Log format [default: human].
@@ -164,6 +165,11 @@ pub struct Args {
     /// How often `last_seen` refreshes are written, at most one per extension [default: 1s].
     #[arg(long, env = "EXTSTATUS_LAST_SEEN_INTERVAL", value_name = "DURATION")]
     pub last_seen_interval: Option<HumanDuration>,
+    /// How long a store operation may take before it fails as unavailable (a user edit then
+    /// answers 503), and MongoDB's server selection timeout when the URI sets none
+    /// [default: 1500ms].
+    #[arg(long, env = "EXTSTATUS_STORE_TIMEOUT", value_name = "DURATION")]
+    pub store_timeout: Option<HumanDuration>,
 }
 
 impl Args {
@@ -261,6 +267,8 @@ pub struct Timing {
     pub shutdown_timeout: Duration,
     /// How often coalesced `last_seen` refreshes are written.
     pub last_seen_interval: Duration,
+    /// How long a store operation may take before it fails as unavailable.
+    pub store_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -273,6 +281,7 @@ impl Default for Timing {
             ws_timeout: Duration::from_secs(45),
             shutdown_timeout: Duration::from_secs(10),
             last_seen_interval: Duration::from_secs(1),
+            store_timeout: Duration::from_millis(1500),
         }
     }
 }
@@ -360,8 +369,8 @@ impl Config {
         let demo = args.demo || file.demo;
         let stored = args.store.or(file.store);
         let store = match stored.mongodb_uri() {
-            // Demo mode always uses the embedded store, so it runs anywhere.
-            Some(uri) if !demo => StoreConfig::Mongo {
+            // Demo mode seeds and serves whichever store is configured.
+            Some(uri) => StoreConfig::Mongo {
                 uri: uri.clone(),
                 database: stored.database(),
             },
@@ -417,6 +426,7 @@ impl Config {
                     file.last_seen_interval,
                     dt.last_seen_interval,
                 ),
+                store_timeout: pick(args.store_timeout, file.store_timeout, dt.store_timeout),
             },
         };
         config.check()?;
@@ -432,6 +442,7 @@ impl Config {
             ("--ws-ping-interval", t.ws_ping_interval),
             ("--ws-timeout", t.ws_timeout),
             ("--last-seen-interval", t.last_seen_interval),
+            ("--store-timeout", t.store_timeout),
         ] {
             if d.is_zero() {
                 return invalid(setting, "must be longer than zero".to_owned());
@@ -581,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_forces_the_embedded_store() {
+    fn demo_uses_the_mongodb_uri_when_given() {
         let c = Config::resolve(
             args(&[
                 "--demo",
@@ -593,10 +604,12 @@ mod tests {
             None,
         )
         .expect("valid");
+        assert!(c.demo);
         assert_eq!(
             c.store,
-            StoreConfig::Embedded {
-                data_dir: PathBuf::from("/tmp/x")
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://db/"),
+                database: "call_center".to_owned(),
             }
         );
     }
