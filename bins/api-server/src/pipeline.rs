@@ -13,6 +13,10 @@
 //! created. While the link is down, records keep their last values; clients hear of the drop
 //! only after a grace period (seconds of reconnecting are not news), and of the return once
 //! the list has been applied.
+//!
+//! A status write the store refused (down, or too slow) is repaired by a list taken as soon as
+//! the store probe finds the store answering again ([`crate::health::StoreProbe`], every
+//! second), not at the next periodic resync.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -24,12 +28,12 @@ use ami_proto::{Action, Packet};
 use domain::{ExtensionFilter, ExtensionNumber, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
 use store::{Repository, StatusEffect};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Timing;
-use crate::health::LinkStatus;
+use crate::health::{LinkStatus, StoreHealth};
 use crate::metrics::{Metrics, WriteCause};
 use crate::writer::Writer;
 
@@ -71,6 +75,9 @@ pub struct Pipeline {
     /// The newest time the stored records were observed at ([`newest_observation`]), where
     /// the pipeline's clock starts.
     pub newest_stored: Option<Timestamp>,
+    /// The store's health as the background probe finds it: after a failed write, a list is
+    /// taken as soon as it says the store answers.
+    pub store_health: watch::Receiver<StoreHealth>,
 }
 
 /// How long after a creation the list is taken, so that a burst of creations (a seeder run
@@ -96,6 +103,8 @@ struct State {
     /// The time of the last observation, so that observations applied in wire order never go
     /// back in time even when the wall clock does.
     last_at: Option<Timestamp>,
+    /// A status write failed: the statuses are repaired by a list as soon as the store answers.
+    repair: bool,
 }
 
 impl State {
@@ -108,6 +117,7 @@ impl State {
             unknown: HashSet::new(),
             ambiguous: HashSet::new(),
             last_at: None,
+            repair: false,
         }
     }
 
@@ -176,7 +186,14 @@ impl Pipeline {
         let period = self.timing.resync_interval;
         let mut timer = tokio::time::interval_at(Instant::now() + period, period);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut health_open = true;
         loop {
+            if state.repair && self.store_health.borrow().ok && self.link.is_connected() {
+                tracing::info!("the store answers again; resyncing the statuses it missed");
+                state.repair = false;
+                state.resync_pending = true;
+                state.resync_not_before = Instant::now();
+            }
             if state.resync_due(Instant::now(), self.link.is_connected()) {
                 tokio::select! {
                     biased;
@@ -200,6 +217,9 @@ impl Pipeline {
                     if self.link.is_connected() {
                         state.resync_pending = true;
                     }
+                }
+                changed = self.store_health.changed(), if health_open && state.repair => {
+                    health_open = changed.is_ok();
                 }
                 () = self.created.notified() => {
                     if self.link.is_connected() && !state.resync_pending {
@@ -358,7 +378,10 @@ impl Pipeline {
                     self.unknown_once(state, number.as_str(), "not in the store");
                 }
                 Err(e) => {
-                    tracing::warn!(extension = %number, error = %e, "status write failed; the next resync repairs it");
+                    if !state.repair {
+                        tracing::warn!(extension = %number, error = %e, "status write failed; resyncing as soon as the store answers");
+                    }
+                    state.repair = true;
                 }
             }
         }
