@@ -331,7 +331,9 @@ impl Task {
                 Stored::Created(reply, r)
             }
             Job::Update(id, patch, reply) => {
-                let r = self.bounded(reply.queued, self.store_update(&id, patch)).await;
+                let r = self
+                    .bounded(reply.queued, self.store_update(&id, patch))
+                    .await;
                 Stored::Updated(reply, r)
             }
             Job::Delete(id, reply) => {
@@ -423,12 +425,15 @@ impl Task {
     /// no status change written meanwhile is overtaken by an older copy.
     async fn load(&self) -> Result<usize, StoreError> {
         let limit = self.timeout + TIMEOUT_MARGIN;
-        let records = tokio::time::timeout(
-            limit,
-            self.store.list(&domain::ExtensionFilter::default()),
-        )
-        .await
-        .map_err(|_| unavailable(format!("the store did not answer within {} ms", limit.as_millis())))??;
+        let records =
+            tokio::time::timeout(limit, self.store.list(&domain::ExtensionFilter::default()))
+                .await
+                .map_err(|_| {
+                    unavailable(format!(
+                        "the store did not answer within {} ms",
+                        limit.as_millis()
+                    ))
+                })??;
         let known: std::collections::HashSet<String> = self
             .hub
             .snapshot(None)
@@ -493,15 +498,20 @@ impl Task {
         let results = match self.store_down() {
             Some(why) => {
                 let why = format!("the store did not answer its last health check ({why})");
-                return (0..batch.len()).map(|_| Err(unavailable(why.clone()))).collect();
+                return (0..batch.len())
+                    .map(|_| Err(unavailable(why.clone())))
+                    .collect();
             }
             None => {
                 let limit = self.timeout + TIMEOUT_MARGIN;
                 match tokio::time::timeout(limit, self.store.apply_statuses(&batch)).await {
                     Ok(results) => results,
                     Err(_) => {
-                        let why = format!("the store did not answer within {} ms", limit.as_millis());
-                        (0..batch.len()).map(|_| Err(unavailable(why.clone()))).collect()
+                        let why =
+                            format!("the store did not answer within {} ms", limit.as_millis());
+                        (0..batch.len())
+                            .map(|_| Err(unavailable(why.clone())))
+                            .collect()
                     }
                 }
             }

@@ -255,7 +255,10 @@ const INDEX_RETRY: Duration = Duration::from_secs(1);
 
 /// Creates the indexes once the server answers, for a store that started without it; ends when
 /// they exist, when the store is dropped, or at shutdown.
-async fn create_indexes_later(inner: std::sync::Weak<Inner>, stop: tokio_util::sync::CancellationToken) {
+async fn create_indexes_later(
+    inner: std::sync::Weak<Inner>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
