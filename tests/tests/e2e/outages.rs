@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The port of the outage-under-load test's server (PostgreSQL takes the next one).
-const LOAD_PORT: u16 = 10276;
+const LOAD_PORT: u16 = 10280;
 /// The port of the start-without-MongoDB test's server.
 const START_PORT: u16 = 10282;
 
