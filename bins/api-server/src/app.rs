@@ -493,6 +493,52 @@ mod tests {
         }
     }
 
+    /// `--demo` with a MongoDB URI seeds and serves MongoDB (skipped without
+    /// `TEST_MONGODB_URI`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_mode_on_mongodb_seeds_the_sample_agents_there() -> anyhow::Result<()> {
+        let Some(uri) = std::env::var("TEST_MONGODB_URI")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(());
+        };
+        let database = format!(
+            "extstatus_demo_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            store: StoreConfig::Mongo {
+                uri: crate::config::Secret::new(uri.clone()),
+                database: database.clone(),
+            },
+            demo: true,
+            ..Config::default()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let shutdown = CancellationToken::new();
+        let running = start(config, listener, shutdown.clone()).await?;
+        let addr = running.addr;
+        until(addr, "40 agents with live states", |c| {
+            c.len() == 40 && c.iter().all(|(_, code)| *code >= 0)
+        })
+        .await?;
+        shutdown.cancel();
+        running.wait().await?;
+        // The agents are in MongoDB, not in an embedded store.
+        let mongo = store::MongoStore::connect(
+            &store::MongoConfig::new(uri, database),
+            StoreOptions::default(),
+        )
+        .await?;
+        let stored = mongo.list(&ExtensionFilter::default()).await?;
+        mongo.drop_collections().await?;
+        assert_eq!(stored.len(), 40);
+        Ok(())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn demo_mode_seeds_the_sample_agents_and_the_simulator_moves_them() -> anyhow::Result<()>
     {

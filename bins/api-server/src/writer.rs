@@ -227,9 +227,7 @@ impl Writer {
         )
         .await
     }
-}
 
-impl Writer {
     /// Publishes every stored record the hub does not have yet: for a server that started
     /// while the store did not answer, once it does. Answers how many were published.
     pub async fn load_missing(&self) -> Result<usize, StoreError> {
@@ -551,5 +549,72 @@ impl Task {
             StatusEffect::Ignored(_) => {}
         }
         Ok(effect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{AgentName, Department, ExtensionFilter};
+    use hub::{HubConfig, PbxLink};
+
+    fn health(ok: bool) -> StoreHealth {
+        StoreHealth {
+            ok,
+            checked: Some(Instant::now()),
+            checked_at: Some(domain::now()),
+            latency: Duration::ZERO,
+            error: (!ok).then(|| "ping refused".to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_probe_says_down_edits_are_refused_untried_and_statuses_fail_at_once()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = store::open(
+            &store::Backend::Embedded {
+                data_dir: dir.path().to_path_buf(),
+            },
+            store::StoreOptions::default(),
+        )
+        .await?;
+        let hub = Hub::new(HubConfig::default(), Vec::new(), PbxLink::unknown());
+        let (probe, health_rx) = watch::channel(health(false));
+        let (writer, _task) = Writer::spawn(
+            store.clone(),
+            hub,
+            Arc::new(Metrics::default()),
+            health_rx,
+            Duration::from_millis(1500),
+        );
+        let new = NewExtension {
+            extension: ExtensionNumber::parse("1001")?,
+            agent_name: AgentName::parse("Alice")?,
+            department: Department::parse("Sales")?,
+            is_active: true,
+        };
+        let refused = writer
+            .create(new.clone())
+            .await
+            .expect_err("refused while the store is down");
+        assert_eq!(refused.code(), "unavailable");
+        assert!(
+            store.list(&ExtensionFilter::default()).await?.is_empty(),
+            "a refused edit was not tried"
+        );
+        let obs = Observation::reported(1, domain::now());
+        let results = writer
+            .apply_statuses(vec![(new.extension.clone(), obs, WriteCause::Event)])
+            .await;
+        assert!(
+            matches!(&results[..], [Err(e)] if e.is_transient()),
+            "{results:?}"
+        );
+        // Once the probe finds the store again, the same edit goes through.
+        probe.send_replace(health(true));
+        let created = writer.create(new).await.expect("the store answers");
+        assert_eq!(created.extension.as_str(), "1001");
+        Ok(())
     }
 }

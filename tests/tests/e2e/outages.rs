@@ -1,7 +1,7 @@
 //! End-to-end tests of store outages on a real MongoDB-wire server: the server is stopped under
 //! load (AMI events from the peer, user edits) and started again, and a server starts while it
-//! is down. Each test runs its own private MongoDB-wire server (it stops and starts it), on its
-//! own port and in its own temporary folder; without the server's start script beside the
+//! is down. Each test runs its own private MongoDB-wire server (it stops and starts it), on a
+//! free port and in its own temporary folder; without the server's start script beside the
 //! repository the tests say so in one line and pass.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,10 +18,9 @@ use tests::server::{Options, StoreKind, TestServer, eventually};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The port of the outage-under-load test's server (PostgreSQL takes the next one).
-const LOAD_PORT: u16 = 10280;
-/// The port of the start-without-MongoDB test's server.
-const START_PORT: u16 = 10282;
+/// How many free ports a private server is tried on (another program may take one between the
+/// look and the start).
+const PORT_ATTEMPTS: usize = 3;
 
 /// Up to this long is "fast" for `/readyz` (it answers from a cached probe; before, it waited
 /// out the driver's 5 s server selection). A bound that tells the two designs apart, not a
@@ -87,20 +86,35 @@ impl MongoWire {
         dir.join("start").is_file().then_some(dir)
     }
 
-    /// Starts a private server on `port`, or `None` (said in one line) without the scripts.
-    fn start(port: u16, test: &str) -> anyhow::Result<Option<MongoWire>> {
+    /// Starts a private server on a free port, or `None` (said in one line) without the
+    /// scripts.
+    fn start(test: &str) -> anyhow::Result<Option<MongoWire>> {
         let Some(scripts) = Self::scripts() else {
             println!("{test}: skipped, no MongoDB-wire server scripts beside the repository");
             return Ok(None);
         };
-        let dir = std::env::temp_dir().join(format!(
-            "extstatus-outage-{port}-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        let place = Place { scripts, dir, port };
-        let uri = place.up()?;
-        Ok(Some(MongoWire { place, uri }))
+        let mut last = None;
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port()?;
+            let dir = std::env::temp_dir().join(format!(
+                "extstatus-outage-{port}-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            let place = Place {
+                scripts: scripts.clone(),
+                dir,
+                port,
+            };
+            match place.up() {
+                Ok(uri) => return Ok(Some(MongoWire { place, uri })),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&place.dir);
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no attempt to start MongoDB-wire")))
     }
 
     /// Starts it again (same data), off the async runtime's threads.
@@ -121,6 +135,19 @@ impl Drop for MongoWire {
         let _ = self.place.down();
         let _ = std::fs::remove_dir_all(&self.place.dir);
     }
+}
+
+/// A port nothing listens on now, in the range the start script accepts.
+fn free_port() -> anyhow::Result<u16> {
+    for _ in 0..20 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if (1024..=64000).contains(&port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free port from 1024 to 64000")
 }
 
 fn rand_suffix() -> u64 {
@@ -293,7 +320,7 @@ async fn status_loop(peer: &AmiPeer, stop: CancellationToken) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mongodb_outage_under_load_is_repaired_once_it_is_back() -> anyhow::Result<()> {
-    let Some(mongo) = MongoWire::start(LOAD_PORT, "outage under load")? else {
+    let Some(mongo) = MongoWire::start("outage under load")? else {
         return Ok(());
     };
     let peer = AmiPeer::start(PeerConfig::default()).await;
@@ -412,7 +439,7 @@ async fn a_mongodb_outage_under_load_is_repaired_once_it_is_back() -> anyhow::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_starts_without_mongodb_and_recovers_when_it_comes() -> anyhow::Result<()> {
-    let Some(mongo) = MongoWire::start(START_PORT, "start without MongoDB")? else {
+    let Some(mongo) = MongoWire::start("start without MongoDB")? else {
         return Ok(());
     };
     let peer = AmiPeer::start(PeerConfig::default()).await;
