@@ -109,6 +109,8 @@ impl MongoWire {
             match place.up() {
                 Ok(uri) => return Ok(Some(MongoWire { place, uri })),
                 Err(e) => {
+                    // A start that failed at the gateway may have left PostgreSQL running.
+                    let _ = place.down();
                     let _ = std::fs::remove_dir_all(&place.dir);
                     last = Some(e);
                 }
