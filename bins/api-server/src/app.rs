@@ -1,6 +1,10 @@
 //! Start-up and shutdown: opens the store, seeds and starts the simulator in demo mode, builds
 //! the hub, the writer, the AMI pipeline and the HTTP server on a listener the caller bound
 //! (port 0 in tests), and tears them down in order when the shutdown token fires.
+//!
+//! A MongoDB server that does not answer at start-up does not stop the server: it serves
+//! (503 on what needs the store), the store creates its indexes once MongoDB answers, the
+//! records are then loaded into the hub, and the pipeline resyncs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Tokens;
 use crate::config::{Config, StoreConfig};
-use crate::health::LinkStatus;
+use crate::health::{LinkStatus, StoreProbe};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::state::AppState;
@@ -75,14 +79,18 @@ pub async fn run(
     start(config, listener, shutdown).await?.wait().await
 }
 
-/// The store backend the configuration names.
-fn backend(config: &StoreConfig) -> store::Backend {
+/// The store backend the configuration names. MongoDB's server selection is bounded by the
+/// store timeout (unless the URI sets its own), and the server starts without MongoDB.
+fn backend(config: &StoreConfig, store_timeout: Duration) -> store::Backend {
     match config {
         StoreConfig::Embedded { data_dir } => store::Backend::Embedded {
             data_dir: data_dir.clone(),
         },
         StoreConfig::Mongo { uri, database } => {
-            store::Backend::MongoDb(store::MongoConfig::new(uri.expose(), database.clone()))
+            let mut mongo = store::MongoConfig::new(uri.expose(), database.clone());
+            mongo.server_selection_timeout = store_timeout;
+            mongo.start_unreachable = true;
+            store::Backend::MongoDb(mongo)
         }
     }
 }
@@ -115,7 +123,13 @@ async fn start_demo(
     cancel: CancellationToken,
 ) -> Result<(SocketAddr, String, String), ServerError> {
     let samples = demo_agents()?;
-    if store.list(&ExtensionFilter::default()).await?.is_empty() {
+    let stored = store.list(&ExtensionFilter::default()).await.map_err(|e| {
+        ServerError::Simulator(format!(
+            "the {} store does not answer, so the sample agents cannot be seeded: {e}",
+            store.backend_name()
+        ))
+    })?;
+    if stored.is_empty() {
         for new in &samples {
             match store.create(new.clone()).await {
                 Ok(_) => {}
@@ -159,7 +173,7 @@ pub async fn start(
 
     let store_token = CancellationToken::new();
     let store = store::open(
-        &backend(&config.store),
+        &backend(&config.store, config.timing.store_timeout),
         StoreOptions {
             last_seen_interval: config.timing.last_seen_interval,
             shutdown: store_token.clone(),
@@ -178,6 +192,13 @@ pub async fn start(
         crate::analytics::PRUNE_INTERVAL,
         prune_token.clone(),
     );
+    let probe_token = CancellationToken::new();
+    let (store_health, probe_task) = StoreProbe::start(
+        store.clone(),
+        config.timing.store_timeout,
+        probe_token.clone(),
+    )
+    .await;
 
     let sim_token = CancellationToken::new();
     let mut ami = config.ami.clone();
@@ -190,7 +211,15 @@ pub async fn start(
         demo_ami = Some(sim_addr);
     }
 
-    let records = store.list(&ExtensionFilter::default()).await?;
+    // Without the store, the hub starts empty and is filled once the store answers.
+    let (records, loaded) = match store.list(&ExtensionFilter::default()).await {
+        Ok(records) => (records, true),
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "the store does not answer; serving without records until it does");
+            (Vec::new(), false)
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(extensions = records.len(), "records loaded");
     let newest_stored = crate::pipeline::newest_observation(&records);
     let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
@@ -202,7 +231,16 @@ pub async fn start(
         hub.clone(),
         metrics.clone(),
         config.timing.last_seen_interval,
+        store_health.clone(),
+        config.timing.store_timeout,
     );
+    if !loaded {
+        tokio::spawn(load_when_up(
+            writer.clone(),
+            store_health.clone(),
+            probe_token.clone(),
+        ));
+    }
     let created = Arc::new(tokio::sync::Notify::new());
     let callcenter = Arc::new(crate::callcenter::CallCenter::default());
     let mut action_timeout = std::time::Duration::from_secs(10);
@@ -242,6 +280,7 @@ pub async fn start(
                 context: ami.context.clone(),
                 newest_stored,
                 callcenter: callcenter.clone(),
+                store_health: store_health.clone(),
             };
             Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
         }
@@ -256,6 +295,7 @@ pub async fn start(
     let state = web::Data::new(AppState {
         store: store.clone(),
         store_backend,
+        store_health,
         hub: hub.clone(),
         writer: writer.clone(),
         metrics: metrics.clone(),
@@ -311,6 +351,8 @@ pub async fn start(
         writer_task,
         store,
         store_token,
+        probe_token,
+        probe_task,
         sim_token,
         prune_token,
         prune_task,
@@ -327,6 +369,31 @@ pub async fn start(
         shutdown,
         task,
     })
+}
+
+/// For a server that started without its store: once the probe finds the store answering,
+/// publishes its records to the hub (through the writer, so in order with status writes);
+/// tries again at the next probe when that read fails.
+async fn load_when_up(
+    writer: Writer,
+    mut health: tokio::sync::watch::Receiver<crate::health::StoreHealth>,
+    cancel: CancellationToken,
+) {
+    loop {
+        if health.borrow_and_update().ok {
+            match writer.load_missing().await {
+                Ok(n) => {
+                    tracing::info!(extensions = n, "the store answers: records loaded");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "loading the records failed; retrying"),
+            }
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = health.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 async fn not_found() -> actix_web::HttpResponse {
@@ -347,6 +414,8 @@ struct Shutdown {
     writer_task: JoinHandle<()>,
     store: Arc<dyn Repository>,
     store_token: CancellationToken,
+    probe_token: CancellationToken,
+    probe_task: JoinHandle<()>,
     sim_token: CancellationToken,
     prune_token: CancellationToken,
     prune_task: JoinHandle<()>,
@@ -387,6 +456,8 @@ impl Shutdown {
         // The last entry: nothing is known from here until the next start.
         crate::analytics::record_marker(&*self.store, HistoryEvent::ServerStop, domain::now())
             .await;
+        self.probe_token.cancel();
+        let _ = self.probe_task.await;
         let flushed = self.store.flush().await;
         self.store_token.cancel();
         self.sim_token.cancel();
@@ -459,6 +530,52 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `--demo` with a MongoDB URI seeds and serves MongoDB (skipped without
+    /// `TEST_MONGODB_URI`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_mode_on_mongodb_seeds_the_sample_agents_there() -> anyhow::Result<()> {
+        let Some(uri) = std::env::var("TEST_MONGODB_URI")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(());
+        };
+        let database = format!(
+            "extstatus_demo_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let config = Config {
+            listen: "127.0.0.1:0".to_owned(),
+            store: StoreConfig::Mongo {
+                uri: crate::config::Secret::new(uri.clone()),
+                database: database.clone(),
+            },
+            demo: true,
+            ..Config::default()
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let shutdown = CancellationToken::new();
+        let running = start(config, listener, shutdown.clone()).await?;
+        let addr = running.addr;
+        until(addr, "40 agents with live states", |c| {
+            c.len() == 40 && c.iter().all(|(_, code)| *code >= 0)
+        })
+        .await?;
+        shutdown.cancel();
+        running.wait().await?;
+        // The agents are in MongoDB, not in an embedded store.
+        let mongo = store::MongoStore::connect(
+            &store::MongoConfig::new(uri, database),
+            StoreOptions::default(),
+        )
+        .await?;
+        let stored = mongo.list(&ExtensionFilter::default()).await?;
+        mongo.drop_collections().await?;
+        assert_eq!(stored.len(), 40);
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

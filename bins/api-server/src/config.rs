@@ -199,7 +199,8 @@ pub struct Args {
         hide_env_values = true
     )]
     pub viewer_token: Option<Secret>,
-    /// Embedded store, sample extensions and a built-in AMI simulator on loopback.
+    /// Sample extensions (seeded into an empty store: the embedded one, or MongoDB when a URI
+    /// is given) and a built-in AMI simulator on loopback.
     #[arg(long, env = "EXTSTATUS_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
     /// Log format [default: human].
@@ -271,6 +272,11 @@ pub struct Args {
     /// with code 1009 [default: 4096].
     #[arg(long, env = "EXTSTATUS_WS_MAX_MESSAGE", value_name = "BYTES")]
     pub ws_max_message: Option<usize>,
+    /// How long a store operation may take before it fails as unavailable (a user edit then
+    /// answers 503), and MongoDB's server selection timeout when the URI sets none
+    /// [default: 1500ms].
+    #[arg(long, env = "EXTSTATUS_STORE_TIMEOUT", value_name = "DURATION")]
+    pub store_timeout: Option<HumanDuration>,
 }
 
 impl Args {
@@ -438,6 +444,8 @@ pub struct Timing {
     pub shutdown_timeout: Duration,
     /// How often coalesced `last_seen` refreshes are written.
     pub last_seen_interval: Duration,
+    /// How long a store operation may take before it fails as unavailable.
+    pub store_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -451,6 +459,7 @@ impl Default for Timing {
             ws_timeout: Duration::from_secs(45),
             shutdown_timeout: Duration::from_secs(10),
             last_seen_interval: Duration::from_secs(1),
+            store_timeout: Duration::from_millis(1500),
         }
     }
 }
@@ -608,8 +617,8 @@ impl Config {
                 .unwrap_or(ds.ws_max_message),
         };
         let store = match stored.mongodb_uri() {
-            // Demo mode always uses the embedded store, so it runs anywhere.
-            Some(uri) if !demo => StoreConfig::Mongo {
+            // Demo mode seeds and serves whichever store is configured.
+            Some(uri) => StoreConfig::Mongo {
                 uri: uri.clone(),
                 database: stored.database(),
             },
@@ -671,6 +680,7 @@ impl Config {
                     file.last_seen_interval,
                     dt.last_seen_interval,
                 ),
+                store_timeout: pick(args.store_timeout, file.store_timeout, dt.store_timeout),
             },
             ui: UiConfig {
                 pause_reasons: args
@@ -708,6 +718,7 @@ impl Config {
             ("--ws-ping-interval", t.ws_ping_interval),
             ("--ws-timeout", t.ws_timeout),
             ("--last-seen-interval", t.last_seen_interval),
+            ("--store-timeout", t.store_timeout),
         ] {
             if d.is_zero() {
                 return invalid(setting, "must be longer than zero".to_owned());
@@ -899,7 +910,7 @@ mod tests {
     }
 
     #[test]
-    fn demo_forces_the_embedded_store() {
+    fn demo_uses_the_mongodb_uri_when_given() {
         let c = Config::resolve(
             args(&[
                 "--demo",
@@ -911,10 +922,12 @@ mod tests {
             None,
         )
         .expect("valid");
+        assert!(c.demo);
         assert_eq!(
             c.store,
-            StoreConfig::Embedded {
-                data_dir: PathBuf::from("/tmp/x")
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://db/"),
+                database: "call_center".to_owned(),
             }
         );
     }

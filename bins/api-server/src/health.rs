@@ -1,14 +1,22 @@
 //! `/healthz` (the process serves), `/readyz` (the store answers; the body tells the AMI link,
 //! event rate and error counts) and `/metrics` (Prometheus text).
+//!
+//! `/readyz` never waits on the store: [`StoreProbe`] pings it in the background every
+//! [`PROBE_INTERVAL`] with a short timeout, and the handler answers from that cached health,
+//! with its age. The writer and the pipeline read the same health ([`StoreHealth`]).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use ami_proto::client::LinkState;
 use chrono::SubsecRound as _;
 use domain::{Timestamp, format_rfc3339};
 use serde::Serialize;
+use store::Repository;
 use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::state::AppState;
@@ -89,6 +97,85 @@ impl LinkStatus {
     }
 }
 
+/// How often the store is pinged.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The store's health as the last probe found it.
+#[derive(Clone, Debug)]
+pub struct StoreHealth {
+    /// Whether the last ping answered in time.
+    pub ok: bool,
+    /// When the last ping finished.
+    pub checked: Option<Instant>,
+    /// When it finished, as wall time, for the body.
+    pub checked_at: Option<Timestamp>,
+    /// How long the last ping took.
+    pub latency: Duration,
+    /// Why the last ping failed.
+    pub error: Option<String>,
+}
+
+/// Pings the store in the background and publishes what it finds.
+pub struct StoreProbe;
+
+impl StoreProbe {
+    /// Pings the store once (so the health is known before the server serves), then starts
+    /// the probe: a ping every [`PROBE_INTERVAL`], each bounded by `timeout` (at most the
+    /// interval). The task ends when `cancel` fires.
+    pub async fn start(
+        store: Arc<dyn Repository>,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> (watch::Receiver<StoreHealth>, tokio::task::JoinHandle<()>) {
+        let timeout = timeout.min(PROBE_INTERVAL);
+        let first = probe(store.as_ref(), timeout).await;
+        if let Some(e) = &first.error {
+            tracing::warn!(error = %e, "the store does not answer");
+        }
+        let (tx, rx) = watch::channel(first);
+        let task = tokio::spawn(async move {
+            let start = Instant::now() + PROBE_INTERVAL;
+            let mut tick = tokio::time::interval_at(start, PROBE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let health = probe(store.as_ref(), timeout).await;
+                let was_ok = tx.borrow().ok;
+                match &health.error {
+                    None if !was_ok => tracing::info!("the store answers again"),
+                    Some(e) if was_ok => tracing::warn!(error = %e, "the store does not answer"),
+                    _ => {}
+                }
+                tx.send_replace(health);
+            }
+        });
+        (rx, task)
+    }
+}
+
+/// One ping, bounded by `timeout`.
+async fn probe(store: &dyn Repository, timeout: Duration) -> StoreHealth {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(timeout, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "the store did not answer a ping within {} ms",
+            timeout.as_millis()
+        )),
+    };
+    StoreHealth {
+        ok: result.is_ok(),
+        checked: Some(Instant::now()),
+        checked_at: Some(domain::now()),
+        latency: started.elapsed(),
+        error: result.err(),
+    }
+}
+
 /// `/healthz` body.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -137,8 +224,16 @@ pub struct AmiReadiness {
 pub struct StoreReadiness {
     /// `embedded` or `mongodb`.
     backend: String,
-    /// Whether it answered just now.
+    /// Whether it answered the last background ping.
     ok: bool,
+    /// When that ping finished (RFC 3339), null before the first.
+    checked_at: Option<String>,
+    /// How long ago that was, in milliseconds, null before the first.
+    age_ms: Option<u64>,
+    /// How long that ping took, in milliseconds.
+    latency_ms: u64,
+    /// Why it failed, if it did.
+    error: Option<String>,
     /// Failed store operations so far.
     errors: u64,
 }
@@ -154,7 +249,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok" })
 }
 
-/// Readiness: 200 when the store answers, else 503; the body reports the AMI link too.
+/// Readiness: 200 when the store answered its last background ping, else 503; the body reports
+/// that ping and its age, and the AMI link. Never waits on the store.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -165,13 +261,8 @@ pub async fn healthz() -> HttpResponse {
     )
 )]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store_ok = match state.store.ping().await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: the store does not answer");
-            false
-        }
-    };
+    let health = state.store_health.borrow().clone();
+    let store_ok = health.ok;
     let link = &state.link;
     let observed = link.observed();
     let m = &state.metrics;
@@ -191,6 +282,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         store: StoreReadiness {
             backend: state.store_backend.clone(),
             ok: store_ok,
+            checked_at: health.checked_at.as_ref().map(format_rfc3339),
+            age_ms: health
+                .checked
+                .map(|c| u64::try_from(c.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            latency_ms: u64::try_from(health.latency.as_millis()).unwrap_or(u64::MAX),
+            error: health.error,
             errors: m.store_errors(),
         },
         ws_clients: m.ws_clients(),

@@ -25,6 +25,10 @@
 //! created. While the link is down, records keep their last values; clients hear of the drop
 //! only after a grace period (seconds of reconnecting are not news), and of the return once
 //! the list has been applied.
+//!
+//! A status write the store refused (down, or too slow) is repaired by a list taken as soon as
+//! the store probe finds the store answering again ([`crate::health::StoreProbe`], every
+//! second), not at the next periodic resync.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -40,13 +44,13 @@ use domain::callcenter::{
 use domain::{ExtensionFilter, ExtensionNumber, HistoryEvent, Observation, Timestamp};
 use hub::{Change, Hub, PbxLink};
 use store::{Repository, StatusEffect};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::callcenter::{self, CallCenter};
 use crate::config::Timing;
-use crate::health::LinkStatus;
+use crate::health::{LinkStatus, StoreHealth};
 use crate::metrics::{Metrics, WriteCause};
 use crate::writer::Writer;
 
@@ -90,6 +94,9 @@ pub struct Pipeline {
     pub newest_stored: Option<Timestamp>,
     /// The call-center tracker, shared with the REST handlers.
     pub callcenter: Arc<CallCenter>,
+    /// The store's health as the background probe finds it: after a failed write, a list is
+    /// taken as soon as it says the store answers.
+    pub store_health: watch::Receiver<StoreHealth>,
 }
 
 /// The call-center lists taken after every `ExtensionStateList`, with their actions.
@@ -128,6 +135,8 @@ struct State {
     rejects_logged: HashSet<RejectKind>,
     /// Call-center lists the PBX refused or did not answer, each logged once until it answers.
     lists_missing: HashSet<ListKind>,
+    /// A status write failed: the statuses are repaired by a list as soon as the store answers.
+    repair: bool,
 }
 
 impl State {
@@ -143,6 +152,7 @@ impl State {
             views: BTreeMap::new(),
             rejects_logged: HashSet::new(),
             lists_missing: HashSet::new(),
+            repair: false,
         }
     }
 
@@ -212,7 +222,14 @@ impl Pipeline {
         let period = self.timing.resync_interval;
         let mut timer = tokio::time::interval_at(Instant::now() + period, period);
         timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut health_open = true;
         loop {
+            if state.repair && self.store_health.borrow().ok && self.link.is_connected() {
+                tracing::info!("the store answers again; resyncing the statuses it missed");
+                state.repair = false;
+                state.resync_pending = true;
+                state.resync_not_before = Instant::now();
+            }
             if state.resync_due(Instant::now(), self.link.is_connected()) {
                 tokio::select! {
                     biased;
@@ -236,6 +253,9 @@ impl Pipeline {
                     if self.link.is_connected() {
                         state.resync_pending = true;
                     }
+                }
+                changed = self.store_health.changed(), if health_open && state.repair => {
+                    health_open = changed.is_ok();
                 }
                 () = self.created.notified() => {
                     if self.link.is_connected() && !state.resync_pending {
@@ -506,7 +526,10 @@ impl Pipeline {
                     self.unknown_once(state, number.as_str(), "not in the store");
                 }
                 Err(e) => {
-                    tracing::warn!(extension = %number, error = %e, "status write failed; the next resync repairs it");
+                    if !state.repair {
+                        tracing::warn!(extension = %number, error = %e, "status write failed; resyncing as soon as the store answers");
+                    }
+                    state.repair = true;
                 }
             }
         }

@@ -19,6 +19,8 @@ pub struct AppState {
     pub store: Arc<dyn Repository>,
     /// `embedded` or `mongodb`.
     pub store_backend: String,
+    /// The store's health as the background probe last found it (what `/readyz` answers).
+    pub store_health: tokio::sync::watch::Receiver<crate::health::StoreHealth>,
     /// The broadcast hub.
     pub hub: Hub,
     /// All writes go through here.

@@ -8,8 +8,16 @@
 //! orders them without holding any lock across an `.await`. Writes are rare next to reads
 //! (reads go straight to the store), and the pipeline is sequential anyway, so one lane costs
 //! nothing that matters.
+//!
+//! While the store is down (its background probe failed, [`crate::health::StoreProbe`]) the
+//! writer refuses at once: a user edit answers 503 without being tried, a status batch fails
+//! without waiting (the pipeline resyncs once the store answers again). Every store operation
+//! is bounded by the store timeout: an edit that waited longer than that in the queue is refused
+//! untried, and one whose store operation outlives it is answered 503 saying that the outcome
+//! is unknown, never as a success.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,10 +25,11 @@ use domain::callcenter::CallCenterView;
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
 use hub::{Change, Hub};
 use store::{Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::ApiError;
+use crate::health::StoreHealth;
 use crate::metrics::{Metrics, WriteCause};
 
 /// How many writes may wait for the writer before callers wait to enqueue.
@@ -38,12 +47,44 @@ enum Job {
         Vec<(ExtensionNumber, CallCenterView)>,
         oneshot::Sender<Vec<Result<bool, StoreError>>>,
     ),
+    /// Reads every stored record and publishes those the hub lacks (after a start without the
+    /// store); answers how many.
+    Load(oneshot::Sender<Result<usize, StoreError>>),
 }
 
 /// At most this many queued user edits go to the store together.
 const MAX_EDIT_GROUP: usize = 256;
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// Where an edit's answer goes, and when the edit was queued.
+struct Reply<T> {
+    tx: oneshot::Sender<Result<T, StoreError>>,
+    queued: Instant,
+}
+
+impl<T> Reply<T> {
+    fn new(tx: oneshot::Sender<Result<T, StoreError>>) -> Self {
+        Self {
+            tx,
+            queued: Instant::now(),
+        }
+    }
+
+    /// Answers; a caller that gave up does not undo the write.
+    fn send(self, answer: Result<T, StoreError>) {
+        let _ = self.tx.send(answer);
+    }
+}
+
+/// Added to the store timeout before the writer stops waiting for an operation, so that the
+/// MongoDB driver's server selection (bounded by the store timeout itself) fails first: its
+/// failure says the operation was never sent.
+const TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
+
+/// The cause of an edit whose store operation did not finish within the store timeout: it was
+/// abandoned, but may still have been applied.
+#[derive(Debug, thiserror::Error)]
+#[error("the store did not answer within {} ms; the edit may still be applied", .0.as_millis())]
+struct OutcomeUnknown(Duration);
 
 /// A user edit the store has done (or refused) and that is not published or answered yet.
 enum Stored {
@@ -59,15 +100,9 @@ impl Stored {
     /// (a client that disconnected) does not undo its write; nobody needs the answer then.
     fn finish(self, task: &Task) {
         match self {
-            Stored::Created(reply, r) => {
-                let _ = reply.send(task.created(r));
-            }
-            Stored::Updated(reply, r) => {
-                let _ = reply.send(task.updated(r));
-            }
-            Stored::Deleted(reply, r) => {
-                let _ = reply.send(task.deleted(r));
-            }
+            Stored::Created(reply, r) => reply.send(task.created(r)),
+            Stored::Updated(reply, r) => reply.send(task.updated(r)),
+            Stored::Deleted(reply, r) => reply.send(task.deleted(r)),
             Stored::Answered => {}
         }
     }
@@ -86,6 +121,10 @@ struct Task {
     metrics: Arc<Metrics>,
     /// `last_seen`-only refreshes held back (never held across an `.await`).
     seen: Mutex<SeenRefreshes>,
+    /// The store's health as the background probe last found it.
+    health: watch::Receiver<StoreHealth>,
+    /// How long one store operation may take.
+    timeout: Duration,
 }
 
 /// `last_seen`-only refreshes reach the hub at most once per extension per interval: the PBX
@@ -150,6 +189,26 @@ impl SeenRefreshes {
     }
 }
 
+fn unavailable(why: String) -> StoreError {
+    StoreError::Unavailable {
+        cause: Arc::new(std::io::Error::other(why)),
+    }
+}
+
+/// Maps a failed edit: one that may still be applied says so.
+fn edit_error(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable { cause } if cause.downcast_ref::<OutcomeUnknown>().is_some() => {
+            tracing::warn!(error = %e, "user edit abandoned; its outcome is unknown");
+            ApiError::Unavailable(format!(
+                "The store did not answer in time ({cause}). Reload to see whether it was \
+                 applied before trying again."
+            ))
+        }
+        _ => ApiError::from_store(e),
+    }
+}
+
 fn gone() -> StoreError {
     // The writer only stops at shutdown, after which the store takes no more writes.
     StoreError::Unavailable {
@@ -162,7 +221,7 @@ fn by_id(id: &str, e: &StoreError) -> ApiError {
     if e.is_not_found() {
         ApiError::no_such_extension(id)
     } else {
-        ApiError::from_store(e)
+        edit_error(e)
     }
 }
 
@@ -170,11 +229,14 @@ impl Writer {
     /// Starts the writer task. It ends when every handle is dropped, after finishing the jobs
     /// already queued. `last_seen`-only refreshes reach the hub at most once per extension per
     /// `seen_interval`.
+    /// already queued. `health` is the store probe's; `timeout` bounds each store operation.
     pub fn spawn(
         store: Arc<dyn Repository>,
         hub: Hub,
         metrics: Arc<Metrics>,
         seen_interval: Duration,
+        health: watch::Receiver<StoreHealth>,
+        timeout: Duration,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let task = Task {
@@ -182,6 +244,8 @@ impl Writer {
             hub,
             metrics,
             seen: Mutex::new(SeenRefreshes::new(seen_interval)),
+            health,
+            timeout,
         };
         (Writer { jobs }, tokio::spawn(task.run(rx)))
     }
@@ -200,15 +264,15 @@ impl Writer {
 
     /// Creates a record and publishes `extension_created`.
     pub async fn create(&self, new: NewExtension) -> Result<Extension, ApiError> {
-        self.ask(|tx| Job::Create(new, tx), || Err(gone()))
+        self.ask(|tx| Job::Create(new, Reply::new(tx)), || Err(gone()))
             .await
-            .map_err(|e| ApiError::from_store(&e))
+            .map_err(|e| edit_error(&e))
     }
 
     /// Edits a record and publishes `extension_updated` when something changed.
     pub async fn update(&self, id: RecordId, patch: ExtensionPatch) -> Result<Extension, ApiError> {
         let shown = id.to_string();
-        self.ask(|tx| Job::Update(id, patch, tx), || Err(gone()))
+        self.ask(|tx| Job::Update(id, patch, Reply::new(tx)), || Err(gone()))
             .await
             .map_err(|e| by_id(&shown, &e))
     }
@@ -216,7 +280,7 @@ impl Writer {
     /// Deletes a record and publishes `extension_deleted`.
     pub async fn delete(&self, id: RecordId) -> Result<(), ApiError> {
         let shown = id.to_string();
-        self.ask(|tx| Job::Delete(id, tx), || Err(gone()))
+        self.ask(|tx| Job::Delete(id, Reply::new(tx)), || Err(gone()))
             .await
             .map(|_| ())
             .map_err(|e| by_id(&shown, &e))
@@ -254,11 +318,17 @@ impl Writer {
         )
         .await
     }
+
+    /// Publishes every stored record the hub does not have yet: for a server that started
+    /// while the store did not answer, once it does. Answers how many were published.
+    pub async fn load_missing(&self) -> Result<usize, StoreError> {
+        self.ask(Job::Load, || Err(gone())).await
+    }
 }
 
 impl Job {
     fn is_edit(&self) -> bool {
-        !matches!(self, Job::Statuses(..) | Job::CallCenter(..))
+        !matches!(self, Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_))
     }
 }
 
@@ -329,7 +399,7 @@ impl Task {
             && edits.iter().all(|job| match job {
                 Job::Create(new, _) => seen.insert(new.extension.to_string()),
                 Job::Update(id, ..) | Job::Delete(id, _) => seen.insert(id.to_string()),
-                Job::Statuses(..) | Job::CallCenter(..) => false,
+                Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) => false,
             });
         if !independent {
             for job in edits {
@@ -371,11 +441,20 @@ impl Task {
     /// batches publish as they go, so they come back already answered.
     async fn store_edit(&self, job: Job) -> Stored {
         match job {
-            Job::Create(new, reply) => Stored::Created(reply, self.store_create(new).await),
-            Job::Update(id, patch, reply) => {
-                Stored::Updated(reply, self.store_update(&id, patch).await)
+            Job::Create(new, reply) => {
+                let r = self.bounded(reply.queued, self.store_create(new)).await;
+                Stored::Created(reply, r)
             }
-            Job::Delete(id, reply) => Stored::Deleted(reply, self.store_delete(&id).await),
+            Job::Update(id, patch, reply) => {
+                let r = self
+                    .bounded(reply.queued, self.store_update(&id, patch))
+                    .await;
+                Stored::Updated(reply, r)
+            }
+            Job::Delete(id, reply) => {
+                let r = self.bounded(reply.queued, self.store_delete(&id)).await;
+                Stored::Deleted(reply, r)
+            }
             Job::Statuses(observations, reply) => {
                 // A caller that gave up does not undo its write; nobody needs the answer then.
                 let _ = reply.send(self.statuses(observations).await);
@@ -384,6 +463,53 @@ impl Task {
             Job::CallCenter(views, reply) => {
                 let _ = reply.send(self.call_centers(views).await);
                 Stored::Answered
+            }
+            Job::Load(reply) => {
+                let _ = reply.send(self.load().await);
+                Stored::Answered
+            }
+        }
+    }
+
+    /// Why the store must not be tried now, if it must not: the probe found it down.
+    fn store_down(&self) -> Option<String> {
+        let health = self.health.borrow();
+        (!health.ok).then(|| {
+            health
+                .error
+                .clone()
+                .unwrap_or_else(|| "no answer".to_owned())
+        })
+    }
+
+    /// Runs a user edit's store operation, queued at `queued`, within the store timeout: not
+    /// at all while the store is down or when the edit already waited the whole timeout (then
+    /// it was not applied), and abandoned with [`OutcomeUnknown`] when it runs too long.
+    async fn bounded<T>(
+        &self,
+        queued: Instant,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if let Some(why) = self.store_down() {
+            return Err(unavailable(format!(
+                "the store did not answer its last health check ({why}); the edit was not applied"
+            )));
+        }
+        let waited = queued.elapsed();
+        if waited >= self.timeout {
+            return Err(unavailable(format!(
+                "the edit waited {} ms behind other writes and was not applied",
+                waited.as_millis()
+            )));
+        }
+        match tokio::time::timeout(self.timeout + TIMEOUT_MARGIN, op).await {
+            Ok(r) => r,
+            Err(_) => {
+                let e = StoreError::Unavailable {
+                    cause: Arc::new(OutcomeUnknown(self.timeout + TIMEOUT_MARGIN)),
+                };
+                self.metrics.store_error(&e);
+                Err(e)
             }
         }
     }
@@ -412,6 +538,37 @@ impl Task {
             .delete(id)
             .await
             .inspect_err(|e| self.metrics.store_error(e))
+    }
+
+    /// Publishes the stored records the hub does not have, as created; in the writer's lane, so
+    /// no status change written meanwhile is overtaken by an older copy.
+    async fn load(&self) -> Result<usize, StoreError> {
+        let limit = self.timeout + TIMEOUT_MARGIN;
+        let records =
+            tokio::time::timeout(limit, self.store.list(&domain::ExtensionFilter::default()))
+                .await
+                .map_err(|_| {
+                    unavailable(format!(
+                        "the store did not answer within {} ms",
+                        limit.as_millis()
+                    ))
+                })??;
+        let known: std::collections::HashSet<String> = self
+            .hub
+            .snapshot(None)
+            .extensions
+            .iter()
+            .map(|r| r.id.to_string())
+            .collect();
+        let mut loaded = 0;
+        for record in records
+            .into_iter()
+            .filter(|r| !known.contains(&r.id.to_string()))
+        {
+            self.publish(Change::Created(record));
+            loaded += 1;
+        }
+        Ok(loaded)
     }
 
     /// The publishing half of a creation.
@@ -455,7 +612,29 @@ impl Task {
             .iter()
             .map(|(e, o, _)| (e.clone(), *o))
             .collect();
-        let results = self.store.apply_statuses(&batch).await;
+        // While the store is down, a batch fails at once instead of waiting for the timeout;
+        // the pipeline resyncs as soon as the probe finds the store back.
+        let results = match self.store_down() {
+            Some(why) => {
+                let why = format!("the store did not answer its last health check ({why})");
+                return (0..batch.len())
+                    .map(|_| Err(unavailable(why.clone())))
+                    .collect();
+            }
+            None => {
+                let limit = self.timeout + TIMEOUT_MARGIN;
+                match tokio::time::timeout(limit, self.store.apply_statuses(&batch)).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        let why =
+                            format!("the store did not answer within {} ms", limit.as_millis());
+                        (0..batch.len())
+                            .map(|_| Err(unavailable(why.clone())))
+                            .collect()
+                    }
+                }
+            }
+        };
         observations
             .into_iter()
             .zip(results)
@@ -513,5 +692,73 @@ impl Task {
             StatusEffect::Ignored(_) => {}
         }
         Ok(effect)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{AgentName, Department, ExtensionFilter};
+    use hub::{HubConfig, PbxLink};
+
+    fn health(ok: bool) -> StoreHealth {
+        StoreHealth {
+            ok,
+            checked: Some(Instant::now()),
+            checked_at: Some(domain::now()),
+            latency: Duration::ZERO,
+            error: (!ok).then(|| "ping refused".to_owned()),
+        }
+    }
+
+    #[tokio::test]
+    async fn while_the_probe_says_down_edits_are_refused_untried_and_statuses_fail_at_once()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = store::open(
+            &store::Backend::Embedded {
+                data_dir: dir.path().to_path_buf(),
+            },
+            store::StoreOptions::default(),
+        )
+        .await?;
+        let hub = Hub::new(HubConfig::default(), Vec::new(), PbxLink::unknown());
+        let (probe, health_rx) = watch::channel(health(false));
+        let (writer, _task) = Writer::spawn(
+            store.clone(),
+            hub,
+            Arc::new(Metrics::default()),
+            Duration::from_secs(1),
+            health_rx,
+            Duration::from_millis(1500),
+        );
+        let new = NewExtension {
+            extension: ExtensionNumber::parse("1001")?,
+            agent_name: AgentName::parse("Alice")?,
+            department: Department::parse("Sales")?,
+            is_active: true,
+        };
+        let refused = writer
+            .create(new.clone())
+            .await
+            .expect_err("refused while the store is down");
+        assert_eq!(refused.code(), "unavailable");
+        assert!(
+            store.list(&ExtensionFilter::default()).await?.is_empty(),
+            "a refused edit was not tried"
+        );
+        let obs = Observation::reported(1, domain::now());
+        let results = writer
+            .apply_statuses(vec![(new.extension.clone(), obs, WriteCause::Event)])
+            .await;
+        assert!(
+            matches!(&results[..], [Err(e)] if e.is_transient()),
+            "{results:?}"
+        );
+        // Once the probe finds the store again, the same edit goes through.
+        probe.send_replace(health(true));
+        let created = writer.create(new).await.expect("the store answers");
+        assert_eq!(created.extension.as_str(), "1001");
+        Ok(())
     }
 }

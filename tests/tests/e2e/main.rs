@@ -5,6 +5,7 @@ mod browser;
 mod callcenter;
 mod faults;
 mod hostile;
+mod outages;
 mod pipeline;
 mod rest;
 mod security;

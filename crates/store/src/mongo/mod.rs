@@ -8,6 +8,7 @@ pub(crate) mod docs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,6 +52,10 @@ pub struct MongoConfig {
     pub server_selection_timeout: Duration,
     /// The application name shown in the server's logs.
     pub app_name: Option<String>,
+    /// Whether [`MongoStore::connect`] may return while the server does not answer: the store
+    /// then creates its indexes in the background as soon as the server answers, and
+    /// [`Repository::ping`] fails until they exist. Off by default (connect fails instead).
+    pub start_unreachable: bool,
 }
 
 impl MongoConfig {
@@ -61,6 +66,7 @@ impl MongoConfig {
             database: database.into(),
             server_selection_timeout: Duration::from_secs(5),
             app_name: Some("extstatus".into()),
+            start_unreachable: false,
         }
     }
 }
@@ -72,6 +78,7 @@ impl std::fmt::Debug for MongoConfig {
             .field("database", &self.database)
             .field("server_selection_timeout", &self.server_selection_timeout)
             .field("app_name", &self.app_name)
+            .field("start_unreachable", &self.start_unreachable)
             .finish()
     }
 }
@@ -103,6 +110,9 @@ struct Inner {
     history: Collection<Document>,
     batcher: LastSeenBatcher,
     counters: Arc<Counters>,
+    /// Whether the indexes exist (created at connect, or later in the background when the
+    /// server did not answer then).
+    indexes_ready: AtomicBool,
     _stop_flusher: DropGuard,
 }
 
@@ -180,8 +190,10 @@ fn check_write_reply(reply: &Document) -> Result<u64, StoreError> {
 
 impl MongoStore {
     /// Connects, creates the indexes, and starts the `last_seen` batcher. A server that cannot
-    /// be reached within the selection timeout is [`StoreError::Unavailable`] with the cause;
-    /// a malformed URI is [`StoreError::InvalidConfig`]. Must run inside a tokio runtime.
+    /// be reached within the selection timeout is [`StoreError::Unavailable`] with the cause,
+    /// unless [`MongoConfig::start_unreachable`] is set: then the store is returned at once and
+    /// creates the indexes as soon as the server answers (trying again every second).
+    /// A malformed URI is [`StoreError::InvalidConfig`]. Must run inside a tokio runtime.
     pub async fn connect(config: &MongoConfig, options: StoreOptions) -> Result<Self, StoreError> {
         let mut client_options =
             ClientOptions::parse(&config.uri)
@@ -201,7 +213,19 @@ impl MongoStore {
                 detail: format!("MongoDB options: {}", e.kind),
             })?;
         let db = client.database(&config.database);
-        ensure_indexes(&db, options.history_retention).await?;
+        let indexes_ready = match ensure_indexes(&db, options.history_retention).await {
+            Ok(()) => true,
+            Err(e) if config.start_unreachable && e.is_transient() => {
+                tracing::warn!(
+                    error = %e,
+                    uri = %redact_uri(&config.uri),
+                    "MongoDB does not answer; serving without it, the indexes are created as \
+                     soon as it answers"
+                );
+                false
+            }
+            Err(e) => return Err(e),
+        };
         let counters = Arc::new(Counters::default());
         let stop = options.shutdown.child_token();
         let inner = Arc::new(Inner {
@@ -210,10 +234,20 @@ impl MongoStore {
             db,
             batcher: LastSeenBatcher::new(counters.clone()),
             counters,
+            indexes_ready: AtomicBool::new(indexes_ready),
             _stop_flusher: stop.clone().drop_guard(),
         });
+        if !indexes_ready {
+            tokio::spawn(create_indexes_later(
+                Arc::downgrade(&inner),
+                options.history_retention,
+                stop.clone(),
+            ));
+        }
         batcher::spawn_flusher(Arc::downgrade(&inner), options.last_seen_interval, stop);
-        tracing::info!(database = %config.database, uri = %redact_uri(&config.uri), "MongoDB store ready");
+        if indexes_ready {
+            tracing::info!(database = %config.database, uri = %redact_uri(&config.uri), "MongoDB store ready");
+        }
         Ok(Self { inner })
     }
 
@@ -221,6 +255,33 @@ impl MongoStore {
     pub async fn drop_collections(&self) -> Result<(), StoreError> {
         self.inner.extensions.drop().await.map_err(map_err)?;
         self.inner.history.drop().await.map_err(map_err)
+    }
+}
+
+/// How often a store that started without its server tries to create the indexes again.
+const INDEX_RETRY: Duration = Duration::from_secs(1);
+
+/// Creates the indexes once the server answers, for a store that started without it; ends when
+/// they exist, when the store is dropped, or at shutdown.
+async fn create_indexes_later(
+    inner: std::sync::Weak<Inner>,
+    history_retention: Option<std::time::Duration>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(INDEX_RETRY) => {}
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        match ensure_indexes(&inner.db, history_retention).await {
+            Ok(()) => {
+                inner.indexes_ready.store(true, Ordering::Release);
+                tracing::info!(database = %inner.db.name(), "MongoDB answers: indexes created, store ready");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "MongoDB still does not answer"),
+        }
     }
 }
 
@@ -430,6 +491,11 @@ impl Repository for MongoStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if !self.inner.indexes_ready.load(Ordering::Acquire) {
+            return Err(StoreError::unavailable(
+                "MongoDB has not answered since start-up (the indexes are not created yet)",
+            ));
+        }
         self.inner
             .db
             .run_command(bson::doc! { "ping": 1 })
