@@ -358,7 +358,11 @@ pub fn departments_now(records: &[Extension]) -> Vec<DepartmentNow> {
     ),
     security((), ("bearer" = []))
 )]
-pub async fn departments(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn departments(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    crate::rest::no_query(req.query_string())?;
     let records = state
         .store
         .list(&ExtensionFilter::default())

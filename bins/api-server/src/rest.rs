@@ -583,7 +583,11 @@ pub struct QueueMemberBody {
     ),
     security((), ("bearer" = []))
 )]
-pub async fn queues(state: web::Data<AppState>) -> HttpResponse {
+pub async fn queues(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    no_query(req.query_string())?;
     let body: Vec<QueueBody> = state
         .callcenter
         .queue_stats(domain::now())
@@ -607,7 +611,7 @@ pub async fn queues(state: web::Data<AppState>) -> HttpResponse {
                 .collect(),
         })
         .collect();
-    HttpResponse::Ok().json(body)
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// A queue name a user gives: not empty, no control characters, at most 128 characters.
@@ -793,6 +797,14 @@ async fn set_paused(
 ) -> Result<HttpResponse, ApiError> {
     let paused = reason.is_some();
     let id = parse_id(raw_id)?;
+    // The request is checked whole (id, body, record) before the PBX is asked, so a bad one is
+    // a 4xx whether or not actions are on.
+    let record = state
+        .store
+        .get(&id)
+        .await
+        .map_err(|e| state.store_failed(&e))?
+        .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
     let Some(client) = state.ami_actions.clone() else {
         return Err(ApiError::Unavailable(
             "PBX actions are off: the server must run with --ami-actions (and a manager user \
@@ -800,12 +812,6 @@ async fn set_paused(
                 .to_owned(),
         ));
     };
-    let record = state
-        .store
-        .get(&id)
-        .await
-        .map_err(|e| state.store_failed(&e))?
-        .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
     let mut members = state.callcenter.memberships(&record.extension);
     if let Some(q) = &queue {
         members.retain(|(mq, _)| mq == q);
@@ -910,6 +916,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(queues))
             .default_service(web::to(crate::error::method_not_allowed)),
     );
+}
+
+/// Refuses any query parameter: the endpoint takes none.
+pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
+        .into_inner();
+    match pairs.into_iter().next() {
+        None => Ok(()),
+        Some((key, _)) => {
+            let mut fields = BTreeMap::new();
+            fields.insert(key.clone(), "is not a known parameter".to_owned());
+            Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("The query parameter {key:?} is not known."),
+                fields,
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ impl PauseReason {
                 },
             ));
         }
-        if trimmed.chars().any(char::is_control) {
+        if trimmed.chars().any(crate::fields::is_forbidden_char) {
             return Err(FieldError::new(Self::FIELD, Rule::ControlCharacter));
         }
         Ok(Self(trimmed.to_owned()))

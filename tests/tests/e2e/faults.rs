@@ -695,7 +695,10 @@ fn matches_acked(e: &Edits, have: Option<&Value>) -> bool {
 async fn edits_survive(signal: &str) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("data");
-    let server = ServerProcess::start(&dir, &["--log", "warn,api_server=info"])?;
+    let server = ServerProcess::start(
+        &dir,
+        &["--log", "warn,api_server=info", "--rate-limit", "0"],
+    )?;
     let base = server.url("");
     let book = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let acked = Arc::new(AtomicUsize::new(0));
