@@ -323,17 +323,28 @@ async fn ensure_indexes(
         match (created, &ttl) {
             (Ok(_), _) => {}
             // The index exists with another expiry (the retention changed, or it was created
-            // before there was one): change the expiry in place.
+            // before there was one). `collMod` cannot turn a plain index into a TTL one, and
+            // DocumentDB does not take `keyPattern` there, so the index is dropped by its
+            // default name and created again with the new expiry.
             (Err(e), Some((ttl_collection, keys, after)))
                 if *ttl_collection == collection && is_index_options_conflict(&e) =>
             {
-                db.run_command(doc! {
-                    "collMod": collection,
-                    "index": { "keyPattern": keys.clone(), "expireAfterSeconds": i64::try_from(after.as_secs()).unwrap_or(i64::MAX) },
-                })
-                .await
-                .map_err(map_err)?;
+                let name = keys
+                    .iter()
+                    .map(|(k, v)| format!("{k}_{v}"))
+                    .collect::<Vec<_>>()
+                    .join("_");
+                let coll = db.collection::<Document>(collection);
+                coll.drop_index(name).await.map_err(map_err)?;
+                let model = IndexModel::builder()
+                    .keys(keys.clone())
+                    .options(IndexOptions::builder().expire_after(Some(*after)).build())
+                    .build();
+                coll.create_index(model).await.map_err(map_err)?;
             }
+            // No expiry asked for (a tool such as the seeder, which does not prune): an index
+            // on the same keys that a server gave an expiry serves the same queries; keep it.
+            (Err(e), None) if is_index_options_conflict(&e) => {}
             (Err(e), _) => return Err(map_err(e)),
         }
     }
