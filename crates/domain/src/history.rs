@@ -522,6 +522,7 @@ mod tests {
                 queue: queue.into(),
                 paused,
                 paused_reason: reason.map(str::to_owned),
+                paused_since: None,
                 penalty: 0,
                 calls_taken: 0,
                 last_call: None,
