@@ -423,6 +423,7 @@ mod tests {
             queue: "sales".into(),
             paused,
             paused_reason: None,
+            paused_since: None,
             penalty: 0,
             calls_taken: 0,
             last_call: last_call.map(t),

@@ -217,6 +217,9 @@ pub struct AmiReadiness {
     last_error: Option<String>,
     /// Extensions reported by the PBX that the store does not have.
     unknown_extensions: u64,
+    /// Call-center lists the PBX refuses on this connection (`QueueStatus`,
+    /// `PresenceStateList`, `CoreShowChannels`): statuses work, that part stays empty.
+    lists_refused: Vec<&'static str>,
 }
 
 /// The store part of `/readyz`.
@@ -278,6 +281,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             errors: m.ami_errors(),
             last_error: observed.last_error,
             unknown_extensions: m.unknown_extensions(),
+            lists_refused: m.lists_refused(),
         },
         store: StoreReadiness {
             backend: state.store_backend.clone(),
