@@ -888,7 +888,10 @@ fn paused_since_is_the_pbx_last_pause_or_when_the_pause_was_seen() {
     // A later report of the same pause without LastPause keeps its start.
     let u = f.send(4, Input::MemberUpdated(alice(true, None)));
     assert!(u.changed.is_empty(), "{u:?}");
-    assert_eq!(f.tracker.view(&ext("1001")).queues[0].paused_since, Some(long_ago));
+    assert_eq!(
+        f.tracker.view(&ext("1001")).queues[0].paused_since,
+        Some(long_ago)
+    );
     // Resumed: Asterisk keeps LastPause, the record says not paused, so no start.
     let u = f.send(5, Input::MemberUpdated(alice(false, Some(long_ago))));
     assert_eq!(u.changed[0].view.queues, vec![membership("sales")]);
@@ -898,7 +901,10 @@ fn paused_since_is_the_pbx_last_pause_or_when_the_pause_was_seen() {
     // A new pause with LastPause: the PBX's time (milliseconds dropped like every time).
     let u = f.send(
         7,
-        Input::MemberUpdated(alice(true, Some(at(7) + chrono::Duration::microseconds(1500)))),
+        Input::MemberUpdated(alice(
+            true,
+            Some(at(7) + chrono::Duration::microseconds(1500)),
+        )),
     );
     assert_eq!(
         paused_since(&u),
