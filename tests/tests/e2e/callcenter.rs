@@ -502,9 +502,9 @@ async fn a_pause_from_before_the_server_started_shows_since_when_on(
         ami: Some((peer.addr(), "monitor".to_owned(), "monitorpass".to_owned())),
         ..base
     };
+    let lists = peer.actions_received().len();
     let again = TestServer::start_in(options, dir).await?;
     assert_eq!(again.record(AGENT).await?["queues"][0]["paused_since"], want.as_str());
-    let lists = peer.actions_received().len();
     eventually("the restarted server's call-center lists", || async {
         let asked = peer.actions_received()[lists..]
             .iter()
