@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use ami_sim::{CallStep, Refusal};
+use anyhow::Context as _;
 use hub::ServerMessage;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -504,7 +504,10 @@ async fn a_pause_from_before_the_server_started_shows_since_when_on(
     };
     let lists = peer.actions_received().len();
     let again = TestServer::start_in(options, dir).await?;
-    assert_eq!(again.record(AGENT).await?["queues"][0]["paused_since"], want.as_str());
+    assert_eq!(
+        again.record(AGENT).await?["queues"][0]["paused_since"],
+        want.as_str()
+    );
     eventually("the restarted server's call-center lists", || async {
         let asked = peer.actions_received()[lists..]
             .iter()
@@ -558,8 +561,16 @@ async fn refusals_are_reported_once_and_loop_nothing(
         assert_eq!(s.metric(&name).await?, want, "{name}");
     }
     let ready = s.get("/readyz").await?;
-    assert_eq!(ready.json["ami"]["lists_refused"], json!(refused), "{}", ready.text);
-    assert_eq!(ready.status, 200, "a refused list is no reason to take the server out");
+    assert_eq!(
+        ready.json["ami"]["lists_refused"],
+        json!(refused),
+        "{}",
+        ready.text
+    );
+    assert_eq!(
+        ready.status, 200,
+        "a refused list is no reason to take the server out"
+    );
 
     let logins = peer.logins();
     let resyncs = s.metric("extstatus_resyncs_total").await?;
@@ -592,8 +603,8 @@ async fn refusals_are_reported_once_and_loop_nothing(
 }
 
 #[tokio::test]
-async fn a_pbx_without_app_queue_keeps_the_statuses_and_shows_no_stale_queues()
--> anyhow::Result<()> {
+async fn a_pbx_without_app_queue_keeps_the_statuses_and_shows_no_stale_queues() -> anyhow::Result<()>
+{
     let (peer, s) = start_on(PeerConfig::default(), false, resyncing_often()).await?;
     join_sales(&peer, &s).await?;
     // The PBX restarts without app_queue: the members are gone and QueueStatus is unknown.
@@ -603,7 +614,10 @@ async fn a_pbx_without_app_queue_keeps_the_statuses_and_shows_no_stale_queues()
     })
     .await?;
     // The membership from before the restart is not shown as if it were current.
-    record_until(&s, AGENT, "no stale membership", |r| r["queues"] == json!([])).await?;
+    record_until(&s, AGENT, "no stale membership", |r| {
+        r["queues"] == json!([])
+    })
+    .await?;
     refusals_are_reported_once_and_loop_nothing(&peer, &s, &["QueueStatus"]).await?;
     let r = s.get("/api/queues").await?;
     assert_eq!((r.status, r.json.clone()), (200, json!([])), "{}", r.text);
