@@ -45,9 +45,10 @@ import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, full
  */
 
 /**
- * How long a queue membership has been paused. The record says whether, not since when, so
- * the page counts from when it saw the pause; a pause already there when the page loaded is
- * shown as "at least" (`≥`).
+ * How long a queue membership has been paused: from the record's `paused_since` (the PBX's
+ * `LastPause`), so a pause already there when the page loaded shows its real length. Only a
+ * record without it (an older server) makes the page count from when it saw the pause, and a
+ * pause already there when the page loaded is then shown as "at least" (`≥`).
  * @typedef {object} PauseClock
  * @property {number} since epoch ms
  * @property {boolean} atLeast the pause began before the page saw it
@@ -557,7 +558,7 @@ export class Board {
     }
     const queues = rec.queues ?? [];
     const queuesKey = queues
-      .map((q) => `${q.queue}\u0001${q.paused ? 1 : 0}\u0001${q.paused_reason ?? ""}\u0001${q.in_call ? 1 : 0}`)
+      .map((q) => `${q.queue}\u0001${q.paused ? 1 : 0}\u0001${q.paused_reason ?? ""}\u0001${q.paused_since ?? ""}\u0001${q.in_call ? 1 : 0}`)
       .join("\u0002");
     if (!old || queuesKey !== tile.queuesKey) {
       tile.queuesKey = queuesKey;
@@ -607,7 +608,11 @@ export class Board {
       li.className = "qchip";
       li.dataset.queue = q.queue;
       if (q.paused) {
-        const clockState = tile.pausedSince.get(q.queue) ?? { since: now, atLeast: firstSight, el: null, text: "" };
+        const known = epoch(q.paused_since ?? null);
+        const clockState =
+          known !== null
+            ? { since: known, atLeast: false, el: null, text: "" }
+            : (tile.pausedSince.get(q.queue) ?? { since: now, atLeast: firstSight, el: null, text: "" });
         since.set(q.queue, clockState);
         li.dataset.paused = "true";
         // The pause bars of the "On hold" icon, drawn from the sprite (no font needed).
@@ -634,7 +639,9 @@ export class Board {
         li.append(sign, name, word, " · ", reason, " · for ", dur);
         li.title = clockState.atLeast
           ? `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""} since before this page loaded: at least this long`
-          : `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""}`;
+          : `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""}${
+              known !== null ? ` since ${localTime(known, now)}` : ""
+            }`;
       } else {
         li.textContent = q.queue;
         if (q.in_call) li.dataset.inCall = "true";
