@@ -110,6 +110,19 @@ fn membership(queue: &str) -> QueueMembership {
     }
 }
 
+/// A view in `sales` (not paused) with presence `state`, no call.
+fn in_sales_with_presence(state: &str) -> CallCenterView {
+    CallCenterView {
+        queues: vec![membership("sales")],
+        presence: Some(AgentPresence {
+            state: state.into(),
+            subtype: None,
+            message: None,
+        }),
+        call: None,
+    }
+}
+
 fn changed(u: &Update) -> Vec<(&str, &CallCenterView)> {
     u.changed
         .iter()
@@ -774,15 +787,7 @@ fn views_round_trip_through_records() {
         at(0),
     );
     assert_eq!(CallCenterView::of(&record), CallCenterView::default());
-    let view = CallCenterView {
-        queues: vec![membership("sales")],
-        presence: Some(AgentPresence {
-            state: "away".into(),
-            subtype: None,
-            message: None,
-        }),
-        call: None,
-    };
+    let view = in_sales_with_presence("away");
     view.apply_to(&mut record);
     assert_eq!(CallCenterView::of(&record), view);
     assert_eq!(record.queues.len(), 1);
@@ -961,15 +966,7 @@ fn paused_since_survives_a_resync_and_a_restart_without_last_pause() {
 #[test]
 fn a_refused_list_clears_what_it_would_have_said() {
     let mut f = Feed::new();
-    let stored = CallCenterView {
-        queues: vec![membership("sales")],
-        presence: Some(AgentPresence {
-            state: "dnd".into(),
-            subtype: None,
-            message: None,
-        }),
-        call: None,
-    };
+    let stored = in_sales_with_presence("dnd");
     f.tracker.remember(ext("1001"), stored.clone());
     // QueueStatus refused (no app_queue): the stored memberships go, the presence stays
     // until its own list says otherwise.
