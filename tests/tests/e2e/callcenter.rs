@@ -14,7 +14,7 @@ use hub::ServerMessage;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::ami_peer::{AmiPeer, PeerConfig};
-use tests::server::{Options, PATIENCE, StoreKind, TestServer, captured_logs, eventually};
+use tests::server::{Options, PATIENCE, Reply, StoreKind, TestServer, captured_logs, eventually};
 
 /// The agent every test drives: hint `Custom:1001`, queue member `Local/1001@agents-ring`.
 const AGENT: &str = "1001";
@@ -110,6 +110,16 @@ fn pause_path(rec: &Value) -> String {
     )
 }
 
+/// `POST` to a pause route with `body`, as `token`.
+async fn post_pause(
+    s: &TestServer,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+) -> anyhow::Result<Reply> {
+    s.request(Method::POST, path, Some(&body), token).await
+}
+
 /// The queue named `name` in `GET /api/queues`.
 async fn queue(s: &TestServer, name: &str) -> anyhow::Result<Option<Value>> {
     let r = s.get("/api/queues").await?;
@@ -163,14 +173,7 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
 
     // Paused from the API: answered with the record the PBX confirmed.
     let path = format!("/api/extensions/{id}/pause");
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "Lunch"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let r = post_pause(&s, &path, json!({"reason": "Lunch"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["queues"][0]["paused"], true, "{}", r.text);
     assert_eq!(r.json["queues"][0]["paused_reason"], "Lunch");
@@ -195,60 +198,40 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     assert_eq!(r.json["queues"][0]["paused"], false, "{}", r.text);
 
     // Refusals, each naming what is wrong.
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "a\u{7}b"})),
+    let rows: [(Value, Option<&str>, u16, Option<&str>); 4] = [
+        (
+            json!({"reason": "a\u{7}b"}),
             Some(ADMIN),
-        )
-        .await?;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(
-        r.json["error"]["fields"]["reason"].is_string(),
-        "{}",
-        r.text
-    );
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "x", "queues": "sales"})),
+            400,
+            Some("reason"),
+        ),
+        (
+            json!({"reason": "x", "queues": "sales"}),
             Some(ADMIN),
-        )
-        .await?;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(
-        r.json["error"]["fields"]["queues"].is_string(),
-        "{}",
-        r.text
-    );
-    let r = s
-        .request(Method::POST, &path, Some(&json!({"reason": "x"})), None)
-        .await?;
-    assert_eq!(r.status, 401, "{}", r.text);
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "x", "queue": "billing"})),
+            400,
+            Some("queues"),
+        ),
+        (json!({"reason": "x"}), None, 401, None),
+        (
+            json!({"reason": "x", "queue": "billing"}),
             Some(ADMIN),
-        )
-        .await?;
-    assert_eq!(r.status, 409, "{}", r.text);
-    assert!(r.json["error"]["fields"]["queue"].is_string(), "{}", r.text);
+            409,
+            Some("queue"),
+        ),
+    ];
+    for (body, token, status, field) in rows {
+        let r = post_pause(&s, &path, body.clone(), token).await?;
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        if let Some(field) = field {
+            assert!(
+                r.json["error"]["fields"][field].is_string(),
+                "{body}: {}",
+                r.text
+            );
+        }
+    }
     let other = s.record("1002").await?;
-    let r = s
-        .request(
-            Method::POST,
-            &format!(
-                "/api/extensions/{}/pause",
-                other["_id"].as_str().unwrap_or_default()
-            ),
-            Some(&json!({"reason": "x"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let r = post_pause(&s, &pause_path(&other), json!({"reason": "x"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 409, "1002 is in no queue: {}", r.text);
     let r = s
         .request(
@@ -271,14 +254,7 @@ async fn pausing_needs_pbx_actions() -> anyhow::Result<()> {
     let (peer, s) = start(false).await?;
     let rec = join_sales(&peer, &s).await?;
     let path = pause_path(&rec);
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "Lunch"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let r = post_pause(&s, &path, json!({"reason": "Lunch"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("--ami-actions"), "{}", r.text);
     assert!(!peer.actions_received().iter().any(|a| a == "QueuePause"));
@@ -295,14 +271,7 @@ async fn a_pause_the_pbx_refuses_is_503_with_its_message() -> anyhow::Result<()>
     let (peer, s) = start_with(config, true).await?;
     let rec = join_sales(&peer, &s).await?;
     let path = pause_path(&rec);
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "Lunch"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let r = post_pause(&s, &path, json!({"reason": "Lunch"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("Permission denied"), "{}", r.text);
     assert_eq!(s.record(AGENT).await?["queues"][0]["paused"], false);
