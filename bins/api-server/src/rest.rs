@@ -568,6 +568,8 @@ pub struct QueueMemberBody {
     pub paused: bool,
     /// The pause reason the PBX reports, or null.
     pub paused_reason: Option<String>,
+    /// Since when paused (RFC 3339 UTC, as the record's `queues[].paused_since`), or null.
+    pub paused_since: Option<String>,
     /// On a call from this queue now.
     pub in_call: bool,
 }
@@ -606,6 +608,7 @@ pub async fn queues(
                     extension: m.extension.to_string(),
                     paused: m.paused,
                     paused_reason: m.paused_reason,
+                    paused_since: m.paused_since.as_ref().map(domain::format_rfc3339),
                     in_call: m.in_call,
                 })
                 .collect(),

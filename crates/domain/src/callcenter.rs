@@ -344,6 +344,8 @@ pub struct QueueMemberSummary {
     pub paused: bool,
     /// The pause reason.
     pub paused_reason: Option<String>,
+    /// Since when it is paused (as the record's `paused_since`); `None` when not paused.
+    pub paused_since: Option<Timestamp>,
     /// On a call from this queue.
     pub in_call: bool,
 }
@@ -638,6 +640,7 @@ impl Tracker {
                             extension: ext.clone(),
                             paused: m.paused,
                             paused_reason: m.paused_reason.clone(),
+                            paused_since: if m.paused { m.paused_since } else { None },
                             in_call: m.in_call,
                         })
                     })

@@ -151,7 +151,8 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     let sales = queue(&s, "sales").await?.expect("sales is listed");
     assert_eq!(
         sales["members"],
-        json!([{"extension": AGENT, "paused": false, "paused_reason": null, "in_call": false}])
+        json!([{"extension": AGENT, "paused": false, "paused_reason": null,
+                "paused_since": null, "in_call": false}])
     );
 
     // Paused by the PBX (another client), then resumed: paused since the PBX's LastPause,
@@ -185,6 +186,11 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     let sales = queue(&s, "sales").await?.expect("sales is listed");
     assert_eq!(sales["members"][0]["paused"], true);
     assert_eq!(sales["members"][0]["paused_reason"], "Lunch");
+    assert_eq!(
+        sales["members"][0]["paused_since"], r.json["queues"][0]["paused_since"],
+        "{sales}"
+    );
+    assert!(sales["members"][0]["paused_since"].is_string(), "{sales}");
     // Resumed in one queue by name.
     let r = s
         .request(

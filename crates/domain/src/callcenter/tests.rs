@@ -221,6 +221,7 @@ fn membership_and_pause_round_trip() {
             extension: ext("1001"),
             paused: false,
             paused_reason: None,
+            paused_since: None,
             in_call: false,
         }]
     );
@@ -890,6 +891,11 @@ fn paused_since_is_the_pbx_last_pause_or_when_the_pause_was_seen() {
     // Paused before we looked: LastPause says since when (not when we saw it).
     let u = f.send(3, Input::MemberUpdated(alice(true, Some(long_ago))));
     assert_eq!(paused_since(&u), Some(long_ago));
+    assert_eq!(
+        f.tracker.queue_stats(at(3))[0].members[0].paused_since,
+        Some(long_ago),
+        "GET /api/queues says the same"
+    );
     // A later report of the same pause without LastPause keeps its start.
     let u = f.send(4, Input::MemberUpdated(alice(true, None)));
     assert!(u.changed.is_empty(), "{u:?}");
