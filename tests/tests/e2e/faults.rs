@@ -172,10 +172,12 @@ async fn a_silent_peer_is_noticed_by_the_keepalive_and_the_link_comes_back() -> 
     let logins_before = peer.logins();
     let silent_at = std::time::Instant::now();
     peer.go_silent(true);
-    // `/readyz` reports the link down, and the WebSocket clients hear it after the grace.
+    // `/readyz` reports the link down with its reason, and the WebSocket clients hear it
+    // after the grace. (The link state flips as the client gives up; the pipeline notes the
+    // reason a moment later, when it takes the client's event.)
     let ami = eventually("/readyz to report the AMI link down", || async {
         let ami = ami_readiness(&s).await?;
-        Ok((ami["connected"] == false).then_some(ami))
+        Ok((ami["connected"] == false && !ami["last_error"].is_null()).then_some(ami))
     })
     .await?;
     let noticed_after = silent_at.elapsed();
