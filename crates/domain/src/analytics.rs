@@ -59,6 +59,52 @@ pub struct StateTimes {
     paused_by_reason: Vec<(Option<String>, u64)>,
     /// On a call.
     on_call: u64,
+    /// Every millisecond of the window in exactly one [`Availability`], by its index.
+    availability: [u64; 5],
+}
+
+/// Where an agent's time went, each millisecond counted once, in this order of precedence:
+/// `unknown` (the status is unknown, or nothing is known), `unavailable` (status offline),
+/// `on_call`, `paused` (in at least one queue, not on a call), `available` (the rest). What
+/// the dashboard's comparison bars show; the sum is the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Online, not on a call, paused in no queue.
+    Available,
+    /// On a call (ringing or talking) while online.
+    OnCall,
+    /// Paused in at least one queue while online and not on a call.
+    Paused,
+    /// Status offline.
+    Unavailable,
+    /// Status unknown, or not known at all (server not running, PBX link down).
+    Unknown,
+}
+
+impl Availability {
+    /// Every category, in the JSON's order.
+    pub const ALL: [Availability; 5] = [
+        Availability::Available,
+        Availability::OnCall,
+        Availability::Paused,
+        Availability::Unavailable,
+        Availability::Unknown,
+    ];
+
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Available => "available",
+            Availability::OnCall => "on_call",
+            Availability::Paused => "paused",
+            Availability::Unavailable => "unavailable",
+            Availability::Unknown => "unknown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 fn presence_index(p: Presence) -> usize {
@@ -103,33 +149,53 @@ impl StateTimes {
         self.on_call
     }
 
-    fn add_reason(&mut self, reason: &Option<String>, ms: u64) {
-        match self.paused_by_reason.iter_mut().find(|(r, _)| r == reason) {
-            Some((_, total)) => *total += ms,
-            None => self.paused_by_reason.push((reason.clone(), ms)),
-        }
+    /// Milliseconds in availability category `a`; the five add up to the window.
+    pub fn availability_ms(&self, a: Availability) -> u64 {
+        self.availability[a.index()]
     }
 
     fn add(&mut self, other: &StateTimes) {
-        for (a, b) in self.status.iter_mut().zip(other.status) {
-            *a += b;
-        }
-        for (a, b) in self.device_state.iter_mut().zip(other.device_state) {
-            *a += b;
-        }
+        add_each(&mut self.status, &other.status);
+        add_each(&mut self.device_state, &other.device_state);
+        add_each(&mut self.availability, &other.availability);
         self.paused += other.paused;
         for (reason, ms) in &other.paused_by_reason {
-            self.add_reason(reason, *ms);
+            add_keyed(&mut self.paused_by_reason, reason, *ms);
         }
         self.on_call += other.on_call;
     }
 
     fn write_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
-        st.serialize_field("status_seconds", &StatusSeconds(&self.status))?;
-        st.serialize_field("device_state_seconds", &DeviceSeconds(&self.device_state))?;
+        let status = Presence::ALL.map(Presence::as_str);
+        let devices = DeviceState::ALL.map(DeviceState::as_str);
+        let availability = Availability::ALL.map(Availability::as_str);
+        st.serialize_field("status_seconds", &NamedSeconds(&status, &self.status))?;
+        st.serialize_field(
+            "device_state_seconds",
+            &NamedSeconds(&devices, &self.device_state),
+        )?;
         st.serialize_field("paused_seconds", &seconds(self.paused))?;
         st.serialize_field("paused_by_reason", &ReasonSeconds(&self.paused_by_reason))?;
-        st.serialize_field("on_call_seconds", &seconds(self.on_call))
+        st.serialize_field("on_call_seconds", &seconds(self.on_call))?;
+        st.serialize_field(
+            "availability_seconds",
+            &NamedSeconds(&availability, &self.availability),
+        )
+    }
+}
+
+/// Adds `other` to `sums`, element by element.
+fn add_each(sums: &mut [u64], other: &[u64]) {
+    for (a, b) in sums.iter_mut().zip(other) {
+        *a += b;
+    }
+}
+
+/// Adds `ms` to the row of `key`, appending the row when there is none yet.
+fn add_keyed<K: PartialEq + Clone>(rows: &mut Vec<(K, u64)>, key: &K, ms: u64) {
+    match rows.iter_mut().find(|(k, _)| k == key) {
+        Some((_, total)) => *total += ms,
+        None => rows.push((key.clone(), ms)),
     }
 }
 
@@ -137,25 +203,14 @@ fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-struct StatusSeconds<'a>(&'a [u64; 3]);
+/// A JSON object of seconds: each name with the milliseconds at the same index.
+struct NamedSeconds<'a>(&'a [&'static str], &'a [u64]);
 
-impl Serialize for StatusSeconds<'_> {
+impl Serialize for NamedSeconds<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(3))?;
-        for (p, ms) in Presence::ALL.iter().zip(self.0) {
-            m.serialize_entry(p.as_str(), &seconds(*ms))?;
-        }
-        m.end()
-    }
-}
-
-struct DeviceSeconds<'a>(&'a [u64; 9]);
-
-impl Serialize for DeviceSeconds<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(9))?;
-        for (d, ms) in DeviceState::ALL.iter().zip(self.0) {
-            m.serialize_entry(d.as_str(), &seconds(*ms))?;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, ms) in self.0.iter().zip(self.1) {
+            m.serialize_entry(name, &seconds(*ms))?;
         }
         m.end()
     }
@@ -190,12 +245,27 @@ pub struct ExtensionTimes {
 
 impl Serialize for ExtensionTimes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("ExtensionTimes", 7)?;
-        st.serialize_field("extension", &self.extension)?;
-        st.serialize_field("department", &self.department)?;
-        self.times.write_fields(&mut st)?;
-        st.end()
+        serialize_row(
+            s,
+            ("extension", &self.extension),
+            ("department", &self.department),
+            &self.times,
+        )
     }
+}
+
+/// One row of the answer: two naming fields, then the times.
+fn serialize_row<S: Serializer, A: Serialize, B: Serialize>(
+    s: S,
+    (a_name, a): (&'static str, &A),
+    (b_name, b): (&'static str, &B),
+    times: &StateTimes,
+) -> Result<S::Ok, S::Error> {
+    let mut st = s.serialize_struct("Times", 8)?;
+    st.serialize_field(a_name, a)?;
+    st.serialize_field(b_name, b)?;
+    times.write_fields(&mut st)?;
+    st.end()
 }
 
 /// One department's times: the sum over its extensions (agent-seconds).
@@ -211,11 +281,12 @@ pub struct DepartmentTimes {
 
 impl Serialize for DepartmentTimes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("DepartmentTimes", 7)?;
-        st.serialize_field("department", &self.department)?;
-        st.serialize_field("extensions", &self.extensions)?;
-        self.times.write_fields(&mut st)?;
-        st.end()
+        serialize_row(
+            s,
+            ("department", &self.department),
+            ("extensions", &self.extensions),
+            &self.times,
+        )
     }
 }
 
@@ -357,10 +428,23 @@ impl Track {
         if !known {
             times.status[presence_index(Presence::Unknown)] += dt;
             times.device_state[usize::from(DeviceState::Unknown.number())] += dt;
+            times.availability[Availability::Unknown.index()] += dt;
             return;
         }
         times.status[self.presence] += dt;
         times.device_state[self.device] += dt;
+        let availability = if self.presence == presence_index(Presence::Unknown) {
+            Availability::Unknown
+        } else if self.presence == presence_index(Presence::Offline) {
+            Availability::Unavailable
+        } else if self.on_call {
+            Availability::OnCall
+        } else if !self.paused.is_empty() {
+            Availability::Paused
+        } else {
+            Availability::Available
+        };
+        times.availability[availability.index()] += dt;
         if !self.paused.is_empty() {
             times.paused += dt;
             for (i, &(_, reason)) in self.paused.iter().enumerate() {
@@ -368,10 +452,7 @@ impl Track {
                 if self.paused[..i].iter().any(|&(_, r)| r == reason) {
                     continue;
                 }
-                match self.reason_ms.iter_mut().find(|(r, _)| *r == reason) {
-                    Some((_, ms)) => *ms += dt,
-                    None => self.reason_ms.push((reason, dt)),
-                }
+                add_keyed(&mut self.reason_ms, &reason, dt);
             }
         }
         if self.on_call {
@@ -819,6 +900,19 @@ mod tests {
             got.window_ms(),
             "{n}: device seconds sum to the window"
         );
+        let availability: u64 = times.availability.iter().sum();
+        assert_eq!(
+            availability,
+            got.window_ms(),
+            "{n}: availability seconds sum to the window"
+        );
+    }
+
+    /// One extension's availability in whole seconds: available, on call, paused, unavailable,
+    /// unknown.
+    fn availability_s(got: &TimeInState, n: &str) -> [u64; 5] {
+        let t = got.extension(n).expect("extension");
+        Availability::ALL.map(|a| t.availability_ms(a) / 1000)
     }
 
     fn device_s(got: &TimeInState, n: &str, d: DeviceState) -> u64 {
@@ -944,6 +1038,9 @@ mod tests {
         assert_eq!(device_s(&got, "1001", DeviceState::Unknown), 900);
         let t = got.extension("1001").expect("1001");
         assert_eq!(t.paused_by_reason_ms(Some("wrap-up")), 2_700_000);
+        // On a call (and paused) while known until 09:40, then paused only; unknown in the
+        // outage.
+        assert_eq!(availability_s(&got, "1001"), [0, 1500, 1200, 0, 900]);
     }
 
     #[test]
@@ -963,6 +1060,14 @@ mod tests {
         let t = got.extension("1001").expect("1001");
         assert_eq!(t.paused_by_reason_ms(Some("lunch")), 1_800_000);
         assert_eq!(t.paused_reasons().len(), 1);
+        // A call wins over the pause it overlaps: paused only 09:05-09:20.
+        assert_eq!(availability_s(&got, "1001"), [300 + 600, 1800, 900, 0, 0]);
+        let json = serde_json::to_value(&got).expect("serialize");
+        assert_eq!(
+            json["extensions"][0]["availability_seconds"],
+            serde_json::json!({"available": 900.0, "on_call": 1800.0, "paused": 900.0,
+                "unavailable": 0.0, "unknown": 0.0})
+        );
     }
 
     #[test]
@@ -1053,6 +1158,11 @@ mod tests {
         assert_eq!(d.times.status_ms(Presence::Online), 3_600_000);
         assert_eq!(d.times.status_ms(Presence::Offline), 3_600_000);
         assert_eq!(d.times.on_call_ms(), 0);
+        assert_eq!(d.times.availability_ms(Availability::Available), 3_600_000);
+        assert_eq!(
+            d.times.availability_ms(Availability::Unavailable),
+            3_600_000
+        );
 
         let all = window_with(&h, &exts, None, ("09:00:00", "10:00:00"), at("23:00:00"));
         assert_eq!(all.departments.len(), 2);
@@ -1130,6 +1240,17 @@ mod tests {
                 let t = &e.times;
                 prop_assert_eq!(t.status.iter().sum::<u64>(), window);
                 prop_assert_eq!(t.device_state.iter().sum::<u64>(), window);
+                prop_assert_eq!(t.availability.iter().sum::<u64>(), window);
+                prop_assert_eq!(
+                    t.availability[Availability::Unknown.index()],
+                    t.status[presence_index(Presence::Unknown)]
+                );
+                prop_assert_eq!(
+                    t.availability[Availability::Unavailable.index()],
+                    t.status[presence_index(Presence::Offline)]
+                );
+                prop_assert!(t.availability[Availability::OnCall.index()] <= t.on_call);
+                prop_assert!(t.availability[Availability::Paused.index()] <= t.paused);
                 prop_assert!(t.paused <= window && t.on_call <= window);
                 prop_assert!(t.paused_by_reason.iter().all(|(_, ms)| *ms <= t.paused));
             }
