@@ -461,12 +461,95 @@ impl Track {
     }
 }
 
+/// A history event borrowed from wherever it is stored: what the pass reads of an entry, so a
+/// store can feed it straight from its encoded bytes without allocating (see
+/// [`TimeInStatePass::push`]). [`EventRef::of`] gives one for an owned event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventRef<'a> {
+    /// The extension state code changed.
+    Status {
+        /// The extension's digits.
+        extension: &'a str,
+        /// The new code.
+        code: i32,
+    },
+    /// Paused or unpaused in a queue.
+    Pause {
+        /// The extension's digits.
+        extension: &'a str,
+        /// The queue.
+        queue: &'a str,
+        /// Paused or not.
+        paused: bool,
+        /// The reason, when paused with one.
+        reason: Option<&'a str>,
+    },
+    /// The presence changed (it does not count in time in state, but shows the server ran).
+    Presence {
+        /// The extension's digits.
+        extension: &'a str,
+    },
+    /// A call started or ended.
+    Call {
+        /// The extension's digits.
+        extension: &'a str,
+        /// On a call or not.
+        on_call: bool,
+    },
+    /// The PBX link was lost.
+    PbxLinkDown,
+    /// The PBX link is up (logged in).
+    PbxLinkUp,
+    /// The server started.
+    ServerStart,
+    /// The server stopped cleanly.
+    ServerStop,
+}
+
+impl<'a> EventRef<'a> {
+    /// The borrowed form of an owned event.
+    pub fn of(event: &'a HistoryEvent) -> Self {
+        match event {
+            HistoryEvent::Status {
+                extension, code, ..
+            } => EventRef::Status {
+                extension: extension.as_str(),
+                code: *code,
+            },
+            HistoryEvent::Pause {
+                extension,
+                queue,
+                paused,
+                reason,
+            } => EventRef::Pause {
+                extension: extension.as_str(),
+                queue,
+                paused: *paused,
+                reason: reason.as_deref(),
+            },
+            HistoryEvent::Presence { extension, .. } => EventRef::Presence {
+                extension: extension.as_str(),
+            },
+            HistoryEvent::Call {
+                extension, on_call, ..
+            } => EventRef::Call {
+                extension: extension.as_str(),
+                on_call: *on_call,
+            },
+            HistoryEvent::PbxLinkDown => EventRef::PbxLinkDown,
+            HistoryEvent::PbxLinkUp => EventRef::PbxLinkUp,
+            HistoryEvent::ServerStart => EventRef::ServerStart,
+            HistoryEvent::ServerStop => EventRef::ServerStop,
+        }
+    }
+}
+
 /// The one pass over the history.
-struct Pass {
+struct Pass<'q> {
     from: i64,
     to: i64,
-    /// Track index by [`ExtensionNumber::order_key`], unique per extension number.
-    index: FastMap<u64, usize>,
+    /// Track index by extension digits (the reported extensions' own text).
+    index: FastMap<&'q str, usize>,
     tracks: Vec<Track>,
     queues: FastMap<String, u32>,
     queue_names: Vec<Option<String>>,
@@ -479,7 +562,7 @@ struct Pass {
     last_at: Option<i64>,
 }
 
-impl Pass {
+impl Pass<'_> {
     fn known(&self) -> bool {
         self.running && self.link_up
     }
@@ -511,38 +594,36 @@ impl Pass {
     }
 
     /// Applies one entry at `t`, already clipped to the window and not before `last_at`.
-    fn apply(&mut self, t: i64, event: &HistoryEvent) {
+    fn apply(&mut self, t: i64, event: EventRef<'_>) {
         match event {
-            HistoryEvent::PbxLinkDown => self.set_flags(t, self.running, false),
-            HistoryEvent::PbxLinkUp => self.set_flags(t, self.running, true),
-            HistoryEvent::ServerStop => self.set_flags(t, false, false),
-            HistoryEvent::ServerStart => {
+            EventRef::PbxLinkDown => self.set_flags(t, self.running, false),
+            EventRef::PbxLinkUp => self.set_flags(t, self.running, true),
+            EventRef::ServerStop => self.set_flags(t, false, false),
+            EventRef::ServerStart => {
                 self.crash_before_start();
                 self.set_flags(t, true, false);
             }
-            HistoryEvent::Status {
-                extension, code, ..
-            } => {
+            EventRef::Status { extension, code } => {
                 if let Some(track) = self.track(extension, t) {
-                    let state = ExtensionState::from_code(*code);
+                    let state = ExtensionState::from_code(code);
                     track.presence = presence_index(state.presence());
                     track.device = usize::from(state.device_state().number());
                 }
             }
-            HistoryEvent::Pause {
+            EventRef::Pause {
                 extension,
                 queue,
                 paused,
                 reason,
             } => {
                 // Interning first: the track borrows the whole pass.
-                let selected = self.index.contains_key(&extension.order_key());
+                let selected = self.index.contains_key(extension);
                 let q = if selected {
                     intern(&mut self.queues, &mut self.queue_names, queue)
                 } else {
                     0
                 };
-                let r = match (selected && *paused, reason) {
+                let r = match (selected && paused, reason) {
                     (true, Some(reason)) => {
                         intern(&mut self.reasons, &mut self.reason_names, reason)
                     }
@@ -564,27 +645,161 @@ impl Pass {
                     }
                 }
             }
-            HistoryEvent::Call {
-                extension, on_call, ..
-            } => {
+            EventRef::Call { extension, on_call } => {
                 if let Some(track) = self.track(extension, t) {
-                    track.on_call = *on_call;
+                    track.on_call = on_call;
                 }
             }
-            HistoryEvent::Presence { .. } => {}
+            EventRef::Presence { .. } => {}
         }
         self.last_at = Some(t);
     }
 
     /// The track of `extension` with its time counted up to `t`; `None` when it is not
     /// reported.
-    fn track(&mut self, extension: &ExtensionNumber, t: i64) -> Option<&mut Track> {
+    fn track(&mut self, extension: &str, t: i64) -> Option<&mut Track> {
         let known = self.known();
-        let track = self
-            .tracks
-            .get_mut(*self.index.get(&extension.order_key())?)?;
+        let track = self.tracks.get_mut(*self.index.get(extension)?)?;
         track.flush(t, known);
         Some(track)
+    }
+}
+
+/// Time in state computed one entry at a time: [`TimeInStatePass::new`] applies the state at
+/// `from`, [`TimeInStatePass::push`] takes the entries from `from` on in time order (as
+/// borrowed [`EventRef`]s, so a store can decode them without allocating), and
+/// [`TimeInStatePass::finish`] gives the answer. [`time_in_state`] does the same from owned
+/// entries.
+pub struct TimeInStatePass<'q> {
+    pass: Pass<'q>,
+    selected: Vec<(&'q ExtensionNumber, &'q Department)>,
+    from: Timestamp,
+    to: Timestamp,
+    department: Option<&'q Department>,
+    /// The first entry at or after `to` was seen: nothing more counts.
+    done: bool,
+}
+
+impl<'q> TimeInStatePass<'q> {
+    /// Starts the pass for `query`, with what was known at its `from`.
+    pub fn new(query: &TimeInStateQuery<'q>) -> Self {
+        let from_ts = query.range.from();
+        let to_ts = query.range.to().min(query.now).max(from_ts);
+        let (from, to) = (from_ts.timestamp_millis(), to_ts.timestamp_millis());
+        let selected: Vec<(&'q ExtensionNumber, &'q Department)> = query
+            .extensions
+            .iter()
+            .filter(|(_, d)| query.department.is_none_or(|want| want == *d))
+            .collect();
+        let mut pass = Pass {
+            from,
+            to,
+            index: selected
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.as_str(), i))
+                .collect(),
+            tracks: selected.iter().map(|_| Track::new(from)).collect(),
+            queues: FastMap::default(),
+            queue_names: vec![None],
+            reasons: FastMap::default(),
+            reason_names: vec![None],
+            running: false,
+            link_up: false,
+            last_at: None,
+        };
+        let mut prior: Vec<&HistoryEntry> = query.prior.iter().collect();
+        prior.sort_by_key(|e| order_key(e));
+        for entry in prior {
+            pass.apply(from, EventRef::of(&entry.event));
+        }
+        Self {
+            pass,
+            selected,
+            from: from_ts,
+            to: to_ts,
+            department: query.department,
+            done: false,
+        }
+    }
+
+    /// Takes the next entry, at `at_ms` milliseconds since the epoch. Entries before `from`
+    /// count as of `from`; an entry out of order counts at the latest time already seen.
+    /// Answers false once the entry at or after the window's (clipped) end has been seen:
+    /// nothing after it can change the answer, so the caller may stop reading. That first
+    /// entry after the window is still wanted: when it is a `server_start` after a crash, the
+    /// time from the last entry in the window on counts as unknown, as it will after the
+    /// restart.
+    pub fn push(&mut self, at_ms: i64, event: EventRef<'_>) -> bool {
+        if self.done {
+            return false;
+        }
+        let pass = &mut self.pass;
+        if at_ms >= pass.to {
+            if matches!(event, EventRef::ServerStart) {
+                pass.crash_before_start();
+            }
+            self.done = true;
+            return false;
+        }
+        let t = at_ms.max(pass.from).max(pass.last_at.unwrap_or(pass.from));
+        pass.apply(t, event);
+        true
+    }
+
+    /// Counts the time up to the window's end and gives the answer.
+    pub fn finish(self) -> TimeInState {
+        let mut pass = self.pass;
+        pass.flush_all(pass.to);
+        let reasons = std::mem::take(&mut pass.reason_names);
+
+        let mut departments: BTreeMap<&Department, DepartmentTimes> = BTreeMap::new();
+        let extensions: Vec<ExtensionTimes> = self
+            .selected
+            .iter()
+            .zip(pass.tracks)
+            .map(|((n, d), mut track)| {
+                track.times.paused_by_reason = track
+                    .reason_ms
+                    .iter()
+                    .map(|&(id, ms)| {
+                        let name = usize::try_from(id)
+                            .ok()
+                            .and_then(|i| reasons.get(i))
+                            .cloned()
+                            .flatten();
+                        (name, ms)
+                    })
+                    .collect();
+                track.times.paused_by_reason.sort();
+                let sum = departments.entry(d).or_insert_with(|| DepartmentTimes {
+                    department: (*d).clone(),
+                    extensions: 0,
+                    times: StateTimes::default(),
+                });
+                sum.extensions += 1;
+                sum.times.add(&track.times);
+                ExtensionTimes {
+                    extension: (*n).clone(),
+                    department: (*d).clone(),
+                    times: track.times,
+                }
+            })
+            .collect();
+        let departments = departments
+            .into_values()
+            .map(|mut d| {
+                d.times.paused_by_reason.sort();
+                d
+            })
+            .collect();
+        TimeInState {
+            from: self.from,
+            to: self.to,
+            department: self.department.cloned(),
+            extensions,
+            departments,
+        }
     }
 }
 
@@ -603,101 +818,14 @@ where
     I: IntoIterator,
     I::Item: Borrow<HistoryEntry>,
 {
-    let from_ts = query.range.from();
-    let to_ts = query.range.to().min(query.now).max(from_ts);
-    let (from, to) = (from_ts.timestamp_millis(), to_ts.timestamp_millis());
-
-    let selected: Vec<(&ExtensionNumber, &Department)> = query
-        .extensions
-        .iter()
-        .filter(|(_, d)| query.department.is_none_or(|want| want == *d))
-        .collect();
-    let mut pass = Pass {
-        from,
-        to,
-        index: selected
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (n.order_key(), i))
-            .collect(),
-        tracks: selected.iter().map(|_| Track::new(from)).collect(),
-        queues: FastMap::default(),
-        queue_names: vec![None],
-        reasons: FastMap::default(),
-        reason_names: vec![None],
-        running: false,
-        link_up: false,
-        last_at: None,
-    };
-
-    let mut prior: Vec<&HistoryEntry> = query.prior.iter().collect();
-    prior.sort_by_key(|e| order_key(e));
-    for entry in prior {
-        pass.apply(from, &entry.event);
-    }
-
+    let mut pass = TimeInStatePass::new(query);
     for entry in entries {
         let entry = entry.borrow();
-        let at = entry.at.timestamp_millis();
-        if at >= to {
-            // The first entry after the window only tells whether the server crashed in it.
-            if matches!(entry.event, HistoryEvent::ServerStart) {
-                pass.crash_before_start();
-            }
+        if !pass.push(entry.at.timestamp_millis(), EventRef::of(&entry.event)) {
             break;
         }
-        let t = at.max(pass.from).max(pass.last_at.unwrap_or(pass.from));
-        pass.apply(t, &entry.event);
     }
-    pass.flush_all(pass.to);
-    let reasons = std::mem::take(&mut pass.reason_names);
-
-    let mut departments: BTreeMap<&Department, DepartmentTimes> = BTreeMap::new();
-    let extensions: Vec<ExtensionTimes> = selected
-        .iter()
-        .zip(pass.tracks)
-        .map(|((n, d), mut track)| {
-            track.times.paused_by_reason = track
-                .reason_ms
-                .iter()
-                .map(|&(id, ms)| {
-                    let name = usize::try_from(id)
-                        .ok()
-                        .and_then(|i| reasons.get(i))
-                        .cloned()
-                        .flatten();
-                    (name, ms)
-                })
-                .collect();
-            track.times.paused_by_reason.sort();
-            let sum = departments.entry(d).or_insert_with(|| DepartmentTimes {
-                department: (*d).clone(),
-                extensions: 0,
-                times: StateTimes::default(),
-            });
-            sum.extensions += 1;
-            sum.times.add(&track.times);
-            ExtensionTimes {
-                extension: (*n).clone(),
-                department: (*d).clone(),
-                times: track.times,
-            }
-        })
-        .collect();
-    let departments = departments
-        .into_values()
-        .map(|mut d| {
-            d.times.paused_by_reason.sort();
-            d
-        })
-        .collect();
-    TimeInState {
-        from: from_ts,
-        to: to_ts,
-        department: query.department.cloned(),
-        extensions,
-        departments,
-    }
+    pass.finish()
 }
 
 /// Reduces a history to what [`TimeInStateQuery::prior`] needs for a window starting at

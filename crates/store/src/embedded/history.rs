@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use domain::analytics::{TimeInState, TimeInStateQuery, time_in_state};
+use domain::analytics::{EventRef, TimeInState, TimeInStatePass, TimeInStateQuery};
 use domain::{Department, ExtensionNumber, HistoryEntry, HistoryEvent, TimeRange, Timestamp};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -203,6 +203,10 @@ impl<'a> Reader<'a> {
         self.take(usize::from(len))
     }
 
+    fn str_ref(&mut self, bytes: &'a [u8]) -> Result<&'a str, StoreError> {
+        std::str::from_utf8(bytes).map_err(|_| self.corrupt("a string is not UTF-8"))
+    }
+
     fn extension(&mut self) -> Result<ExtensionNumber, StoreError> {
         let bytes = self.extension_bytes()?;
         let raw = std::str::from_utf8(bytes).map_err(|_| self.corrupt("extension not UTF-8"))?;
@@ -254,6 +258,62 @@ pub(super) fn decode(ms: i64, bytes: &[u8]) -> Result<HistoryEntry, StoreError> 
     Ok(HistoryEntry {
         at: timestamp(ms)?,
         event,
+    })
+}
+
+/// Decodes what time in state reads of one stored entry, borrowing its strings from `bytes`:
+/// no allocation, no time conversion, and the extension's digits are not validated again (they
+/// are only looked up among the reported extensions). Fields the pass does not read (a status's
+/// previous code, a presence's texts, a call's queue) are not decoded.
+pub(super) fn decode_ref(ms: i64, bytes: &[u8]) -> Result<EventRef<'_>, StoreError> {
+    let mut r = Reader { bytes, pos: 0, ms };
+    let kind = r.u8()?;
+    let mut extension = || {
+        let b = r.extension_bytes()?;
+        r.str_ref(b)
+    };
+    Ok(match kind {
+        STATUS => {
+            let extension = extension()?;
+            r.take(4)?;
+            EventRef::Status {
+                extension,
+                code: r.i32()?,
+            }
+        }
+        PAUSE => {
+            let extension = extension()?;
+            let queue = r
+                .raw_str()?
+                .ok_or_else(|| r.corrupt("a required string is absent"))?;
+            let queue = r.str_ref(queue)?;
+            let paused = r.bool()?;
+            let reason = match r.raw_str()? {
+                Some(b) => Some(r.str_ref(b)?),
+                None => None,
+            };
+            EventRef::Pause {
+                extension,
+                queue,
+                paused,
+                reason,
+            }
+        }
+        PRESENCE => EventRef::Presence {
+            extension: extension()?,
+        },
+        CALL => {
+            let extension = extension()?;
+            EventRef::Call {
+                extension,
+                on_call: r.bool()?,
+            }
+        }
+        LINK_DOWN => EventRef::PbxLinkDown,
+        LINK_UP => EventRef::PbxLinkUp,
+        SERVER_START => EventRef::ServerStart,
+        SERVER_STOP => EventRef::ServerStop,
+        other => return Err(r.corrupt(&format!("unknown kind {other}"))),
     })
 }
 
@@ -398,8 +458,8 @@ pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, S
     Ok(HistoryWindow { prior, entries })
 }
 
-/// Computes time in state straight from the table: the entries are decoded one at a time and
-/// fed to the pass, never collected. Blocking.
+/// Computes time in state straight from the table: each entry is decoded in place (borrowed,
+/// [`decode_ref`]) and fed to the pass, never collected or copied. Blocking.
 pub(super) fn time_in_state_from(
     db: &Database,
     range: TimeRange,
@@ -410,7 +470,6 @@ pub(super) fn time_in_state_from(
     let txn = db.begin_read().map_err(storage_error)?;
     let table = txn.open_table(ENTRIES).map_err(storage_error)?;
     let from = millis(range.from());
-    let to = millis(range.to());
     let prior = prior(&table, from)?;
     let query = TimeInStateQuery {
         range,
@@ -419,33 +478,15 @@ pub(super) fn time_in_state_from(
         extensions,
         prior: &prior,
     };
-    let mut failure: Option<StoreError> = None;
-    let mut done = false;
-    let rows = table.range((from, 0u64)..).map_err(storage_error)?;
-    let entries = rows.map_while(|row| {
-        if done {
-            return None;
+    let mut pass = TimeInStatePass::new(&query);
+    for row in table.range((from, 0u64)..).map_err(storage_error)? {
+        let (key, value) = row.map_err(storage_error)?;
+        let (ms, _) = key.value();
+        if !pass.push(ms, decode_ref(ms, value.value())?) {
+            break;
         }
-        let decoded = row.map_err(storage_error).and_then(|(key, value)| {
-            let (ms, _) = key.value();
-            if ms >= to {
-                done = true;
-            }
-            decode(ms, value.value())
-        });
-        match decoded {
-            Ok(entry) => Some(entry),
-            Err(e) => {
-                failure = Some(e);
-                None
-            }
-        }
-    });
-    let result = time_in_state(&query, entries);
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(result),
     }
+    Ok(pass.finish())
 }
 
 /// Deletes at most `batch` entries older than `before`, oldest first, in one short write
@@ -539,6 +580,11 @@ mod tests {
             let back = decode(ms, &buf).expect("decode");
             assert_eq!(back.event, event);
             assert_eq!(back.at.timestamp_millis(), ms);
+            // What time in state reads, borrowed, is the same event.
+            assert_eq!(
+                decode_ref(ms, &buf).expect("decode_ref"),
+                EventRef::of(&event)
+            );
         }
     }
 
@@ -564,6 +610,10 @@ mod tests {
         let err = decode(5, &buf[..buf.len() - 1]).expect_err("short");
         assert!(err.to_string().contains("history entry at 5 ms"), "{err}");
         let err = decode(5, &[42]).expect_err("kind");
+        assert!(err.to_string().contains("unknown kind 42"), "{err}");
+        let err = decode_ref(5, &buf[..buf.len() - 1]).expect_err("short, borrowed");
+        assert!(err.to_string().contains("history entry at 5 ms"), "{err}");
+        let err = decode_ref(5, &[42]).expect_err("kind, borrowed");
         assert!(err.to_string().contains("unknown kind 42"), "{err}");
         buf.push(0);
         let err = decode(5, &buf).expect_err("long");
