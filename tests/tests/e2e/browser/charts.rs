@@ -2,6 +2,9 @@
 //! on a history scripted into the store before the server starts, whose answer is known to the
 //! second. The browser's time zone is set so that its local time is around noon, so "today"
 //! (local midnight to now) holds the whole scripted hour whenever the test runs.
+//!
+//! `EXTSTATUS_CHARTS_SCREENSHOT=FILE.png` saves a picture of the page with the agent's chart
+//! open.
 
 use std::time::Duration;
 
@@ -215,8 +218,12 @@ fn check_chart(what: &str, chart: &Value, known: &[(&str, i64)]) {
         assert!((share - want).abs() < 1e-3, "{what}: {k} share {share}, want {want}: {chart}");
         assert!((drawn - want).abs() < 0.01, "{what}: {k} drawn {drawn}, want {want}: {chart}");
     }
+    // The accessible label says the same numbers.
     let label = chart["label"].as_str().unwrap_or_default();
-    assert!(label.contains("Available") && label.contains(':'), "{what}: {label}");
+    for (key, _) in known {
+        let dur = chart[key]["dur"].as_str().unwrap_or("?");
+        assert!(label.contains(dur), "{what}: {key} {dur} not in {label:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,6 +365,10 @@ async fn the_charts_show_the_known_times_of_a_scripted_day() -> anyhow::Result<(
         json!({"on_call_total": "00:15:00", "paused_total": "00:10:00", "reason:lunch": "00:10:00"}),
         "{chart}"
     );
+
+    if let Some(path) = std::env::var_os("EXTSTATUS_CHARTS_SCREENSHOT") {
+        std::fs::write(&path, b.screenshot().await?)?;
+    }
 
     // Errors are said in place: with the server gone, a refresh of the chart and the next
     // refresh of the comparison say so, and keep the figures.
