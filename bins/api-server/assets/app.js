@@ -116,7 +116,7 @@ const board = new Board(boardEl, /** @type {HTMLTemplateElement} */ (byId("tile-
 board.minFrameMs = Math.max(0, Number(params.get("frame") ?? 250) || 0);
 byId("add").addEventListener("click", () => manage.openNew());
 const pauseDialog = new PauseDialog(askToken, (rec) => board.upsert(rec), toast);
-board.onPause = (rec) => pauseDialog.open(rec);
+board.onPause = (/** @type {Extension} */ rec) => pauseDialog.open(rec);
 
 // ---- Today's charts: the department comparison and one agent's day ------------------------
 
@@ -129,7 +129,7 @@ const compare = new DepartmentComparison(
 );
 compare.pollMs = Math.max(1000, Number(params.get("analytics")) || 30_000);
 const agentChart = new AgentChart(/** @type {HTMLDialogElement} */ (byId("agent-chart")), askToken);
-board.onChart = (rec) => agentChart.open(rec);
+board.onChart = (/** @type {Extension} */ rec) => agentChart.open(rec);
 
 // ---- Queue strip and the server's settings for the page -------------------------------------
 

@@ -2,7 +2,7 @@
 // judge of what is valid: its `error.fields` messages are shown next to the fields they name.
 
 import { apiError } from "./live.js";
-import { byId, dialogCall, showFormErrors } from "./request.js";
+import { byId, dialogCall, finishSave, showFormErrors } from "./request.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./live.js").AskToken} AskToken */
@@ -152,30 +152,17 @@ export class Manage {
         is_active: v.is_active.checked,
       });
     }
-    if (!res) return;
-    if (!res.ok) {
-      this.showErrors(res.body, res.status);
-      return;
-    }
-    const rec = /** @type {Extension} */ (res.body);
-    this.onSaved(rec);
-    this.dialog.close();
-    this.toast(this.editing ? `Saved extension ${rec.extension}.` : `Added extension ${rec.extension} (${rec.agent_name}).`);
+    const editing = this.editing !== null;
+    finishSave(this, res, (rec) =>
+      editing ? `Saved extension ${rec.extension}.` : `Added extension ${rec.extension} (${rec.agent_name}).`,
+    );
   }
 
   async toggleActive() {
     if (!this.editing || this.busy) return;
     const active = !this.editing.is_active;
     const res = await this.call("PUT", `/api/extensions/${encodeURIComponent(this.editing._id)}`, { is_active: active });
-    if (!res) return;
-    if (!res.ok) {
-      this.showErrors(res.body, res.status);
-      return;
-    }
-    const rec = /** @type {Extension} */ (res.body);
-    this.onSaved(rec);
-    this.dialog.close();
-    this.toast(`Extension ${rec.extension} ${active ? "reactivated" : "deactivated"}.`);
+    finishSave(this, res, (rec) => `Extension ${rec.extension} ${active ? "reactivated" : "deactivated"}.`);
   }
 
   async remove() {

@@ -3,7 +3,7 @@
 // record as it now is, and its error messages are shown next to the field they name.
 
 import { apiError } from "./live.js";
-import { byId, dialogCall, showFormErrors } from "./request.js";
+import { byId, dialogCall, finishSave, showFormErrors } from "./request.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./live.js").AskToken} AskToken */
@@ -148,15 +148,7 @@ export class PauseDialog {
    * @param {string} what for the toast
    */
   done(res, what) {
-    if (!res) return;
-    if (!res.ok) {
-      this.showErrors(res.body, res.status);
-      return;
-    }
-    const rec = /** @type {Extension} */ (res.body);
-    this.onSaved(rec);
-    this.dialog.close();
-    this.toast(`${rec.agent_name} (${rec.extension}) ${what}.`);
+    finishSave(this, res, (rec) => `${rec.agent_name} (${rec.extension}) ${what}.`);
   }
 
   async pause() {

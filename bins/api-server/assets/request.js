@@ -7,6 +7,7 @@ import { api, apiError, NeedsToken } from "./live.js";
 
 /** @typedef {import("./live.js").AskToken} AskToken */
 /** @typedef {import("./live.js").ApiAnswer} ApiAnswer */
+/** @typedef {import("./types").Extension} Extension */
 
 /**
  * @param {string} id
@@ -86,6 +87,38 @@ export function showFormErrors(form, body, status, fields, place, fallback) {
     form.formError.hidden = false;
   }
   (first ?? fallback).focus();
+}
+
+/**
+ * What a dialog that saves a record has: its error display, where the saved record goes, the
+ * dialog itself and the toast.
+ * @typedef {object} SavingDialog
+ * @property {(body: unknown, status: number) => void} showErrors
+ * @property {(rec: Extension) => void} onSaved
+ * @property {HTMLDialogElement} dialog
+ * @property {(text: string) => void} toast
+ */
+
+/**
+ * Finishes a dialog's request: nothing when there was no answer (`dialogCall` said why), an
+ * error answer in the form, or the record the server answered handed on, the dialog closed and
+ * `say(rec)` toasted. Returns that record, or null.
+ * @param {SavingDialog} d
+ * @param {ApiAnswer | null} res
+ * @param {(rec: Extension) => string} say
+ * @returns {Extension | null}
+ */
+export function finishSave(d, res, say) {
+  if (!res) return null;
+  if (!res.ok) {
+    d.showErrors(res.body, res.status);
+    return null;
+  }
+  const rec = /** @type {Extension} */ (res.body);
+  d.onSaved(rec);
+  d.dialog.close();
+  d.toast(say(rec));
+  return rec;
 }
 
 /** A request of a view failed; the message is a sentence for the person, naming the request. */

@@ -468,15 +468,15 @@ impl Track {
 pub enum EventRef<'a> {
     /// The extension state code changed.
     Status {
-        /// The extension's digits.
-        extension: &'a str,
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
         /// The new code.
         code: i32,
     },
     /// Paused or unpaused in a queue.
     Pause {
-        /// The extension's digits.
-        extension: &'a str,
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
         /// The queue.
         queue: &'a str,
         /// Paused or not.
@@ -486,13 +486,13 @@ pub enum EventRef<'a> {
     },
     /// The presence changed (it does not count in time in state, but shows the server ran).
     Presence {
-        /// The extension's digits.
-        extension: &'a str,
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
     },
     /// A call started or ended.
     Call {
-        /// The extension's digits.
-        extension: &'a str,
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
         /// On a call or not.
         on_call: bool,
     },
@@ -513,7 +513,7 @@ impl<'a> EventRef<'a> {
             HistoryEvent::Status {
                 extension, code, ..
             } => EventRef::Status {
-                extension: extension.as_str(),
+                extension: extension.as_str().as_bytes(),
                 code: *code,
             },
             HistoryEvent::Pause {
@@ -522,18 +522,18 @@ impl<'a> EventRef<'a> {
                 paused,
                 reason,
             } => EventRef::Pause {
-                extension: extension.as_str(),
+                extension: extension.as_str().as_bytes(),
                 queue,
                 paused: *paused,
                 reason: reason.as_deref(),
             },
             HistoryEvent::Presence { extension, .. } => EventRef::Presence {
-                extension: extension.as_str(),
+                extension: extension.as_str().as_bytes(),
             },
             HistoryEvent::Call {
                 extension, on_call, ..
             } => EventRef::Call {
-                extension: extension.as_str(),
+                extension: extension.as_str().as_bytes(),
                 on_call: *on_call,
             },
             HistoryEvent::PbxLinkDown => EventRef::PbxLinkDown,
@@ -545,11 +545,11 @@ impl<'a> EventRef<'a> {
 }
 
 /// The one pass over the history.
-struct Pass<'q> {
+struct Pass {
     from: i64,
     to: i64,
-    /// Track index by extension digits (the reported extensions' own text).
-    index: FastMap<&'q str, usize>,
+    /// Track index by [`ExtensionNumber::order_key`], unique per extension number.
+    index: FastMap<u64, usize>,
     tracks: Vec<Track>,
     queues: FastMap<String, u32>,
     queue_names: Vec<Option<String>>,
@@ -562,7 +562,7 @@ struct Pass<'q> {
     last_at: Option<i64>,
 }
 
-impl Pass<'_> {
+impl Pass {
     fn known(&self) -> bool {
         self.running && self.link_up
     }
@@ -617,7 +617,8 @@ impl Pass<'_> {
                 reason,
             } => {
                 // Interning first: the track borrows the whole pass.
-                let selected = self.index.contains_key(extension);
+                let selected = ExtensionNumber::order_key_of(extension)
+                    .is_some_and(|key| self.index.contains_key(&key));
                 let q = if selected {
                     intern(&mut self.queues, &mut self.queue_names, queue)
                 } else {
@@ -657,9 +658,10 @@ impl Pass<'_> {
 
     /// The track of `extension` with its time counted up to `t`; `None` when it is not
     /// reported.
-    fn track(&mut self, extension: &str, t: i64) -> Option<&mut Track> {
+    fn track(&mut self, extension: &[u8], t: i64) -> Option<&mut Track> {
         let known = self.known();
-        let track = self.tracks.get_mut(*self.index.get(extension)?)?;
+        let key = ExtensionNumber::order_key_of(extension)?;
+        let track = self.tracks.get_mut(*self.index.get(&key)?)?;
         track.flush(t, known);
         Some(track)
     }
@@ -671,7 +673,7 @@ impl Pass<'_> {
 /// [`TimeInStatePass::finish`] gives the answer. [`time_in_state`] does the same from owned
 /// entries.
 pub struct TimeInStatePass<'q> {
-    pass: Pass<'q>,
+    pass: Pass,
     selected: Vec<(&'q ExtensionNumber, &'q Department)>,
     from: Timestamp,
     to: Timestamp,
@@ -697,7 +699,7 @@ impl<'q> TimeInStatePass<'q> {
             index: selected
                 .iter()
                 .enumerate()
-                .map(|(i, (n, _))| (n.as_str(), i))
+                .map(|(i, (n, _))| (n.order_key(), i))
                 .collect(),
             tracks: selected.iter().map(|_| Track::new(from)).collect(),
             queues: FastMap::default(),

@@ -16,7 +16,9 @@ use store::{EmbeddedStore, Repository, StoreOptions};
 const USAGE: &str = "usage: seed_history DATA_DIR ENTRIES FIRST_EXTENSION EXTENSIONS";
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> anyhow::Result<T> {
-    let raw = args.get(i).with_context(|| format!("{what} is missing; {USAGE}"))?;
+    let raw = args
+        .get(i)
+        .with_context(|| format!("{what} is missing; {USAGE}"))?;
     raw.parse()
         .map_err(|_| anyhow::anyhow!("{what} must be a whole number, not {raw:?}; {USAGE}"))
 }
@@ -24,7 +26,9 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> anyhow::R
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let dir = args.first().with_context(|| format!("DATA_DIR is missing; {USAGE}"))?;
+    let dir = args
+        .first()
+        .with_context(|| format!("DATA_DIR is missing; {USAGE}"))?;
     let entries: u64 = arg(&args, 1, "ENTRIES")?;
     let first: u32 = arg(&args, 2, "FIRST_EXTENSION")?;
     let count: usize = arg(&args, 3, "EXTENSIONS")?;

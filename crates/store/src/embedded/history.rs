@@ -262,16 +262,13 @@ pub(super) fn decode(ms: i64, bytes: &[u8]) -> Result<HistoryEntry, StoreError> 
 }
 
 /// Decodes what time in state reads of one stored entry, borrowing its strings from `bytes`:
-/// no allocation, no time conversion, and the extension's digits are not validated again (they
-/// are only looked up among the reported extensions). Fields the pass does not read (a status's
+/// no allocation, no time conversion, and the extension's digits stay bytes (the pass checks
+/// them as it looks them up among the reported extensions). Fields the pass does not read (a status's
 /// previous code, a presence's texts, a call's queue) are not decoded.
 pub(super) fn decode_ref(ms: i64, bytes: &[u8]) -> Result<EventRef<'_>, StoreError> {
     let mut r = Reader { bytes, pos: 0, ms };
     let kind = r.u8()?;
-    let mut extension = || {
-        let b = r.extension_bytes()?;
-        r.str_ref(b)
-    };
+    let mut extension = || r.extension_bytes();
     Ok(match kind {
         STATUS => {
             let extension = extension()?;
