@@ -15,6 +15,8 @@
 //! [`state_key`] reads it without decoding the rest.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use domain::analytics::{EventRef, TimeInState, TimeInStatePass, TimeInStateQuery};
 use domain::{Department, ExtensionNumber, HistoryEntry, HistoryEvent, TimeRange, Timestamp};
@@ -436,6 +438,49 @@ fn prior(
     Ok(out)
 }
 
+/// The state at a window's start (what [`prior`] finds), kept for the next window with the same
+/// start. Finding it scans every entry before the start, which for a window at the end of a
+/// long history costs more than the window itself; the dashboard asks for "today" all day long,
+/// always from the same midnight. What was known at a time changes only when an entry is
+/// written before the table's end or entries are deleted: the writer and the pruner say so
+/// ([`PriorCache::history_rewritten`]) after their commit, and every cached state from before
+/// is dropped. A state is cached only when the table already held an entry at or after the
+/// start, so that entries appended later (at the end) cannot belong before it.
+#[derive(Default)]
+pub(super) struct PriorCache {
+    rewrites: AtomicU64,
+    /// (start in ms, `rewrites` when it was read, the state), newest last.
+    states: Mutex<Vec<(i64, u64, Arc<Vec<HistoryEntry>>)>>,
+}
+
+/// How many window starts are kept (a few time zones, or today and yesterday).
+const PRIOR_CACHE_STARTS: usize = 4;
+
+impl PriorCache {
+    /// Entries were written before the table's end, or deleted: nothing cached holds.
+    pub(super) fn history_rewritten(&self) {
+        self.rewrites.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn get(&self, from: i64) -> Option<Arc<Vec<HistoryEntry>>> {
+        let now = self.rewrites.load(Ordering::SeqCst);
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states
+            .iter()
+            .find(|(start, seen, _)| *start == from && *seen == now)
+            .map(|(_, _, state)| Arc::clone(state))
+    }
+
+    fn put(&self, from: i64, seen: u64, state: Arc<Vec<HistoryEntry>>) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.retain(|(start, old, _)| *start != from && *old == seen);
+        if states.len() >= PRIOR_CACHE_STARTS {
+            states.remove(0);
+        }
+        states.push((from, seen, state));
+    }
+}
+
 /// What `time_in_state` needs for `range`, collected. Blocking.
 pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, StoreError> {
     let txn = db.begin_read().map_err(storage_error)?;
@@ -459,15 +504,32 @@ pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, S
 /// [`decode_ref`]) and fed to the pass, never collected or copied. Blocking.
 pub(super) fn time_in_state_from(
     db: &Database,
+    cache: &PriorCache,
     range: TimeRange,
     now: Timestamp,
     department: Option<&Department>,
     extensions: &BTreeMap<ExtensionNumber, Department>,
 ) -> Result<TimeInState, StoreError> {
+    // Read before the snapshot: a rewrite committed after it makes what is cached below stale,
+    // and its count, bumped after its commit, is then newer than this one.
+    let seen = cache.rewrites.load(Ordering::SeqCst);
     let txn = db.begin_read().map_err(storage_error)?;
     let table = txn.open_table(ENTRIES).map_err(storage_error)?;
     let from = millis(range.from());
-    let prior = prior(&table, from)?;
+    let prior = match cache.get(from) {
+        Some(state) => state,
+        None => {
+            let state = Arc::new(prior(&table, from)?);
+            let end = table
+                .last()
+                .map_err(storage_error)?
+                .map(|(k, _)| k.value().0);
+            if end.is_some_and(|end| end >= from) {
+                cache.put(from, seen, Arc::clone(&state));
+            }
+            state
+        }
+    };
     let query = TimeInStateQuery {
         range,
         now,
@@ -566,6 +628,68 @@ mod tests {
             HistoryEvent::ServerStart,
             HistoryEvent::ServerStop,
         ]
+    }
+
+    /// The state at a window's start is cached, and dropped when an entry is written before
+    /// the table's end or entries are pruned: the answers are those of a store without a cache.
+    #[tokio::test]
+    async fn a_cached_start_state_follows_late_entries_and_pruning() {
+        use crate::{EmbeddedStore, Repository, StoreOptions, TimeInStateRequest};
+        use domain::Presence;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), StoreOptions::default())
+            .await
+            .expect("open");
+        let t0: Timestamp = "2026-12-01T09:00:00Z".parse().expect("time");
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let status = |s: i64, code: i32| {
+            HistoryEntry::new(
+                at(s),
+                HistoryEvent::Status {
+                    extension: ext("1001"),
+                    previous_code: 0,
+                    code,
+                },
+            )
+        };
+        store
+            .append_history(&[
+                HistoryEntry::new(at(0), HistoryEvent::ServerStart),
+                HistoryEntry::new(at(0), HistoryEvent::PbxLinkUp),
+                status(1, 0),
+                status(10, 4),
+            ])
+            .await
+            .expect("append");
+        let sales = Department::parse("Sales").expect("department");
+        let ask = || TimeInStateRequest {
+            range: TimeRange::new(at(5), at(20)).expect("range"),
+            now: at(3600),
+            department: None,
+            extensions: [(ext("1001"), sales.clone())].into_iter().collect(),
+        };
+        let seconds =
+            |t: &TimeInState, p: Presence| t.extension("1001").expect("1001").status_ms(p) / 1000;
+        let first = store.time_in_state(ask()).await.expect("first");
+        assert_eq!(seconds(&first, Presence::Online), 5);
+        assert_eq!(store.time_in_state(ask()).await.expect("again"), first);
+
+        // A late entry before the window's start: offline from 00:03, so at the start too.
+        store
+            .append_history(&[status(3, 4)])
+            .await
+            .expect("late entry");
+        let late = store
+            .time_in_state(ask())
+            .await
+            .expect("after the late entry");
+        assert_eq!(seconds(&late, Presence::Online), 0);
+        assert_eq!(seconds(&late, Presence::Offline), 15);
+
+        // Pruning the start and the link: nothing is known before the window any more.
+        assert_eq!(store.prune_history(at(4), 100).await.expect("prune"), 4);
+        let pruned = store.time_in_state(ask()).await.expect("after pruning");
+        assert_eq!(seconds(&pruned, Presence::Unknown), 15);
     }
 
     #[test]
