@@ -455,7 +455,11 @@ mod tests {
             );
         }
         for bad in ["", "1", "12345678901", "10a1", " 101", "１０"] {
-            assert_eq!(ExtensionNumber::order_key_of(bad.as_bytes()), None, "{bad:?}");
+            assert_eq!(
+                ExtensionNumber::order_key_of(bad.as_bytes()),
+                None,
+                "{bad:?}"
+            );
         }
     }
 

@@ -449,9 +449,12 @@ fn prior(
 #[derive(Default)]
 pub(super) struct PriorCache {
     rewrites: AtomicU64,
-    /// (start in ms, `rewrites` when it was read, the state), newest last.
-    states: Mutex<Vec<(i64, u64, Arc<Vec<HistoryEntry>>)>>,
+    /// Newest last.
+    states: Mutex<Vec<CachedStart>>,
 }
+
+/// A cached state: (start in ms, [`PriorCache::rewrites`] when it was read, the state).
+type CachedStart = (i64, u64, Arc<Vec<HistoryEntry>>);
 
 /// How many window starts are kept (a few time zones, or today and yesterday).
 const PRIOR_CACHE_STARTS: usize = 4;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use domain::callcenter::CallCenterView;
 use domain::{
-    CallInfo, CallState, Department, ExtensionNumber, HistoryEntry, HistoryEvent,
-    NewExtension, Observation, QueueMembership, Timestamp,
+    CallInfo, CallState, Department, ExtensionNumber, HistoryEntry, HistoryEvent, NewExtension,
+    Observation, QueueMembership, Timestamp,
 };
 use serde_json::{Value, json};
 use tests::server::{Options, PATIENCE, TestServer, open_store};
@@ -207,7 +207,10 @@ fn check_chart(what: &str, chart: &Value, known: &[(&str, i64)]) {
         .as_object()
         .map(|o| o.keys().filter(|k| *k != "label").collect())
         .unwrap_or_default();
-    let total: i64 = keys.iter().map(|k| seconds_of(&chart[k.as_str()]["dur"])).sum();
+    let total: i64 = keys
+        .iter()
+        .map(|k| seconds_of(&chart[k.as_str()]["dur"]))
+        .sum();
     assert!(total > 0, "{what}: {chart}");
     for k in keys {
         let v = &chart[k.as_str()];
@@ -215,8 +218,14 @@ fn check_chart(what: &str, chart: &Value, known: &[(&str, i64)]) {
         let share = v["share"].as_f64().unwrap_or(-1.0);
         let drawn = v["drawn"].as_f64().unwrap_or(-1.0);
         // Whole seconds against milliseconds: a second or two of the total either way.
-        assert!((share - want).abs() < 1e-3, "{what}: {k} share {share}, want {want}: {chart}");
-        assert!((drawn - want).abs() < 0.01, "{what}: {k} drawn {drawn}, want {want}: {chart}");
+        assert!(
+            (share - want).abs() < 1e-3,
+            "{what}: {k} share {share}, want {want}: {chart}"
+        );
+        assert!(
+            (drawn - want).abs() < 0.01,
+            "{what}: {k} drawn {drawn}, want {want}: {chart}"
+        );
     }
     // The accessible label says the same numbers.
     let label = chart["label"].as_str().unwrap_or_default();
@@ -231,16 +240,19 @@ async fn the_charts_show_the_known_times_of_a_scripted_day() -> anyhow::Result<(
     let _one = one_browser().await?;
     let now = domain::now();
     // The hour ended five minutes ago; whole seconds, so every figure is whole seconds.
-    let t0 = Timestamp::from_timestamp(now.timestamp() - KNOWN_S - 300, 0)
-        .context("a time of today")?;
+    let t0 =
+        Timestamp::from_timestamp(now.timestamp() - KNOWN_S - 300, 0).context("a time of today")?;
     let dir = seeded_store(t0).await?;
     let server = TestServer::start_in(Options::default(), dir).await?;
 
     let b = Browser::start().await?;
     let zone = noon_zone(now);
-    b.cdp("Emulation.setTimezoneOverride", json!({ "timezoneId": zone }))
-        .await
-        .with_context(|| format!("setting the time zone {zone}"))?;
+    b.cdp(
+        "Emulation.setTimezoneOverride",
+        json!({ "timezoneId": zone }),
+    )
+    .await
+    .with_context(|| format!("setting the time zone {zone}"))?;
     b.goto(&server.url("/?analytics=1000")).await?;
 
     // The comparison: both departments, with what is true now and today's bars.
@@ -262,7 +274,10 @@ async fn the_charts_show_the_known_times_of_a_scripted_day() -> anyhow::Result<(
     let got = wait_for(&b, "the department comparison", PATIENCE, &script).await?;
     assert_eq!(got["note"], true, "no error shown: {got}");
     let rows = got["rows"].as_array().context("rows")?;
-    let names: Vec<&str> = rows.iter().filter_map(|r| r["department"].as_str()).collect();
+    let names: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["department"].as_str())
+        .collect();
     assert_eq!(names, ["Sales", "Support"], "{got}");
     let (sales, support) = (&rows[0], &rows[1]);
     assert_eq!(
@@ -272,7 +287,10 @@ async fn the_charts_show_the_known_times_of_a_scripted_day() -> anyhow::Result<(
     );
     assert_eq!(sales["idle"], "1001", "{sales}");
     assert!(
-        sales["idleText"].as_str().unwrap_or_default().contains("Alice Martin"),
+        sales["idleText"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Alice Martin"),
         "{sales}"
     );
     assert_eq!(
