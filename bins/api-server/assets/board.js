@@ -41,7 +41,7 @@ import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, full
  * @property {PauseClock[]} pauseClocks the ticking "for 12:34" of the paused chips
  * @property {number | null} callSince epoch ms the call reached its state, or null without a call
  * @property {string} callDurText the call clock text last written
- * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement, pres: HTMLElement, call: HTMLElement, callText: HTMLElement, callDur: HTMLElement, queues: HTMLUListElement, pause: HTMLButtonElement}} n
+ * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement, pres: HTMLElement, call: HTMLElement, callText: HTMLElement, callDur: HTMLElement, queues: HTMLUListElement, pause: HTMLButtonElement, chart: HTMLButtonElement}} n
  */
 
 /**
@@ -103,6 +103,8 @@ export class Board {
      * @type {(rec: Extension) => void}
      */
     this.onPause = () => {};
+    /** Opens today's chart of a record. @type {(rec: Extension) => void} */
+    this.onChart = () => {};
     /** @type {View} */
     this.view = { query: "", department: "", category: "", groupBy: "department", showInactive: false };
     this.viewDirty = false;
@@ -159,11 +161,12 @@ export class Board {
     root.addEventListener("focusin", explain);
     root.addEventListener("click", (ev) => {
       const target = /** @type {Element} */ (ev.target);
-      const btn = target.closest("button.edit, button.pause");
+      const btn = target.closest("button.edit, button.pause, button.chart");
       const li = btn && btn.closest("li.tile");
       const tile = li instanceof HTMLElement && li.dataset.id ? this.tiles.get(li.dataset.id) : undefined;
       if (!tile || !btn) return;
       if (btn.classList.contains("pause")) this.onPause(tile.rec);
+      else if (btn.classList.contains("chart")) this.onChart(tile.rec);
       else this.onEdit(tile.rec);
     });
   }
@@ -539,6 +542,7 @@ export class Board {
     if (!old || old.agent_name !== rec.agent_name || old.extension !== rec.extension) {
       tile.haystack = `${rec.agent_name.toLowerCase()}\n${rec.extension}`;
       n.edit.setAttribute("aria-label", `Edit extension ${rec.extension} (${rec.agent_name})`);
+      n.chart.setAttribute("aria-label", `Today's chart of ${rec.agent_name} (extension ${rec.extension})`);
     }
     if (!old || old.department !== rec.department) {
       n.dept.textContent = rec.department;

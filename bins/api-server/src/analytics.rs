@@ -220,7 +220,7 @@ pub async fn history(
         ("department" = Option<String>, Query, description = "Only this department (exact match)"),
     ),
     responses(
-        (status = 200, description = "Seconds in each status, device state, paused (by reason) and on a call, per extension that exists now and per department; see docs/analytics.md", body = Object),
+        (status = 200, description = "Seconds in each status, device state, paused (by reason), on a call, and the window split into availability parts, per extension that exists now and per department; see docs/analytics.md", body = Object),
         (status = 400, description = "A missing or bad from/to or department; `fields` names it", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
     ),

@@ -106,6 +106,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/pause.js"),
     },
     Asset {
+        name: "request.js",
+        content_type: JS,
+        body: include_bytes!("../assets/request.js"),
+    },
+    Asset {
+        name: "charts.js",
+        content_type: JS,
+        body: include_bytes!("../assets/charts.js"),
+    },
+    Asset {
         name: "constants.js",
         content_type: JS,
         body: include_bytes!("../assets/constants.js"),

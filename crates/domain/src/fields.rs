@@ -170,17 +170,30 @@ impl PartialOrd for ExtensionNumber {
     }
 }
 
+/// The order key of digits (see [`ExtensionNumber::order_key`]).
+fn digits_key(digits: &[u8]) -> u64 {
+    let value = digits.iter().fold(0u64, |v, b| {
+        v.saturating_mul(10)
+            .saturating_add(u64::from(b.wrapping_sub(b'0')))
+    });
+    value.saturating_mul(16).saturating_add(digits.len() as u64)
+}
+
 impl ExtensionNumber {
     /// A number that orders exactly as [`Ord`] orders extension numbers: the digits' value
     /// times 16 plus the length (at most 10 digits, so the value is below 2^34 and the length
     /// below 16; two numbers have the same key only when they are the same text). For sorting
     /// with a cached key (`sort_by_cached_key`), where comparing in place would be slower.
     pub fn order_key(&self) -> u64 {
-        let value = self.0.bytes().fold(0u64, |v, b| {
-            v.saturating_mul(10)
-                .saturating_add(u64::from(b.wrapping_sub(b'0')))
-        });
-        value.saturating_mul(16).saturating_add(self.0.len() as u64)
+        digits_key(self.0.as_bytes())
+    }
+
+    /// [`ExtensionNumber::order_key`] of an extension number's digits as stored elsewhere,
+    /// without making an `ExtensionNumber`: `None` unless they are 2 to 10 ASCII digits.
+    pub fn order_key_of(digits: &[u8]) -> Option<u64> {
+        let valid = (Self::MIN_LEN..=Self::MAX_LEN).contains(&digits.len())
+            && digits.iter().all(u8::is_ascii_digit);
+        valid.then(|| digits_key(digits))
     }
 
     /// The shortest extension number.
@@ -435,6 +448,18 @@ mod tests {
                 assert_eq!(a.cmp(b), a.order_key().cmp(&b.order_key()), "{a} vs {b}");
                 assert_eq!(a == b, a.order_key() == b.order_key(), "{a} vs {b}");
             }
+            // The key of stored digits is the number's own.
+            assert_eq!(
+                ExtensionNumber::order_key_of(a.as_str().as_bytes()),
+                Some(a.order_key())
+            );
+        }
+        for bad in ["", "1", "12345678901", "10a1", " 101", "１０"] {
+            assert_eq!(
+                ExtensionNumber::order_key_of(bad.as_bytes()),
+                None,
+                "{bad:?}"
+            );
         }
     }
 

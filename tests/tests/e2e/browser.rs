@@ -7,6 +7,7 @@
 //!
 //! `EXTSTATUS_SCREENSHOT=docs/screenshot.png` makes the main test save a screenshot there.
 
+mod charts;
 mod webdriver;
 
 use std::collections::BTreeSet;
