@@ -375,18 +375,18 @@ pub async fn departments(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/extensions/{id}/history")
-            .route(web::get().to(history))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(crate::rest::read().to(history))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/api/analytics/time-in-state")
-            .route(web::get().to(time_in_state))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(crate::rest::read().to(time_in_state))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/api/departments")
-            .route(web::get().to(departments))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(crate::rest::read().to(departments))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
     );
 }
 

@@ -326,7 +326,21 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    use crate::error::not_allowed;
+    use crate::rest::read;
+    cfg.service(
+        web::resource("/healthz")
+            .route(read().to(healthz))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(read().to(readyz))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(read().to(metrics))
+            .default_service(not_allowed("GET, HEAD")),
+    );
 }

@@ -237,7 +237,11 @@ pub async fn openapi_json() -> HttpResponse {
 
 /// Mounts the document.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/openapi.json", web::get().to(openapi_json));
+    cfg.service(
+        web::resource("/api/openapi.json")
+            .route(crate::rest::read().to(openapi_json))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
+    );
 }
 
 #[cfg(test)]

@@ -895,33 +895,41 @@ async fn set_paused(
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::error::not_allowed;
     cfg.service(
         web::resource("/api/extensions")
-            .route(web::get().to(list))
+            .route(read().to(list))
             .route(web::post().to(create))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/api/extensions/{id}")
-            .route(web::get().to(get))
+            .route(read().to(get))
             .route(web::put().to(update))
             .route(web::delete().to(delete))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(not_allowed("GET, HEAD, PUT, DELETE")),
     )
     .service(
         web::resource("/api/extensions/{id}/pause")
             .route(web::post().to(pause))
             .route(web::delete().to(resume))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(not_allowed("POST, DELETE")),
     )
     .service(
         web::resource("/api/queues")
-            .route(web::get().to(queues))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(read().to(queues))
+            .default_service(not_allowed("GET, HEAD")),
     );
 }
 
 /// Refuses any query parameter: the endpoint takes none.
+/// The route of a read: GET, and HEAD (the same answer without its body, which actix leaves
+/// out), so a monitor or a proxy that probes with HEAD gets what GET would.
+pub(crate) fn read() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?

@@ -94,7 +94,14 @@ pub async fn upgrade(
     // closes the socket with 1009 rather than being buffered.
     security.check_ws_origin(&req)?;
     let slot = security.ws_slot()?;
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // A plain GET (no upgrade headers) gets the JSON error every other route gives, not
+    // actix's empty 400.
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::bad_request(
+            "websocket_required",
+            format!("/ws is a WebSocket endpoint: {e}."),
+        )
+    })?;
     let stream = stream.max_frame_size(security.ws_max_message());
     let start = match query.resume {
         Some(after) => match state.hub.resume(after, query.department) {

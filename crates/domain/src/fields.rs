@@ -87,11 +87,17 @@ impl FieldError {
     }
 }
 
-/// Whether `c` may not appear in a name: a control character, or an invisible formatting
-/// character that could make a name display as another (a right-to-left override shows
-/// `\u{202e}yrollaM` as `Mallory`), or a byte-order mark left over from a file.
+/// Whether `c` may not appear in a name: a control character, a Unicode line or paragraph
+/// separator (`\u{2028}`, `\u{2029}`: line breaks to a browser's text layout and to JavaScript,
+/// though not in the control category), or an invisible formatting character that could make a
+/// name display as another (a right-to-left override shows `\u{202e}yrollaM` as `Mallory`), or a
+/// byte-order mark left over from a file.
 pub fn is_forbidden_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
 }
 
 /// Checks the shared text rule: trimmed, `min..=max` characters, no control characters.
@@ -363,6 +369,15 @@ mod tests {
             ),
             (
                 "Bob\u{0}",
+                Err("agent_name must not contain control characters"),
+            ),
+            // Unicode's line and paragraph separators break the line on the board like \n.
+            (
+                "Bob\u{2028}Smith",
+                Err("agent_name must not contain control characters"),
+            ),
+            (
+                "Bob\u{2029}Smith",
                 Err("agent_name must not contain control characters"),
             ),
         ];
