@@ -20,19 +20,27 @@ pub struct HubConfig {
     /// How many of the most recent changes the ring holds, for resuming and for subscribers
     /// that are behind. At least 1 is used.
     pub ring_capacity: usize,
+    /// How many bytes of message text the ring holds at most (the oldest changes are evicted
+    /// first; the latest change is always kept). This is the ring's memory bound.
+    pub ring_bytes: usize,
     /// How many unread changes a subscriber may have before it is cut over to a fresh snapshot
-    /// (its bounded queue). At least 1 is used, and never more than `ring_capacity`.
+    /// (its bounded queue). At least 1 is used, and never more than `ring_capacity`. A
+    /// subscriber whose unread changes have left the ring (by count or by bytes) is cut over
+    /// too.
     pub subscriber_queue: usize,
 }
 
 impl Default for HubConfig {
-    /// A subscriber may be 16,384 changes behind (0.8 s at 20,000 changes/s, a burst a
-    /// scheduler stall on a loaded machine easily causes) before it is resynced; the ring
-    /// holds twice that for resumes, about 25 MB of changes with their JSON.
+    /// A subscriber may fall as far behind as the ring reaches: 262,144 changes or 96 MiB of
+    /// their text, whichever is less (about 220,000 status updates of ~450 bytes: 11 s at
+    /// 20,000 changes/s; the ring's entries take about 140 MB then). A client that is slow for
+    /// a while catches up instead of being handed a snapshot; only one that stays behind
+    /// that long is resynced.
     fn default() -> Self {
         Self {
-            ring_capacity: 32_768,
-            subscriber_queue: 16_384,
+            ring_capacity: 262_144,
+            ring_bytes: 96 << 20,
+            subscriber_queue: 262_144,
         }
     }
 }
@@ -86,6 +94,7 @@ pub(crate) struct Shared {
     /// The effective bound on a subscriber's unread changes.
     pub(crate) lag_limit: u64,
     ring_capacity: usize,
+    ring_bytes: usize,
     pub(crate) counters: Counters,
 }
 
@@ -117,6 +126,8 @@ pub(crate) struct State {
     pbx_link: PbxLink,
     /// The most recent changes, oldest first, without gaps, ending with `last_seq`.
     ring: VecDeque<Arc<SequencedChange>>,
+    /// The bytes of message text the ring holds.
+    ring_text: usize,
     last_seq: u64,
     pub(crate) parked: Parked,
 }
@@ -291,7 +302,8 @@ impl Hub {
         let state = State {
             view: View::new(initial),
             pbx_link,
-            ring: VecDeque::with_capacity(ring_capacity),
+            ring: VecDeque::new(),
+            ring_text: 0,
             // Keeps `last_seq + 1` from overflowing whatever the caller passed.
             last_seq: start_seq.min(u64::MAX / 2),
             parked: Parked::default(),
@@ -302,6 +314,7 @@ impl Hub {
                 frame: Mutex::new(None),
                 lag_limit,
                 ring_capacity,
+                ring_bytes: config.ring_bytes,
                 counters: Counters::default(),
             }),
         }
@@ -317,6 +330,7 @@ impl Hub {
     pub fn publish(&self, change: Change) -> u64 {
         let mut encoded = Encoded::new(&change);
         let record = change.record().map(|e| Arc::new(e.clone()));
+        let department = change.department().cloned();
         let (seq, replaced, evicted, wakers) = {
             let mut state = self.shared.lock();
             let seq = state.last_seq + 1;
@@ -328,23 +342,31 @@ impl Hub {
             if let Change::PbxLink(link) = &change {
                 state.pbx_link = link.clone();
             }
-            let previous_department = match (&replaced, change.department()) {
+            let previous_department = match (&replaced, &department) {
                 (Some(old), Some(new)) if old.department != *new => Some(old.department.clone()),
                 _ => None,
             };
-            let sealed = Arc::new(encoded.seal(seq, change, previous_department));
-            let evicted = if state.ring.len() >= self.shared.ring_capacity {
-                state.ring.pop_front()
-            } else {
-                None
-            };
+            let sealed = Arc::new(encoded.seal(seq, department, previous_department));
+            state.ring_text += sealed.text_len();
             state.ring.push_back(sealed);
+            // Usually one change leaves as one comes in; freed after the lock is released.
+            let mut evicted = Vec::new();
+            while state.ring.len() > 1
+                && (state.ring.len() > self.shared.ring_capacity
+                    || state.ring_text > self.shared.ring_bytes)
+            {
+                if let Some(old) = state.ring.pop_front() {
+                    state.ring_text -= old.text_len();
+                    evicted.push(old);
+                }
+            }
             state.last_seq = seq;
             let wakers = state.parked.take();
             (seq, replaced, evicted, wakers)
         };
-        // Freeing the replaced record and the evicted change happens here, outside the lock.
-        drop((replaced, evicted));
+        // Freeing the replaced record, the evicted changes and the change handed in happens
+        // here, outside the lock.
+        drop((replaced, evicted, change));
         self.shared.counters.published.fetch_add(1, Relaxed);
         wake_all(wakers);
         seq

@@ -58,6 +58,7 @@ fn with_status(mut e: Extension, code: i32, at: Timestamp) -> Extension {
 fn config(ring_capacity: usize, subscriber_queue: usize) -> HubConfig {
     HubConfig {
         ring_capacity,
+        ring_bytes: usize::MAX,
         subscriber_queue,
     }
 }
@@ -540,6 +541,64 @@ fn lag_limit_is_the_smaller_of_queue_and_ring() {
             "ring {ring}, queue {queue}, published {published}"
         );
         assert_eq!(hub.metrics().lag_resyncs, u64::from(resynced));
+    }
+}
+
+#[test]
+fn the_ring_holds_at_most_its_bytes_and_always_the_latest_change() {
+    let link = |i: i64| Change::PbxLink(PbxLink::at(true, time(i)));
+    // Every link message of these times and numbers (101 to 110) has the same length.
+    let probe = Hub::starting_at(config(64, 64), initial(1), PbxLink::unknown(), 100);
+    let (_, mut sub) = probe.subscribe(None);
+    probe.publish(link(0));
+    let Some(Delivery::Changes(one)) = sub.try_recv() else {
+        panic!("a change expected");
+    };
+    let size = one[0].text_len();
+    assert_eq!(size, one[0].json().len());
+
+    // (byte budget, changes published, oldest resumable)
+    let rows = [
+        (3 * size, 10, 108),
+        (3 * size + size / 2, 10, 108),
+        (3 * size - 1, 10, 109),
+        // Less than one change: the latest is kept anyway.
+        (1, 10, 110),
+        (usize::MAX, 10, 101),
+    ];
+    for (ring_bytes, published, oldest) in rows {
+        let cfg = HubConfig {
+            ring_capacity: 64,
+            ring_bytes,
+            subscriber_queue: 64,
+        };
+        let hub = Hub::starting_at(cfg, initial(1), PbxLink::unknown(), 100);
+        let (_, mut idle) = hub.subscribe(None);
+        for i in 0..published {
+            hub.publish(link(i));
+        }
+        let Resume::Changes(changes, _) = hub.resume(oldest - 1, None) else {
+            panic!("budget {ring_bytes}: the ring holds {oldest}..");
+        };
+        assert_eq!(
+            seqs(&changes),
+            (oldest..=110).collect::<Vec<_>>(),
+            "budget {ring_bytes}"
+        );
+        if oldest > 101 {
+            assert!(
+                hub.resume(oldest - 2, None).is_snapshot(),
+                "budget {ring_bytes}: {} was evicted",
+                oldest - 1
+            );
+        }
+        // A subscriber whose unread changes left the ring is resynced, whatever its queue.
+        let got = idle.try_recv().expect("something to deliver");
+        assert_eq!(
+            matches!(got, Delivery::Resync(_)),
+            oldest > 101,
+            "budget {ring_bytes}"
+        );
     }
 }
 
