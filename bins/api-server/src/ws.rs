@@ -120,7 +120,7 @@ pub async fn upgrade(
     // The changes go out through the response body, which reads the subscription only when the
     // socket has room (`ws_send`); the connection task keeps the control frames.
     let response = response
-        .map_body(|_, control| LiveBody::new(control, subscription, first))
+        .map_body(|_, control| LiveBody::new(control, &state.hub, subscription, first))
         .map_into_boxed_body();
     let conn = Connection {
         session,

@@ -10,17 +10,136 @@
 //! client in its channel, 32 more in its encoder and a copy in the write buffer, without bound in
 //! bytes: 500 slow clients grew the server past 3 GB.
 //!
+//! Wake-ups go through one relay task per server thread ([`ThreadWake`]): the relay waits on a
+//! [`hub::Watch`] and wakes the bodies of its own thread, which then read their subscriptions
+//! without registering with the hub. The publisher (on another runtime) so wakes one task per
+//! server thread instead of every client's: each cross-thread wake-up is a system call, and at
+//! 500 clients they were most of what a publish cost.
+//!
 //! Control frames (pings, pongs, the close frame) still go through the `Session`: actix-ws's own
 //! body is polled first, and its end (after a close frame, or when the connection task has
 //! dropped its `Session`) ends this body, so nothing follows a close frame. A frame's text is
 //! sent as it is (shared bytes), after its own small header: no copy but the write buffer's.
 
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::Bytes;
-use hub::{ByteString, Delivery, Subscription};
+use hub::{ByteString, Delivery, Hub, Subscription};
+
+/// The bodies of one server thread waiting for the hub's next change, and whether the relay
+/// task that wakes them is running.
+#[derive(Default)]
+struct ThreadWake {
+    waiting: RefCell<Vec<Option<Waker>>>,
+    /// Entries emptied by bodies dropped while listed.
+    dead: Cell<usize>,
+    /// Bumped each time the relay takes the list: a body listed in the current round only
+    /// refreshes its entry.
+    round: Cell<u64>,
+    relay_alive: Cell<bool>,
+}
+
+thread_local! {
+    /// Per hub (a test process may run several servers), this thread's waiting bodies.
+    static THREAD_WAKE: RefCell<Vec<(Hub, Rc<ThreadWake>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl ThreadWake {
+    /// This thread's list for `hub`, with its relay task running (started on first use, and
+    /// again if the runtime it ran on was dropped).
+    fn for_hub(hub: &Hub) -> Rc<ThreadWake> {
+        let wake = THREAD_WAKE.with(|all| {
+            let mut all = all.borrow_mut();
+            if let Some((_, wake)) = all.iter().find(|(h, _)| h.same(hub)) {
+                return wake.clone();
+            }
+            let wake = Rc::new(ThreadWake::default());
+            all.push((hub.clone(), wake.clone()));
+            wake
+        });
+        if !wake.relay_alive.get() {
+            wake.relay_alive.set(true);
+            actix_web::rt::spawn(relay(hub.watch(), wake.clone()));
+        }
+        wake
+    }
+
+    /// Lists `waker` for the next publish; `listed` is the round the body listed itself in.
+    fn wait(&self, listed: &mut Option<(u64, usize)>, waker: &Waker) {
+        let mut waiting = self.waiting.borrow_mut();
+        if let Some((round, i)) = *listed
+            && round == self.round.get()
+            && let Some(Some(w)) = waiting.get_mut(i)
+        {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+            return;
+        }
+        *listed = Some((self.round.get(), waiting.len()));
+        waiting.push(Some(waker.clone()));
+    }
+
+    /// Takes the whole list, for waking, and starts a new round.
+    fn take(&self) -> Vec<Option<Waker>> {
+        self.round.set(self.round.get() + 1);
+        self.dead.set(0);
+        std::mem::take(&mut *self.waiting.borrow_mut())
+    }
+
+    /// A dropped body's entry is emptied, so its waker does not keep the connection's task
+    /// alive until the next publish. When most of the list is dead (many clients left while
+    /// nothing was published), the live ones are woken (they list themselves anew) and the
+    /// list starts over.
+    fn forget(&self, listed: Option<(u64, usize)>) {
+        let Some((round, i)) = listed else { return };
+        if round != self.round.get() {
+            return;
+        }
+        let emptied = self
+            .waiting
+            .borrow_mut()
+            .get_mut(i)
+            .is_some_and(|w| w.take().is_some());
+        if emptied {
+            self.dead.set(self.dead.get() + 1);
+            let len = self.waiting.borrow().len();
+            if self.dead.get() > 64 && self.dead.get() * 2 > len {
+                wake_all(self.take());
+            }
+        }
+    }
+}
+
+fn wake_all(wakers: Vec<Option<Waker>>) {
+    for waker in wakers.into_iter().flatten() {
+        waker.wake();
+    }
+}
+
+/// Marks the relay stopped however its task ends (its runtime dropped it).
+struct RelayAlive(Rc<ThreadWake>);
+
+impl Drop for RelayAlive {
+    fn drop(&mut self) {
+        self.0.relay_alive.set(false);
+    }
+}
+
+/// Waits for the hub's next publish and wakes the bodies of this thread that were waiting.
+/// A body reads up to the hub's latest change before it lists itself, and the relay runs on
+/// the same thread: every listed body is woken by the first publish after its read.
+async fn relay(mut watch: hub::Watch, wake: Rc<ThreadWake>) {
+    let _alive = RelayAlive(wake.clone());
+    loop {
+        watch.published().await;
+        wake_all(wake.take());
+    }
+}
 
 /// The body of a `/ws` response (after the `101 Switching Protocols` head).
 pub(crate) struct LiveBody {
@@ -33,11 +152,16 @@ pub(crate) struct LiveBody {
     payload: Option<Bytes>,
     /// The control body ended: so does this one.
     done: bool,
+    /// This thread's waiting list, and where this body is listed in it.
+    wake: Rc<ThreadWake>,
+    listed: Option<(u64, usize)>,
 }
 
 impl LiveBody {
+    /// Made on the server thread that polls it (the connection's), whose relay wakes it.
     pub(crate) fn new(
         control: BoxBody,
+        hub: &Hub,
         subscription: Subscription,
         first: Option<ByteString>,
     ) -> Self {
@@ -47,6 +171,8 @@ impl LiveBody {
             first,
             payload: None,
             done: false,
+            wake: ThreadWake::for_hub(hub),
+            listed: None,
         }
     }
 
@@ -57,16 +183,24 @@ impl LiveBody {
         if let Some(first) = self.first.take() {
             return Poll::Ready(first);
         }
-        self.subscription
-            .poll_recv(cx)
-            .map(|delivery| match delivery {
-                // Shared bytes: the subscribers at the same cursor send one frame's text.
-                Delivery::Changes(batch) => self.subscription.frame(&batch),
-                Delivery::Resync(snapshot) => {
-                    tracing::debug!("websocket client fell behind; sending a fresh snapshot");
-                    snapshot.to_json().into()
-                }
-            })
+        match self.subscription.try_recv() {
+            // Shared bytes: the subscribers at the same cursor send one frame's text.
+            Some(Delivery::Changes(batch)) => Poll::Ready(self.subscription.frame(&batch)),
+            Some(Delivery::Resync(snapshot)) => {
+                tracing::debug!("websocket client fell behind; sending a fresh snapshot");
+                Poll::Ready(snapshot.to_json().into())
+            }
+            None => {
+                self.wake.wait(&mut self.listed, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for LiveBody {
+    fn drop(&mut self) {
+        self.wake.forget(self.listed);
     }
 }
 

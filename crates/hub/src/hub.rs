@@ -13,6 +13,7 @@ use crate::change::{Change, Encoded, PbxLink, SequencedChange};
 use crate::message::Snapshot;
 use crate::subscription::{Resume, Step, Subscription};
 use crate::view::{Chunk, View, flatten};
+use crate::watch::Watch;
 
 /// How much history the hub keeps and how far a subscriber may fall behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +134,11 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The sequence number of the latest change.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// The sequence number of the oldest change the ring holds (one past `last_seq` when it
     /// is empty).
     fn first_seq(&self) -> u64 {
@@ -427,6 +433,17 @@ impl Hub {
             .resumes_with_snapshot
             .fetch_add(1, Relaxed);
         Resume::Snapshot(snapshot, subscription)
+    }
+
+    /// Whether `other` is this very hub (a clone of it), not merely an equal one.
+    pub fn same(&self, other: &Hub) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// A [`Watch`] that is ready once something is published after now.
+    pub fn watch(&self) -> Watch {
+        let seen = self.shared.lock().last_seq;
+        Watch::new(self.shared.clone(), seen)
     }
 
     /// The current (filtered) view, without subscribing.

@@ -727,6 +727,33 @@ fn a_parked_subscriber_is_woken_once_until_it_polls_again() {
 }
 
 #[test]
+fn a_watch_is_ready_once_per_run_of_publishes_and_woken_once() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(1), PbxLink::unknown(), 10);
+    hub.publish(Change::PbxLink(PbxLink::at(true, time(1))));
+    // Made after change 11: only later ones make it ready.
+    let mut watch = hub.watch();
+    let counter = Arc::new(CountingWaker::default());
+    let waker = Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(watch.poll_published(&mut cx).is_pending());
+    assert!(watch.poll_published(&mut cx).is_pending(), "listed once");
+    hub.publish(Change::PbxLink(PbxLink::at(false, time(2))));
+    hub.publish(Change::PbxLink(PbxLink::at(true, time(3))));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken once for both");
+    assert_eq!(watch.poll_published(&mut cx), Poll::Ready(13));
+    assert!(watch.poll_published(&mut cx).is_pending());
+    hub.publish(Change::PbxLink(PbxLink::at(false, time(4))));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    assert_eq!(watch.poll_published(&mut cx), Poll::Ready(14));
+    // A watch is not a subscriber, and a dropped one is no longer woken.
+    assert!(watch.poll_published(&mut cx).is_pending());
+    assert_eq!(hub.metrics().subscribers, 0);
+    drop(watch);
+    hub.publish(Change::PbxLink(PbxLink::at(true, time(5))));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+}
+
+#[test]
 fn a_subscription_polled_from_another_task_wakes_that_task() {
     let hub = Hub::starting_at(HubConfig::default(), initial(1), PbxLink::unknown(), 0);
     let (_, mut sub) = hub.subscribe(None);
