@@ -110,11 +110,11 @@ pub async fn upgrade(
                 let first = (!changes.is_empty()).then(|| sub.frame(&changes));
                 (first, sub)
             }
-            Resume::Snapshot(snapshot, sub) => (Some(snapshot.to_json().into()), sub),
+            Resume::Snapshot(snapshot, sub) => (Some(sub.snapshot_text(&snapshot)), sub),
         },
         None => {
             let (snapshot, sub) = state.hub.subscribe(query.department);
-            (Some(snapshot.to_json().into()), sub)
+            (Some(sub.snapshot_text(&snapshot)), sub)
         }
     };
     // The changes go out through the response body, which reads the subscription only when the

@@ -25,10 +25,12 @@ use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::Bytes;
 use hub::{ByteString, Delivery, Hub, Subscription};
+use tokio::time::Instant;
 
 /// The bodies of one server thread waiting for the hub's next change, and whether the relay
 /// task that wakes them is running.
@@ -130,13 +132,27 @@ impl Drop for RelayAlive {
     }
 }
 
+/// The shortest time between two wake-up rounds of one server thread. A change published
+/// after a quiet moment goes out at once; under a stream of changes (5,000 or 20,000 a second)
+/// each client's frame carries what a millisecond brought instead of one change, which saves
+/// a socket write per change on the server and a frame per change in every client.
+const MIN_ROUND: Duration = Duration::from_millis(1);
+
 /// Waits for the hub's next publish and wakes the bodies of this thread that were waiting.
 /// A body reads up to the hub's latest change before it lists itself, and the relay runs on
-/// the same thread: every listed body is woken by the first publish after its read.
+/// the same thread: every listed body is woken by the first round after its read, and a round
+/// follows every publish (at most [`MIN_ROUND`] later).
 async fn relay(mut watch: hub::Watch, wake: Rc<ThreadWake>) {
     let _alive = RelayAlive(wake.clone());
+    let mut last_round: Option<Instant> = None;
     loop {
         watch.published().await;
+        if let Some(due) = last_round.map(|at| at + MIN_ROUND)
+            && Instant::now() < due
+        {
+            tokio::time::sleep_until(due).await;
+        }
+        last_round = Some(Instant::now());
         wake_all(wake.take());
     }
 }
@@ -188,7 +204,7 @@ impl LiveBody {
             Some(Delivery::Changes(batch)) => Poll::Ready(self.subscription.frame(&batch)),
             Some(Delivery::Resync(snapshot)) => {
                 tracing::debug!("websocket client fell behind; sending a fresh snapshot");
-                Poll::Ready(snapshot.to_json().into())
+                Poll::Ready(self.subscription.snapshot_text(&snapshot))
             }
             None => {
                 self.wake.wait(&mut self.listed, cx.waker());

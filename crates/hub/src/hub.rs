@@ -64,6 +64,9 @@ pub struct HubMetrics {
     /// Multi-change frames handed out as the text another subscriber at the same cursor had
     /// already built (see [`crate::Subscription::frame`]).
     pub frames_shared: u64,
+    /// Snapshot texts handed out as the text another subscriber given the same snapshot had
+    /// already built (see [`crate::Subscription::snapshot_text`]).
+    pub snapshots_shared: u64,
     /// The sequence number of the latest change.
     pub last_seq: u64,
 }
@@ -92,6 +95,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// The last multi-change frame built, for the subscribers that read the same changes.
     frame: Mutex<Option<FrameCache>>,
+    /// The last snapshot text built, for the subscribers handed the same snapshot.
+    snapshot: Mutex<Option<SnapshotCache>>,
     /// The effective bound on a subscriber's unread changes.
     pub(crate) lag_limit: u64,
     ring_capacity: usize,
@@ -108,6 +113,7 @@ pub(crate) struct Counters {
     resumes_from_ring: AtomicU64,
     resumes_with_snapshot: AtomicU64,
     pub(crate) frames_shared: AtomicU64,
+    pub(crate) snapshots_shared: AtomicU64,
 }
 
 /// A multi-change frame and what identifies its changes: the first and last sequence numbers of
@@ -118,6 +124,14 @@ pub(crate) struct FrameCache {
     pub(crate) last: u64,
     pub(crate) filter: Option<Department>,
     pub(crate) frame: ByteString,
+}
+
+/// A snapshot's text and what identifies it: the change it was taken after and the filter.
+/// (The view after a given change is always the same.)
+pub(crate) struct SnapshotCache {
+    pub(crate) seq: u64,
+    pub(crate) filter: Option<Department>,
+    pub(crate) text: ByteString,
 }
 
 /// Everything behind the lock.
@@ -274,6 +288,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The snapshot text cache; like the frame cache, only ever replaced whole.
+    pub(crate) fn snapshot_cache(&self) -> MutexGuard<'_, Option<SnapshotCache>> {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The frame cache. A panic while it was held cannot leave it half-written: it is only
     /// ever replaced whole.
     pub(crate) fn frame_cache(&self) -> MutexGuard<'_, Option<FrameCache>> {
@@ -318,6 +337,7 @@ impl Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 frame: Mutex::new(None),
+                snapshot: Mutex::new(None),
                 lag_limit,
                 ring_capacity,
                 ring_bytes: config.ring_bytes,
@@ -472,6 +492,7 @@ impl Hub {
             resumes_from_ring: c.resumes_from_ring.load(Relaxed),
             resumes_with_snapshot: c.resumes_with_snapshot.load(Relaxed),
             frames_shared: c.frames_shared.load(Relaxed),
+            snapshots_shared: c.snapshots_shared.load(Relaxed),
             last_seq: self.last_seq(),
         }
     }

@@ -1215,3 +1215,35 @@ fn subscribers_at_the_same_cursor_share_one_frame() {
     let parsed = ServerMessage::parse_frame(&frame_a).expect("frame parses");
     assert_eq!(parsed.len(), 6);
 }
+
+#[test]
+fn subscribers_given_the_same_snapshot_share_one_text() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(6), PbxLink::unknown(), 0);
+    let (snap_a, a) = hub.subscribe(None);
+    let (snap_b, b) = hub.subscribe(None);
+    let text_a = a.snapshot_text(&snap_a);
+    let text_b = b.snapshot_text(&snap_b);
+    assert_eq!(text_a, snap_a.to_json());
+    assert_eq!(text_a.as_ptr(), text_b.as_ptr(), "built once, shared");
+    assert_eq!(hub.metrics().snapshots_shared, 1);
+
+    // Another filter, or the board after another change, is its own text.
+    let (snap_sales, sales) = hub.subscribe(Some(dept("Sales")));
+    let text_sales = sales.snapshot_text(&snap_sales);
+    assert_eq!(text_sales, snap_sales.to_json());
+    assert_ne!(text_sales, text_a);
+    hub.publish(Change::StatusUpdated(with_status(
+        ext(0, "Sales"),
+        1,
+        time(1),
+    )));
+    let (snap_c, c) = hub.subscribe(None);
+    let text_c = c.snapshot_text(&snap_c);
+    assert_eq!(text_c, snap_c.to_json());
+    assert_ne!(text_c, text_a);
+    assert_eq!(hub.metrics().snapshots_shared, 1);
+    let Ok(parsed) = serde_json::from_str::<ServerMessage>(&text_c) else {
+        panic!("a snapshot message");
+    };
+    assert_eq!(parsed.seq(), 1);
+}
