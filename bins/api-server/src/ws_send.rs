@@ -282,6 +282,52 @@ fn text_frame_header(len: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_thread_lists_each_body_once_per_round_and_forgets_dropped_ones() {
+        let wake = ThreadWake::default();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut listed = None;
+        wake.wait(&mut listed, &waker);
+        wake.wait(&mut listed, &waker);
+        assert_eq!(wake.waiting.borrow().len(), 1, "listed once per round");
+        wake_all(wake.take());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(wake.waiting.borrow().is_empty());
+        // A new round lists it anew; a listing from an old round is left alone.
+        let stale = listed;
+        wake.wait(&mut listed, &waker);
+        assert_ne!(listed, stale);
+        wake.forget(stale);
+        assert_eq!(wake.waiting.borrow().iter().flatten().count(), 1);
+
+        // Bodies dropped while listed are emptied out, so their wakers do not keep their
+        // tasks alive; when most of the list is dead the live ones are woken and it restarts.
+        let mut gone = Vec::new();
+        for _ in 0..65 {
+            let mut slot = None;
+            wake.wait(&mut slot, Waker::noop());
+            gone.push(slot);
+        }
+        for slot in gone {
+            wake.forget(slot);
+        }
+        assert!(wake.waiting.borrow().is_empty(), "restarted");
+        assert_eq!(count.0.load(Ordering::SeqCst), 2, "the live one was woken");
+    }
 
     #[test]
     fn frame_headers_use_the_shortest_length_form() {
