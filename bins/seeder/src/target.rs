@@ -27,7 +27,6 @@ pub enum TargetError {
     Transport(String),
 }
 
-
 /// The three operations an upsert needs.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -109,10 +108,9 @@ impl ApiTarget {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, TargetError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| TargetError::Transport(format!("{}: {}", self.base, store::cli::causes(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            TargetError::Transport(format!("{}: {}", self.base, store::cli::causes(&e)))
+        })?;
         let status = resp.status();
         let body = resp
             .bytes()

@@ -861,7 +861,10 @@ mod tests {
         let shut = map_err(ErrorKind::Shutdown.into());
         assert!(shut.is_transient() && !shut.outcome_unknown(), "{shut:?}");
         let other = map_err(mongodb::error::Error::custom("bad"));
-        assert!(!other.is_transient() && !other.outcome_unknown(), "{other:?}");
+        assert!(
+            !other.is_transient() && !other.outcome_unknown(),
+            "{other:?}"
+        );
     }
 
     #[test]
