@@ -92,9 +92,8 @@ fn params(
     req: &HttpRequest,
     allowed: &[&'static str],
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
+    // Percent-encoded bytes that are not UTF-8 are refused by name, never replaced by U+FFFD.
+    let pairs = crate::rest::query_pairs(req.query_string())?;
     let mut out = BTreeMap::new();
     let mut fields = BTreeMap::new();
     for (key, value) in pairs {
@@ -107,10 +106,10 @@ fn params(
     if fields.is_empty() {
         Ok(out)
     } else {
-        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let problems: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
         Err(ApiError::BadRequest {
             code: "invalid_query",
-            message: format!("The query is not valid: {}.", names.join(", ")),
+            message: format!("The query is not valid: {}.", problems.join("; ")),
             fields,
         })
     }

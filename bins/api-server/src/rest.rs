@@ -694,11 +694,33 @@ fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>)
     }
 }
 
+/// A pause takes its reason and queue in the body. A query parameter is refused, not ignored:
+/// `?queue=sales`, as the unpause takes it, would otherwise pause the agent in every queue.
+fn pause_query(query: &str) -> Result<(), ApiError> {
+    match query_pairs(query)?.into_iter().next() {
+        None => Ok(()),
+        Some((key, _)) => {
+            let mut fields = BTreeMap::new();
+            fields.insert(
+                key.clone(),
+                "is not a query parameter of a pause; give reason and queue in the JSON body"
+                    .to_owned(),
+            );
+            Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!(
+                    "The query parameter {key:?} is not known: a pause takes its reason and \
+                     queue in the JSON body, e.g. {{\"reason\": \"Lunch\", \"queue\": \"sales\"}}."
+                ),
+                fields,
+            })
+        }
+    }
+}
+
 /// Reads the optional `?queue=` of an unpause; any other parameter is refused by name.
 fn resume_query(query: &str) -> Result<Option<String>, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
+    let pairs = query_pairs(query)?;
     let mut queue = None;
     for (key, value) in pairs {
         match key.as_str() {
@@ -744,10 +766,12 @@ fn resume_query(query: &str) -> Result<Option<String>, ApiError> {
     security((), ("bearer" = []))
 )]
 pub async fn pause(
+    req: HttpRequest,
     path: web::Path<String>,
     body: JsonObject,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    pause_query(req.query_string())?;
     let (reason, queue) = pause_body(&body.0)?;
     set_paused(&state, &path, Some(reason), queue).await
 }
@@ -922,7 +946,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Refuses any query parameter: the endpoint takes none.
 /// The route of a read: GET, and HEAD (the same answer without its body, which actix leaves
 /// out), so a monitor or a proxy that probes with HEAD gets what GET would.
 pub(crate) fn read() -> actix_web::Route {
@@ -930,11 +953,9 @@ pub(crate) fn read() -> actix_web::Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
+/// Refuses any query parameter: the endpoint takes none.
 pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
-    match pairs.into_iter().next() {
+    match query_pairs(query)?.into_iter().next() {
         None => Ok(()),
         Some((key, _)) => {
             let mut fields = BTreeMap::new();
