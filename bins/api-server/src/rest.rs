@@ -804,14 +804,39 @@ pub async fn resume(
     set_paused(&state, &path, None, queue).await
 }
 
-/// Whether `record` shows the agent paused (or not) in every queue of `queues`.
-fn confirmed(record: &domain::Extension, queues: &[String], paused: bool) -> bool {
+/// Whether `record` shows the agent as asked in every queue of `queues`: paused with `reason`
+/// (a pause that only changes the reason of one already paused is confirmed by the new
+/// reason), or not paused.
+fn confirmed(record: &domain::Extension, queues: &[String], reason: Option<&str>) -> bool {
     queues.iter().all(|q| {
-        record
-            .queues
-            .iter()
-            .any(|m| &m.queue == q && m.paused == paused)
+        record.queues.iter().any(|m| {
+            &m.queue == q
+                && match reason {
+                    None => !m.paused,
+                    Some(asked) => {
+                        m.paused
+                            && m.paused_reason
+                                .as_deref()
+                                .is_some_and(|r| same_reason(r, asked))
+                    }
+                }
+        })
     })
+}
+
+/// The longest pause reason Asterisk keeps, in bytes (`reason_paused[80]` in `app_queue.c`,
+/// with its NUL); a longer one (a 64-character reason of accented letters) comes back cut.
+const PBX_REASON_BYTES: usize = 79;
+
+/// Whether the PBX's `reported` reason is the `asked` one: the same text, or, for one longer
+/// than the PBX keeps, its start (cut on a byte, so a last character the cut split reads as
+/// U+FFFD).
+fn same_reason(reported: &str, asked: &str) -> bool {
+    if reported == asked {
+        return true;
+    }
+    let kept = reported.trim_end_matches(char::REPLACEMENT_CHARACTER);
+    asked.len() > PBX_REASON_BYTES && kept.len() + 3 >= PBX_REASON_BYTES && asked.starts_with(kept)
 }
 
 /// Sends `QueuePause` for the agent (pause with `reason`, resume without), then waits until the
@@ -901,7 +926,7 @@ async fn set_paused(
             .await
             .map_err(|e| state.store_failed(&e))?
             .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
-        if confirmed(&now, &queues, paused) {
+        if confirmed(&now, &queues, reason.as_ref().map(PauseReason::as_str)) {
             return Ok(HttpResponse::Ok().json(now));
         }
         match tokio::time::timeout_at(deadline, written.changed()).await {
@@ -972,6 +997,24 @@ pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_is_confirmed_by_its_reason_or_the_start_asterisk_keeps() {
+        assert!(same_reason("Lunch", "Lunch"));
+        assert!(!same_reason("Lunch", "Break"));
+        assert!(
+            !same_reason("Lunch", "Lunch break"),
+            "a short reason is kept whole"
+        );
+        // 64 two-byte letters are 128 bytes; Asterisk keeps 79, splitting the 40th letter.
+        let long = "é".repeat(64);
+        let cut = String::from_utf8_lossy(&long.as_bytes()[..79]).into_owned();
+        assert!(cut.ends_with(char::REPLACEMENT_CHARACTER), "{cut}");
+        assert!(same_reason(&cut, &long));
+        assert!(same_reason(&long[..78], &long));
+        assert!(!same_reason(&long[..40], &long), "too short to be the cut");
+        assert!(!same_reason(&"è".repeat(39), &long));
+    }
 
     #[test]
     fn gzip_is_accepted_only_when_asked_for() {

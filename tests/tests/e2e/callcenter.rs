@@ -191,6 +191,18 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
         "{sales}"
     );
     assert!(sales["members"][0]["paused_since"].is_string(), "{sales}");
+    // Paused again with another reason while paused: answered once the PBX reports the new
+    // reason (it used to answer at once with the old one, which the record still held).
+    for reason in ["Break", "Lunch", "Training", "Lunch"] {
+        let r = post_pause(&s, &path, json!({ "reason": reason }), Some(ADMIN)).await?;
+        assert_eq!(r.status, 200, "{reason}: {}", r.text);
+        assert_eq!(r.json["queues"][0]["paused"], true, "{reason}: {}", r.text);
+        assert_eq!(
+            r.json["queues"][0]["paused_reason"], reason,
+            "the answer shows the reason asked for: {}",
+            r.text
+        );
+    }
     // Resumed in one queue by name.
     let r = s
         .request(
