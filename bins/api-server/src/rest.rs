@@ -859,8 +859,8 @@ async fn set_paused(
         .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
     let Some(client) = state.ami_actions.clone() else {
         return Err(ApiError::Unavailable(
-            "PBX actions are off: the server must run with --ami-actions (and a manager user \
-             with write = agent) to pause and resume agents."
+            "PBX actions are off: the server must run with --ami-actions and a PBX to send \
+             them to (--ami-user, a manager user with write = agent) to pause and resume agents."
                 .to_owned(),
         ));
     };

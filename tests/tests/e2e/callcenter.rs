@@ -136,6 +136,8 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     let rec = s.record(AGENT).await?;
     assert_eq!(rec["queues"], json!([]), "{rec}");
     let id = rec["_id"].as_str().unwrap_or_default().to_owned();
+    let ui = s.get("/api/ui-config").await?;
+    assert_eq!(ui.json["ami_actions"], true, "{}", ui.text);
 
     // The PBX adds the agent to a queue: one update with the membership.
     let mut ws = s.ws("").await?;
@@ -276,6 +278,37 @@ async fn pausing_needs_pbx_actions() -> anyhow::Result<()> {
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("--ami-actions"), "{}", r.text);
     assert!(!peer.actions_received().iter().any(|a| a == "QueuePause"));
+    let ui = s.get("/api/ui-config").await?;
+    assert_eq!(ui.json["ami_actions"], false, "{}", ui.text);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn pausing_needs_a_pbx_to_send_it_to() -> anyhow::Result<()> {
+    // --ami-actions without --ami-user: nothing to pause in, so the page offers no pause
+    // (it used to say ami_actions: true, and every pause then failed).
+    let s = TestServer::start(
+        Options {
+            ami_actions: true,
+            admin_token: Some(ADMIN.to_owned()),
+            ..Options::default()
+        }
+        .seeded(&[AGENT], "Sales"),
+    )
+    .await?;
+    let ui = s.get("/api/ui-config").await?;
+    assert_eq!(ui.status, 200, "{}", ui.text);
+    assert_eq!(ui.json["ami_actions"], false, "{}", ui.text);
+    let rec = s.record(AGENT).await?;
+    let r = post_pause(
+        &s,
+        &pause_path(&rec),
+        json!({"reason": "Lunch"}),
+        Some(ADMIN),
+    )
+    .await?;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("--ami-user"), "{}", r.text);
     s.stop().await
 }
 
