@@ -47,10 +47,13 @@ pub async fn prune_once(
     now: Timestamp,
     stop: &CancellationToken,
 ) -> Result<u64, store::StoreError> {
-    let Ok(keep) = chrono::Duration::from_std(retention) else {
+    // A retention longer than the calendar reaches back keeps everything.
+    let Some(before) = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|keep| now.checked_sub_signed(keep))
+    else {
         return Ok(0);
     };
-    let before = now - keep;
     let mut total = 0;
     while !stop.is_cancelled() {
         let deleted = store.prune_history(before, PRUNE_BATCH).await?;

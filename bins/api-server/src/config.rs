@@ -519,6 +519,9 @@ impl Config {
     /// The default of `--history-days`: the longest range the history and analytics endpoints
     /// serve.
     pub const DEFAULT_HISTORY_DAYS: u32 = 93;
+    /// The most days of history `--history-days` may keep: 68 years, the longest time
+    /// MongoDB's TTL index can hold (`expireAfterSeconds` is a 32-bit number of seconds).
+    pub const MAX_HISTORY_DAYS: u32 = 24_855;
 
     /// How long history is kept.
     pub fn history_retention(&self) -> Duration {
@@ -728,6 +731,16 @@ impl Config {
             return invalid(
                 "--history-days",
                 "must be at least 1 (the history of today is always kept)".to_owned(),
+            );
+        }
+        if self.history_days > Config::MAX_HISTORY_DAYS {
+            return invalid(
+                "--history-days",
+                format!(
+                    "{} days is more than the {} days (68 years) history can be kept",
+                    self.history_days,
+                    Config::MAX_HISTORY_DAYS
+                ),
             );
         }
         if t.ws_timeout <= t.ws_ping_interval {
@@ -1003,6 +1016,21 @@ mod tests {
             (&["--rate-limit-burst", "0"], None, "--rate-limit-burst"),
             (&["--ws-max-connections", "0"], None, "--ws-max-connections"),
             (&[], Some("ws_max_message = 10"), "--ws-max-message"),
+            (
+                &["--history-days", "0"],
+                None,
+                "--history-days: must be at least 1",
+            ),
+            (
+                &["--history-days", "24856"],
+                None,
+                "--history-days: 24856 days is more than the 24855 days",
+            ),
+            (
+                &[],
+                Some("history_days = 4294967295"),
+                "--history-days: 4294967295 days",
+            ),
         ];
         for (flags, file, want) in rows {
             let err = Config::resolve(args(flags), *file).expect_err("refused");
