@@ -619,6 +619,9 @@ impl Config {
                 .or(file.ws_max_message)
                 .unwrap_or(ds.ws_max_message),
         };
+        stored
+            .check()
+            .map_err(|(setting, problem)| ConfigError::Invalid { setting, problem })?;
         let store = match stored.mongodb_uri() {
             // Demo mode seeds and serves whichever store is configured.
             Some(uri) => StoreConfig::Mongo {
@@ -1020,6 +1023,16 @@ mod tests {
                 &["--history-days", "0"],
                 None,
                 "--history-days: must be at least 1",
+            ),
+            (
+                &["--mongodb-uri", "mongodb://u:pass/word@db/"],
+                None,
+                "--mongodb-uri: MongoDB URI mongodb://u:***@db/: the user name or password",
+            ),
+            (
+                &["--mongodb-uri", "mongodb://db/", "--mongodb-db", "a.b"],
+                None,
+                "--mongodb-db: \"a.b\" is not a valid database name",
             ),
             (
                 &["--history-days", "24856"],

@@ -75,6 +75,19 @@ impl StoreArgs {
             .clone()
             .unwrap_or_else(|| Self::DEFAULT_DATABASE.to_owned())
     }
+
+    /// Checks the MongoDB settings when MongoDB is used, without connecting: the URI's syntax
+    /// and options (described without its password) and the database name. The error names
+    /// the flag at fault and what is wrong, for a configuration error at start-up rather than
+    /// a failure once running.
+    #[cfg(feature = "mongodb")]
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let Some(uri) = self.mongodb_uri() else {
+            return Ok(());
+        };
+        crate::check_uri(uri.expose()).map_err(|p| ("--mongodb-uri", p))?;
+        crate::check_database_name(&self.database()).map_err(|p| ("--mongodb-db", p))
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +121,32 @@ mod tests {
         assert_eq!(merged.database(), "other");
         assert_eq!(merged.data_dir(), PathBuf::from("/d"));
         assert!(!format!("{merged:?}").contains("mongodb://h/"));
+    }
+
+    #[cfg(feature = "mongodb")]
+    #[test]
+    fn mongodb_settings_are_checked_naming_the_flag() {
+        let check = |flags: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(flags);
+            Cli::try_parse_from(argv).expect("flags").store.check()
+        };
+        assert_eq!(check(&[]), Ok(()));
+        // The database name matters only with a URI.
+        assert_eq!(check(&["--mongodb-db", "a.b"]), Ok(()));
+        assert_eq!(check(&["--mongodb-uri", "mongodb://u:pw@h/"]), Ok(()));
+        let (flag, problem) = check(&["--mongodb-uri", "mongodb://u:se/cret@h/"]).expect_err("uri");
+        assert_eq!(flag, "--mongodb-uri");
+        assert!(!problem.contains("cret"), "{problem}");
+        let (flag, problem) = check(&["--mongodb-uri", "notauri"]).expect_err("no scheme");
+        assert_eq!(flag, "--mongodb-uri", "{problem}");
+        let (flag, problem) =
+            check(&["--mongodb-uri", "mongodb://h/", "--mongodb-db", "a.b"]).expect_err("db");
+        assert_eq!(flag, "--mongodb-db");
+        assert!(problem.contains("'.'"), "{problem}");
+        let (flag, _) =
+            check(&["--mongodb-uri", "mongodb://h/", "--mongodb-db", ""]).expect_err("empty db");
+        assert_eq!(flag, "--mongodb-db");
     }
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `api-server` binary's start-up: settings it cannot use are refused
-//! before it serves, with exit status 2 and a message that names the flag.
+//! before it serves, with exit status 2 and a message that names the flag (and never quotes a
+//! secret).
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -59,12 +60,30 @@ fn unusable_settings_are_refused_naming_the_flag() -> anyhow::Result<()> {
         // MongoDB refused the TTL index of more than 68 years at start (exit status 1).
         (&["--history-days", "4294967295"], "--history-days: "),
         (&["--history-days", "30000"], "--history-days: "),
+        // Used to be exit status 1 with the driver's message, which quoted the password when
+        // it held an unescaped '/'.
+        (
+            &["--mongodb-uri", "mongodb://app:hunter2/x@127.0.0.1:1/"],
+            "--mongodb-uri: ",
+        ),
+        (&["--mongodb-uri", "no scheme"], "--mongodb-uri: "),
+        // Used to be exit status 1 with the server's InvalidNamespace.
+        (
+            &[
+                "--mongodb-uri",
+                "mongodb://127.0.0.1:1/",
+                "--mongodb-db",
+                "call.center",
+            ],
+            "--mongodb-db: ",
+        ),
     ];
     for (args, names) in rows {
         let (code, stderr) = run(args)?;
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(names), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{args:?}: {stderr}");
     }
     Ok(())
 }
