@@ -186,10 +186,12 @@ pub async fn history(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let id = RecordId::parse(&raw).map_err(|_| ApiError::no_such_extension(&raw))?;
+    // The query is checked first, whatever the id, so a bad range is a 400 for a malformed id
+    // as for a well-formed unknown one (and as a bad body is on the other routes).
     let params = params(&req, &["from", "to"])?;
     let range = range(&params)?;
+    let raw = path.into_inner();
+    let id = RecordId::parse(&raw).map_err(|_| ApiError::no_such_extension(&raw))?;
     let record = state
         .store
         .get(&id)
