@@ -284,7 +284,7 @@ impl Args {
     /// (`MONGODB_URI`, `AMI_SECRET`) when neither a flag nor the `EXTSTATUS_` variable gave them.
     pub fn with_plain_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         self.store = self.store.with_plain_env(&lookup);
-        if self.ami_secret.is_none() {
+        if non_empty(self.ami_secret.clone()).is_none() {
             self.ami_secret = lookup("AMI_SECRET")
                 .filter(|v| !v.is_empty())
                 .map(Secret::new);
@@ -574,9 +574,14 @@ impl Default for Config {
 }
 
 /// Drops empty tokens: an empty `EXTSTATUS_ADMIN_TOKEN=` must not turn into a token that an
-/// empty `Bearer` header would match.
+/// empty `Bearer` header would match. Applied to each source before they are merged.
 fn non_empty(s: Option<Secret>) -> Option<Secret> {
     s.filter(|s| !s.expose().is_empty())
+}
+
+/// Drops a blank name (the AMI user or context), as [`non_empty`] does a token.
+fn non_blank(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
 }
 
 impl Config {
@@ -637,18 +642,17 @@ impl Config {
             store,
             ami: AmiConfig {
                 addr: args.ami.or(file.ami).unwrap_or(d.ami.addr),
-                username: args.ami_user.or(file.ami_user).filter(|u| !u.is_empty()),
-                secret: args.ami_secret.or(file.ami_secret),
+                username: non_blank(args.ami_user).or(non_blank(file.ami_user)),
+                secret: non_empty(args.ami_secret).or(non_empty(file.ami_secret)),
                 md5: args.ami_md5 || file.ami_md5,
-                context: args
-                    .ami_context
-                    .or(file.ami_context)
-                    .filter(|c| !c.trim().is_empty()),
+                context: non_blank(args.ami_context).or(non_blank(file.ami_context)),
                 actions: args.ami_actions || file.ami_actions,
             },
+            // An empty value is "not set" in each source, so an empty variable leaves the
+            // file's value in force (it used to drop the file's tokens: an open API).
             auth: AuthConfig {
-                admin_token: non_empty(args.admin_token.or(file.admin_token)),
-                viewer_token: non_empty(args.viewer_token.or(file.viewer_token)),
+                admin_token: non_empty(args.admin_token).or(non_empty(file.admin_token)),
+                viewer_token: non_empty(args.viewer_token).or(non_empty(file.viewer_token)),
             },
             demo,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -946,6 +950,55 @@ mod tests {
         let a = args(&["--ami-secret", "flag"]).with_plain_env(env);
         assert_eq!(a.ami_secret, Some(Secret::new("flag")));
         assert_eq!(a.store.mongodb_uri, Some(Secret::new("mongodb://x/")));
+    }
+
+    #[test]
+    fn empty_values_leave_the_file_and_the_plain_variables_in_force() {
+        let file = r#"
+            admin_token = "file-admin"
+            viewer_token = "file-viewer"
+            ami_user = "monitor"
+            ami_secret = "file-secret"
+            mongodb_uri = "mongodb://file/"
+        "#;
+        let flags = args(&[
+            "--admin-token",
+            "",
+            "--viewer-token",
+            "",
+            "--ami-user",
+            "",
+            "--ami-secret",
+            "",
+            "--mongodb-uri",
+            "",
+        ]);
+        let c = Config::resolve(flags.clone(), Some(file)).expect("valid");
+        assert_eq!(c.auth.admin_token, Some(Secret::new("file-admin")));
+        assert_eq!(c.auth.viewer_token, Some(Secret::new("file-viewer")));
+        assert_eq!(c.ami.username.as_deref(), Some("monitor"));
+        assert_eq!(c.ami.secret, Some(Secret::new("file-secret")));
+        assert_eq!(
+            c.store,
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://file/"),
+                database: "call_center".to_owned(),
+            }
+        );
+        let env = |k: &str| match k {
+            "AMI_SECRET" => Some("plain".to_owned()),
+            "MONGODB_URI" => Some("mongodb://plain/".to_owned()),
+            _ => None,
+        };
+        let c = Config::resolve(flags.with_plain_env(env), None).expect("valid");
+        assert_eq!(c.ami.secret, Some(Secret::new("plain")));
+        assert_eq!(
+            c.store,
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://plain/"),
+                database: "call_center".to_owned(),
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `api-server` binary's start-up: settings it cannot use are refused
 //! before it serves, with exit status 2 and a message that names the flag (and never quotes a
-//! secret).
+//! secret); an empty environment variable counts as not set, so the file's value stays.
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -85,5 +85,61 @@ fn unusable_settings_are_refused_naming_the_flag() -> anyhow::Result<()> {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert!(!stderr.contains("hunter2"), "{args:?}: {stderr}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_variables_leave_the_files_tokens_in_force() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("extstatus.toml");
+    std::fs::write(
+        &file,
+        "admin_token = \"file-admin\"\nviewer_token = \"file-viewer\"\n",
+    )?;
+    let data = dir.path().join("data");
+    let config = file.to_string_lossy().into_owned();
+    // As a compose file's `EXTSTATUS_ADMIN_TOKEN=${ADMIN_TOKEN:-}` gives them: they used to
+    // replace the file's tokens with none, and the API was open.
+    let server = tests::process::ServerProcess::start_with_env(
+        &data,
+        &["--config", &config],
+        &[
+            ("EXTSTATUS_ADMIN_TOKEN", ""),
+            ("EXTSTATUS_VIEWER_TOKEN", ""),
+        ],
+    )?;
+    let http = reqwest::Client::new();
+    let list = server.url("/api/extensions");
+    let open = http.get(&list).send().await?.status().as_u16();
+    let viewer = http
+        .get(&list)
+        .bearer_auth("file-viewer")
+        .send()
+        .await?
+        .status()
+        .as_u16();
+    let body = serde_json::json!({"extension": "5001", "agent_name": "A", "department": "D"});
+    let write = http
+        .post(&list)
+        .json(&body)
+        .bearer_auth("file-viewer")
+        .send()
+        .await?
+        .status()
+        .as_u16();
+    let admin = http
+        .post(&list)
+        .json(&body)
+        .bearer_auth("file-admin")
+        .send()
+        .await?
+        .status()
+        .as_u16();
+    let log = server.log();
+    server.signal_and_wait("TERM")?;
+    assert_eq!(open, 401, "a read without a token: {log}");
+    assert_eq!(viewer, 200, "a read with the file's viewer token");
+    assert_eq!(write, 401, "a write with the viewer token");
+    assert_eq!(admin, 201, "a write with the file's admin token");
     Ok(())
 }
