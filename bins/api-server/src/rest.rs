@@ -932,6 +932,15 @@ async fn set_paused(
         match tokio::time::timeout_at(deadline, written.changed()).await {
             Ok(Ok(())) => {}
             _ => {
+                // Another pause of the agent for another reason, sent at the same moment and
+                // applied after this one, leaves it paused as asked but with the newer reason
+                // (the two may even have been stored as one change): that is the PBX's truth.
+                let paused_anyhow = queues
+                    .iter()
+                    .all(|q| now.queues.iter().any(|m| &m.queue == q && m.paused));
+                if paused && paused_anyhow {
+                    return Ok(HttpResponse::Ok().json(now));
+                }
                 return Err(ApiError::Unavailable(format!(
                     "The PBX accepted the request but did not report the agent {} within {} s.",
                     if paused { "paused" } else { "unpaused" },
