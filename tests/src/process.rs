@@ -123,12 +123,23 @@ impl ServerProcess {
     /// Starts the binary on `127.0.0.1:0` with the embedded store in `data_dir` and `args`
     /// added, and waits for its `listening` line.
     pub fn start(data_dir: &Path, args: &[&str]) -> anyhow::Result<ServerProcess> {
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with the environment variables `env` set (and no other
+    /// `EXTSTATUS_*`, `AMI_SECRET` or `MONGODB_URI` from the test's environment).
+    pub fn start_with_env(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<ServerProcess> {
         let mut cmd = Command::new(binary()?);
         for (key, _) in std::env::vars() {
             if key.starts_with("EXTSTATUS_") || key == "AMI_SECRET" || key == "MONGODB_URI" {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(env.iter().copied());
         cmd.env_remove("RUST_LOG")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

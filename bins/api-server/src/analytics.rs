@@ -47,10 +47,13 @@ pub async fn prune_once(
     now: Timestamp,
     stop: &CancellationToken,
 ) -> Result<u64, store::StoreError> {
-    let Ok(keep) = chrono::Duration::from_std(retention) else {
+    // A retention longer than the calendar reaches back keeps everything.
+    let Some(before) = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|keep| now.checked_sub_signed(keep))
+    else {
         return Ok(0);
     };
-    let before = now - keep;
     let mut total = 0;
     while !stop.is_cancelled() {
         let deleted = store.prune_history(before, PRUNE_BATCH).await?;
@@ -92,9 +95,8 @@ fn params(
     req: &HttpRequest,
     allowed: &[&'static str],
 ) -> Result<BTreeMap<String, String>, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
+    // Percent-encoded bytes that are not UTF-8 are refused by name, never replaced by U+FFFD.
+    let pairs = crate::rest::query_pairs(req.query_string())?;
     let mut out = BTreeMap::new();
     let mut fields = BTreeMap::new();
     for (key, value) in pairs {
@@ -107,10 +109,10 @@ fn params(
     if fields.is_empty() {
         Ok(out)
     } else {
-        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let problems: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
         Err(ApiError::BadRequest {
             code: "invalid_query",
-            message: format!("The query is not valid: {}.", names.join(", ")),
+            message: format!("The query is not valid: {}.", problems.join("; ")),
             fields,
         })
     }
@@ -184,10 +186,12 @@ pub async fn history(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let id = RecordId::parse(&raw).map_err(|_| ApiError::no_such_extension(&raw))?;
+    // The query is checked first, whatever the id, so a bad range is a 400 for a malformed id
+    // as for a well-formed unknown one (and as a bad body is on the other routes).
     let params = params(&req, &["from", "to"])?;
     let range = range(&params)?;
+    let raw = path.into_inner();
+    let id = RecordId::parse(&raw).map_err(|_| ApiError::no_such_extension(&raw))?;
     let record = state
         .store
         .get(&id)

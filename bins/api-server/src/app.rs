@@ -286,6 +286,12 @@ pub async fn start(
         }
         None => {
             tracing::warn!("no --ami-user: not connecting to a PBX; statuses will not move");
+            if ami.actions {
+                tracing::warn!(
+                    "--ami-actions without --ami-user: there is no PBX to pause agents in, so \
+                     pausing stays off"
+                );
+            }
             None
         }
     };
@@ -309,7 +315,11 @@ pub async fn start(
         action_timeout,
     });
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
-    let ui_settings = web::Data::new(crate::dashboard::UiSettings::from_config(&config));
+    // The page offers pause and resume only when they can work: allowed, and a PBX to ask.
+    let ui_settings = web::Data::new(crate::dashboard::UiSettings {
+        ami_actions: state.ami_actions.is_some(),
+        ..crate::dashboard::UiSettings::from_config(&config)
+    });
     let metrics_data = web::Data::from(metrics.clone());
     let security = web::Data::new(crate::security::Security::new(&config.security));
     let server = HttpServer::new(move || {

@@ -284,7 +284,7 @@ impl Args {
     /// (`MONGODB_URI`, `AMI_SECRET`) when neither a flag nor the `EXTSTATUS_` variable gave them.
     pub fn with_plain_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         self.store = self.store.with_plain_env(&lookup);
-        if self.ami_secret.is_none() {
+        if non_empty(self.ami_secret.clone()).is_none() {
             self.ami_secret = lookup("AMI_SECRET")
                 .filter(|v| !v.is_empty())
                 .map(Secret::new);
@@ -519,6 +519,9 @@ impl Config {
     /// The default of `--history-days`: the longest range the history and analytics endpoints
     /// serve.
     pub const DEFAULT_HISTORY_DAYS: u32 = 93;
+    /// The most days of history `--history-days` may keep: 68 years, the longest time
+    /// MongoDB's TTL index can hold (`expireAfterSeconds` is a 32-bit number of seconds).
+    pub const MAX_HISTORY_DAYS: u32 = 24_855;
 
     /// How long history is kept.
     pub fn history_retention(&self) -> Duration {
@@ -571,9 +574,14 @@ impl Default for Config {
 }
 
 /// Drops empty tokens: an empty `EXTSTATUS_ADMIN_TOKEN=` must not turn into a token that an
-/// empty `Bearer` header would match.
+/// empty `Bearer` header would match. Applied to each source before they are merged.
 fn non_empty(s: Option<Secret>) -> Option<Secret> {
     s.filter(|s| !s.expose().is_empty())
+}
+
+/// Drops a blank name (the AMI user or context), as [`non_empty`] does a token.
+fn non_blank(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
 }
 
 impl Config {
@@ -616,6 +624,9 @@ impl Config {
                 .or(file.ws_max_message)
                 .unwrap_or(ds.ws_max_message),
         };
+        stored
+            .check()
+            .map_err(|(setting, problem)| ConfigError::Invalid { setting, problem })?;
         let store = match stored.mongodb_uri() {
             // Demo mode seeds and serves whichever store is configured.
             Some(uri) => StoreConfig::Mongo {
@@ -631,18 +642,17 @@ impl Config {
             store,
             ami: AmiConfig {
                 addr: args.ami.or(file.ami).unwrap_or(d.ami.addr),
-                username: args.ami_user.or(file.ami_user).filter(|u| !u.is_empty()),
-                secret: args.ami_secret.or(file.ami_secret),
+                username: non_blank(args.ami_user).or(non_blank(file.ami_user)),
+                secret: non_empty(args.ami_secret).or(non_empty(file.ami_secret)),
                 md5: args.ami_md5 || file.ami_md5,
-                context: args
-                    .ami_context
-                    .or(file.ami_context)
-                    .filter(|c| !c.trim().is_empty()),
+                context: non_blank(args.ami_context).or(non_blank(file.ami_context)),
                 actions: args.ami_actions || file.ami_actions,
             },
+            // An empty value is "not set" in each source, so an empty variable leaves the
+            // file's value in force (it used to drop the file's tokens: an open API).
             auth: AuthConfig {
-                admin_token: non_empty(args.admin_token.or(file.admin_token)),
-                viewer_token: non_empty(args.viewer_token.or(file.viewer_token)),
+                admin_token: non_empty(args.admin_token).or(non_empty(file.admin_token)),
+                viewer_token: non_empty(args.viewer_token).or(non_empty(file.viewer_token)),
             },
             demo,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
@@ -728,6 +738,16 @@ impl Config {
             return invalid(
                 "--history-days",
                 "must be at least 1 (the history of today is always kept)".to_owned(),
+            );
+        }
+        if self.history_days > Config::MAX_HISTORY_DAYS {
+            return invalid(
+                "--history-days",
+                format!(
+                    "{} days is more than the {} days (68 years) history can be kept",
+                    self.history_days,
+                    Config::MAX_HISTORY_DAYS
+                ),
             );
         }
         if t.ws_timeout <= t.ws_ping_interval {
@@ -933,6 +953,55 @@ mod tests {
     }
 
     #[test]
+    fn empty_values_leave_the_file_and_the_plain_variables_in_force() {
+        let file = r#"
+            admin_token = "file-admin"
+            viewer_token = "file-viewer"
+            ami_user = "monitor"
+            ami_secret = "file-secret"
+            mongodb_uri = "mongodb://file/"
+        "#;
+        let flags = args(&[
+            "--admin-token",
+            "",
+            "--viewer-token",
+            "",
+            "--ami-user",
+            "",
+            "--ami-secret",
+            "",
+            "--mongodb-uri",
+            "",
+        ]);
+        let c = Config::resolve(flags.clone(), Some(file)).expect("valid");
+        assert_eq!(c.auth.admin_token, Some(Secret::new("file-admin")));
+        assert_eq!(c.auth.viewer_token, Some(Secret::new("file-viewer")));
+        assert_eq!(c.ami.username.as_deref(), Some("monitor"));
+        assert_eq!(c.ami.secret, Some(Secret::new("file-secret")));
+        assert_eq!(
+            c.store,
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://file/"),
+                database: "call_center".to_owned(),
+            }
+        );
+        let env = |k: &str| match k {
+            "AMI_SECRET" => Some("plain".to_owned()),
+            "MONGODB_URI" => Some("mongodb://plain/".to_owned()),
+            _ => None,
+        };
+        let c = Config::resolve(flags.with_plain_env(env), None).expect("valid");
+        assert_eq!(c.ami.secret, Some(Secret::new("plain")));
+        assert_eq!(
+            c.store,
+            StoreConfig::Mongo {
+                uri: Secret::new("mongodb://plain/"),
+                database: "call_center".to_owned(),
+            }
+        );
+    }
+
+    #[test]
     fn demo_uses_the_mongodb_uri_when_given() {
         let c = Config::resolve(
             args(&[
@@ -1003,6 +1072,31 @@ mod tests {
             (&["--rate-limit-burst", "0"], None, "--rate-limit-burst"),
             (&["--ws-max-connections", "0"], None, "--ws-max-connections"),
             (&[], Some("ws_max_message = 10"), "--ws-max-message"),
+            (
+                &["--history-days", "0"],
+                None,
+                "--history-days: must be at least 1",
+            ),
+            (
+                &["--mongodb-uri", "mongodb://u:pass/word@db/"],
+                None,
+                "--mongodb-uri: MongoDB URI mongodb://u:***@db/: the user name or password",
+            ),
+            (
+                &["--mongodb-uri", "mongodb://db/", "--mongodb-db", "a.b"],
+                None,
+                "--mongodb-db: \"a.b\" is not a valid database name",
+            ),
+            (
+                &["--history-days", "24856"],
+                None,
+                "--history-days: 24856 days is more than the 24855 days",
+            ),
+            (
+                &[],
+                Some("history_days = 4294967295"),
+                "--history-days: 4294967295 days",
+            ),
         ];
         for (flags, file, want) in rows {
             let err = Config::resolve(args(flags), *file).expect_err("refused");

@@ -22,7 +22,8 @@ use crate::config::Config;
 /// pause reasons to offer, and when a queue's longest wait turns amber and red.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct UiSettings {
-    /// Whether the server was started with `--ami-actions` (pause and resume allowed).
+    /// Whether pause and resume work: the server was started with `--ami-actions` and has a
+    /// PBX to send them to (`--ami-user`, or `--demo`).
     pub ami_actions: bool,
     /// `--pause-reasons`, in the order given.
     pub pause_reasons: Vec<String>,

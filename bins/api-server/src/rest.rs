@@ -694,11 +694,33 @@ fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>)
     }
 }
 
+/// A pause takes its reason and queue in the body. A query parameter is refused, not ignored:
+/// `?queue=sales`, as the unpause takes it, would otherwise pause the agent in every queue.
+fn pause_query(query: &str) -> Result<(), ApiError> {
+    match query_pairs(query)?.into_iter().next() {
+        None => Ok(()),
+        Some((key, _)) => {
+            let mut fields = BTreeMap::new();
+            fields.insert(
+                key.clone(),
+                "is not a query parameter of a pause; give reason and queue in the JSON body"
+                    .to_owned(),
+            );
+            Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!(
+                    "The query parameter {key:?} is not known: a pause takes its reason and \
+                     queue in the JSON body, e.g. {{\"reason\": \"Lunch\", \"queue\": \"sales\"}}."
+                ),
+                fields,
+            })
+        }
+    }
+}
+
 /// Reads the optional `?queue=` of an unpause; any other parameter is refused by name.
 fn resume_query(query: &str) -> Result<Option<String>, ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
+    let pairs = query_pairs(query)?;
     let mut queue = None;
     for (key, value) in pairs {
         match key.as_str() {
@@ -744,10 +766,12 @@ fn resume_query(query: &str) -> Result<Option<String>, ApiError> {
     security((), ("bearer" = []))
 )]
 pub async fn pause(
+    req: HttpRequest,
     path: web::Path<String>,
     body: JsonObject,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    pause_query(req.query_string())?;
     let (reason, queue) = pause_body(&body.0)?;
     set_paused(&state, &path, Some(reason), queue).await
 }
@@ -780,14 +804,39 @@ pub async fn resume(
     set_paused(&state, &path, None, queue).await
 }
 
-/// Whether `record` shows the agent paused (or not) in every queue of `queues`.
-fn confirmed(record: &domain::Extension, queues: &[String], paused: bool) -> bool {
+/// Whether `record` shows the agent as asked in every queue of `queues`: paused with `reason`
+/// (a pause that only changes the reason of one already paused is confirmed by the new
+/// reason), or not paused.
+fn confirmed(record: &domain::Extension, queues: &[String], reason: Option<&str>) -> bool {
     queues.iter().all(|q| {
-        record
-            .queues
-            .iter()
-            .any(|m| &m.queue == q && m.paused == paused)
+        record.queues.iter().any(|m| {
+            &m.queue == q
+                && match reason {
+                    None => !m.paused,
+                    Some(asked) => {
+                        m.paused
+                            && m.paused_reason
+                                .as_deref()
+                                .is_some_and(|r| same_reason(r, asked))
+                    }
+                }
+        })
     })
+}
+
+/// The longest pause reason Asterisk keeps, in bytes (`reason_paused[80]` in `app_queue.c`,
+/// with its NUL); a longer one (a 64-character reason of accented letters) comes back cut.
+const PBX_REASON_BYTES: usize = 79;
+
+/// Whether the PBX's `reported` reason is the `asked` one: the same text, or, for one longer
+/// than the PBX keeps, its start (cut on a byte, so a last character the cut split reads as
+/// U+FFFD).
+fn same_reason(reported: &str, asked: &str) -> bool {
+    if reported == asked {
+        return true;
+    }
+    let kept = reported.trim_end_matches(char::REPLACEMENT_CHARACTER);
+    asked.len() > PBX_REASON_BYTES && kept.len() + 3 >= PBX_REASON_BYTES && asked.starts_with(kept)
 }
 
 /// Sends `QueuePause` for the agent (pause with `reason`, resume without), then waits until the
@@ -810,8 +859,8 @@ async fn set_paused(
         .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
     let Some(client) = state.ami_actions.clone() else {
         return Err(ApiError::Unavailable(
-            "PBX actions are off: the server must run with --ami-actions (and a manager user \
-             with write = agent) to pause and resume agents."
+            "PBX actions are off: the server must run with --ami-actions and a PBX to send \
+             them to (--ami-user, a manager user with write = agent) to pause and resume agents."
                 .to_owned(),
         ));
     };
@@ -877,12 +926,21 @@ async fn set_paused(
             .await
             .map_err(|e| state.store_failed(&e))?
             .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
-        if confirmed(&now, &queues, paused) {
+        if confirmed(&now, &queues, reason.as_ref().map(PauseReason::as_str)) {
             return Ok(HttpResponse::Ok().json(now));
         }
         match tokio::time::timeout_at(deadline, written.changed()).await {
             Ok(Ok(())) => {}
             _ => {
+                // Another pause of the agent for another reason, sent at the same moment and
+                // applied after this one, leaves it paused as asked but with the newer reason
+                // (the two may even have been stored as one change): that is the PBX's truth.
+                let paused_anyhow = queues
+                    .iter()
+                    .all(|q| now.queues.iter().any(|m| &m.queue == q && m.paused));
+                if paused && paused_anyhow {
+                    return Ok(HttpResponse::Ok().json(now));
+                }
                 return Err(ApiError::Unavailable(format!(
                     "The PBX accepted the request but did not report the agent {} within {} s.",
                     if paused { "paused" } else { "unpaused" },
@@ -922,7 +980,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Refuses any query parameter: the endpoint takes none.
 /// The route of a read: GET, and HEAD (the same answer without its body, which actix leaves
 /// out), so a monitor or a proxy that probes with HEAD gets what GET would.
 pub(crate) fn read() -> actix_web::Route {
@@ -930,11 +987,9 @@ pub(crate) fn read() -> actix_web::Route {
     web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
+/// Refuses any query parameter: the endpoint takes none.
 pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
-    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?
-        .into_inner();
-    match pairs.into_iter().next() {
+    match query_pairs(query)?.into_iter().next() {
         None => Ok(()),
         Some((key, _)) => {
             let mut fields = BTreeMap::new();
@@ -951,6 +1006,24 @@ pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_is_confirmed_by_its_reason_or_the_start_asterisk_keeps() {
+        assert!(same_reason("Lunch", "Lunch"));
+        assert!(!same_reason("Lunch", "Break"));
+        assert!(
+            !same_reason("Lunch", "Lunch break"),
+            "a short reason is kept whole"
+        );
+        // 64 two-byte letters are 128 bytes; Asterisk keeps 79, splitting the 40th letter.
+        let long = "é".repeat(64);
+        let cut = String::from_utf8_lossy(&long.as_bytes()[..79]).into_owned();
+        assert!(cut.ends_with(char::REPLACEMENT_CHARACTER), "{cut}");
+        assert!(same_reason(&cut, &long));
+        assert!(same_reason(&long[..78], &long));
+        assert!(!same_reason(&long[..40], &long), "too short to be the cut");
+        assert!(!same_reason(&"è".repeat(39), &long));
+    }
 
     #[test]
     fn gzip_is_accepted_only_when_asked_for() {

@@ -181,6 +181,9 @@ pub async fn open_target(cli: &Cli) -> Result<Box<dyn Target>> {
         return Ok(Box::new(ApiTarget::new(api, cli.token.clone())?));
     }
     let options = store::StoreOptions::default();
+    cli.store
+        .check()
+        .map_err(|(flag, problem)| anyhow::anyhow!("{flag}: {problem}"))?;
     if let Some(uri) = cli.store.mongodb_uri() {
         let database = cli.store.database();
         let config = store::MongoConfig::new(uri.expose(), database.clone());

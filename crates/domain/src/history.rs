@@ -442,7 +442,7 @@ fn parse_bound(bound: Bound, raw: Option<&str>) -> Result<Timestamp, RangeError>
         return Err(RangeError::Missing(bound));
     }
     chrono::DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&chrono::Utc))
+        .map(|t| without_leap_second(t.with_timezone(&chrono::Utc)))
         .map_err(|_| RangeError::NotRfc3339 {
             bound,
             got: raw.to_owned(),
@@ -453,6 +453,20 @@ fn parse_bound(bound: Bound, raw: Option<&str>) -> Result<Timestamp, RangeError>
                 ""
             },
         })
+}
+
+/// A leap second (`23:59:60`, which RFC 3339 allows) as the instant it ends at, the next
+/// minute's start: the answer then names a time every client can read (JavaScript's `Date`
+/// reads `23:59:60` as invalid), and the window is the same length.
+fn without_leap_second(t: Timestamp) -> Timestamp {
+    use chrono::Timelike as _;
+    let nanos = t.nanosecond();
+    if nanos < 1_000_000_000 {
+        return t;
+    }
+    t.with_nanosecond(0)
+        .and_then(|whole| whole.checked_add_signed(Duration::seconds(1)))
+        .unwrap_or(t)
 }
 
 /// The history entries that record the change of one extension's call-center view from `old`
@@ -763,6 +777,10 @@ mod tests {
         .expect("valid");
         assert_eq!(ok.from(), t("2026-11-30T23:00:00.123Z"));
         assert_eq!(ok.to(), t("2026-12-02T00:00:00Z"));
+        // A leap second reads as the next minute's start, which every client can parse.
+        let leap = TimeRange::parse(Some("2016-12-31T23:59:60.5Z"), Some("2017-01-01T00:00:01Z"))
+            .expect("leap second");
+        assert_eq!(format_rfc3339(&leap.from()), "2017-01-01T00:00:00.000Z");
         // Exactly 93 days is allowed.
         TimeRange::parse(Some("2026-01-01T00:00:00Z"), Some("2026-04-04T00:00:00Z"))
             .expect("93 days");

@@ -10,13 +10,13 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 /// Characters that make the rules interesting: digits, letters, white space of several kinds,
-/// controls, the invisible bidirectional and byte-order marks, combining marks, wide digits,
-/// emoji, quotes and MongoDB's operator characters.
+/// controls, line and paragraph separators, the invisible bidirectional and byte-order marks,
+/// combining marks, wide digits, emoji, quotes and MongoDB's operator characters.
 const ALPHABET: &[char] = &[
     '0', '1', '5', '9', 'a', 'F', 'z', 'Z', ' ', '\t', '\n', '\r', '\u{0}', '\u{7}', '\u{1b}',
     '\u{7f}', '\u{85}', '\u{a0}', '\u{3000}', '\u{200b}', '\u{200e}', '\u{202a}', '\u{202e}',
-    '\u{2066}', '\u{2069}', '\u{feff}', '\u{301}', '\u{336}', 'é', 'ß', '٣', '７', '😀', '$', '.',
-    '"', '\'', '{', '}', '\\', '/', '-', '+',
+    '\u{2028}', '\u{2029}', '\u{2066}', '\u{2069}', '\u{feff}', '\u{301}', '\u{336}', 'é', 'ß',
+    '٣', '７', '😀', '$', '.', '"', '\'', '{', '}', '\\', '/', '-', '+',
 ];
 
 fn text() -> impl Strategy<Value = String> {
@@ -29,10 +29,12 @@ fn text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// The rule of the interface, stated again independently: a control character, a bidi
-/// embedding, override or isolate, or a byte-order mark.
+/// The rule of the interface, stated again independently: a control character, a line or
+/// paragraph separator, a bidi embedding, override or isolate, or a byte-order mark.
 fn forbidden(c: char) -> bool {
     c.is_control()
+        || c == '\u{2028}'
+        || c == '\u{2029}'
         || ('\u{202a}'..='\u{202e}').contains(&c)
         || ('\u{2066}'..='\u{2069}').contains(&c)
         || c == '\u{feff}'

@@ -38,9 +38,10 @@ impl StoreArgs {
     pub const DEFAULT_DATABASE: &'static str = "call_center";
 
     /// Fills the MongoDB URI from its conventional variable `MONGODB_URI` when neither the flag
-    /// nor `EXTSTATUS_MONGODB_URI` gave one; an empty or blank value counts as not set.
+    /// nor `EXTSTATUS_MONGODB_URI` gave one; an empty or blank value counts as not set (in
+    /// each of them: an empty `EXTSTATUS_MONGODB_URI=` leaves `MONGODB_URI` in force).
     pub fn with_plain_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        if self.mongodb_uri.is_none() {
+        if self.mongodb_uri().is_none() {
             self.mongodb_uri = lookup("MONGODB_URI")
                 .filter(|v| !v.trim().is_empty())
                 .map(Secret::new);
@@ -48,11 +49,13 @@ impl StoreArgs {
         self
     }
 
-    /// These settings where given, else `other`'s (flags over a file, say).
+    /// These settings where given, else `other`'s (flags over a file, say). An empty MongoDB
+    /// URI counts as not given, so it does not hide `other`'s.
     pub fn or(self, other: StoreArgs) -> StoreArgs {
+        let uri = self.mongodb_uri().cloned();
         StoreArgs {
             data_dir: self.data_dir.or(other.data_dir),
-            mongodb_uri: self.mongodb_uri.or(other.mongodb_uri),
+            mongodb_uri: uri.or(other.mongodb_uri),
             mongodb_db: self.mongodb_db.or(other.mongodb_db),
         }
     }
@@ -74,6 +77,19 @@ impl StoreArgs {
         self.mongodb_db
             .clone()
             .unwrap_or_else(|| Self::DEFAULT_DATABASE.to_owned())
+    }
+
+    /// Checks the MongoDB settings when MongoDB is used, without connecting: the URI's syntax
+    /// and options (described without its password) and the database name. The error names
+    /// the flag at fault and what is wrong, for a configuration error at start-up rather than
+    /// a failure once running.
+    #[cfg(feature = "mongodb")]
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let Some(uri) = self.mongodb_uri() else {
+            return Ok(());
+        };
+        crate::check_uri(uri.expose()).map_err(|p| ("--mongodb-uri", p))?;
+        crate::check_database_name(&self.database()).map_err(|p| ("--mongodb-db", p))
     }
 }
 
@@ -102,12 +118,48 @@ mod tests {
         assert_eq!(filled.mongodb_uri(), Some(&Secret::new("mongodb://plain/")));
         let blank = StoreArgs::default().with_plain_env(|_| Some("  ".to_owned()));
         assert_eq!(blank.mongodb_uri(), None);
+        // An empty EXTSTATUS_MONGODB_URI (or flag) is not set: MONGODB_URI and the file apply.
+        let empty = Cli::try_parse_from(["x", "--mongodb-uri", ""]).expect("flags");
+        let filled = empty.store.clone().with_plain_env(env);
+        assert_eq!(filled.mongodb_uri(), Some(&Secret::new("mongodb://plain/")));
+        let from_file = StoreArgs {
+            mongodb_uri: Some(Secret::new("mongodb://file/")),
+            ..StoreArgs::default()
+        };
+        let merged = empty.store.or(from_file);
+        assert_eq!(merged.mongodb_uri(), Some(&Secret::new("mongodb://file/")));
         let file: StoreArgs =
             serde_json::from_str(r#"{"mongodb_db":"other","data_dir":"/d"}"#).expect("file");
         let merged = cli.store.or(file);
         assert_eq!(merged.database(), "other");
         assert_eq!(merged.data_dir(), PathBuf::from("/d"));
         assert!(!format!("{merged:?}").contains("mongodb://h/"));
+    }
+
+    #[cfg(feature = "mongodb")]
+    #[test]
+    fn mongodb_settings_are_checked_naming_the_flag() {
+        let check = |flags: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(flags);
+            Cli::try_parse_from(argv).expect("flags").store.check()
+        };
+        assert_eq!(check(&[]), Ok(()));
+        // The database name matters only with a URI.
+        assert_eq!(check(&["--mongodb-db", "a.b"]), Ok(()));
+        assert_eq!(check(&["--mongodb-uri", "mongodb://u:pw@h/"]), Ok(()));
+        let (flag, problem) = check(&["--mongodb-uri", "mongodb://u:se/cret@h/"]).expect_err("uri");
+        assert_eq!(flag, "--mongodb-uri");
+        assert!(!problem.contains("cret"), "{problem}");
+        let (flag, problem) = check(&["--mongodb-uri", "notauri"]).expect_err("no scheme");
+        assert_eq!(flag, "--mongodb-uri", "{problem}");
+        let (flag, problem) =
+            check(&["--mongodb-uri", "mongodb://h/", "--mongodb-db", "a.b"]).expect_err("db");
+        assert_eq!(flag, "--mongodb-db");
+        assert!(problem.contains("'.'"), "{problem}");
+        let (flag, _) =
+            check(&["--mongodb-uri", "mongodb://h/", "--mongodb-db", ""]).expect_err("empty db");
+        assert_eq!(flag, "--mongodb-db");
     }
 }
 

@@ -50,7 +50,7 @@ pub use counters::WriteCounters;
 pub use embedded::{DB_FILE_NAME, EmbeddedStore};
 pub use error::{Cause, OutcomeUnknown, StoreError};
 #[cfg(feature = "mongodb")]
-pub use mongo::{MongoConfig, MongoStore};
+pub use mongo::{MongoConfig, MongoStore, check_database_name, check_uri};
 pub use secret::Secret;
 
 /// What applying one observation did.

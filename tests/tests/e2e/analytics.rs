@@ -175,6 +175,19 @@ async fn bad_ranges_and_unknown_ids_are_refused_with_json() -> anyhow::Result<()
         .await?;
     assert_eq!(empty.status, 200, "{}", empty.text);
     assert_eq!(empty.json["entries"], serde_json::json!([]));
+    // A leap second is answered as the next minute's start (it was echoed as 23:59:60, which
+    // JavaScript's Date cannot read).
+    let leap = s
+        .get(&format!(
+            "{base}?from=2016-12-31T23:59:60Z&to=2017-01-01T00:00:01Z"
+        ))
+        .await?;
+    assert_eq!(leap.status, 200, "{}", leap.text);
+    assert_eq!(
+        leap.json["from"], "2017-01-01T00:00:00.000Z",
+        "{}",
+        leap.text
+    );
     s.stop().await
 }
 

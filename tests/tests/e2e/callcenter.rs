@@ -136,6 +136,8 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     let rec = s.record(AGENT).await?;
     assert_eq!(rec["queues"], json!([]), "{rec}");
     let id = rec["_id"].as_str().unwrap_or_default().to_owned();
+    let ui = s.get("/api/ui-config").await?;
+    assert_eq!(ui.json["ami_actions"], true, "{}", ui.text);
 
     // The PBX adds the agent to a queue: one update with the membership.
     let mut ws = s.ws("").await?;
@@ -191,6 +193,18 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
         "{sales}"
     );
     assert!(sales["members"][0]["paused_since"].is_string(), "{sales}");
+    // Paused again with another reason while paused: answered once the PBX reports the new
+    // reason (it used to answer at once with the old one, which the record still held).
+    for reason in ["Break", "Lunch", "Training", "Lunch"] {
+        let r = post_pause(&s, &path, json!({ "reason": reason }), Some(ADMIN)).await?;
+        assert_eq!(r.status, 200, "{reason}: {}", r.text);
+        assert_eq!(r.json["queues"][0]["paused"], true, "{reason}: {}", r.text);
+        assert_eq!(
+            r.json["queues"][0]["paused_reason"], reason,
+            "the answer shows the reason asked for: {}",
+            r.text
+        );
+    }
     // Resumed in one queue by name.
     let r = s
         .request(
@@ -264,6 +278,37 @@ async fn pausing_needs_pbx_actions() -> anyhow::Result<()> {
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("--ami-actions"), "{}", r.text);
     assert!(!peer.actions_received().iter().any(|a| a == "QueuePause"));
+    let ui = s.get("/api/ui-config").await?;
+    assert_eq!(ui.json["ami_actions"], false, "{}", ui.text);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn pausing_needs_a_pbx_to_send_it_to() -> anyhow::Result<()> {
+    // --ami-actions without --ami-user: nothing to pause in, so the page offers no pause
+    // (it used to say ami_actions: true, and every pause then failed).
+    let s = TestServer::start(
+        Options {
+            ami_actions: true,
+            admin_token: Some(ADMIN.to_owned()),
+            ..Options::default()
+        }
+        .seeded(&[AGENT], "Sales"),
+    )
+    .await?;
+    let ui = s.get("/api/ui-config").await?;
+    assert_eq!(ui.status, 200, "{}", ui.text);
+    assert_eq!(ui.json["ami_actions"], false, "{}", ui.text);
+    let rec = s.record(AGENT).await?;
+    let r = post_pause(
+        &s,
+        &pause_path(&rec),
+        json!({"reason": "Lunch"}),
+        Some(ADMIN),
+    )
+    .await?;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("--ami-user"), "{}", r.text);
     s.stop().await
 }
 

@@ -83,19 +83,73 @@ impl std::fmt::Debug for MongoConfig {
     }
 }
 
-/// The URI with any password replaced, for logs.
+/// The URI with any password replaced, for logs. Everything up to the last `@` counts as the
+/// credentials, so a password with an unescaped `/`, `?` or `@` (which the driver refuses, and
+/// an error then shows) is hidden too; an `@` in the options hides a little more than needed.
 pub fn redact_uri(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return "<unparsable uri>".into();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
+            let user = rest[..at].split([':', '/', '?']).next().unwrap_or("");
             format!("{scheme}://{user}:***@{}", &rest[at + 1..])
         }
         None => uri.to_owned(),
     }
+}
+
+/// Checks a connection string without connecting (no DNS lookup either) and says what is
+/// wrong, never quoting its password: the driver's own message can quote a piece of a
+/// malformed one, so a URI with credentials is described by its redacted form.
+pub fn check_uri(uri: &str) -> Result<(), String> {
+    match mongodb::options::ConnectionString::parse(uri) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(uri_problem(uri, &e.kind)),
+    }
+}
+
+/// What is wrong with `uri`, which the driver refused with `kind`, without its password.
+fn uri_problem(uri: &str, kind: &ErrorKind) -> String {
+    let redacted = redact_uri(uri);
+    if redacted == uri {
+        return format!("MongoDB URI {uri}: {kind}");
+    }
+    match mongodb::options::ConnectionString::parse(&redacted) {
+        Err(e) => format!("MongoDB URI {redacted}: {}", e.kind),
+        Ok(_) => format!(
+            "MongoDB URI {redacted}: the user name or password is not valid in a URI \
+             (characters such as @ : / ? # [ ] and % must be percent-encoded)"
+        ),
+    }
+}
+
+/// The longest database name MongoDB takes, in bytes.
+const MAX_DATABASE_NAME_BYTES: usize = 63;
+
+/// Checks a database name against MongoDB's rules (not empty, at most 63 bytes, none of
+/// `/ \ . " $`, a space or a control character), which the server would otherwise only enforce
+/// at the first command.
+pub fn check_database_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the database name must not be empty".to_owned());
+    }
+    if name.len() > MAX_DATABASE_NAME_BYTES {
+        return Err(format!(
+            "the database name is {} bytes long; MongoDB takes at most {MAX_DATABASE_NAME_BYTES}",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '/' | '\\' | '.' | '"' | '$' | ' ') || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} is not a valid database name: MongoDB refuses {c:?} in one (no / \\ . \" $, \
+             space or control character)"
+        ));
+    }
+    Ok(())
 }
 
 /// The MongoDB store. Cloning is cheap and shares the client.
@@ -209,6 +263,11 @@ impl MongoStore {
     /// creates the indexes as soon as the server answers (trying again every second).
     /// A malformed URI is [`StoreError::InvalidConfig`]. Must run inside a tokio runtime.
     pub async fn connect(config: &MongoConfig, options: StoreOptions) -> Result<Self, StoreError> {
+        check_uri(&config.uri).map_err(|detail| StoreError::InvalidConfig { detail })?;
+        check_database_name(&config.database).map_err(|detail| StoreError::InvalidConfig {
+            detail: format!("MongoDB database: {detail}"),
+        })?;
+        // The URI's syntax is sound, so what fails now (an SRV lookup) quotes no password.
         let mut client_options =
             ClientOptions::parse(&config.uri)
                 .await
@@ -880,12 +939,57 @@ mod tests {
                 "mongodb+srv://app:***@cluster.example.net/",
             ),
             ("not a uri", "<unparsable uri>"),
+            // Unescaped characters in a password (which the driver refuses) are hidden too.
+            (
+                "mongodb://app:pa/ss@db:27017/",
+                "mongodb://app:***@db:27017/",
+            ),
+            ("mongodb://app:pa?ss@db/", "mongodb://app:***@db/"),
+            ("mongodb://app:p@ss@db/", "mongodb://app:***@db/"),
         ];
         for (uri, want) in rows {
             assert_eq!(redact_uri(uri), want);
         }
         let config = MongoConfig::new("mongodb://u:hunter2@h/", "call_center");
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn malformed_uris_are_described_without_their_password() {
+        assert_eq!(check_uri("mongodb://u:pw@db:27017/?tls=true"), Ok(()));
+        for (uri, says) in [
+            ("mongodb://u:pa/ssw0rd@db/", "user name or password"),
+            ("mongodb://u:pa?ssw0rd@db/", "user name or password"),
+            ("mongodb://u:pa%zzssw0rd@db/", "user name or password"),
+            (
+                "mongodb://u:ssw0rd@db/?serverSelectionTimeoutMS=x",
+                "serverselectiontimeoutms",
+            ),
+            ("http://db/", "scheme"),
+        ] {
+            let problem = check_uri(uri).expect_err(uri);
+            assert!(problem.contains(says), "{uri}: {problem}");
+            assert!(!problem.contains("ssw0rd"), "{uri}: {problem}");
+        }
+    }
+
+    #[test]
+    fn database_names_follow_mongodb_rules() {
+        assert_eq!(check_database_name("call_center"), Ok(()));
+        assert_eq!(check_database_name(&"x".repeat(63)), Ok(()));
+        for (name, says) in [
+            ("", "must not be empty"),
+            ("a.b", "'.'"),
+            ("a/b", "'/'"),
+            ("a b", "' '"),
+            ("a$b", "'$'"),
+            ("a\u{0}b", "'\\0'"),
+        ] {
+            let problem = check_database_name(name).expect_err(name);
+            assert!(problem.contains(says), "{name:?}: {problem}");
+        }
+        let long = check_database_name(&"x".repeat(64)).expect_err("64 bytes");
+        assert!(long.contains("64 bytes"), "{long}");
     }
 
     #[test]
