@@ -45,7 +45,11 @@ impl PbxLink {
 ///
 /// Extension records are complete: the hub's view takes them as they are (an upsert), so a
 /// publisher sends the record as the store holds it after the write.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It serializes (as `{"kind":"status_updated","data":...}`) for the cluster's change log,
+/// which carries changes between servers; that form is not the WebSocket wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Change {
     /// The PBX reported a new status for an extension (`extension_status_updated`).
     StatusUpdated(Extension),
@@ -421,5 +425,32 @@ mod tests {
                 "row {i}"
             );
         }
+    }
+
+    /// The change log's form reads back as the same change, for every kind.
+    #[test]
+    fn changes_round_trip_through_their_log_form() {
+        let at = "2026-11-30T12:51:37.123Z".parse().expect("time");
+        let rows = [
+            Change::StatusUpdated(record("Sales")),
+            Change::Created(record("Sales")),
+            Change::Updated(record("Support")),
+            Change::Deleted {
+                id: RecordId::parse("65a1b2c3d4e5f60718293a4b").expect("id"),
+                department: Department::parse("Sales").expect("dept"),
+            },
+            Change::PbxLink(PbxLink::at(false, at)),
+            Change::PbxLink(PbxLink::unknown()),
+        ];
+        for change in rows {
+            let text = serde_json::to_string(&change).expect("serialize");
+            let back: Change = serde_json::from_str(&text).expect("parse");
+            assert_eq!(back, change, "{text}");
+        }
+        let text = serde_json::to_string(&Change::PbxLink(PbxLink::at(true, at))).expect("json");
+        assert_eq!(
+            text,
+            r#"{"kind":"pbx_link","data":{"connected":true,"since":"2026-11-30T12:51:37.123Z"}}"#
+        );
     }
 }
