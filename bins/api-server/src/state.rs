@@ -43,6 +43,8 @@ pub struct AppState {
     pub ami_actions: Option<ami_proto::client::ClientHandle>,
     /// How long a pause waits for the PBX to confirm the new state.
     pub action_timeout: std::time::Duration,
+    /// Cluster mode (MongoDB): the lease and the change log as this instance sees them.
+    pub cluster: Option<Arc<crate::cluster::ClusterStatus>>,
 }
 
 impl AppState {

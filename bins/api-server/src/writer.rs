@@ -15,6 +15,13 @@
 //! is bounded by the store timeout: an edit that waited longer than that in the queue is refused
 //! untried, and one whose store operation outlives it is answered 503 saying that the outcome
 //! is unknown, never as a success.
+//!
+//! With several instances on one MongoDB database (cluster mode, [`crate::cluster`]) the store
+//! write is the same, but the changes of each job are not published to the hub: they are
+//! appended to the shared change log in one call ([`LogSink`]), from which every instance's
+//! follower publishes them under the log's numbers. Status and call-center writes (and the PBX
+//! link) are made only while this instance's lease is valid ([`crate::cluster::Fence`]),
+//! checked again just before the append. With the embedded store nothing of this runs.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +30,7 @@ use std::time::Duration;
 
 use domain::callcenter::CallCenterView;
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
-use hub::{Change, Hub};
+use hub::{Change, Hub, PbxLink};
 use store::{Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -50,6 +57,22 @@ enum Job {
     /// Reads every stored record and publishes those the hub lacks (after a start without the
     /// store); answers how many.
     Load(oneshot::Sender<Result<usize, StoreError>>),
+    /// Appends a PBX link change to the change log (cluster mode only).
+    Link(PbxLink, oneshot::Sender<()>),
+}
+
+/// Where the writer's changes go in cluster mode: the shared change log.
+pub struct LogSink {
+    /// The cluster's shared state.
+    pub cluster: Arc<dyn store::cluster::Cluster>,
+    /// This instance's name, stored with every entry.
+    pub instance: String,
+    /// The lease's deadline: PBX changes are appended only before it.
+    pub fence: Arc<crate::cluster::Fence>,
+    /// Woken after every append, so the local follower reads at once.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Counters for `/readyz` and `/metrics`.
+    pub status: Arc<crate::cluster::ClusterStatus>,
 }
 
 /// At most this many queued user edits go to the store together.
@@ -112,6 +135,8 @@ impl Stored {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// The hub, when changes are published to it directly (one instance, no change log).
+    direct: Option<Hub>,
 }
 
 /// The writer task's side.
@@ -125,6 +150,11 @@ struct Task {
     health: watch::Receiver<StoreHealth>,
     /// How long one store operation may take.
     timeout: Duration,
+    /// Cluster mode: the change log the changes go to instead of the hub.
+    log: Option<LogSink>,
+    /// Cluster mode: the changes of the current job, with whether each is the PBX's (and so
+    /// needs the lease), appended together when the job is done.
+    pending: Mutex<Vec<(Change, bool)>>,
 }
 
 /// `last_seen`-only refreshes reach the hub at most once per extension per interval: the PBX
@@ -230,6 +260,7 @@ impl Writer {
     /// already queued. `last_seen`-only refreshes reach the hub at most once per extension per
     /// `seen_interval`.
     /// already queued. `health` is the store probe's; `timeout` bounds each store operation.
+    /// With `log` (cluster mode) changes go to the change log instead of `hub`.
     pub fn spawn(
         store: Arc<dyn Repository>,
         hub: Hub,
@@ -237,8 +268,10 @@ impl Writer {
         seen_interval: Duration,
         health: watch::Receiver<StoreHealth>,
         timeout: Duration,
+        log: Option<LogSink>,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE);
+        let direct = log.is_none().then(|| hub.clone());
         let task = Task {
             store,
             hub,
@@ -246,8 +279,22 @@ impl Writer {
             seen: Mutex::new(SeenRefreshes::new(seen_interval)),
             health,
             timeout,
+            log,
+            pending: Mutex::new(Vec::new()),
         };
-        (Writer { jobs }, tokio::spawn(task.run(rx)))
+        (Writer { jobs, direct }, tokio::spawn(task.run(rx)))
+    }
+
+    /// Tells clients the PBX link changed: published at once with one instance, appended to
+    /// the change log (in order with the writes before it, and only while the lease is valid)
+    /// in cluster mode.
+    pub async fn announce_link(&self, link: PbxLink) {
+        match &self.direct {
+            Some(hub) => {
+                hub.publish(Change::PbxLink(link));
+            }
+            None => self.ask(|tx| Job::Link(link, tx), || ()).await,
+        }
     }
 
     async fn ask<T>(
@@ -328,7 +375,10 @@ impl Writer {
 
 impl Job {
     fn is_edit(&self) -> bool {
-        !matches!(self, Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_))
+        !matches!(
+            self,
+            Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) | Job::Link(..)
+        )
     }
 }
 
@@ -349,12 +399,14 @@ impl Task {
                     },
                     _ = ticker.tick() => {
                         self.publish_held_refreshes();
+                        self.flush().await;
                         continue;
                     }
                 },
             };
             if !job.is_edit() {
                 self.one(job).await;
+                self.flush().await;
                 continue;
             }
             // User edits already waiting behind this one (a seeder run through the API sends
@@ -378,7 +430,82 @@ impl Task {
             } else {
                 self.edits(edits).await;
             }
+            self.flush().await;
         }
+    }
+
+    /// Cluster mode: appends the current job's changes to the change log in one call, then
+    /// wakes the local follower. PBX changes are appended only while the lease is valid now
+    /// (a process frozen past its deadline must not write after it wakes up); a failed append
+    /// is tried twice more and then counted and logged (the change is in the store, and
+    /// reaches other instances' boards with their next reload). Nothing to do with one
+    /// instance.
+    async fn flush(&self) {
+        let Some(log) = &self.log else {
+            return;
+        };
+        let items = std::mem::take(&mut *self.pending());
+        if items.is_empty() {
+            return;
+        }
+        let valid = log.fence.valid_now();
+        let mut payloads = Vec::with_capacity(items.len());
+        let mut fenced = 0u64;
+        for (change, needs_lease) in &items {
+            if *needs_lease && !valid {
+                fenced += 1;
+                continue;
+            }
+            match serde_json::to_string(change) {
+                Ok(text) => payloads.push(text),
+                Err(e) => tracing::error!(error = %e, kind = change.kind(), "a change could not be serialized for the change log"),
+            }
+        }
+        if fenced > 0 {
+            log.status.fenced(fenced);
+            tracing::warn!(
+                changes = fenced,
+                "PBX changes not appended: this instance's AMI lease ran out"
+            );
+        }
+        if payloads.is_empty() {
+            return;
+        }
+        let n = payloads.len();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let call = log.cluster.append_changes(&log.instance, payloads.clone());
+            let why = match tokio::time::timeout(self.timeout + TIMEOUT_MARGIN, call).await {
+                Ok(Ok(_first)) => break,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+            };
+            if attempt >= 3 {
+                log.status.append_failed();
+                tracing::error!(changes = n, error = %why, "appending to the change log failed; other instances see these changes at their next reload");
+                break;
+            }
+            tracing::warn!(changes = n, error = %why, attempt, "appending to the change log failed; retrying");
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+        }
+        log.wake.notify_one();
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(Change, bool)>> {
+        // Only pushes and a take: consistent even after a panic.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Cluster mode: why PBX writes must not be made now (the lease is not valid), if so.
+    fn not_holder(&self) -> Option<String> {
+        let log = self.log.as_ref()?;
+        (!log.fence.valid_now()).then(|| {
+            format!(
+                "instance {} does not hold the AMI lease now; PBX writes are the holder's",
+                log.instance
+            )
+        })
     }
 
     /// Runs one job and answers it: its store half, then its publishing half.
@@ -399,7 +526,7 @@ impl Task {
             && edits.iter().all(|job| match job {
                 Job::Create(new, _) => seen.insert(new.extension.to_string()),
                 Job::Update(id, ..) | Job::Delete(id, _) => seen.insert(id.to_string()),
-                Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) => false,
+                Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) | Job::Link(..) => false,
             });
         if !independent {
             for job in edits {
@@ -422,18 +549,37 @@ impl Task {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Publishes a user edit's change.
     fn publish(&self, change: Change) {
+        self.publish_as(change, false);
+    }
+
+    /// Publishes a change the PBX made (a status, call-center fields, the link).
+    fn publish_pbx(&self, change: Change) {
+        self.publish_as(change, true);
+    }
+
+    fn publish_as(&self, change: Change, pbx: bool) {
         if let Some(id) = change.record_id() {
             self.seen().superseded(id);
         }
-        self.hub.publish(change);
+        self.emit(change, pbx);
+    }
+
+    /// To the hub, or (cluster mode) to the job's pending changes.
+    fn emit(&self, change: Change, pbx: bool) {
+        if self.log.is_some() {
+            self.pending().push((change, pbx));
+        } else {
+            self.hub.publish(change);
+        }
     }
 
     /// Publishes the held `last_seen` refreshes whose interval is over.
     fn publish_held_refreshes(&self) {
         let due = self.seen().due(Instant::now());
         for record in due {
-            self.hub.publish(Change::StatusUpdated(record));
+            self.emit(Change::StatusUpdated(record), true);
         }
     }
 
@@ -466,6 +612,11 @@ impl Task {
             }
             Job::Load(reply) => {
                 let _ = reply.send(self.load().await);
+                Stored::Answered
+            }
+            Job::Link(link, reply) => {
+                self.emit(Change::PbxLink(link), true);
+                let _ = reply.send(());
                 Stored::Answered
             }
         }
@@ -612,6 +763,12 @@ impl Task {
             .iter()
             .map(|(e, o, _)| (e.clone(), *o))
             .collect();
+        // An instance that does not hold the AMI lease (any more) writes no status.
+        if let Some(why) = self.not_holder() {
+            return (0..batch.len())
+                .map(|_| Err(unavailable(why.clone())))
+                .collect();
+        }
         // While the store is down, a batch fails at once instead of waiting for the timeout;
         // the pipeline resyncs as soon as the probe finds the store back.
         let results = match self.store_down() {
@@ -646,6 +803,11 @@ impl Task {
         &self,
         views: Vec<(ExtensionNumber, CallCenterView)>,
     ) -> Vec<Result<bool, StoreError>> {
+        if let Some(why) = self.not_holder() {
+            return (0..views.len())
+                .map(|_| Err(unavailable(why.clone())))
+                .collect();
+        }
         let results = self.store.set_call_centers(&views).await;
         results
             .into_iter()
@@ -655,7 +817,7 @@ impl Task {
                 if changed {
                     self.metrics.change(WriteCause::CallCenter);
                     tracing::debug!(extension = %record.extension, "call-center state changed");
-                    self.publish(Change::StatusUpdated(record));
+                    self.publish_pbx(Change::StatusUpdated(record));
                 }
                 Ok(changed)
             })
@@ -679,14 +841,14 @@ impl Task {
             StatusEffect::Changed { .. } => {
                 self.metrics.change(cause);
                 tracing::debug!(extension = %record.extension, code = record.status_code, "status changed");
-                self.publish(Change::StatusUpdated(record));
+                self.publish_pbx(Change::StatusUpdated(record));
             }
             StatusEffect::SeenOnly => {
                 // The status stands, but the record's `last_seen` moved: boards show it ("seen
                 // 4 s ago"), so the hub's copy and its subscribers follow the store, at most
                 // once per extension per interval. The store counts the coalesced write itself.
                 if self.seen().admit(&record, Instant::now()) {
-                    self.hub.publish(Change::StatusUpdated(record));
+                    self.emit(Change::StatusUpdated(record), true);
                 }
             }
             StatusEffect::Ignored(_) => {}
@@ -731,6 +893,7 @@ mod tests {
             Duration::from_secs(1),
             health_rx,
             Duration::from_millis(1500),
+            None,
         );
         let new = NewExtension {
             extension: ExtensionNumber::parse("1001")?,

@@ -3,6 +3,7 @@
 mod analytics;
 mod browser;
 mod callcenter;
+mod cluster;
 mod faults;
 mod hostile;
 mod outages;
