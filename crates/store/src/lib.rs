@@ -23,6 +23,7 @@
 mod batcher;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod cluster;
 mod counters;
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -244,6 +245,15 @@ pub trait Repository: Send + Sync {
 
     /// The write counters so far.
     fn counters(&self) -> WriteCounters;
+
+    /// What several api-server instances share through this store (the AMI lease, the change
+    /// log, shared documents, commands for the lease holder), or `None` when the backend
+    /// belongs to one process (the embedded store). Makes no round trip: the backend prepares
+    /// what it needs on first use.
+    fn cluster(&self, options: cluster::ClusterOptions) -> Option<Arc<dyn cluster::Cluster>> {
+        let _ = options;
+        None
+    }
 }
 
 /// The history around a window, as [`Repository::history_window`] returns it.
