@@ -175,7 +175,10 @@ impl ServerProcess {
     /// Runs the binary with the embedded store in `data_dir` and `args` added, expecting it to
     /// refuse to start: waits for it to exit and returns its exit code and what it wrote to
     /// stderr. Fails when it is still running (it started instead) after the patience.
-    pub fn run_expecting_exit(data_dir: &Path, args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
+    pub fn run_expecting_exit(
+        data_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<(Option<i32>, String)> {
         let mut cmd = Command::new(binary()?);
         for (key, _) in std::env::vars() {
             if key.starts_with("EXTSTATUS_") || key == "AMI_SECRET" || key == "MONGODB_URI" {
@@ -204,7 +207,9 @@ impl ServerProcess {
             if std::time::Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                bail!("api-server was still running after {PATIENCE:?}; it was expected to refuse to start");
+                bail!(
+                    "api-server was still running after {PATIENCE:?}; it was expected to refuse to start"
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

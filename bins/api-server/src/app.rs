@@ -378,11 +378,17 @@ pub async fn start(
                 cluster: c.clone(),
                 store: store.clone(),
                 writer: writer.clone(),
-                lease: crate::cluster::lease::Lease::new(instance.clone(), config.cluster.lease_time),
+                lease: crate::cluster::lease::Lease::new(
+                    instance.clone(),
+                    config.cluster.lease_time,
+                ),
                 fence: fence.clone(),
                 status: cluster_status.clone(),
                 start_link,
-                stop_timeout: config.timing.shutdown_timeout.min(config.cluster.lease_time / 5),
+                stop_timeout: config
+                    .timing
+                    .shutdown_timeout
+                    .min(config.cluster.lease_time / 5),
             };
             lease_task = Some(tokio::spawn(task.run(lease_token.clone())));
         }

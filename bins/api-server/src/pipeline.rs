@@ -817,9 +817,7 @@ impl Pipeline {
             return;
         }
         let since = self.link.since().unwrap_or_else(domain::now);
-        self.writer
-            .announce_link(PbxLink::at(true, since))
-            .await;
+        self.writer.announce_link(PbxLink::at(true, since)).await;
         tracing::info!("PBX link announced up");
     }
 
@@ -831,9 +829,7 @@ impl Pipeline {
         if self.link.is_connected() || !self.hub.pbx_link().connected {
             return;
         }
-        self.writer
-            .announce_link(PbxLink::at(false, since))
-            .await;
+        self.writer.announce_link(PbxLink::at(false, since)).await;
         tracing::warn!("PBX link announced down; the board shows last known statuses");
     }
 }

@@ -458,7 +458,9 @@ impl Task {
             }
             match serde_json::to_string(change) {
                 Ok(text) => payloads.push(text),
-                Err(e) => tracing::error!(error = %e, kind = change.kind(), "a change could not be serialized for the change log"),
+                Err(e) => {
+                    tracing::error!(error = %e, kind = change.kind(), "a change could not be serialized for the change log")
+                }
             }
         }
         if fenced > 0 {

@@ -250,7 +250,10 @@ fn is_status(msg: &ServerMessage, exten: &str, code: i32) -> bool {
 
 /// The record of `exten` from an instance's REST API.
 async fn record(server: &ServerProcess, exten: &str) -> anyhow::Result<Value> {
-    let all: Value = reqwest::get(server.url("/api/extensions")).await?.json().await?;
+    let all: Value = reqwest::get(server.url("/api/extensions"))
+        .await?
+        .json()
+        .await?;
     all.as_array()
         .and_then(|a| a.iter().find(|r| r["extension"] == exten))
         .cloned()
@@ -296,17 +299,21 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
     assert_eq!(the_holder(&servers).await?, holder, "the holder stayed");
     // Three lease times in which nobody else may log in.
     tokio::time::sleep(LEASE * 3).await;
-    assert_eq!(peer.logins(), 1, "exactly one instance logged in to the PBX");
+    assert_eq!(
+        peer.logins(),
+        1,
+        "exactly one instance logged in to the PBX"
+    );
     assert_eq!(watch.max(), 1, "never two connections to the PBX");
 
     // A client on each instance; then changes from the PBX and a user edit on a non-holder.
     let mut clients = Vec::new();
     for s in servers {
         let mut ws = Ws::connect(s.addr, "").await?;
-        let ServerMessage::Snapshot(snapshot) = ws.next().await? else {
+        let ServerMessage::Snapshot { seq, .. } = ws.next().await? else {
             bail!("a snapshot first");
         };
-        clients.push((ws, snapshot.seq));
+        clients.push((ws, seq));
     }
     let codes = [1, 2, 0, 8, 1, 0];
     for (i, code) in codes.iter().enumerate() {
@@ -318,7 +325,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         .ok_or_else(|| anyhow!("no id"))?
         .to_owned();
     let res = reqwest::Client::new()
-        .patch(editor.url(&format!("/api/extensions/{id}")))
+        .put(editor.url(&format!("/api/extensions/{id}")))
         .json(&json!({"agent_name": "Renamed On Another Instance"}))
         .send()
         .await?;
@@ -329,7 +336,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         let mut renamed = false;
         let mut last_done = false;
         let seen = ws
-            .until("the rename and the last status", |m| {
+            .until("the rename and the last status", |m: &ServerMessage| {
                 if let ServerMessage::ExtensionUpdated { extension, .. } = m {
                     renamed |= extension.agent_name.as_str() == "Renamed On Another Instance";
                 }
@@ -352,7 +359,10 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         assert_eq!(first[..n], mine[..n], "instance {i} differs");
     }
     let seqs: Vec<u64> = first.iter().map(ServerMessage::seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "gap-free: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "gap-free: {seqs:?}"
+    );
 
     // A client moving from one instance to another resumes without a snapshot.
     let resume_from = seqs[seqs.len() / 2];
@@ -360,7 +370,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
     let mut moved = Ws::connect(other.addr, &format!("?resume={resume_from}")).await?;
     let first_after = moved.next().await?;
     assert!(
-        !matches!(first_after, ServerMessage::Snapshot(_)),
+        !matches!(first_after, ServerMessage::Snapshot { .. }),
         "a resume on another instance continues: {first_after:?}"
     );
     assert_eq!(first_after.seq(), resume_from + 1);
@@ -399,7 +409,7 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
     let (dead, survivor) = if holder == 0 { (a, b) } else { (b, a) };
     wait_for_code(&survivor, "1001", i64::from(peer_code(&peer, "1001"))).await?;
     let mut ws = Ws::connect(survivor.addr, "").await?;
-    let ServerMessage::Snapshot(_) = ws.next().await? else {
+    let ServerMessage::Snapshot { .. } = ws.next().await? else {
         bail!("a snapshot first");
     };
     let killed_at = Instant::now();
@@ -415,8 +425,10 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
     assert_eq!(watch.max(), 1, "never two connections to the PBX");
     // The board goes on from the new holder: its clients hear of the link and the changes.
     peer.set_state("1002", 8);
-    ws.until("1002 ringing after the takeover", |m| is_status(m, "1002", 8))
-        .await?;
+    ws.until("1002 ringing after the takeover", |m| {
+        is_status(m, "1002", 8)
+    })
+    .await?;
     println!("SIG{signal} of the holder: the other instance logged in to the PBX after {took:?}");
     clean_up(vec![survivor], mongo).await?;
     Ok(Some(took))
@@ -545,7 +557,7 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
     wait_for_code(&b, "1001", i64::from(peer_code(&peer, "1001"))).await?;
     assert_eq!(cluster_state(&b).await?["holder_id"], json!("a"));
     let mut ws = Ws::connect(b.addr, "").await?;
-    let ServerMessage::Snapshot(_) = ws.next().await? else {
+    let ServerMessage::Snapshot { .. } = ws.next().await? else {
         bail!("a snapshot first");
     };
 
@@ -575,8 +587,10 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
     );
     // The board goes on from the new holder.
     peer.set_state("1003", 1);
-    ws.until("1003 in use after the partition", |m| is_status(m, "1003", 1))
-        .await?;
+    ws.until("1003 in use after the partition", |m| {
+        is_status(m, "1003", 1)
+    })
+    .await?;
     wait_for_code(&b, "1003", 1).await?;
     clean_up(vec![a, b], mongo).await
 }
@@ -593,7 +607,10 @@ async fn a_second_process_on_the_same_embedded_store_is_refused() -> anyhow::Res
         move || ServerProcess::run_expecting_exit(&dir, &["--log", "warn"])
     })
     .await??;
-    println!("second process on one data directory: exit {code:?}: {}", stderr.trim());
+    println!(
+        "second process on one data directory: exit {code:?}: {}",
+        stderr.trim()
+    );
     assert!(matches!(code, Some(c) if c != 0), "exit code {code:?}");
     assert!(
         stderr.contains("api-server:") && stderr.contains("store"),

@@ -132,7 +132,9 @@ pub async fn start_hub(
             Hub::starting_at(config, Vec::new(), PbxLink::unknown(), 0)
         }
         Err(_) => {
-            tracing::warn!("the change log or the store did not answer in time; the board fills once they do");
+            tracing::warn!(
+                "the change log or the store did not answer in time; the board fills once they do"
+            );
             Hub::starting_at(config, Vec::new(), PbxLink::unknown(), 0)
         }
     }
@@ -187,7 +189,9 @@ fn apply(hub: &Hub, entry: LoggedChange) -> Result<(), ()> {
     };
     let current = change.record_id().and_then(|id| hub.record(id));
     let merged = merge(current.as_deref(), change);
-    hub.publish_at(entry.seq, merged).map(|_| ()).map_err(|_| ())
+    hub.publish_at(entry.seq, merged)
+        .map(|_| ())
+        .map_err(|_| ())
 }
 
 impl Follower {
@@ -243,7 +247,10 @@ impl Follower {
                 Some(stream)
             }
             Ok(Ok(None)) => {
-                tracing::info!(poll_ms = self.poll.as_millis(), "the server has no change streams; polling the change log");
+                tracing::info!(
+                    poll_ms = self.poll.as_millis(),
+                    "the server has no change streams; polling the change log"
+                );
                 None
             }
             Ok(Err(e)) => {
@@ -258,7 +265,9 @@ impl Follower {
     /// full (more may be waiting).
     async fn round(&self) -> Result<bool, ReadError> {
         let last = self.hub.last_seq();
-        let entries = self.bounded(self.cluster.changes_after(last, BATCH)).await?;
+        let entries = self
+            .bounded(self.cluster.changes_after(last, BATCH))
+            .await?;
         let full = entries.len() >= BATCH;
         let Some(first) = entries.first() else {
             self.status.read_up_to(last);
@@ -291,7 +300,10 @@ impl Follower {
         if self.hub.reset(at, records, self.hub.pbx_link()).is_ok() {
             self.status.hole();
             if last == 0 {
-                tracing::info!(seq = at, "the change log starts here; board loaded from the store");
+                tracing::info!(
+                    seq = at,
+                    "the change log starts here; board loaded from the store"
+                );
             } else {
                 tracing::warn!(
                     last,
@@ -398,8 +410,15 @@ mod tests {
 
     #[test]
     fn entries_for_a_deleted_record_publish_the_deletion_again() {
-        let gone = with_code(record("Bob", "Sales", "2026-12-01T10:00:00Z"), 2, "2026-12-01T10:01:00Z");
-        for change in [Change::StatusUpdated(gone.clone()), Change::Updated(gone.clone())] {
+        let gone = with_code(
+            record("Bob", "Sales", "2026-12-01T10:00:00Z"),
+            2,
+            "2026-12-01T10:01:00Z",
+        );
+        for change in [
+            Change::StatusUpdated(gone.clone()),
+            Change::Updated(gone.clone()),
+        ] {
             assert_eq!(
                 merge(None, change),
                 Change::Deleted {
@@ -409,12 +428,18 @@ mod tests {
             );
         }
         // Creations, deletions and the link pass as they are.
-        assert_eq!(merge(None, Change::Created(gone.clone())), Change::Created(gone.clone()));
+        assert_eq!(
+            merge(None, Change::Created(gone.clone())),
+            Change::Created(gone.clone())
+        );
         let link = Change::PbxLink(PbxLink::unknown());
         assert_eq!(merge(None, link.clone()), link);
         // A creation replayed onto a view that has the record keeps its statuses.
         let stored = with_code(gone.clone(), 1, "2026-12-01T10:02:00Z");
-        let Change::Created(kept) = merge(Some(&stored), Change::Created(record("Bob", "Sales", "2026-12-01T10:00:00Z"))) else {
+        let Change::Created(kept) = merge(
+            Some(&stored),
+            Change::Created(record("Bob", "Sales", "2026-12-01T10:00:00Z")),
+        ) else {
             panic!("a creation");
         };
         assert_eq!(kept.status_code, 1);

@@ -233,7 +233,10 @@ mod tests {
             version: 9,
         };
         assert_eq!(a.observed(Some(&released), t0), Action::Take);
-        assert_eq!(a.took(Some(&held_by("a", 5, 10)), t0), Action::Start { term: 5 });
+        assert_eq!(
+            a.took(Some(&held_by("a", 5, 10)), t0),
+            Action::Start { term: 5 }
+        );
         assert_eq!(a.term(), Some(5));
         assert_eq!(a.valid_until(), Some(t0 + ms(8_000)));
     }
@@ -253,7 +256,11 @@ mod tests {
         let first_seen = now - ms(3_300);
         let mut t = now;
         while t < first_seen + L {
-            assert_eq!(b.observed(Some(&held_by("a", 1, 10)), t), Action::Wait, "{t:?}");
+            assert_eq!(
+                b.observed(Some(&held_by("a", 1, 10)), t),
+                Action::Wait,
+                "{t:?}"
+            );
             t += ms(500);
         }
         assert_eq!(
@@ -278,7 +285,10 @@ mod tests {
             let t0 = Instant::now();
             let mut a = Lease::new("a", L);
             assert_eq!(a.observed(None, t0), Action::Take);
-            assert_eq!(a.took(Some(&held_by("a", 1, 1)), t0), Action::Start { term: 1 });
+            assert_eq!(
+                a.took(Some(&held_by("a", 1, 1)), t0),
+                Action::Start { term: 1 }
+            );
             // A renewal sent at t1 is answered late; it made version 2.
             let t1 = t0 + ms(3_000);
             let answered = t1 + ms(renew_delay);
@@ -316,15 +326,27 @@ mod tests {
         let mut a = Lease::new("a", L);
         a.took(Some(&held_by("a", 3, 1)), t0);
         // An answer to an older renewal does not move the deadline back.
-        assert_eq!(a.renewed(Ok(true), t0 + ms(3_000), t0 + ms(3_010)), Action::Wait);
-        assert_eq!(a.renewed(Ok(true), t0 + ms(1_000), t0 + ms(3_020)), Action::Wait);
+        assert_eq!(
+            a.renewed(Ok(true), t0 + ms(3_000), t0 + ms(3_010)),
+            Action::Wait
+        );
+        assert_eq!(
+            a.renewed(Ok(true), t0 + ms(1_000), t0 + ms(3_020)),
+            Action::Wait
+        );
         assert_eq!(a.valid_until(), Some(t0 + ms(11_000)));
         assert_eq!(a.tick(t0 + ms(10_999)), Action::Wait);
         // Refused: another instance holds it now.
-        assert_eq!(a.renewed(Ok(false), t0 + ms(6_000), t0 + ms(6_001)), Action::Stop);
+        assert_eq!(
+            a.renewed(Ok(false), t0 + ms(6_000), t0 + ms(6_001)),
+            Action::Stop
+        );
         assert_eq!(a.term(), None);
         // Stopped once; further answers change nothing.
-        assert_eq!(a.renewed(Ok(true), t0 + ms(6_000), t0 + ms(6_001)), Action::Wait);
+        assert_eq!(
+            a.renewed(Ok(true), t0 + ms(6_000), t0 + ms(6_001)),
+            Action::Wait
+        );
         assert_eq!(a.tick(t0 + ms(20_000)), Action::Wait);
     }
 
@@ -335,13 +357,22 @@ mod tests {
         a.took(Some(&held_by("a", 1, 1)), t0);
         // A renewal sent at once but answered only after the deadline of the take: it moves the
         // deadline to 3 s + 8 s, still ahead, so a goes on.
-        assert_eq!(a.renewed(Ok(true), t0 + ms(3_000), t0 + ms(8_500)), Action::Wait);
+        assert_eq!(
+            a.renewed(Ok(true), t0 + ms(3_000), t0 + ms(8_500)),
+            Action::Wait
+        );
         // A renewal sent at 6 s and answered at 11.5 s: counted from 6 s, still valid.
-        assert_eq!(a.renewed(Ok(true), t0 + ms(6_000), t0 + ms(11_500)), Action::Wait);
+        assert_eq!(
+            a.renewed(Ok(true), t0 + ms(6_000), t0 + ms(11_500)),
+            Action::Wait
+        );
         assert_eq!(a.valid_until(), Some(t0 + ms(14_000)));
         // A process frozen (SIGSTOP) from 7 s to 20 s wakes past its deadline and stops first
         // thing, whatever its renewal says.
-        assert_eq!(a.renewed(Ok(true), t0 + ms(6_500), t0 + ms(20_000)), Action::Stop);
+        assert_eq!(
+            a.renewed(Ok(true), t0 + ms(6_500), t0 + ms(20_000)),
+            Action::Stop
+        );
     }
 
     #[test]
@@ -353,12 +384,15 @@ mod tests {
         assert_eq!(a.released(), Action::Stop);
         // The document still names a (a restart under the same id): a waits like anyone.
         assert_eq!(a.observed(Some(&held_by("a", 1, 7)), t0), Action::Wait);
-        assert_eq!(a.observed(Some(&held_by("a", 1, 7)), t0 + ms(9_999)), Action::Wait);
+        assert_eq!(
+            a.observed(Some(&held_by("a", 1, 7)), t0 + ms(9_999)),
+            Action::Wait
+        );
         assert_eq!(a.observed(Some(&held_by("a", 1, 7)), t0 + L), Action::Take);
         // A take answered for another instance is not ours.
         assert_eq!(a.took(Some(&held_by("z", 2, 8)), t0 + L), Action::Wait);
         assert_eq!(a.term(), None);
         assert_eq!(a.instance(), "a");
-        assert_eq!((a.renew_every(), a.watch_every()), (ms(3_333), ms(2_000)));
+        assert_eq!((a.renew_every(), a.watch_every()), (L / 3, ms(2_000)));
     }
 }

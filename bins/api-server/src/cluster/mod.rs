@@ -54,8 +54,8 @@ impl Fence {
     /// Whether PBX writes are allowed now.
     pub fn valid_now(&self) -> bool {
         let until = self.until.load(Relaxed);
-        let now = u64::try_from(Instant::now().duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX);
+        let now =
+            u64::try_from(Instant::now().duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
         until != 0 && now < until
     }
 }

@@ -90,7 +90,9 @@ impl LeaseTask {
                     next_renew = sent + self.lease.renew_every();
                     // The call may take until the deadline at most: past it the link stops
                     // whatever the answer.
-                    let limit = deadline.saturating_duration_since(sent).min(self.lease.renew_every());
+                    let limit = deadline
+                        .saturating_duration_since(sent)
+                        .min(self.lease.renew_every());
                     let call = self.cluster.renew_lease(self.lease.instance(), term);
                     let outcome = match tokio::time::timeout(limit, call).await {
                         Ok(Ok(Some(_))) => Ok(true),
@@ -100,7 +102,10 @@ impl LeaseTask {
                             Err(())
                         }
                         Err(_) => {
-                            tracing::warn!(ms = limit.as_millis(), "renewing the AMI lease timed out");
+                            tracing::warn!(
+                                ms = limit.as_millis(),
+                                "renewing the AMI lease timed out"
+                            );
                             Err(())
                         }
                     };
@@ -145,11 +150,17 @@ impl LeaseTask {
         self.status
             .set_holder(false, state.as_ref().and_then(|s| s.holder.clone()));
         let now = Instant::now();
-        if self.lease.observed(state.as_ref().map(observed).as_ref(), now) != Action::Take {
+        if self
+            .lease
+            .observed(state.as_ref().map(observed).as_ref(), now)
+            != Action::Take
+        {
             return;
         }
         let sent = Instant::now();
-        let call = self.cluster.take_lease(self.lease.instance(), state.as_ref());
+        let call = self
+            .cluster
+            .take_lease(self.lease.instance(), state.as_ref());
         let taken = match tokio::time::timeout(limit, call).await {
             Ok(Ok(taken)) => taken,
             Ok(Err(e)) => {
@@ -175,7 +186,11 @@ impl LeaseTask {
         self.status.set_holder(true, Some(instance.clone()));
         self.status.took_over();
         let previous = before.and_then(|b| b.holder.clone());
-        tracing::info!(term, previous = previous.as_deref().unwrap_or("none"), "took the AMI lease; connecting to the PBX");
+        tracing::info!(
+            term,
+            previous = previous.as_deref().unwrap_or("none"),
+            "took the AMI lease; connecting to the PBX"
+        );
         // The dead holder's watch ended at its last renewal at the latest.
         if let (Some(_), Some(b)) = (&previous, before) {
             crate::analytics::record_marker(&*self.store, HistoryEvent::ServerStop, b.renewed_at)
@@ -233,7 +248,9 @@ impl LeaseTask {
         {
             Ok(true) => tracing::info!(term, "released the AMI lease"),
             Ok(false) => tracing::info!(term, "the AMI lease was no longer ours"),
-            Err(e) => tracing::warn!(error = %e, "releasing the AMI lease failed; another instance takes over after the lease time"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the AMI lease failed; another instance takes over after the lease time")
+            }
         }
         self.lease.released();
         self.status.set_holder(false, None);
