@@ -280,6 +280,7 @@ pub async fn start(
         config.timing.store_timeout,
         log,
     );
+    let created = Arc::new(tokio::sync::Notify::new());
     let follower_token = CancellationToken::new();
     let follower_task = cluster.as_ref().map(|c| {
         let follower = crate::cluster::follower::Follower {
@@ -290,6 +291,7 @@ pub async fn start(
             wake: wake.clone(),
             poll: config.cluster.change_log_poll,
             timeout: config.timing.store_timeout,
+            created: created.clone(),
         };
         tokio::spawn(follower.run(follower_token.clone()))
     });
@@ -300,7 +302,6 @@ pub async fn start(
             probe_token.clone(),
         ));
     }
-    let created = Arc::new(tokio::sync::Notify::new());
     let callcenter = Arc::new(crate::callcenter::CallCenter::default());
     let mut action_timeout = std::time::Duration::from_secs(10);
 
@@ -311,6 +312,7 @@ pub async fn start(
     } else {
         LinkStatus::new(None)
     });
+    let actions = Arc::new(crate::state::ActionClient::new(ami.actions));
     let mut ami_run = None;
     let mut lease_task = None;
     let lease_token = CancellationToken::new();
@@ -341,6 +343,7 @@ pub async fn start(
                 callcenter: callcenter.clone(),
                 store_health: store_health.clone(),
                 shutdown_timeout: config.timing.shutdown_timeout,
+                actions: actions.clone(),
             }))
         }
         None => {
@@ -393,7 +396,6 @@ pub async fn start(
             lease_task = Some(tokio::spawn(task.run(lease_token.clone())));
         }
     }
-    let client_handle = ami_run.as_ref().map(|r: &AmiRun| r.client.clone());
 
     // The HTTP server.
     let ws_token = CancellationToken::new();
@@ -409,11 +411,29 @@ pub async fn start(
         shutdown: ws_token.clone(),
         created,
         list_cache: crate::rest::ListCache::default(),
-        callcenter,
-        ami_actions: client_handle.clone().filter(|_| ami.actions),
+        callcenter: callcenter.clone(),
+        ami_actions: actions,
         action_timeout,
-        cluster: cluster.as_ref().map(|_| cluster_status.clone()),
+        cluster: cluster.as_ref().map(|c| crate::cluster::ClusterHandle {
+            status: cluster_status.clone(),
+            store: c.clone(),
+        }),
     });
+    // Cluster mode: the holder shares its queue statistics and runs the pauses asked
+    // elsewhere.
+    let remote_token = CancellationToken::new();
+    if let Some(handle) = state.cluster.clone() {
+        tokio::spawn(crate::cluster::remote::share_queues(
+            handle.clone(),
+            callcenter.clone(),
+            remote_token.clone(),
+        ));
+        tokio::spawn(crate::cluster::remote::run_commands(
+            state.clone(),
+            handle,
+            remote_token.clone(),
+        ));
+    }
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     let ui_settings = web::Data::new(crate::dashboard::UiSettings::from_config(&config));
     let metrics_data = web::Data::from(metrics.clone());
@@ -454,6 +474,7 @@ pub async fn start(
         lease_task,
         follower_token,
         follower_task,
+        remote_token,
         cluster_mode: cluster.is_some(),
         writer,
         writer_task,
@@ -493,6 +514,7 @@ struct AmiParts {
     callcenter: Arc<crate::callcenter::CallCenter>,
     store_health: tokio::sync::watch::Receiver<crate::health::StoreHealth>,
     shutdown_timeout: Duration,
+    actions: Arc<crate::state::ActionClient>,
 }
 
 impl AmiParts {
@@ -503,6 +525,7 @@ impl AmiParts {
         let pipeline_token = CancellationToken::new();
         let (handle, events) = Client::spawn(self.client_config.clone(), ami_token.clone());
         self.link.follow(Some(handle.link()));
+        self.actions.set(Some(handle.clone()));
         let pipeline = Pipeline {
             client: handle.clone(),
             events,
@@ -524,6 +547,7 @@ impl AmiParts {
             pipeline_token,
             ami_token,
             timeout: self.shutdown_timeout,
+            actions: self.actions.clone(),
         }
     }
 }
@@ -535,11 +559,13 @@ struct AmiRun {
     pipeline_token: CancellationToken,
     ami_token: CancellationToken,
     timeout: Duration,
+    actions: Arc<crate::state::ActionClient>,
 }
 
 impl AmiRun {
     /// Stops the pipeline between two writes, then logs off and closes the socket.
     async fn stop_now(self) {
+        self.actions.set(None);
         self.pipeline_token.cancel();
         let _ = self.pipeline_task.await;
         self.ami_token.cancel();
@@ -595,6 +621,7 @@ struct Shutdown {
     lease_task: Option<JoinHandle<()>>,
     follower_token: CancellationToken,
     follower_task: Option<JoinHandle<()>>,
+    remote_token: CancellationToken,
     cluster_mode: bool,
     writer: Writer,
     writer_task: JoinHandle<()>,
@@ -624,6 +651,7 @@ impl Shutdown {
         if let Some(run) = self.ami_run {
             run.stop_now().await;
         }
+        self.remote_token.cancel();
         // Cluster mode: the holder logs off, announces the link down, writes `server_stop`
         // and releases the lease, so another instance takes over at once.
         self.lease_token.cancel();

@@ -322,7 +322,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             errors: m.store_errors(),
         },
         ws_clients: m.ws_clients(),
-        cluster: state.cluster.as_ref().map(|c| c.report()),
+        cluster: state.cluster.as_ref().map(|c| c.status.report()),
     };
     if store_ok {
         HttpResponse::Ok().json(body)
@@ -348,7 +348,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .render(state.link.is_connected(), &state.store.counters());
     crate::metrics::render_hub(&mut text, &state.hub.metrics());
     if let Some(cluster) = &state.cluster {
-        crate::metrics::render_cluster(&mut text, &cluster.report());
+        crate::metrics::render_cluster(&mut text, &cluster.status.report());
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -79,37 +79,47 @@ fn instance(
     id: &str,
     dir: &std::path::Path,
 ) -> anyhow::Result<ServerProcess> {
+    instance_with(peer, uri, db, id, dir, &[])
+}
+
+fn instance_with(
+    peer: &AmiPeer,
+    uri: &str,
+    db: &str,
+    id: &str,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<ServerProcess> {
     let ami = peer.addr().to_string();
     let lease = format!("{}ms", LEASE.as_millis());
-    ServerProcess::start(
-        &dir.join(id),
-        &[
-            "--mongodb-uri",
-            uri,
-            "--mongodb-db",
-            db,
-            "--instance-id",
-            id,
-            "--lease-time",
-            &lease,
-            "--change-log-poll",
-            "25ms",
-            "--ami",
-            &ami,
-            "--ami-user",
-            "monitor",
-            "--ami-secret",
-            "monitorpass",
-            "--fully-booted-wait",
-            "300ms",
-            "--pbx-grace",
-            "300ms",
-            "--rate-limit",
-            "0",
-            "--log",
-            "warn,api_server=info",
-        ],
-    )
+    let mut args = vec![
+        "--mongodb-uri",
+        uri,
+        "--mongodb-db",
+        db,
+        "--instance-id",
+        id,
+        "--lease-time",
+        &lease,
+        "--change-log-poll",
+        "25ms",
+        "--ami",
+        &ami,
+        "--ami-user",
+        "monitor",
+        "--ami-secret",
+        "monitorpass",
+        "--fully-booted-wait",
+        "300ms",
+        "--pbx-grace",
+        "300ms",
+        "--rate-limit",
+        "0",
+        "--log",
+        "warn,api_server=info",
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&dir.join(id), &args)
 }
 
 /// The `cluster` part of `/readyz`.
@@ -620,4 +630,68 @@ async fn a_second_process_on_the_same_embedded_store_is_refused() -> anyhow::Res
     let res = reqwest::get(first.url("/api/extensions")).await?;
     assert_eq!(res.status().as_u16(), 200);
     Ok(())
+}
+
+/// What only the holder knows in memory reaches the other instances: `GET /api/queues` there
+/// answers the holder's statistics, and a pause asked there is run by the holder and answered
+/// with the record the PBX confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_and_pauses_work_on_an_instance_without_the_pbx_link() -> anyhow::Result<()> {
+    let Some(uri) = uri_or_skip("queues_and_pauses_work_on_an_instance_without_the_pbx_link")
+    else {
+        return Ok(());
+    };
+    let db = fresh_db("pause");
+    let mongo = seed(&uri, &db).await?;
+    let peer = AmiPeer::start(PeerConfig::default()).await;
+    let tmp = tempfile::tempdir()?;
+    let a = instance_with(&peer, &uri, &db, "a", tmp.path(), &["--ami-actions"])?;
+    the_holder(&[&a]).await?;
+    tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
+    let b = instance_with(&peer, &uri, &db, "b", tmp.path(), &["--ami-actions"])?;
+    assert_eq!(cluster_state(&b).await?["holder"], json!(false));
+    assert!(peer.add_member("sales", "1004", "Agent 1004", false));
+    // The queue reaches b's board through the log, and b's /api/queues from the shared document.
+    eventually("1004 in sales on b", || async {
+        Ok((record(&b, "1004").await?["queues"][0]["queue"] == "sales").then_some(()))
+    })
+    .await?;
+    let queues = eventually("sales in b's /api/queues", || async {
+        let body: Value = reqwest::get(b.url("/api/queues")).await?.json().await?;
+        Ok(body
+            .as_array()
+            .and_then(|q| q.iter().find(|q| q["queue"] == "sales"))
+            .cloned())
+    })
+    .await?;
+    assert_eq!(queues["members"][0]["extension"], "1004", "{queues}");
+
+    // A pause asked on b: the holder sends QueuePause; b answers with the confirmed record.
+    let id = record(&b, "1004").await?["_id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no id"))?
+        .to_owned();
+    let asked = Instant::now();
+    let res = reqwest::Client::new()
+        .post(b.url(&format!("/api/extensions/{id}/pause")))
+        .json(&json!({"reason": "Lunch"}))
+        .send()
+        .await?;
+    let status = res.status().as_u16();
+    let body: Value = res.json().await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["queues"][0]["paused"], true, "{body}");
+    assert_eq!(body["queues"][0]["paused_reason"], "Lunch", "{body}");
+    assert!(peer.actions_received().iter().any(|a| a == "QueuePause"));
+    println!(
+        "a pause asked on the instance without the link answered in {:?}",
+        asked.elapsed()
+    );
+    // A 4xx from the holder comes back as it is: a queue the agent is not in.
+    let res = reqwest::Client::new()
+        .delete(b.url(&format!("/api/extensions/{id}/pause?queue=nosuch")))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 409, "{}", res.text().await?);
+    clean_up(vec![a, b], mongo).await
 }

@@ -102,6 +102,9 @@ pub struct Follower {
     pub poll: Duration,
     /// Bounds every read.
     pub timeout: Duration,
+    /// Notified for every creation read from the log, so that the pipeline (on the lease
+    /// holder) takes a list for a record created on another instance, as for a local one.
+    pub created: Arc<Notify>,
 }
 
 /// Why one round of reading stopped.
@@ -164,7 +167,7 @@ async fn prepare(
         }
         for entry in entries {
             after = entry.seq;
-            if apply(&hub, entry).is_err() {
+            if apply(&hub, entry, None).is_err() {
                 break;
             }
         }
@@ -179,7 +182,7 @@ async fn prepare(
 
 /// Publishes one entry under its number; `Err` when it cannot be (not the next number, or a
 /// payload this version cannot read).
-fn apply(hub: &Hub, entry: LoggedChange) -> Result<(), ()> {
+fn apply(hub: &Hub, entry: LoggedChange, created: Option<&Notify>) -> Result<(), ()> {
     let change: Change = match serde_json::from_str(&entry.payload) {
         Ok(change) => change,
         Err(e) => {
@@ -187,6 +190,9 @@ fn apply(hub: &Hub, entry: LoggedChange) -> Result<(), ()> {
             return Err(());
         }
     };
+    if let (Change::Created(_), Some(created)) = (&change, created) {
+        created.notify_one();
+    }
     let current = change.record_id().and_then(|id| hub.record(id));
     let merged = merge(current.as_deref(), change);
     hub.publish_at(entry.seq, merged)
@@ -281,7 +287,7 @@ impl Follower {
             if seq <= self.hub.last_seq() {
                 continue;
             }
-            if apply(&self.hub, entry).is_err() {
+            if apply(&self.hub, entry, Some(&self.created)).is_err() {
                 // Cannot be published under its number: everyone starts over after it.
                 self.hole(self.hub.last_seq(), seq + 1).await?;
             }

@@ -10,17 +10,30 @@
 //!   under the log's number, merged by field group, so all hubs publish the same records under
 //!   the same numbers and a `?resume=N` works on any instance.
 //!
+//! * [`remote`]: what only the holder knows in memory, for the others: its queue statistics
+//!   (a shared document) and pauses asked on another instance (commands the holder runs).
+//!
 //! The writer ([`crate::writer`]) appends instead of publishing, and checks the lease's
 //! [`Fence`] before every PBX write and append.
 
 pub mod follower;
 pub mod lease;
+pub mod remote;
 pub mod task;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
+
+/// The cluster as request handlers see it: this instance's status and the shared state.
+#[derive(Clone, Debug)]
+pub struct ClusterHandle {
+    /// This instance's view of the lease and the log.
+    pub status: Arc<ClusterStatus>,
+    /// The shared state in the database.
+    pub store: Arc<dyn store::cluster::Cluster>,
+}
 
 /// The lease holder's deadline, as the writer reads it before every PBX write: an instant on
 /// this process's monotonic clock, or none when this instance does not hold the lease.
