@@ -1225,27 +1225,9 @@ mod embedded {
     async fn a_crash_loses_nothing_acknowledged() -> Result<()> {
         if let Ok(dir) = std::env::var(CRASH_CHILD) {
             let store = EmbeddedStore::open(&dir, options()).await?;
-            for i in 0..20 {
-                store
-                    .create(new_ext(&format!("{}", 3000 + i), "Agent", "Sales"))
-                    .await?;
-            }
-            let victim = store
-                .get_by_extension(&ext("3019"))
-                .await?
-                .context("3019")?;
+            let victim = store.create(new_ext("3019", "Agent", "Sales")).await?;
             store.delete(&victim.id).await?;
-            let batch: Vec<_> = (0..19)
-                .map(|i| {
-                    (
-                        ext(&format!("{}", 3000 + i)),
-                        Observation::reported(1, t(i)),
-                    )
-                })
-                .collect();
-            for r in store.apply_statuses(&batch).await {
-                r?;
-            }
+            create_and_report_busy(&store, 3000, 19).await?;
             // Status commits are soft (no fsync of their own); the durable commit of the next
             // user edit persists them with it.
             let first = store
@@ -1259,13 +1241,7 @@ mod embedded {
             store.update(&first.id, patch).await?;
             // Everything above was answered; pending last_seen refreshes are not flushed.
             store.touch_last_seen(&[ext("3001")], t(50)).await?;
-            let mut out = std::io::stdout();
-            out.write_all(b"acknowledged\n")?;
-            out.flush()?;
-            // Wait to be killed, holding the store open.
-            loop {
-                std::thread::park();
-            }
+            say_and_wait_to_be_killed("acknowledged")?;
         }
 
         let dir = tempfile::tempdir()?;
@@ -1285,6 +1261,72 @@ mod embedded {
         Ok(())
     }
 
+    /// Creates `n` records from extension `first` on and reports each of them busy, at `t(i)`
+    /// for the `i`-th.
+    async fn create_and_report_busy(store: &EmbeddedStore, first: u32, n: u32) -> Result<()> {
+        for i in 0..n {
+            store
+                .create(new_ext(&format!("{}", first + i), "Agent", "Sales"))
+                .await?;
+        }
+        let batch: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    ext(&format!("{}", first + i)),
+                    Observation::reported(1, t(i64::from(i))),
+                )
+            })
+            .collect();
+        for r in store.apply_statuses(&batch).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// For a child process: prints `marker` for the parent, then waits to be killed (holding
+    /// whatever it has open). The two-minute bound keeps a stray child from living forever.
+    fn say_and_wait_to_be_killed(marker: &str) -> Result<()> {
+        let mut out = std::io::stdout();
+        writeln!(out, "{marker}")?;
+        out.flush()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            std::thread::park_timeout(left);
+        }
+        anyhow::bail!("the child was not killed within two minutes")
+    }
+
+    /// Starts the test `name` of this binary in a child process with `env` set to `dir`, and
+    /// waits until it prints `marker`. A child that ends before is reported with its stderr.
+    fn spawn_child(
+        name: &str,
+        env: &str,
+        dir: &std::path::Path,
+        marker: &str,
+    ) -> Result<std::process::Child> {
+        use std::io::{BufRead as _, Read as _};
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(env, dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let said = std::io::BufReader::new(stdout)
+            .lines()
+            .any(|line| line.is_ok_and(|l| l.contains(marker)));
+        if !said {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            anyhow::bail!("the child ended before it said {marker:?}: {stderr}");
+        }
+        Ok(child)
+    }
+
     /// Runs the test `name` in a child process with `env` set to `dir`, waits until it prints
     /// `acknowledged`, and kills it with SIGKILL: no destructor, no flush, no clean close.
     async fn run_and_kill(
@@ -1294,17 +1336,8 @@ mod embedded {
     ) -> Result<()> {
         let path = dir.to_path_buf();
         let (status, stderr) = tokio::task::spawn_blocking(move || -> Result<_> {
-            use std::io::{BufRead as _, Read as _};
-            let mut child = std::process::Command::new(std::env::current_exe()?)
-                .args([name, "--exact", "--nocapture", "--test-threads=1"])
-                .env(env, &path)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-            let stdout = child.stdout.take().context("stdout")?;
-            let acknowledged = std::io::BufReader::new(stdout)
-                .lines()
-                .any(|line| line.is_ok_and(|l| l.contains("acknowledged")));
+            use std::io::Read as _;
+            let mut child = spawn_child(name, env, &path, "acknowledged")?;
             child.kill()?;
             let status = child.wait()?;
             let mut stderr = String::new();
@@ -1313,7 +1346,6 @@ mod embedded {
                 .take()
                 .context("stderr")?
                 .read_to_string(&mut stderr)?;
-            ensure!(acknowledged, "the child failed before its writes: {stderr}");
             Ok((status, stderr))
         })
         .await??;
@@ -1334,30 +1366,10 @@ mod embedded {
     async fn soft_statuses_become_durable_on_their_own() -> Result<()> {
         if let Ok(dir) = std::env::var(SOFT_CHILD) {
             let store = EmbeddedStore::open(&dir, options()).await?;
-            for i in 0..5 {
-                store
-                    .create(new_ext(&format!("{}", 3100 + i), "Agent", "Sales"))
-                    .await?;
-            }
-            let batch: Vec<_> = (0..5)
-                .map(|i| {
-                    (
-                        ext(&format!("{}", 3100 + i)),
-                        Observation::reported(1, t(i)),
-                    )
-                })
-                .collect();
-            for r in store.apply_statuses(&batch).await {
-                r?;
-            }
+            create_and_report_busy(&store, 3100, 5).await?;
             // Twice the writer's one-second bound, then killed.
             std::thread::sleep(std::time::Duration::from_millis(2500));
-            let mut out = std::io::stdout();
-            out.write_all(b"acknowledged\n")?;
-            out.flush()?;
-            loop {
-                std::thread::park();
-            }
+            say_and_wait_to_be_killed("acknowledged")?;
         }
         let dir = tempfile::tempdir()?;
         run_and_kill(
@@ -1418,35 +1430,17 @@ mod embedded {
     async fn a_file_held_by_another_process_is_locked_and_named() -> Result<()> {
         if let Ok(dir) = std::env::var(HOLD_CHILD) {
             let _store = EmbeddedStore::open(&dir, options()).await?;
-            println!("holding");
-            // Killed by the parent; the bound keeps a stray child from living forever.
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            return Ok(());
+            say_and_wait_to_be_killed("holding")?;
         }
         let dir = tempfile::tempdir()?;
         let path = dir.path().to_path_buf();
-        let mut child = tokio::task::spawn_blocking(move || -> Result<std::process::Child> {
-            use std::io::BufRead as _;
-            let mut child = std::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "embedded::a_file_held_by_another_process_is_locked_and_named",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(HOLD_CHILD, &path)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()?;
-            let stdout = child.stdout.take().context("stdout")?;
-            let holding = std::io::BufReader::new(stdout)
-                .lines()
-                .any(|line| line.is_ok_and(|l| l.contains("holding")));
-            if !holding {
-                let _ = child.kill();
-                anyhow::bail!("the child could not open the store");
-            }
-            Ok(child)
+        let mut child = tokio::task::spawn_blocking(move || {
+            spawn_child(
+                "embedded::a_file_held_by_another_process_is_locked_and_named",
+                HOLD_CHILD,
+                &path,
+                "holding",
+            )
         })
         .await??;
         // It fails at once rather than waiting for the lock; the bound only catches a hang.
