@@ -104,6 +104,25 @@ fn numbers(records: &[Extension]) -> Vec<&str> {
 mod cases {
     use super::*;
 
+    /// Creates 1001 (A, Sales) and 1002 (B, `second_department`), writes a server start at
+    /// `started` and the PBX link up at 1 s, and 1001 reported online (code 0) at 2 s.
+    async fn two_agents_come_online(
+        repo: &dyn Repository,
+        second_department: &str,
+        started: Timestamp,
+    ) -> Result<()> {
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", second_department)).await?;
+        repo.append_history(&[
+            entry(started, HistoryEvent::ServerStart),
+            entry(t(1), HistoryEvent::PbxLinkUp),
+        ])
+        .await?;
+        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
+            .await?;
+        Ok(())
+    }
+
     pub async fn create_get_and_list(b: &dyn Backend) -> Result<()> {
         let repo = b.open().await?;
         ensure!(repo.list(&ExtensionFilter::default()).await?.is_empty());
@@ -810,15 +829,7 @@ mod cases {
 
     pub async fn history_of_every_kind_round_trips(b: &dyn Backend) -> Result<()> {
         let repo = b.open().await?;
-        repo.create(new_ext("1001", "A", "Sales")).await?;
-        repo.create(new_ext("1002", "B", "Sales")).await?;
-        repo.append_history(&[
-            entry(t(1), HistoryEvent::ServerStart),
-            entry(t(1), HistoryEvent::PbxLinkUp),
-        ])
-        .await?;
-        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
-            .await?;
+        two_agents_come_online(&*repo, "Sales", t(1)).await?;
         let rest = vec![
             entry(t(3), pause("1001", "sales", Some("lunch"))),
             entry(t(3), pause("1001", "support", None)),
@@ -891,15 +902,7 @@ mod cases {
 
     pub async fn history_window_feeds_time_in_state(b: &dyn Backend) -> Result<()> {
         let repo = b.open().await?;
-        repo.create(new_ext("1001", "A", "Sales")).await?;
-        repo.create(new_ext("1002", "B", "Support")).await?;
-        repo.append_history(&[
-            entry(t(0), HistoryEvent::ServerStart),
-            entry(t(1), HistoryEvent::PbxLinkUp),
-        ])
-        .await?;
-        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
-            .await?;
+        two_agents_come_online(&*repo, "Support", t(0)).await?;
         repo.apply_status(&ext("1002"), Observation::reported(0, t(2)))
             .await?;
         repo.append_history(&[
@@ -1393,21 +1396,22 @@ mod embedded {
         let err = EmbeddedStore::open(dir.path(), options())
             .await
             .expect_err("second open");
-        let file = dir.path().join(DB_FILE_NAME);
-        ensure!(
-            matches!(&err, StoreError::Locked { path } if *path == file),
-            "{err:?}"
-        );
-        says_the_file_belongs_to_one_server(&err, &file)?;
-        ensure!(!err.is_transient());
+        is_locked_and_named(&err, dir.path())?;
         // Once the first store is gone the file opens again.
         drop(first);
         EmbeddedStore::open(dir.path(), options()).await?;
         Ok(())
     }
 
-    /// The error names the file, says whose it is, and what to use for several instances.
-    fn says_the_file_belongs_to_one_server(err: &StoreError, file: &std::path::Path) -> Result<()> {
+    /// The open was refused as `Locked` (not transient), and the error names the file of
+    /// `dir`, says whose it is, and what to use for several instances.
+    fn is_locked_and_named(err: &StoreError, dir: &std::path::Path) -> Result<()> {
+        let file = dir.join(DB_FILE_NAME);
+        ensure!(
+            matches!(err, StoreError::Locked { path } if *path == file),
+            "{err:?}"
+        );
+        ensure!(!err.is_transient());
         let text = err.to_string();
         for part in [
             &file.display().to_string(),
@@ -1454,12 +1458,7 @@ mod embedded {
         let err = err
             .context("the open waited for the child's lock")?
             .expect_err("the file is held by the child");
-        let file = dir.path().join(DB_FILE_NAME);
-        ensure!(
-            matches!(&err, StoreError::Locked { path } if *path == file),
-            "{err:?}"
-        );
-        says_the_file_belongs_to_one_server(&err, &file)?;
+        is_locked_and_named(&err, dir.path())?;
         EmbeddedStore::open(dir.path(), options()).await?;
         Ok(())
     }
