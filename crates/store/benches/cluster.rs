@@ -1,6 +1,6 @@
-//! The change log and the lease on MongoDB (issue #15): appending 1 and 100 entries, reading
-//! 100 entries and polling when nothing is new (`changes_after`), and renewing the lease, each
-//! one round trip of a single instance against a real server.
+//! The change log and the lease on MongoDB (issue #15): appending 1 and 100 entries (and 1 by
+//! each of 4 instances at once), reading 100 entries and polling when nothing is new
+//! (`changes_after`), and renewing the lease, against a real server.
 //!
 //! Needs a server: `TEST_MONGODB_URI=... cargo bench -p store --features mongodb --bench
 //! cluster`; without the variable it says so and measures nothing. It works in its own
@@ -51,7 +51,7 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5))
         .configure_from_args();
-    benches(&mut c, &rt, &cluster);
+    benches(&mut c, &rt, &store, &cluster);
     c.final_summary();
 
     rt.block_on(async {
@@ -61,7 +61,7 @@ fn main() {
     .expect("dropping the bench database");
 }
 
-fn benches(c: &mut Criterion, rt: &Runtime, cluster: &Arc<dyn Cluster>) {
+fn benches(c: &mut Criterion, rt: &Runtime, store: &MongoStore, cluster: &Arc<dyn Cluster>) {
     let mut group = c.benchmark_group("change_log");
     group.throughput(Throughput::Elements(1));
     let mut i = 0;
@@ -81,6 +81,25 @@ fn benches(c: &mut Criterion, rt: &Runtime, cluster: &Arc<dyn Cluster>) {
                 .expect("append")
         });
     });
+    // Four instances (each with its own cache of the last number) append one entry each at
+    // the same time: all but one collide at least once and read the last number again.
+    let instances: Vec<Arc<dyn Cluster>> = (0..4)
+        .map(|_| store.cluster(ClusterOptions::default()).expect("cluster"))
+        .collect();
+    group.throughput(Throughput::Elements(4));
+    group.bench_function("append_1_by_4_instances_at_once", |b| {
+        b.iter(|| {
+            i += 4;
+            rt.block_on(futures_util::future::try_join_all(
+                instances
+                    .iter()
+                    .enumerate()
+                    .map(|(k, c)| c.append_changes("bench", vec![payload(i + k)])),
+            ))
+            .expect("append")
+        });
+    });
+    group.throughput(Throughput::Elements(100));
     // Reads from a log that no longer grows.
     let (highest, lowest) = rt
         .block_on(cluster.change_bounds())
