@@ -12,6 +12,11 @@
 //! order, and coalesce `last_seen` refreshes through one shared batcher (at most one write per
 //! extension per interval). [`WriteCounters`] count writes by cause.
 //!
+//! [`cluster`] is what several api-server instances share through one MongoDB (the AMI lease,
+//! the change log that orders every change for all of them, shared documents, commands for the
+//! lease holder): [`Repository::cluster`] answers it on MongoDB, and `None` on the embedded
+//! store, which belongs to one process.
+//!
 //! With feature `cli`, [`cli::StoreArgs`] declares the store's flags, environment variables
 //! and file keys once, for the binaries to flatten; [`Secret`] is the workspace's one type for a
 //! value that must never be printed.

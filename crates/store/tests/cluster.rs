@@ -366,6 +366,77 @@ mod cases {
         Ok(())
     }
 
+    /// The entry that starts a log is marked, and a unique index lets no second one in: that
+    /// is what stops two instances from starting an empty log at two different times.
+    pub async fn only_one_entry_starts_a_log(case: &Case) -> Result<()> {
+        let cluster = case.cluster()?;
+        let first = cluster
+            .append_changes("a", vec!["x".into(), "y".into()])
+            .await?;
+        let db = case.database().await?;
+        let changes = db.collection::<bson::Document>("extension_changes");
+        let marked: Vec<i64> = changes
+            .find(bson::doc! { "first": { "$exists": true } })
+            .await?
+            .map(|d| anyhow::Ok(d?.get_i64("_id")?))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        ensure!(marked == [i64::try_from(first)?], "{marked:?}");
+        let err = changes
+            .insert_one(bson::doc! { "_id": 1_i64, "first": true, "at": bson::DateTime::now() })
+            .await
+            .expect_err("a second start");
+        ensure!(
+            err.to_string().contains("11000")
+                || err.to_string().to_lowercase().contains("duplicate"),
+            "{err}"
+        );
+        // Entries that do not start a log are not held back by it.
+        cluster.append_changes("a", vec!["z".into()]).await?;
+        ensure!(cluster.change_bounds().await? == Some((first + 2, first)));
+        Ok(())
+    }
+
+    /// An append meets an entry another appender wrote in the middle of its numbers: the
+    /// entries before it stay, the rest follow right after it, in order, without a hole.
+    pub async fn an_append_that_meets_another_continues_after_it(case: &Case) -> Result<()> {
+        let cluster = case.cluster()?;
+        let start = cluster.append_changes("a", vec!["0".into()]).await?;
+        // Another appender took start + 3 while this instance still believes start is the last.
+        let db = case.database().await?;
+        db.collection::<bson::Document>("extension_changes")
+            .insert_one(bson::doc! {
+                "_id": i64::try_from(start + 3)?,
+                "at": bson::DateTime::now(),
+                "instance": "b",
+                "payload": "theirs",
+            })
+            .await?;
+        let payloads: Vec<String> = (1..=5).map(|i| i.to_string()).collect();
+        let first = cluster.append_changes("a", payloads).await?;
+        ensure!(first == start + 1, "{first} after {start}");
+        let all = read_all(&*cluster, 100).await?;
+        let got: Vec<(u64, &str)> = all
+            .iter()
+            .map(|c| (c.seq - start, c.payload.as_str()))
+            .collect();
+        ensure!(
+            got == [
+                (0, "0"),
+                (1, "1"),
+                (2, "2"),
+                (3, "theirs"),
+                (4, "3"),
+                (5, "4"),
+                (6, "5")
+            ],
+            "{got:?}"
+        );
+        Ok(())
+    }
+
     async fn ttl_seconds(case: &Case, collection: &str, name: &str) -> Result<Option<i64>> {
         let db = case.database().await?;
         let mut cursor = db
@@ -590,6 +661,8 @@ cluster_cases!(
     changes_after_pages_and_bounds,
     an_empty_log_starts_at_the_time_in_micros,
     racing_starts_of_an_empty_log_leave_no_hole,
+    only_one_entry_starts_a_log,
+    an_append_that_meets_another_continues_after_it,
     ttl_indexes_follow_the_retention,
     commands_are_claimed_once,
     command_results_round_trip,

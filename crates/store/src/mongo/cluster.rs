@@ -100,8 +100,7 @@ impl MongoCluster {
         self.ready
             .get_or_try_init(|| async {
                 let retention = self.options.change_log_retention;
-                ensure_ttl_index(&self.changes, "at", retention).await?;
-                // Only the entry that starts a log carries `first`; the unique index lets one
+                // Only the entry that starts a log carries `first`; its unique index lets one
                 // appender start an empty log (see `append_changes`).
                 let first = IndexModel::builder()
                     .keys(doc! { "first": 1 })
@@ -112,12 +111,11 @@ impl MongoCluster {
                             .build(),
                     )
                     .build();
-                self.changes.create_index(first).await.map_err(map_err)?;
+                ensure_indexes(&self.changes, "at", retention, vec![first]).await?;
                 let state = IndexModel::builder()
                     .keys(doc! { "state": 1, "created_at": 1 })
                     .build();
-                self.commands.create_index(state).await.map_err(map_err)?;
-                ensure_ttl_index(&self.commands, "created_at", retention).await
+                ensure_indexes(&self.commands, "created_at", retention, vec![state]).await
             })
             .await
             .map(|_| ())
@@ -520,32 +518,40 @@ impl Cluster for MongoCluster {
     }
 }
 
-/// Creates a TTL index on `field`, or replaces one with another expiry: `collMod` cannot
-/// turn a plain index into a TTL one, and DocumentDB does not take `keyPattern` there, so the
-/// index is dropped by its default name and created again.
-async fn ensure_ttl_index(
+/// Creates a collection's indexes in one `createIndexes` command: a TTL index on `ttl_field`
+/// and `others`. One command matters: the indexes of the command that creates the collection
+/// are built at once, while DocumentDB builds an index added later in a background job, and
+/// the unique ones must hold from the first write. A TTL index with another expiry is
+/// replaced: `collMod` cannot turn a plain index into a TTL one, and DocumentDB does not take
+/// `keyPattern` there, so it is dropped by its default name and created again.
+async fn ensure_indexes(
     collection: &Collection<Document>,
-    field: &str,
+    ttl_field: &str,
     after: Duration,
+    others: Vec<IndexModel>,
 ) -> Result<(), StoreError> {
-    let model = || {
-        IndexModel::builder()
-            .keys(doc! { field: 1 })
-            .options(IndexOptions::builder().expire_after(Some(after)).build())
-            .build()
-    };
-    match collection.create_index(model()).await {
-        Ok(_) => Ok(()),
+    let ttl = IndexModel::builder()
+        .keys(doc! { ttl_field: 1 })
+        .options(IndexOptions::builder().expire_after(Some(after)).build())
+        .build();
+    let mut models = vec![ttl.clone()];
+    models.extend(others.iter().cloned());
+    match collection.create_indexes(models).await {
+        Ok(_) => {}
         Err(e) if is_index_options_conflict(&e) => {
             collection
-                .drop_index(format!("{field}_1"))
+                .drop_index(format!("{ttl_field}_1"))
                 .await
                 .map_err(map_err)?;
-            collection.create_index(model()).await.map_err(map_err)?;
-            Ok(())
+            collection.create_index(ttl).await.map_err(map_err)?;
+            // The others, in case the conflict stopped the command before them.
+            if !others.is_empty() {
+                collection.create_indexes(others).await.map_err(map_err)?;
+            }
         }
-        Err(e) => Err(map_err(e)),
+        Err(e) => return Err(map_err(e)),
     }
+    Ok(())
 }
 
 /// How many entries an ordered `insert_many` wrote before it met a duplicate key, or `None`
@@ -667,4 +673,92 @@ fn read_lease(d: &Document) -> Result<LeaseState, StoreError> {
         since: date("since")?,
         renewed_at: date("renewed_at")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_read_back_and_bad_ones_are_named() {
+        let at = DateTime::from_millis(1_780_000_000_000);
+        let stored = doc! {
+            "_id": "ami", "holder": "web-1:8080", "term": 3_i64, "version": 9_i32,
+            "since": at, "renewed_at": at,
+        };
+        let lease = read_lease(&stored).expect("valid");
+        assert_eq!(lease.holder.as_deref(), Some("web-1:8080"));
+        assert_eq!((lease.term, lease.version), (3, 9));
+        assert_eq!(lease.since, at.to_chrono());
+        let mut released = stored.clone();
+        released.insert("holder", Bson::Null);
+        assert_eq!(read_lease(&released).expect("valid").holder, None);
+
+        let rows: Vec<(&str, Bson, &str)> = vec![
+            (
+                "holder",
+                Bson::Int32(1),
+                "cluster_leases document \"ami\": holder: not a string: 1",
+            ),
+            (
+                "term",
+                Bson::String("3".into()),
+                "cluster_leases document \"ami\": term: not an integer",
+            ),
+            (
+                "version",
+                Bson::Int64(-1),
+                "cluster_leases document \"ami\": version: negative: -1",
+            ),
+            (
+                "since",
+                Bson::Null,
+                "cluster_leases document \"ami\": since:",
+            ),
+        ];
+        for (field, value, want) in rows {
+            let mut bad = stored.clone();
+            bad.insert(field, value);
+            let err = read_lease(&bad).expect_err(field);
+            assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+            assert!(
+                err.to_string().contains(want),
+                "{err} does not contain {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn changes_read_back_and_bad_ones_are_named() {
+        let at = DateTime::from_millis(1_780_000_000_000);
+        let stored =
+            doc! { "_id": 1_780_000_000_000_123_i64, "at": at, "instance": "a", "payload": "{}" };
+        let change = read_change(&stored).expect("valid");
+        assert_eq!(change.seq, 1_780_000_000_000_123);
+        assert_eq!(
+            (change.instance.as_str(), change.payload.as_str()),
+            ("a", "{}")
+        );
+        let mut bad = stored.clone();
+        bad.remove("payload");
+        let err = read_change(&bad).expect_err("no payload");
+        assert!(
+            err.to_string()
+                .contains("extension_changes document 1780000000000123: payload:"),
+            "{err}"
+        );
+        let err = read_change(&doc! { "_id": "x" }).expect_err("bad id");
+        assert!(err.to_string().contains("_id: not an integer"), "{err}");
+    }
+
+    #[test]
+    fn numbers_beyond_i64_are_refused_by_name() {
+        assert_eq!(to_i64(7, "term").expect("fits"), 7);
+        let err = to_i64(u64::MAX, "term").expect_err("too large");
+        assert!(
+            err.to_string()
+                .contains("term 18446744073709551615 is too large"),
+            "{err}"
+        );
+    }
 }
