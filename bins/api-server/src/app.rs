@@ -35,18 +35,33 @@ use crate::state::AppState;
 use crate::writer::Writer;
 
 /// Why the server could not start or stopped with an error.
+///
+/// The message includes the cause's, so the cause is not also given as a source (a printer of
+/// the whole chain, like the binary's `{:#}`, would say it twice).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
-    Store(#[from] store::StoreError),
+    Store(store::StoreError),
     /// The listener or the HTTP server failed.
     #[error("http server: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The demo simulator could not start.
     #[error("demo simulator: {0}")]
     Simulator(String),
+}
+
+impl From<store::StoreError> for ServerError {
+    fn from(e: store::StoreError) -> Self {
+        ServerError::Store(e)
+    }
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(e: std::io::Error) -> Self {
+        ServerError::Io(e)
+    }
 }
 
 /// A started server.

@@ -611,7 +611,7 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
 async fn a_second_process_on_the_same_embedded_store_is_refused() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("data");
-    let mut first = ServerProcess::start(&dir, &["--log", "warn"])?;
+    let mut first = ServerProcess::start(&dir, &["--log", "warn,api_server=info"])?;
     let (code, stderr) = tokio::task::spawn_blocking({
         let dir = dir.clone();
         move || ServerProcess::run_expecting_exit(&dir, &["--log", "warn"])
@@ -622,10 +622,15 @@ async fn a_second_process_on_the_same_embedded_store_is_refused() -> anyhow::Res
         stderr.trim()
     );
     assert!(matches!(code, Some(c) if c != 0), "exit code {code:?}");
+    let said = stderr
+        .lines()
+        .find(|l| l.starts_with("api-server:"))
+        .ok_or_else(|| anyhow!("no error line: {stderr}"))?;
     assert!(
-        stderr.contains("api-server:") && stderr.contains("store"),
-        "a clear error: {stderr}"
+        said.contains("extstatus.redb") && said.contains("already open in another process"),
+        "a clear error naming the file: {said}"
     );
+    assert_eq!(said.matches("already open").count(), 1, "said once: {said}");
     assert!(first.is_running(), "the first process goes on serving");
     let res = reqwest::get(first.url("/api/extensions")).await?;
     assert_eq!(res.status().as_u16(), 200);
