@@ -262,7 +262,7 @@ pub async fn start(
     };
     tracing::info!(extensions = records.len(), "records loaded");
     let newest_stored = crate::pipeline::newest_observation(&records);
-    let hub = match &cluster {
+    let (hub, hub_loaded) = match &cluster {
         Some(c) => {
             drop(records);
             crate::cluster::follower::start_hub(
@@ -270,10 +270,14 @@ pub async fn start(
                 &*store,
                 HubConfig::default(),
                 config.timing.store_timeout,
+                &instance,
             )
             .await
         }
-        None => Hub::new(HubConfig::default(), records, PbxLink::unknown()),
+        None => (
+            Hub::new(HubConfig::default(), records, PbxLink::unknown()),
+            loaded,
+        ),
     };
     let metrics = Arc::new(Metrics::default());
     let cluster_status = Arc::new(ClusterStatus::new(instance.clone()));
@@ -307,6 +311,7 @@ pub async fn start(
             poll: config.cluster.change_log_poll,
             timeout: config.timing.store_timeout,
             created: created.clone(),
+            loaded: hub_loaded,
         };
         tokio::spawn(follower.run(follower_token.clone()))
     });

@@ -422,10 +422,11 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
     let ServerMessage::Snapshot { .. } = ws.next().await? else {
         bail!("a snapshot first");
     };
+    let before = peer.logins();
     let killed_at = Instant::now();
     let sig = signal.to_owned();
     tokio::task::spawn_blocking(move || dead.signal_and_wait(&sig)).await??;
-    let logged_in = tokio::time::timeout(LEASE * 5, peer.wait_for_login(2)).await;
+    let logged_in = tokio::time::timeout(LEASE * 5, peer.wait_for_login(before + 1)).await;
     let took = killed_at.elapsed();
     logged_in.with_context(|| format!("no takeover within {:?} after SIG{signal}", LEASE * 5))?;
     eventually("the survivor holds the lease", || async {
@@ -571,9 +572,10 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
         bail!("a snapshot first");
     };
 
+    let before = peer.logins();
     let cut_at = Instant::now();
     proxy.cut();
-    tokio::time::timeout(LEASE * 5, peer.wait_for_login(2))
+    tokio::time::timeout(LEASE * 5, peer.wait_for_login(before + 1))
         .await
         .context("b never took over")?;
     let off = watch

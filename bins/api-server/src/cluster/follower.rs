@@ -31,6 +31,11 @@ use super::ClusterStatus;
 /// At most this many entries are read at once.
 const BATCH: usize = 1024;
 
+/// The payload of an anchor entry: appended by an instance that starts on an empty log, so that
+/// its hub's numbers start where the log's do. Not a change; a follower that reads one starts
+/// over at its number.
+pub const ANCHOR: &str = r#"{"kind":"anchor"}"#;
+
 /// How often the log's end is read for the lag figure.
 const BOUNDS_EVERY: Duration = Duration::from_secs(1);
 
@@ -105,6 +110,8 @@ pub struct Follower {
     /// Notified for every creation read from the log, so that the pipeline (on the lease
     /// holder) takes a list for a record created on another instance, as for a local one.
     pub created: Arc<Notify>,
+    /// Whether [`start_hub`] loaded the view; if not, the first read of an empty log loads it.
+    pub loaded: bool,
 }
 
 /// Why one round of reading stopped.
@@ -120,25 +127,28 @@ enum ReadError {
 /// the ring filled with the log's last entries (up to its capacity), so that a client coming
 /// from another instance with `?resume=N` gets exactly what it missed while the log holds it.
 ///
-/// Without the store (MongoDB not answering at start) the hub starts empty at 0; the follower's
-/// first read then finds a hole and loads everything.
+/// Without the store (MongoDB not answering at start) the hub starts empty at 0 and the answer
+/// says it is not loaded: the follower loads the view once the store answers (its first read
+/// of a log with entries finds a hole; of an empty log, it loads the view itself).
 pub async fn start_hub(
     cluster: &dyn Cluster,
     store: &dyn Repository,
     config: HubConfig,
     timeout: Duration,
-) -> Hub {
-    match tokio::time::timeout(timeout * 4, prepare(cluster, store, config)).await {
-        Ok(Ok(hub)) => hub,
+    instance: &str,
+) -> (Hub, bool) {
+    let empty = || Hub::starting_at(config, Vec::new(), PbxLink::unknown(), 0);
+    match tokio::time::timeout(timeout * 4, prepare(cluster, store, config, instance)).await {
+        Ok(Ok(hub)) => (hub, true),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "the change log or the store does not answer; the board fills once they do");
-            Hub::starting_at(config, Vec::new(), PbxLink::unknown(), 0)
+            (empty(), false)
         }
         Err(_) => {
             tracing::warn!(
                 "the change log or the store did not answer in time; the board fills once they do"
             );
-            Hub::starting_at(config, Vec::new(), PbxLink::unknown(), 0)
+            (empty(), false)
         }
     }
 }
@@ -147,19 +157,34 @@ async fn prepare(
     cluster: &dyn Cluster,
     store: &dyn Repository,
     config: HubConfig,
+    instance: &str,
 ) -> Result<Hub, StoreError> {
     // The bounds first: the view read after them holds every change up to the end read.
     let bounds = cluster.change_bounds().await?;
-    let records = store.list(&ExtensionFilter::default()).await?;
     let Some((last, first)) = bounds else {
-        return Ok(Hub::starting_at(config, records, PbxLink::unknown(), 0));
+        // An empty log numbers its first entry from the clock: an anchor entry fixes where
+        // this hub's numbers start, so the first real change follows its snapshot directly.
+        let at = cluster
+            .append_changes(instance, vec![ANCHOR.to_owned()])
+            .await?;
+        let records = store.list(&ExtensionFilter::default()).await?;
+        return Ok(Hub::starting_at(config, records, PbxLink::unknown(), at));
     };
+    let records = store.list(&ExtensionFilter::default()).await?;
     let keep = config.ring_capacity.max(1) as u64;
-    let start = first.saturating_sub(1).max(last.saturating_sub(keep));
+    let mut start = first.saturating_sub(1).max(last.saturating_sub(keep));
+    let mut entries = cluster.changes_after(start, BATCH).await?;
+    // Leading anchors only say where the numbers start.
+    let anchors = entries
+        .iter()
+        .zip(start + 1..)
+        .take_while(|(e, seq)| e.seq == *seq && e.payload == ANCHOR)
+        .count();
+    start += anchors as u64;
+    entries.drain(..anchors);
     let hub = Hub::starting_at(config, records, PbxLink::unknown(), start);
     let mut after = start;
-    while after < last {
-        let entries = cluster.changes_after(after, BATCH).await?;
+    'replay: loop {
         let Some(next) = entries.first() else { break };
         if next.seq != after + 1 {
             // Pruned meanwhile: the follower's first read restarts from the store.
@@ -168,9 +193,13 @@ async fn prepare(
         for entry in entries {
             after = entry.seq;
             if apply(&hub, entry, None).is_err() {
-                break;
+                break 'replay;
             }
         }
+        if after >= last {
+            break;
+        }
+        entries = cluster.changes_after(after, BATCH).await?;
     }
     tracing::info!(
         first = start + 1,
@@ -183,6 +212,10 @@ async fn prepare(
 /// Publishes one entry under its number; `Err` when it cannot be (not the next number, or a
 /// payload this version cannot read).
 fn apply(hub: &Hub, entry: LoggedChange, created: Option<&Notify>) -> Result<(), ()> {
+    if entry.payload == ANCHOR {
+        // Not a change: the caller starts over at its number.
+        return Err(());
+    }
     let change: Change = match serde_json::from_str(&entry.payload) {
         Ok(change) => change,
         Err(e) => {
@@ -202,7 +235,7 @@ fn apply(hub: &Hub, entry: LoggedChange, created: Option<&Notify>) -> Result<(),
 
 impl Follower {
     /// Reads and publishes until `cancel` fires.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         let mut watch = self.watch().await;
         let mut bounds_at = Instant::now();
         loop {
@@ -269,16 +302,22 @@ impl Follower {
 
     /// One read: publishes what follows the hub's last number. Answers whether the read was
     /// full (more may be waiting).
-    async fn round(&self) -> Result<bool, ReadError> {
+    async fn round(&mut self) -> Result<bool, ReadError> {
         let last = self.hub.last_seq();
         let entries = self
             .bounded(self.cluster.changes_after(last, BATCH))
             .await?;
         let full = entries.len() >= BATCH;
         let Some(first) = entries.first() else {
-            self.status.read_up_to(last);
+            if !self.loaded && last == 0 {
+                // Started without the store, and the log is empty: load the view now.
+                self.hole(0, 2).await?;
+            }
+            self.loaded = true;
+            self.status.read_up_to(self.hub.last_seq());
             return Ok(false);
         };
+        self.loaded = true;
         if first.seq != last + 1 {
             self.hole(last, first.seq).await?;
         }

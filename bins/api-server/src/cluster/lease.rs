@@ -11,6 +11,10 @@
 //!   its own clock (the holder's last renewal was sent before the contender first saw its
 //!   version, so the holder stopped at least `M` earlier), or at once when the document says
 //!   nobody holds it (released) or there is no document yet. No two clocks are compared.
+//! * A holder that stopped because its lease lapsed (MongoDB unreachable for a while) takes it
+//!   back at once when the document still shows its own term: it is off the PBX already, and
+//!   the take is conditional on the version it read, so it cannot overtake anyone. A process
+//!   restarted under the same name does not know its old term and waits like anyone.
 
 use std::time::Duration;
 
@@ -63,6 +67,8 @@ pub struct Lease {
     lease_time: Duration,
     margin: Duration,
     role: Role,
+    /// The last term this process held and stopped acting under.
+    lapsed: Option<u64>,
 }
 
 impl Lease {
@@ -73,6 +79,7 @@ impl Lease {
             lease_time,
             margin: lease_time / 5,
             role: Role::Contender { watch: None },
+            lapsed: None,
         }
     }
 
@@ -120,6 +127,10 @@ impl Lease {
             return Action::Take;
         };
         if seen.holder.is_none() {
+            return Action::Take;
+        }
+        if seen.holder.as_deref() == Some(self.instance.as_str()) && self.lapsed == Some(seen.term)
+        {
             return Action::Take;
         }
         match watch {
@@ -193,12 +204,18 @@ impl Lease {
     /// Gives the lease up (a graceful stop, after releasing it): a contender again.
     pub fn released(&mut self) -> Action {
         match self.role {
-            Role::Holder { .. } => self.lose(),
+            Role::Holder { .. } => {
+                self.lose();
+                // Released, not lapsed: the document says nobody holds it.
+                self.lapsed = None;
+                Action::Stop
+            }
             Role::Contender { .. } => Action::Wait,
         }
     }
 
     fn lose(&mut self) -> Action {
+        self.lapsed = self.term();
         self.role = Role::Contender { watch: None };
         Action::Stop
     }
@@ -372,6 +389,36 @@ mod tests {
         assert_eq!(
             a.renewed(Ok(true), t0 + ms(6_500), t0 + ms(20_000)),
             Action::Stop
+        );
+    }
+
+    /// Cut off from MongoDB, the holder stops; once MongoDB answers again and the document still
+    /// shows its term, it takes the lease back at once instead of waiting a lease time. Another
+    /// term (someone took over meanwhile) is waited for as usual.
+    #[test]
+    fn a_lapsed_holder_takes_its_own_term_back_at_once() {
+        let t0 = Instant::now();
+        let mut a = Lease::new("a", L);
+        a.took(Some(&held_by("a", 4, 10)), t0);
+        assert_eq!(a.tick(t0 + ms(8_000)), Action::Stop);
+        assert_eq!(
+            a.observed(Some(&held_by("a", 4, 10)), t0 + ms(9_000)),
+            Action::Take
+        );
+        assert_eq!(
+            a.took(Some(&held_by("a", 5, 11)), t0 + ms(9_000)),
+            Action::Start { term: 5 }
+        );
+        // Lapsed again, but meanwhile b took over (term 6): a waits like anyone.
+        assert_eq!(a.tick(t0 + ms(17_000)), Action::Stop);
+        assert_eq!(
+            a.observed(Some(&held_by("b", 6, 12)), t0 + ms(17_001)),
+            Action::Wait
+        );
+        // Had nobody taken it, the document would still show a's term 5: taken back.
+        assert_eq!(
+            a.observed(Some(&held_by("a", 5, 11)), t0 + ms(17_002)),
+            Action::Take
         );
     }
 

@@ -198,10 +198,12 @@ impl LeaseTask {
         }
         crate::analytics::record_marker(&*self.store, HistoryEvent::ServerStart, domain::now())
             .await;
-        self.writer
-            .announce_link(PbxLink::at(false, domain::now()))
-            .await;
+        // Boards show the link down until the new holder's pipeline has logged in and resynced
+        // (without a PBX configured there is no link to speak of).
         if let Some(start) = &self.start_link {
+            self.writer
+                .announce_link(PbxLink::at(false, domain::now()))
+                .await;
             *link = Some(start().await);
         }
     }
@@ -233,7 +235,7 @@ impl LeaseTask {
         {
             tracing::warn!("the AMI link did not stop in time");
         }
-        if self.fence.valid_now() {
+        if self.fence.valid_now() && self.start_link.is_some() {
             self.writer
                 .announce_link(PbxLink::at(false, domain::now()))
                 .await;
