@@ -219,9 +219,12 @@ impl MongoCluster {
                 None => none_above = mid,
             }
         }
-        u64::try_from(have).map(Some).map_err(|_| {
+        let have = u64::try_from(have).map_err(|_| {
             StoreError::internal(format!("the change log holds a negative number {have}"))
-        })
+        })?;
+        // The next search (or append) starts from here.
+        self.learned_last(have);
+        Ok(Some(have))
     }
 
     /// The lowest number in the log above `after` (`None`: the lowest of all), galloping down
@@ -463,11 +466,12 @@ impl Cluster for MongoCluster {
         )))
     }
 
-    /// One query in the common case: up to `limit` entries above `after`, unsorted (DocumentDB
-    /// would sort every entry above `after` in memory), sorted here. They are the right ones
-    /// when they are fewer than `limit` (then they are all), or exactly `after + 1 ..= after +
-    /// limit`. Otherwise (a reader behind what the log still holds, or at its start) the first
-    /// entry above `after` is searched and the range from it read.
+    /// One index range in the common case: `(after, after + limit]`, which with no hole in
+    /// the log holds exactly the next `limit` entries (an unbounded `_id > after` lets
+    /// DocumentDB's planner scan the table in its own order: 15 ms instead of 1 ms on a
+    /// 120,000-entry log). When it does not start right after `after` (nothing new, or a
+    /// reader behind what the log still holds) the first entry above `after` is searched and
+    /// the range read from it.
     async fn changes_after(
         &self,
         after: u64,
@@ -481,31 +485,15 @@ impl Cluster for MongoCluster {
         let Ok(after) = i64::try_from(after) else {
             return Ok(Vec::new());
         };
-        let found: Vec<Document> = self
-            .changes
-            .find(doc! { "_id": { "$gt": after } })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let mut changes = found
-            .iter()
-            .map(read_change)
-            .collect::<Result<Vec<_>, _>>()?;
-        changes.sort_unstable_by_key(|c| c.seq);
+        let found = self.range_after(after, limit).await?;
         let next = i128::from(after) + 1;
-        let exact =
-            |c: Option<&LoggedChange>, want: i128| c.is_some_and(|c| i128::from(c.seq) == want);
-        let limit_i = i128::try_from(limit).unwrap_or(i128::MAX);
-        if changes.len() < limit
-            || (exact(changes.first(), next) && exact(changes.last(), next + limit_i - 1))
-        {
-            return Ok(changes);
+        if found.first().is_some_and(|c| i128::from(c.seq) == next) {
+            return Ok(found);
         }
-        let known = changes.first().map(|c| c.seq);
+        let known = found.first().map(|c| c.seq);
         match self.lowest_above(Some(i128::from(after)), known).await? {
+            // The range began at the first entry and is full: it is the answer.
+            Some(first) if Some(first) == known && found.len() == limit => Ok(found),
             Some(first) => {
                 self.range_after(to_i64(first, "sequence number")? - 1, limit)
                     .await
