@@ -409,13 +409,15 @@ impl Cluster for MongoCluster {
         let mut done = 0;
         let mut first = None;
         let mut last = self.known_last();
+        // The number another appender took first: where the search for the last starts.
+        let mut taken = None;
         for _ in 0..APPEND_ATTEMPTS {
             let last_known = match last {
                 Some(n) => Some(n),
                 // Read from the primary's own data (read concern local): an insert another
                 // appender has not yet had acknowledged by a majority already takes its number.
                 None => {
-                    self.highest(self.known_last(), ReadConcern::local())
+                    self.highest(taken.or(self.known_last()), ReadConcern::local())
                         .await?
                 }
             };
@@ -454,6 +456,9 @@ impl Cluster for MongoCluster {
                         done += inserted;
                         self.learned_last(start + inserted as u64 - 1);
                     }
+                    // Taken, unless the duplicate was another start of an empty log (then the
+                    // search finds that start anyway).
+                    taken = Some(start + inserted as u64);
                     last = None;
                 }
             }
