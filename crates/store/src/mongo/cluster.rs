@@ -131,10 +131,13 @@ impl MongoCluster {
         last.and_then(|(n, at)| (at.elapsed() < fresh).then_some(n))
     }
 
+    /// Records that `n` is in the log now, unless a higher number is already known (which
+    /// keeps the time it was learned).
     fn learned_last(&self, n: u64) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let keep = last.map_or(n, |(old, _)| old.max(n));
-        *last = Some((keep, Instant::now()));
+        if last.is_none_or(|(old, _)| n >= old) {
+            *last = Some((n, Instant::now()));
+        }
     }
 
     /// Some entry with `_id` in `(above, up_to]` (either end open when `None`), or `None`. One
@@ -222,8 +225,11 @@ impl MongoCluster {
         let have = u64::try_from(have).map_err(|_| {
             StoreError::internal(format!("the change log holds a negative number {have}"))
         })?;
-        // The next search (or append) starts from here.
-        self.learned_last(have);
+        // The next search (or append) starts from here; only a number a majority holds, as
+        // a failover may roll back one that only the primary has.
+        if concern.level == mongodb::options::ReadConcernLevel::Majority {
+            self.learned_last(have);
+        }
         Ok(Some(have))
     }
 
