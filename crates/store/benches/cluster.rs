@@ -14,6 +14,9 @@ use store::cluster::{Cluster, ClusterOptions};
 use store::{MongoConfig, MongoStore, Repository, StoreOptions};
 use tokio::runtime::Runtime;
 
+/// The read benchmarks run on a log of at least this many entries.
+const LOG_ENTRIES: u64 = 100_000;
+
 /// About what a status change weighs as the server logs it.
 fn payload(i: usize) -> String {
     format!(
@@ -100,11 +103,25 @@ fn benches(c: &mut Criterion, rt: &Runtime, store: &MongoStore, cluster: &Arc<dy
         });
     });
     group.throughput(Throughput::Elements(100));
-    // Reads from a log that no longer grows.
+    // Reads from a log of at least LOG_ENTRIES that no longer grows.
+    let held = rt
+        .block_on(cluster.change_bounds())
+        .expect("bounds")
+        .map_or(0, |(highest, lowest)| highest - lowest + 1);
+    let mut missing = LOG_ENTRIES.saturating_sub(held);
+    while missing > 0 {
+        let n = missing.min(1_000);
+        let batch: Vec<String> = (0..n).map(|k| payload(i + k as usize)).collect();
+        i += n as usize;
+        rt.block_on(cluster.append_changes("bench", batch))
+            .expect("append");
+        missing -= n;
+    }
     let (highest, lowest) = rt
         .block_on(cluster.change_bounds())
         .expect("bounds")
         .expect("entries");
+    eprintln!("reading a log of {} entries", highest - lowest + 1);
     let middle = lowest + (highest - lowest) / 2;
     group.bench_function("changes_after_100", |b| {
         b.iter(|| {

@@ -437,6 +437,45 @@ mod cases {
         Ok(())
     }
 
+    /// The oldest entries are gone (as the TTL index removes them): bounds, reads from before
+    /// the start, from inside and near the end, and appends by an instance that knows nothing
+    /// yet all work from what is left; an emptied log starts again at the time, above it all.
+    pub async fn a_pruned_log_reads_from_what_is_left(case: &Case) -> Result<()> {
+        let cluster = case.cluster()?;
+        let payloads: Vec<String> = (0..50).map(|i| i.to_string()).collect();
+        let f = cluster.append_changes("a", payloads).await?;
+        let changes = case
+            .database()
+            .await?
+            .collection::<bson::Document>("extension_changes");
+        changes
+            .delete_many(bson::doc! { "_id": { "$lt": i64::try_from(f + 20)? } })
+            .await?;
+        ensure!(cluster.change_bounds().await? == Some((f + 49, f + 20)));
+        let seqs = |got: Vec<LoggedChange>| got.iter().map(|c| c.seq - f).collect::<Vec<_>>();
+        let page = seqs(cluster.changes_after(0, 10).await?);
+        ensure!(page == (20..30).collect::<Vec<_>>(), "{page:?}");
+        let page = seqs(cluster.changes_after(f + 5, 10).await?);
+        ensure!(page == (20..30).collect::<Vec<_>>(), "{page:?}");
+        let page = seqs(cluster.changes_after(f + 19, 3).await?);
+        ensure!(page == [20, 21, 22], "{page:?}");
+        let page = seqs(cluster.changes_after(f + 25, 100).await?);
+        ensure!(page == (26..50).collect::<Vec<_>>(), "{page:?}");
+        // An instance with nothing cached finds the end.
+        let fresh = case.cluster()?;
+        ensure!(fresh.append_changes("b", vec!["50".into()]).await? == f + 50);
+        ensure!(fresh.change_bounds().await? == Some((f + 50, f + 20)));
+        // Everything gone: the next start is the time, above every number used before.
+        changes.delete_many(bson::doc! {}).await?;
+        let fresh = case.cluster()?;
+        ensure!(fresh.change_bounds().await?.is_none());
+        ensure!(fresh.changes_after(0, 10).await?.is_empty());
+        let again = fresh.append_changes("b", vec!["new".into()]).await?;
+        ensure!(again > f + 50, "{again} <= {}", f + 50);
+        ensure!(fresh.change_bounds().await? == Some((again, again)));
+        Ok(())
+    }
+
     async fn ttl_seconds(case: &Case, collection: &str, name: &str) -> Result<Option<i64>> {
         let db = case.database().await?;
         let mut cursor = db
@@ -663,6 +702,7 @@ cluster_cases!(
     racing_starts_of_an_empty_log_leave_no_hole,
     only_one_entry_starts_a_log,
     an_append_that_meets_another_continues_after_it,
+    a_pruned_log_reads_from_what_is_left,
     ttl_indexes_follow_the_retention,
     commands_are_claimed_once,
     command_results_round_trip,
