@@ -290,6 +290,28 @@ impl AmiPeer {
             .is_ok()
     }
 
+    /// Pauses agent `exten` in every queue with `reason`, as if the pause had begun at `since`
+    /// (epoch seconds; the PBX's `LastPause`). False when it is in no queue.
+    pub fn pause_since(&self, exten: &str, reason: &str, since: u64, silent: bool) -> bool {
+        let interface = format!("Local/{exten}@agents-ring");
+        self.sim
+            .pause_queue_member_since(&interface, None, reason, since, delivery(silent))
+            .is_ok()
+    }
+
+    /// Adds the presence provider `CustomPresence:<exten>` to the hint of `exten`, silently
+    /// (as a dialplan reload does): the next list, or the next state event, shows it.
+    pub fn add_presence_to_hint(&self, exten: &str) -> bool {
+        self.sim
+            .add_presence_to_hint(exten, &format!("CustomPresence:{exten}"))
+    }
+
+    /// From now on the PBX answers `action` with `refusal` (Asterisk's exact error), or runs it
+    /// again with `None`.
+    pub fn refuse_action(&self, action: &str, refusal: Option<ami_sim::Refusal>) {
+        self.sim.refuse_action(action, refusal);
+    }
+
     /// Writes `CustomPresence:<exten>` (`state` as `away`, `dnd`...; `PresenceStateChange`).
     pub fn set_presence(&self, exten: &str, state: &str, message: &str, silent: bool) -> bool {
         let provider = format!("CustomPresence:{exten}");

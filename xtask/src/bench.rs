@@ -11,7 +11,10 @@
 //! Environment: `RATES` ("1000 5000 20000") and `CLIENTS` ("10 100 500") for the harness, and
 //! any other knob of its `run_ours.sh`; `EXTSTATUS_SHARED_DIR` (the shared folder, by default
 //! `../shared` beside the workspace); `BENCH_REST_PORT` (18731); `BENCH_SKIP` (a list of `e2e`,
-//! `parser`, `rest` to leave out).
+//! `parser`, `rest` to leave out); `BENCH_HISTORY` (a number of history entries, e.g.
+//! `5000000`: every end-to-end cell then starts on a store that already holds about that much
+//! history, generated once by the store's `seed_history` example for the harness's
+//! extensions, so the cells show whether a large history slows status writes).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -151,13 +154,18 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let script = shared.join("bench/e2e/run_ours.sh");
-    check(
-        Command::new(&script)
-            .current_dir(root)
-            .env("RATES", &rates)
-            .env("CLIENTS", &clients)
-            .env("OUT", &dir),
-    )?;
+    let mut run = Command::new(&script);
+    run.current_dir(root)
+        .env("RATES", &rates)
+        .env("CLIENTS", &clients)
+        .env("OUT", &dir);
+    let history = preloaded_history(root, out)?;
+    if let Some(h) = &history {
+        // The harness seeds each cell's data folder with SEEDER_BIN: the wrapper puts the
+        // history there first.
+        run.env("SEEDER_BIN", &h.seeder);
+    }
+    check(&mut run)?;
     let table = std::fs::read_to_string(dir.join("table.md")).unwrap_or_default();
     let rows: Vec<Value> = std::fs::read_to_string(dir.join("rows.jsonl"))
         .with_context(|| format!("reading {}/rows.jsonl", dir.display()))?
@@ -175,6 +183,13 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
          ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" DURATION={duration} OUT=target/bench/e2e \
          $EXTSTATUS_SHARED_DIR/bench/e2e/run_ours.sh\n```\n"
     );
+    if let Some(h) = &history {
+        let _ = writeln!(
+            doc,
+            "Every cell's store held a history before the stream (`BENCH_HISTORY={}`): {}.\n",
+            h.entries, h.what
+        );
+    }
     let _ = writeln!(
         doc,
         "| R × N | lost | skipped through resyncs | p50 / p99 ms | api-server CPU % of 200 | peak RSS MB |\n|---|---|---|---|---|---|"
@@ -212,7 +227,122 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         );
     }
     let _ = writeln!(doc);
-    Ok(json!({ "rates": rates, "clients": clients, "rows": rows, "table_md": table }))
+    Ok(json!({
+        "rates": rates,
+        "clients": clients,
+        "history_entries": history.as_ref().map(|h| h.entries),
+        "rows": rows,
+        "table_md": table,
+    }))
+}
+
+/// Writes the seeder wrapper of `BENCH_HISTORY` at `path`: a shell script that copies `store`
+/// into the `--data-dir` it is given, then runs `real` with the same arguments.
+fn write_seeder_wrapper(path: &Path, entries: u64, store: &Path, real: &Path) -> Result<()> {
+    let quoted = |p: &Path| -> Result<String> {
+        let text = p.to_string_lossy();
+        if text.contains('\'') {
+            bail!(
+                "{} has a quote in its path, which the seeder wrapper cannot hold",
+                p.display()
+            );
+        }
+        Ok(format!("'{text}'"))
+    };
+    let script = format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask bench` (BENCH_HISTORY={entries}): copies the store with the\n\
+         # generated history into the --data-dir given, then runs the real seeder as asked.\n\
+         set -eu\n\
+         dir=\"\"\nprev=\"\"\n\
+         for a in \"$@\"; do\n  if [ \"$prev\" = \"--data-dir\" ]; then dir=$a; fi\n  prev=$a\ndone\n\
+         if [ -z \"$dir\" ]; then echo \"seeder-with-history.sh: no --data-dir in $*\" >&2; exit 2; fi\n\
+         mkdir -p \"$dir\"\n\
+         cp {store} \"$dir/extstatus.redb\"\n\
+         exec {real} \"$@\"\n",
+        store = quoted(store)?,
+        real = quoted(real)?,
+    );
+    std::fs::write(path, script).with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
+}
+
+/// A generated history for the end-to-end cells (`BENCH_HISTORY`).
+struct Preloaded {
+    /// The entries asked for.
+    entries: u64,
+    /// What was written, as the generator said it.
+    what: String,
+    /// The seeder wrapper that copies the history into a cell's data folder first.
+    seeder: PathBuf,
+}
+
+/// With `BENCH_HISTORY=N`: a store of about N history entries for the harness's extensions
+/// (`EXT_BASE`, `EXTENSIONS`: 1000 and 1000 by default, as the harness), made once a day under
+/// `target/bench/`, and a seeder wrapper that copies it into the data folder it is given before
+/// seeding. `None` without `BENCH_HISTORY`.
+fn preloaded_history(root: &Path, out: &Path) -> Result<Option<Preloaded>> {
+    let Some(raw) = std::env::var_os("BENCH_HISTORY") else {
+        return Ok(None);
+    };
+    let raw = raw.to_string_lossy();
+    let number = |name: &str, text: &str| -> Result<u64> {
+        text.trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .with_context(|| format!("{name} must be a whole number above 0, not {text:?}"))
+    };
+    let entries = number("BENCH_HISTORY", &raw)?;
+    let env_or =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let first = number("EXT_BASE", &env_or("EXT_BASE", "1000"))?;
+    let count = number("EXTENSIONS", &env_or("EXTENSIONS", "1000"))?;
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let dir = out.join(format!("history-{entries}-{first}-{count}-day{today}"));
+    let done = dir.join("seeded.txt");
+    if !done.is_file() {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing the unfinished {}", dir.display()))?;
+        }
+        check(cargo(root).args([
+            "build",
+            "--release",
+            "-p",
+            "store",
+            "--example",
+            "seed_history",
+        ]))?;
+        let said = output(
+            Command::new(root.join("target/release/examples/seed_history"))
+                .arg(&dir)
+                .args([entries.to_string(), first.to_string(), count.to_string()]),
+        )?;
+        std::fs::write(&done, said.trim())
+            .with_context(|| format!("writing {}", done.display()))?;
+    }
+    let what = std::fs::read_to_string(&done)
+        .with_context(|| format!("reading {}", done.display()))?
+        .trim()
+        .to_owned();
+    let seeder = out.join("seeder-with-history.sh");
+    write_seeder_wrapper(
+        &seeder,
+        entries,
+        &dir.join("extstatus.redb"),
+        &root.join("target/release/seeder"),
+    )?;
+    eprintln!("bench: history preloaded in every cell: {what}");
+    Ok(Some(Preloaded {
+        entries,
+        what,
+        seeder,
+    }))
 }
 
 /// Generates the realistic 200,000-packet stream and times `ami-dump --count` on it.
@@ -492,6 +622,38 @@ mod tests {
         let mut listed: Vec<String> = BENCH_CRATES.iter().map(|s| (*s).to_owned()).collect();
         listed.sort();
         assert_eq!(found, listed);
+    }
+
+    /// The wrapper copies the store into the data folder named anywhere in its arguments, then
+    /// runs the real seeder with the same arguments; without a data folder it refuses.
+    #[test]
+    fn the_seeder_wrapper_puts_the_history_in_place_first() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = tmp.path().join("history.redb");
+        std::fs::write(&store, b"a store").expect("store");
+        let wrapper = tmp.path().join("seeder.sh");
+        write_seeder_wrapper(&wrapper, 5, &store, Path::new("/bin/echo")).expect("wrapper");
+        let data = tmp.path().join("cell data");
+        let out = Command::new(&wrapper)
+            .args(["--range", "1000-1999", "--data-dir"])
+            .arg(&data)
+            .args(["--department", "Bench"])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            std::fs::read(data.join("extstatus.redb")).expect("copied"),
+            b"a store"
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.starts_with("--range 1000-1999 --data-dir "), "{said}");
+        assert!(said.trim_end().ends_with("--department Bench"), "{said}");
+        let refused = Command::new(&wrapper)
+            .args(["--range", "1-2"])
+            .output()
+            .expect("run");
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("no --data-dir"));
     }
 
     #[test]

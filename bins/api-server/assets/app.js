@@ -4,7 +4,8 @@
 // Query parameters, for drills and tests: `?poll=MS` sets the polling period while the
 // WebSocket is down (default 3000, at least 250); `?debug` adds fault injection to
 // `window.extstatus.debug`; `?queues=MS` sets how often the queue strip polls (default 3000,
-// at least 250).
+// at least 250); `?analytics=MS` sets how often the department comparison refreshes (default
+// 30000, at least 1000).
 
 import { Board } from "./board.js";
 import { Live, token, api } from "./live.js";
@@ -12,6 +13,7 @@ import { Manage } from "./manage.js";
 import { CATEGORIES, localTime } from "./format.js";
 import { QueueStrip } from "./queues.js";
 import { PauseDialog } from "./pause.js";
+import { DepartmentComparison, AgentChart } from "./charts.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./types").PbxLink} PbxLink */
@@ -114,7 +116,20 @@ const board = new Board(boardEl, /** @type {HTMLTemplateElement} */ (byId("tile-
 board.minFrameMs = Math.max(0, Number(params.get("frame") ?? 250) || 0);
 byId("add").addEventListener("click", () => manage.openNew());
 const pauseDialog = new PauseDialog(askToken, (rec) => board.upsert(rec), toast);
-board.onPause = (rec) => pauseDialog.open(rec);
+board.onPause = (/** @type {Extension} */ rec) => pauseDialog.open(rec);
+
+// ---- Today's charts: the department comparison and one agent's day ------------------------
+
+const compare = new DepartmentComparison(
+  /** @type {HTMLDetailsElement} */ (byId("compare")),
+  byId("compare-rows"),
+  byId("compare-note"),
+  byId("compare-asof"),
+  askToken,
+);
+compare.pollMs = Math.max(1000, Number(params.get("analytics")) || 30_000);
+const agentChart = new AgentChart(/** @type {HTMLDialogElement} */ (byId("agent-chart")), askToken);
+board.onChart = (/** @type {Extension} */ rec) => agentChart.open(rec);
 
 // ---- Queue strip and the server's settings for the page -------------------------------------
 
@@ -339,6 +354,7 @@ const live = new Live(
       if (l.state === "live") {
         if (!uiConfig) void loadUiConfig();
         if (strip.waitingToken) strip.start();
+        if (compare.waitingToken) compare.start();
       }
       renderIndicators();
     },
@@ -358,6 +374,7 @@ setTimeout(tick, 1000 - (Date.now() % 1000) + 5);
 live.start();
 void loadUiConfig();
 strip.start();
+compare.start();
 
 // ---- Hooks for operators and tests --------------------------------------------------------
 
@@ -366,12 +383,15 @@ const hooks = {
   board,
   live,
   strip,
+  compare,
+  agentChart,
   /** Counters for the performance measurements in docs/performance.md. */
   stats() {
     return {
       board: { ...board.stats, tiles: board.tiles.size },
       live: { ...live.stats },
       queues: { ...strip.stats, queues: strip.chips.size },
+      compare: { ...compare.stats },
       firstRender: { ...firstRender },
       link: link.state,
     };

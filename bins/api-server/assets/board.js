@@ -41,13 +41,14 @@ import { CATEGORIES, look, statusCodeText, epoch, duration, ago, localTime, full
  * @property {PauseClock[]} pauseClocks the ticking "for 12:34" of the paused chips
  * @property {number | null} callSince epoch ms the call reached its state, or null without a call
  * @property {string} callDurText the call clock text last written
- * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement, pres: HTMLElement, call: HTMLElement, callText: HTMLElement, callDur: HTMLElement, queues: HTMLUListElement, pause: HTMLButtonElement}} n
+ * @property {{icon: SVGUseElement, stateText: HTMLElement, presence: HTMLElement, name: HTMLElement, ext: HTMLElement, dept: HTMLElement, dur: HTMLElement, changed: HTMLTimeElement, seen: HTMLTimeElement, edit: HTMLButtonElement, pres: HTMLElement, call: HTMLElement, callText: HTMLElement, callDur: HTMLElement, queues: HTMLUListElement, pause: HTMLButtonElement, chart: HTMLButtonElement}} n
  */
 
 /**
- * How long a queue membership has been paused. The record says whether, not since when, so
- * the page counts from when it saw the pause; a pause already there when the page loaded is
- * shown as "at least" (`≥`).
+ * How long a queue membership has been paused: from the record's `paused_since` (the PBX's
+ * `LastPause`), so a pause already there when the page loaded shows its real length. Only a
+ * record without it (an older server) makes the page count from when it saw the pause, and a
+ * pause already there when the page loaded is then shown as "at least" (`≥`).
  * @typedef {object} PauseClock
  * @property {number} since epoch ms
  * @property {boolean} atLeast the pause began before the page saw it
@@ -102,6 +103,8 @@ export class Board {
      * @type {(rec: Extension) => void}
      */
     this.onPause = () => {};
+    /** Opens today's chart of a record. @type {(rec: Extension) => void} */
+    this.onChart = () => {};
     /** @type {View} */
     this.view = { query: "", department: "", category: "", groupBy: "department", showInactive: false };
     this.viewDirty = false;
@@ -158,11 +161,12 @@ export class Board {
     root.addEventListener("focusin", explain);
     root.addEventListener("click", (ev) => {
       const target = /** @type {Element} */ (ev.target);
-      const btn = target.closest("button.edit, button.pause");
+      const btn = target.closest("button.edit, button.pause, button.chart");
       const li = btn && btn.closest("li.tile");
       const tile = li instanceof HTMLElement && li.dataset.id ? this.tiles.get(li.dataset.id) : undefined;
       if (!tile || !btn) return;
       if (btn.classList.contains("pause")) this.onPause(tile.rec);
+      else if (btn.classList.contains("chart")) this.onChart(tile.rec);
       else this.onEdit(tile.rec);
     });
   }
@@ -538,6 +542,7 @@ export class Board {
     if (!old || old.agent_name !== rec.agent_name || old.extension !== rec.extension) {
       tile.haystack = `${rec.agent_name.toLowerCase()}\n${rec.extension}`;
       n.edit.setAttribute("aria-label", `Edit extension ${rec.extension} (${rec.agent_name})`);
+      n.chart.setAttribute("aria-label", `Today's chart of ${rec.agent_name} (extension ${rec.extension})`);
     }
     if (!old || old.department !== rec.department) {
       n.dept.textContent = rec.department;
@@ -557,7 +562,7 @@ export class Board {
     }
     const queues = rec.queues ?? [];
     const queuesKey = queues
-      .map((q) => `${q.queue}\u0001${q.paused ? 1 : 0}\u0001${q.paused_reason ?? ""}\u0001${q.in_call ? 1 : 0}`)
+      .map((q) => `${q.queue}\u0001${q.paused ? 1 : 0}\u0001${q.paused_reason ?? ""}\u0001${q.paused_since ?? ""}\u0001${q.in_call ? 1 : 0}`)
       .join("\u0002");
     if (!old || queuesKey !== tile.queuesKey) {
       tile.queuesKey = queuesKey;
@@ -607,7 +612,11 @@ export class Board {
       li.className = "qchip";
       li.dataset.queue = q.queue;
       if (q.paused) {
-        const clockState = tile.pausedSince.get(q.queue) ?? { since: now, atLeast: firstSight, el: null, text: "" };
+        const known = epoch(q.paused_since ?? null);
+        const clockState =
+          known !== null
+            ? { since: known, atLeast: false, el: null, text: "" }
+            : (tile.pausedSince.get(q.queue) ?? { since: now, atLeast: firstSight, el: null, text: "" });
         since.set(q.queue, clockState);
         li.dataset.paused = "true";
         // The pause bars of the "On hold" icon, drawn from the sprite (no font needed).
@@ -634,7 +643,9 @@ export class Board {
         li.append(sign, name, word, " · ", reason, " · for ", dur);
         li.title = clockState.atLeast
           ? `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""} since before this page loaded: at least this long`
-          : `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""}`;
+          : `Paused in ${q.queue}${q.paused_reason ? ` (${q.paused_reason})` : ""}${
+              known !== null ? ` since ${localTime(known, now)}` : ""
+            }`;
       } else {
         li.textContent = q.queue;
         if (q.in_call) li.dataset.inCall = "true";

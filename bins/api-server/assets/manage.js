@@ -1,22 +1,13 @@
 // Adding, editing, deactivating and deleting extensions from the page. The server is the one
 // judge of what is valid: its `error.fields` messages are shown next to the fields they name.
 
-import { api, apiError, NeedsToken } from "./live.js";
+import { apiError } from "./live.js";
+import { byId, dialogCall, finishSave, showFormErrors } from "./request.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./live.js").AskToken} AskToken */
 
 const FIELDS = /** @type {const} */ (["extension", "agent_name", "department", "is_active"]);
-
-/**
- * @param {string} id
- * @returns {HTMLElement}
- */
-function byId(id) {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el;
-}
 
 export class Manage {
   /**
@@ -108,38 +99,19 @@ export class Manage {
    * @param {number} status
    */
   showErrors(body, status) {
-    this.clearErrors();
     const e = apiError(body);
     const fields = { ...(e?.fields ?? {}) };
     if (status === 409 && Object.keys(fields).length === 0) {
       fields.extension = e?.message ?? "is already taken";
     }
-    /** @type {HTMLInputElement | null} */
-    let first = null;
-    /** @type {string[]} */
-    const elsewhere = [];
-    for (const [name, message] of Object.entries(fields)) {
+    showFormErrors(this, body, status, fields, (name, message) => {
       const input = /** @type {Record<string, HTMLInputElement | undefined>} */ (this.inputs)[name];
-      if (!input) {
-        elsewhere.push(`${name} ${message}`);
-        continue;
-      }
+      if (!input) return null;
       const p = byId(`f-${name}-error`);
       p.textContent = message;
       p.hidden = false;
-      input.setAttribute("aria-invalid", "true");
-      first ??= input;
-    }
-    const general = elsewhere.length
-      ? elsewhere.join("; ")
-      : first
-        ? ""
-        : (e?.message ?? `The server answered ${status}.`);
-    if (general) {
-      this.formError.textContent = general;
-      this.formError.hidden = false;
-    }
-    (first ?? this.inputs.extension).focus();
+      return input;
+    }, this.inputs.extension);
   }
 
   /**
@@ -150,22 +122,10 @@ export class Manage {
    */
   async call(method, path, body) {
     this.busy = true;
-    this.save.disabled = true;
-    this.deactivate.disabled = true;
-    this.del.disabled = true;
     try {
-      return await api(this.askToken, method, path, body);
-    } catch (err) {
-      this.clearErrors();
-      this.formError.textContent =
-        err instanceof NeedsToken ? "Changes need an admin token." : "The server could not be reached; nothing was changed.";
-      this.formError.hidden = false;
-      return null;
+      return await dialogCall(this.askToken, this, [this.save, this.deactivate, this.del], "Changes need an admin token.", method, path, body);
     } finally {
       this.busy = false;
-      this.save.disabled = false;
-      this.deactivate.disabled = false;
-      this.del.disabled = false;
     }
   }
 
@@ -192,30 +152,17 @@ export class Manage {
         is_active: v.is_active.checked,
       });
     }
-    if (!res) return;
-    if (!res.ok) {
-      this.showErrors(res.body, res.status);
-      return;
-    }
-    const rec = /** @type {Extension} */ (res.body);
-    this.onSaved(rec);
-    this.dialog.close();
-    this.toast(this.editing ? `Saved extension ${rec.extension}.` : `Added extension ${rec.extension} (${rec.agent_name}).`);
+    const editing = this.editing !== null;
+    finishSave(this, res, (rec) =>
+      editing ? `Saved extension ${rec.extension}.` : `Added extension ${rec.extension} (${rec.agent_name}).`,
+    );
   }
 
   async toggleActive() {
     if (!this.editing || this.busy) return;
     const active = !this.editing.is_active;
     const res = await this.call("PUT", `/api/extensions/${encodeURIComponent(this.editing._id)}`, { is_active: active });
-    if (!res) return;
-    if (!res.ok) {
-      this.showErrors(res.body, res.status);
-      return;
-    }
-    const rec = /** @type {Extension} */ (res.body);
-    this.onSaved(rec);
-    this.dialog.close();
-    this.toast(`Extension ${rec.extension} ${active ? "reactivated" : "deactivated"}.`);
+    finishSave(this, res, (rec) => `Extension ${rec.extension} ${active ? "reactivated" : "deactivated"}.`);
   }
 
   async remove() {

@@ -2,7 +2,8 @@
 // `--ami-actions`). The PBX is the truth: the server answers once the PBX confirmed, with the
 // record as it now is, and its error messages are shown next to the field they name.
 
-import { api, apiError, NeedsToken } from "./live.js";
+import { apiError } from "./live.js";
+import { byId, dialogCall, finishSave, showFormErrors } from "./request.js";
 
 /** @typedef {import("./types").Extension} Extension */
 /** @typedef {import("./live.js").AskToken} AskToken */
@@ -10,16 +11,6 @@ import { api, apiError, NeedsToken } from "./live.js";
 /** The reason select's value for "type another reason": configured reasons are trimmed, so
  * none can have a leading space. */
 const OTHER = " other";
-
-/**
- * @param {string} id
- * @returns {HTMLElement}
- */
-function byId(id) {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el;
-}
 
 export class PauseDialog {
   /**
@@ -122,35 +113,20 @@ export class PauseDialog {
    * @param {number} status
    */
   showErrors(body, status) {
-    this.clearErrors();
-    const e = apiError(body);
-    const fields = { ...(e?.fields ?? {}) };
-    /** @type {HTMLElement | null} */
-    let first = null;
-    /** @type {string[]} */
-    const elsewhere = [];
-    for (const [name, message] of Object.entries(fields)) {
+    const fields = { ...(apiError(body)?.fields ?? {}) };
+    showFormErrors(this, body, status, fields, (name, message) => {
       if (name === "reason") {
-        const input = this.choice.value === OTHER ? this.reason : this.choice;
         this.reasonError.textContent = `Reason ${message}`;
         this.reasonError.hidden = false;
-        input.setAttribute("aria-invalid", "true");
-        first ??= input;
-      } else if (name === "queue") {
+        return this.choice.value === OTHER ? this.reason : this.choice;
+      }
+      if (name === "queue") {
         this.queueError.textContent = `Queue ${message}`;
         this.queueError.hidden = false;
-        this.queue.setAttribute("aria-invalid", "true");
-        first ??= this.queue;
-      } else {
-        elsewhere.push(`${name} ${message}`);
+        return this.queue;
       }
-    }
-    const general = elsewhere.length ? elsewhere.join("; ") : first ? "" : (e?.message ?? `The server answered ${status}.`);
-    if (general) {
-      this.formError.textContent = general;
-      this.formError.hidden = false;
-    }
-    (first ?? this.save).focus();
+      return null;
+    }, this.save);
   }
 
   /**
@@ -160,20 +136,10 @@ export class PauseDialog {
    */
   async call(method, path, body) {
     this.busy = true;
-    this.save.disabled = true;
-    this.resume.disabled = true;
     try {
-      return await api(this.askToken, method, path, body);
-    } catch (err) {
-      this.clearErrors();
-      this.formError.textContent =
-        err instanceof NeedsToken ? "Pausing needs an admin token." : "The server could not be reached; nothing was changed.";
-      this.formError.hidden = false;
-      return null;
+      return await dialogCall(this.askToken, this, [this.save, this.resume], "Pausing needs an admin token.", method, path, body);
     } finally {
       this.busy = false;
-      this.save.disabled = false;
-      this.resume.disabled = false;
     }
   }
 
@@ -182,15 +148,7 @@ export class PauseDialog {
    * @param {string} what for the toast
    */
   done(res, what) {
-    if (!res) return;
-    if (!res.ok) {
-      this.showErrors(res.body, res.status);
-      return;
-    }
-    const rec = /** @type {Extension} */ (res.body);
-    this.onSaved(rec);
-    this.dialog.close();
-    this.toast(`${rec.agent_name} (${rec.extension}) ${what}.`);
+    finishSave(this, res, (rec) => `${rec.agent_name} (${rec.extension}) ${what}.`);
   }
 
   async pause() {

@@ -21,7 +21,7 @@ import { clock, waitLevel } from "./format.js";
  * @property {number} completed
  * @property {number} abandoned
  * @property {number | null} service_level_pct
- * @property {Array<{extension: string, paused: boolean, paused_reason: string | null, in_call: boolean}>} members
+ * @property {Array<{extension: string, paused: boolean, paused_reason: string | null, paused_since: string | null, in_call: boolean}>} members
  */
 
 /**

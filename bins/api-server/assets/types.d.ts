@@ -56,6 +56,12 @@ paused: boolean,
  */
 paused_reason: string | null, 
 /**
+ * Since when the agent is paused in this queue: the PBX's `LastPause` (or, when the PBX
+ * does not send it, when the pause was seen); null when not paused. Records written
+ * before this field existed read as null.
+ */
+paused_since: string | null, 
+/**
  * The member's penalty (lower is offered calls first).
  */
 penalty: number, 

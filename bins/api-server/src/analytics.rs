@@ -220,7 +220,7 @@ pub async fn history(
         ("department" = Option<String>, Query, description = "Only this department (exact match)"),
     ),
     responses(
-        (status = 200, description = "Seconds in each status, device state, paused (by reason) and on a call, per extension that exists now and per department; see docs/analytics.md", body = Object),
+        (status = 200, description = "Seconds in each status, device state, paused (by reason), on a call, and the window split into availability parts, per extension that exists now and per department; see docs/analytics.md", body = Object),
         (status = 400, description = "A missing or bad from/to or department; `fields` names it", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
     ),
@@ -375,18 +375,18 @@ pub async fn departments(
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/extensions/{id}/history")
-            .route(web::get().to(history))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(crate::rest::read().to(history))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/api/analytics/time-in-state")
-            .route(web::get().to(time_in_state))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(crate::rest::read().to(time_in_state))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
     )
     .service(
         web::resource("/api/departments")
-            .route(web::get().to(departments))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(crate::rest::read().to(departments))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
     );
 }
 
@@ -423,6 +423,7 @@ mod tests {
             queue: "sales".into(),
             paused,
             paused_reason: None,
+            paused_since: None,
             penalty: 0,
             calls_taken: 0,
             last_call: last_call.map(t),

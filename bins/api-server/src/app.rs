@@ -472,7 +472,11 @@ pub async fn start(
             .configure(crate::analytics::configure)
             .configure(crate::openapi::configure)
             .configure(crate::health::configure)
-            .route("/ws", web::get().to(crate::ws::upgrade))
+            .service(
+                web::resource("/ws")
+                    .route(web::get().to(crate::ws::upgrade))
+                    .default_service(crate::error::not_allowed("GET")),
+            )
             .configure(crate::dashboard::configure)
             .default_service(web::to(not_found))
     })

@@ -170,6 +170,7 @@ fn member(m: &QueueMemberState<'_>) -> MemberInput {
         penalty: m.penalty,
         calls_taken: u32::try_from(m.calls_taken).unwrap_or(u32::MAX),
         last_call: epoch(m.last_call),
+        last_pause: epoch(m.last_pause),
         in_call: m.in_call,
     }
 }
@@ -386,6 +387,9 @@ mod tests {
             .expect("1001 changed");
         assert_eq!(alice.view.queues.len(), 1);
         assert_eq!(alice.view.queues[0].paused_reason.as_deref(), Some("Lunch"));
+        // Paused since the capture's LastPause, not since the list was read.
+        let last_pause: Timestamp = "2026-11-23T21:31:50Z".parse().expect("time");
+        assert_eq!(alice.view.queues[0].paused_since, Some(last_pause));
         let stats = t.queue_stats(at(10));
         assert_eq!(stats.len(), 1);
         assert_eq!(stats[0].queue, "sales");

@@ -878,6 +878,9 @@ impl Config {
                 ),
             );
         }
+        if let Err(problem) = host_port(&self.ami.addr) {
+            return invalid("--ami", problem);
+        }
         let addrs = self.listen_addrs()?;
         if self.auth.admin_token.is_none() && !addrs.iter().all(|a| a.ip().is_loopback()) {
             return invalid(
@@ -909,6 +912,26 @@ impl Config {
             });
         }
         Ok(addrs)
+    }
+}
+
+/// Checks that `addr` is `host:port` with a port from 1 to 65535, without resolving the host (a
+/// PBX whose name does not resolve yet is retried like one that is down).
+fn host_port(addr: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "{addr:?} is not a host:port address ({why}), e.g. 10.0.0.5:5038"
+        ))
+    };
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return bad("no port");
+    };
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return bad("no host");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => bad("the port must be a number from 1 to 65535"),
     }
 }
 

@@ -106,6 +106,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../assets/pause.js"),
     },
     Asset {
+        name: "request.js",
+        content_type: JS,
+        body: include_bytes!("../assets/request.js"),
+    },
+    Asset {
+        name: "charts.js",
+        content_type: JS,
+        body: include_bytes!("../assets/charts.js"),
+    },
+    Asset {
         name: "constants.js",
         content_type: JS,
         body: include_bytes!("../assets/constants.js"),
@@ -137,17 +147,24 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// configured (the page asks for a token itself when the API answers 401), and
 /// `GET /api/ui-config`, which needs a [`UiSettings`] in the app data.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/ui-config", web::get().to(ui_config))
-        .service(
-            web::resource("/")
-                .route(web::get().to(index))
-                .route(web::head().to(index)),
-        )
-        .service(
-            web::resource("/assets/{name}")
-                .route(web::get().to(asset))
-                .route(web::head().to(asset)),
-        );
+    use crate::error::not_allowed;
+    cfg.service(
+        web::resource("/api/ui-config")
+            .route(crate::rest::read().to(ui_config))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/")
+            .route(web::get().to(index))
+            .route(web::head().to(index))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/assets/{name}")
+            .route(web::get().to(asset))
+            .route(web::head().to(asset))
+            .default_service(not_allowed("GET, HEAD")),
+    );
 }
 
 async fn ui_config(settings: web::Data<UiSettings>) -> HttpResponse {

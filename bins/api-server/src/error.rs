@@ -245,6 +245,17 @@ pub async fn method_not_allowed() -> HttpResponse {
     ApiError::MethodNotAllowed.error_response()
 }
 
+/// The default service of a resource whose methods are `allow` (e.g. `"GET, POST"`): the JSON
+/// 405 with the `Allow` header that names them, as HTTP requires of a 405.
+pub fn not_allowed(allow: &'static str) -> actix_web::Route {
+    actix_web::web::to(move || async move {
+        let mut res = ApiError::MethodNotAllowed.error_response();
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        res
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

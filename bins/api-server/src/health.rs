@@ -248,6 +248,9 @@ pub struct AmiReadiness {
     last_error: Option<String>,
     /// Extensions reported by the PBX that the store does not have.
     unknown_extensions: u64,
+    /// Call-center lists the PBX refuses on this connection (`QueueStatus`,
+    /// `PresenceStateList`, `CoreShowChannels`): statuses work, that part stays empty.
+    lists_refused: Vec<&'static str>,
 }
 
 /// The store part of `/readyz`.
@@ -309,6 +312,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             errors: m.ami_errors(),
             last_error: observed.last_error,
             unknown_extensions: m.unknown_extensions(),
+            lists_refused: m.lists_refused(),
         },
         store: StoreReadiness {
             backend: state.store_backend.clone(),
@@ -357,7 +361,21 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+    use crate::error::not_allowed;
+    use crate::rest::read;
+    cfg.service(
+        web::resource("/healthz")
+            .route(read().to(healthz))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(read().to(readyz))
+            .default_service(not_allowed("GET, HEAD")),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(read().to(metrics))
+            .default_service(not_allowed("GET, HEAD")),
+    );
 }

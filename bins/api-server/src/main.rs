@@ -45,11 +45,30 @@ fn main() -> ExitCode {
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("api-server: {e:#}");
+            let text = report(&e);
+            tracing::error!("{text}");
+            eprintln!("api-server: {text}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: store errors already show their cause in their message,
+/// so a cause that the text before it already holds is not repeated (`{e:#}` would print it two
+/// or three times).
+fn report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -113,6 +113,8 @@ pub struct Metrics {
     drift_repaired: AtomicU64,
     unknown_extensions: AtomicU64,
     callcenter_rejects: Mutex<BTreeMap<&'static str, u64>>,
+    /// Call-center lists (`QueueStatus`...) and whether the PBX refuses them now.
+    lists_refused: Mutex<BTreeMap<&'static str, bool>>,
     ws_clients: AtomicI64,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
 }
@@ -201,6 +203,19 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         *map.entry(kind).or_insert(0) += n;
+    }
+
+    /// Notes whether the PBX refuses a call-center list (`QueueStatus`, `PresenceStateList`,
+    /// `CoreShowChannels`) on the current connection.
+    pub fn list_refused(&self, list: &'static str, refused: bool) {
+        let mut map = self.lists_refused.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(list, refused);
+    }
+
+    /// The call-center lists the PBX refuses now, in name order.
+    pub fn lists_refused(&self) -> Vec<&'static str> {
+        let map = self.lists_refused.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().filter(|(_, r)| **r).map(|(l, _)| *l).collect()
     }
 
     /// The call-center rejects of one kind so far.
@@ -346,6 +361,26 @@ impl Metrics {
                     "extstatus_callcenter_rejects_total",
                     &[("kind", kind)],
                     n,
+                );
+            }
+        }
+
+        header(
+            &mut out,
+            "extstatus_ami_list_refused",
+            "gauge",
+            "1 while the PBX refuses a call-center list on this connection (no app_queue, or a \
+             manager user without the rights); that part of the records stays empty.",
+        );
+        {
+            let refused = self.lists_refused.lock().unwrap_or_else(|p| p.into_inner());
+            for list in ["CoreShowChannels", "PresenceStateList", "QueueStatus"] {
+                let on = refused.get(list).copied().unwrap_or(false);
+                line(
+                    &mut out,
+                    "extstatus_ami_list_refused",
+                    &[("list", list)],
+                    u64::from(on),
                 );
             }
         }

@@ -65,6 +65,9 @@ pub struct QueueMembershipBody {
     paused: bool,
     /// The pause reason the PBX reports, or null.
     paused_reason: Option<String>,
+    /// Since when the agent is paused in this queue (RFC 3339 UTC: the PBX's `LastPause`, or
+    /// when the pause was seen), or null when not paused.
+    paused_since: Option<String>,
     /// The member's penalty.
     penalty: i32,
     /// Calls taken from this queue.
@@ -234,7 +237,11 @@ pub async fn openapi_json() -> HttpResponse {
 
 /// Mounts the document.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/openapi.json", web::get().to(openapi_json));
+    cfg.service(
+        web::resource("/api/openapi.json")
+            .route(crate::rest::read().to(openapi_json))
+            .default_service(crate::error::not_allowed("GET, HEAD")),
+    );
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@
 //! pipeline takes `QueueStatus`, `PresenceStateList` and `CoreShowChannels`, each merged with
 //! the live events around it in wire order as the status list is, and then makes every stored
 //! record agree with the tracker. A PBX that refuses or does not answer one of those lists (no
-//! `app_queue`, no rights) only loses that part: it is logged once and status tracking goes
-//! on. Input the tracker cannot place (unknown queue, member of no known extension, malformed
+//! `app_queue`, no rights) only loses that part: it is logged once per connection and status
+//! tracking goes on. A refused list also empties that part of every record once (no value
+//! from before stays shown as current; live events still set it) and is named in `/readyz`
+//! (`ami.lists_refused`) and `/metrics` (`extstatus_ami_list_refused`). Input the tracker cannot place (unknown queue, member of no known extension, malformed
 //! presence) is counted by kind in `/metrics` and logged once per kind.
 //!
 //! Extensions the PBX reports but the store lacks are counted and logged once each, never
@@ -133,7 +135,8 @@ struct State {
     views: BTreeMap<ExtensionNumber, CallCenterView>,
     /// Kinds of call-center input already logged as unusable.
     rejects_logged: HashSet<RejectKind>,
-    /// Call-center lists the PBX refused or did not answer, each logged once until it answers.
+    /// Call-center lists the PBX refused or did not answer on this connection, each logged
+    /// once (and a refused one cleared from the records once) until it answers.
     lists_missing: HashSet<ListKind>,
     /// A status write failed: the statuses are repaired by a list as soon as the store answers.
     repair: bool,
@@ -314,6 +317,9 @@ impl Pipeline {
                 .await;
                 state.resync_pending = true;
                 state.resync_not_before = Instant::now() + self.timing.fully_booted_wait;
+                // A new connection may be another PBX, or the same one with app_queue loaded
+                // or other rights: what it refuses is found out (and logged) afresh.
+                state.lists_missing.clear();
                 if state.drop_pending.take().is_some() {
                     tracing::info!("AMI link back within the grace period; clients were not told");
                 }
@@ -632,6 +638,7 @@ impl Pipeline {
             if state.lists_missing.remove(&kind) {
                 tracing::info!(list = action, "the PBX answers {action} again");
             }
+            self.metrics.list_refused(action, false);
             let mut drained = Vec::new();
             while let Ok(event) = self.events.try_recv() {
                 drained.push(event);
@@ -698,23 +705,40 @@ impl Pipeline {
         }
     }
 
-    /// A call-center list the PBX did not give: logged once (until it answers again); status
-    /// tracking goes on without it.
+    /// A call-center list the PBX did not give: logged once per connection (until it answers
+    /// again); status tracking goes on without it. A list the PBX refuses (`Response: Error`:
+    /// no `app_queue`, a manager user without the rights) also clears that part of every
+    /// record once, so no value from before is shown as current, and shows in `/readyz` and
+    /// `/metrics`; one that timed out keeps what is known and is asked for at the next resync.
     fn call_center_list_failed(
         &mut self,
         state: &mut State,
         kind: ListKind,
-        action: &str,
+        action: &'static str,
         e: &ClientError,
     ) {
+        let refused = matches!(e, ClientError::ActionFailed { .. } | ClientError::NotAList);
         if state.lists_missing.insert(kind) {
-            tracing::warn!(
-                list = action,
-                error = %e,
-                "the PBX did not give {action}; that part of the call-center state is not \
-                 resynced (a PBX without app_queue, or a manager user without the rights); \
-                 statuses are not affected"
-            );
+            if refused {
+                tracing::warn!(
+                    list = action,
+                    error = %e,
+                    "the PBX refuses {action} (a PBX without app_queue, or a manager user \
+                     without the rights); that part of the call-center state stays empty on \
+                     this connection and is set by live events only; statuses are not affected"
+                );
+                self.metrics.list_refused(action, true);
+                let at = state.stamp();
+                let update = self.callcenter.with(|t| t.list_refused(kind, at));
+                self.take_update(state, update);
+            } else {
+                tracing::warn!(
+                    list = action,
+                    error = %e,
+                    "the PBX did not give {action}; that part of the call-center state is not \
+                     resynced until it does; statuses are not affected"
+                );
+            }
         } else {
             tracing::debug!(list = action, error = %e, "call-center list still not given");
         }

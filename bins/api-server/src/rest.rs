@@ -568,6 +568,8 @@ pub struct QueueMemberBody {
     pub paused: bool,
     /// The pause reason the PBX reports, or null.
     pub paused_reason: Option<String>,
+    /// Since when paused (RFC 3339 UTC, as the record's `queues[].paused_since`), or null.
+    pub paused_since: Option<String>,
     /// On a call from this queue now.
     pub in_call: bool,
 }
@@ -625,6 +627,7 @@ pub(crate) fn queue_bodies(callcenter: &crate::callcenter::CallCenter) -> Vec<Qu
                     extension: m.extension.to_string(),
                     paused: m.paused,
                     paused_reason: m.paused_reason,
+                    paused_since: m.paused_since.as_ref().map(domain::format_rfc3339),
                     in_call: m.in_call,
                 })
                 .collect(),
@@ -941,33 +944,41 @@ pub(crate) async fn set_paused_here(
 
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::error::not_allowed;
     cfg.service(
         web::resource("/api/extensions")
-            .route(web::get().to(list))
+            .route(read().to(list))
             .route(web::post().to(create))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(not_allowed("GET, HEAD, POST")),
     )
     .service(
         web::resource("/api/extensions/{id}")
-            .route(web::get().to(get))
+            .route(read().to(get))
             .route(web::put().to(update))
             .route(web::delete().to(delete))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(not_allowed("GET, HEAD, PUT, DELETE")),
     )
     .service(
         web::resource("/api/extensions/{id}/pause")
             .route(web::post().to(pause))
             .route(web::delete().to(resume))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(not_allowed("POST, DELETE")),
     )
     .service(
         web::resource("/api/queues")
-            .route(web::get().to(queues))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .route(read().to(queues))
+            .default_service(not_allowed("GET, HEAD")),
     );
 }
 
 /// Refuses any query parameter: the endpoint takes none.
+/// The route of a read: GET, and HEAD (the same answer without its body, which actix leaves
+/// out), so a monitor or a proxy that probes with HEAD gets what GET would.
+pub(crate) fn read() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))?

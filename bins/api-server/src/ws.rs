@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use domain::Department;
-use hub::{ByteString, Delivery, Resume, Subscription};
+use hub::Resume;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::security::{Security, WsSlot};
 use crate::state::AppState;
+use crate::ws_send::LiveBody;
 
 /// The query parameters of `/ws`.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -94,9 +95,16 @@ pub async fn upgrade(
     // closes the socket with 1009 rather than being buffered.
     security.check_ws_origin(&req)?;
     let slot = security.ws_slot()?;
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    // A plain GET (no upgrade headers) gets the JSON error every other route gives, not
+    // actix's empty 400.
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::bad_request(
+            "websocket_required",
+            format!("/ws is a WebSocket endpoint: {e}."),
+        )
+    })?;
     let stream = stream.max_frame_size(security.ws_max_message());
-    let start = match query.resume {
+    let (first, subscription) = match query.resume {
         Some(after) => match state.hub.resume(after, query.department) {
             Resume::Changes(changes, sub) => {
                 let first = (!changes.is_empty()).then(|| sub.frame(&changes));
@@ -109,25 +117,29 @@ pub async fn upgrade(
             (Some(snapshot.to_json().into()), sub)
         }
     };
+    // The changes go out through the response body, which reads the subscription only when the
+    // socket has room (`ws_send`); the connection task keeps the control frames.
+    let response = response
+        .map_body(|_, control| LiveBody::new(control, subscription, first))
+        .map_into_boxed_body();
     let conn = Connection {
         session,
         stream,
-        subscription: start.1,
         metrics: state.metrics.clone(),
         shutdown: state.shutdown.clone(),
         ping_interval: state.timing.ws_ping_interval,
         timeout: state.timing.ws_timeout,
         _slot: slot,
     };
-    actix_web::rt::spawn(conn.run(start.0));
+    actix_web::rt::spawn(conn.run());
     Ok(response)
 }
 
-/// One client connection.
+/// One client connection's receiving side and heartbeat; the changes are sent by its
+/// response body ([`LiveBody`]).
 struct Connection {
     session: Session,
     stream: MessageStream,
-    subscription: Subscription,
     metrics: std::sync::Arc<Metrics>,
     shutdown: CancellationToken,
     ping_interval: Duration,
@@ -156,14 +168,9 @@ enum End {
 }
 
 impl Connection {
-    async fn run(mut self, first: Option<ByteString>) {
+    async fn run(mut self) {
         self.metrics.ws_clients_add(1);
         let _gauge = ClientGauge(self.metrics.clone());
-        if let Some(first) = first
-            && self.session.text(first).await.is_err()
-        {
-            return;
-        }
         let end = self.pump().await;
         let reason = match end {
             End::Close(reason) => Some(reason),
@@ -215,19 +222,6 @@ impl Connection {
                     }
                     None => return End::Gone,
                 },
-                delivery = self.subscription.recv() => {
-                    let text = match delivery {
-                        // Shared bytes: the subscribers at the same cursor send one frame's text.
-                        Delivery::Changes(batch) => self.subscription.frame(&batch),
-                        Delivery::Resync(snapshot) => {
-                            tracing::debug!("websocket client fell behind; sending a fresh snapshot");
-                            snapshot.to_json().into()
-                        }
-                    };
-                    if self.session.text(text).await.is_err() {
-                        return End::Gone;
-                    }
-                }
                 _ = ticker.tick() => {
                     if last_heard.elapsed() >= self.timeout {
                         tracing::debug!("websocket client silent too long; closing");

@@ -71,11 +71,50 @@ fn bad_configurations_are_refused_with_a_clear_message() {
             "soon",
         ),
     ];
+    // An AMI address without a usable port used to start and retry "invalid socket address"
+    // forever; it is a configuration error naming the flag.
+    let mut cases = cases;
+    for (ami, want) in [
+        (
+            "pbx.example",
+            "--ami: \"pbx.example\" is not a host:port address (no port)",
+        ),
+        ("10.0.0.5:", "the port must be a number from 1 to 65535"),
+        (
+            "10.0.0.5:70000",
+            "the port must be a number from 1 to 65535",
+        ),
+        (":5038", "(no host)"),
+    ] {
+        let mut c = server();
+        c.args(["--ami", ami, "--ami-user", "u"]);
+        cases.push((c, want));
+    }
     for (mut cmd, want) in cases {
         let (code, stderr) = refused(&mut cmd);
         assert_eq!(code, Some(2), "{cmd:?}: {stderr}");
         assert!(stderr.contains(want), "{cmd:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_failure_at_start_up_names_its_cause_once() {
+    // A store that cannot be opened used to print its cause three times over, once per link
+    // of the error chain ("cannot use X: ...: cannot use X: ...: No such file ...").
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no").join("such").join("dir");
+    std::fs::write(dir.path().join("no"), "a file, not a directory").expect("write");
+    let (code, stderr) = refused(
+        server()
+            .arg("--data-dir")
+            .arg(&missing)
+            .args(["--listen", "127.0.0.1:0"]),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("api-server: store: "), "{stderr}");
+    let shown = missing.display().to_string();
+    assert_eq!(last.matches(&shown).count(), 1, "{stderr}");
 }
 
 #[test]

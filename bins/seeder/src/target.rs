@@ -27,6 +27,22 @@ pub enum TargetError {
     Transport(String),
 }
 
+/// An error and its sources, each once: reqwest's own message ("error sending request for
+/// url ...") hides the reason (connection refused, no such host, timed out) in its sources.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 /// The three operations an upsert needs.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -111,12 +127,12 @@ impl ApiTarget {
         let resp = req
             .send()
             .await
-            .map_err(|e| TargetError::Transport(format!("{} ({e})", self.base)))?;
+            .map_err(|e| TargetError::Transport(format!("{}: {}", self.base, causes(&e))))?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| TargetError::Transport(e.to_string()))?;
+            .map_err(|e| TargetError::Transport(causes(&e)))?;
         if !status.is_success() {
             return Err(TargetError::Api {
                 status: status.as_u16(),

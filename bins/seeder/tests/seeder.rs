@@ -218,6 +218,26 @@ async fn a_store_that_cannot_be_opened_stops_the_run_and_says_why() -> Result<()
     .await?;
     ensure!(out.status.code() == Some(2));
     ensure!(text(&out.stderr).contains("the start 1050 is after the end 1001"));
+
+    // An API nobody listens on: the reason is shown, not only reqwest's "error sending request".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", closed.local_addr()?);
+    drop(closed);
+    let out = seeder_async(vec![
+        "--range".into(),
+        "1001-1002".into(),
+        "--department".into(),
+        "S".into(),
+        "--api".into(),
+        url.clone(),
+    ])
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains(&url) && err.to_lowercase().contains("connection refused"),
+        "{err}"
+    );
     Ok(())
 }
 

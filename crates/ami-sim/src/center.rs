@@ -679,6 +679,22 @@ impl Simulator {
         })
     }
 
+    /// Pauses a member as [`Simulator::pause_queue_member`] does, but as if the pause had
+    /// begun at `since` (epoch seconds): its `LastPause`, e.g. a pause that began long before
+    /// a client connected.
+    pub fn pause_queue_member_since(
+        &self,
+        interface: &str,
+        queue: Option<&str>,
+        reason: &str,
+        since: u64,
+        delivery: Delivery,
+    ) -> Result<(), QueueError> {
+        self.shared.cc_change(delivery, |b, p| {
+            pause(b, p, interface, queue, true, reason, since)
+        })
+    }
+
     /// Writes a presence, as `Setvar PRESENCE_STATE(<provider>)` with
     /// `<state>,<subtype>,<message>` does: `PresenceStatus` for each hint that includes the
     /// provider (only when the value changed), then `PresenceStateChange` (always). `state` is

@@ -47,6 +47,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -264,6 +265,21 @@ pub enum Fault {
     CloseMidPacket,
 }
 
+/// How the PBX refuses an action a test names (see [`Simulator::refuse_action`]), with the
+/// exact answer Asterisk gives (`fixtures/ami/real/g_errors.recv.ami`,
+/// `i_limited_user.recv.ami`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The module that provides the action is not loaded (`app_queue` for `QueueStatus`):
+    /// `Response: Error` with `Message: Invalid/unknown command: <Action>. Use Action:
+    /// ListCommands to show available commands.`
+    UnknownCommand,
+    /// The manager user lacks the action's class (`call`/`reporting` for
+    /// `PresenceStateList`, `system`/`reporting` for `CoreShowChannels`): `Response: Error`
+    /// with `Message: Permission denied`.
+    PermissionDenied,
+}
+
 /// Which sessions get an emitted packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Audience {
@@ -316,6 +332,8 @@ pub(crate) struct Shared {
     silent: AtomicBool,
     /// While set, new connections are closed at once.
     refuse: AtomicBool,
+    /// Lower-case action name → how it is refused.
+    refused_actions: Mutex<HashMap<String, Refusal>>,
     connections: AtomicUsize,
     journal: Mutex<Journal>,
     /// Bumped after every login and every request, to wake waiters.
@@ -327,6 +345,15 @@ impl Shared {
     /// consistent board and is used as is.
     pub(crate) fn board(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How `action` (lower-case) is refused, when a test said so.
+    pub(crate) fn refusal(&self, action: &str) -> Option<Refusal> {
+        self.refused_actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(action)
+            .copied()
     }
 
     fn journal(&self) -> MutexGuard<'_, Journal> {
@@ -603,6 +630,7 @@ impl Simulator {
                 next_session: AtomicU64::new(0x5644_0e9d_e620),
                 silent: AtomicBool::new(false),
                 refuse: AtomicBool::new(false),
+                refused_actions: Mutex::new(HashMap::new()),
                 connections: AtomicUsize::new(0),
                 journal: Mutex::new(Journal::default()),
                 progress: watch::Sender::new(0),
@@ -732,6 +760,23 @@ impl Simulator {
     /// While true, new connections are accepted and closed at once, before the banner.
     pub fn refuse_connections(&self, refuse: bool) {
         self.shared.refuse.store(refuse, Ordering::Relaxed);
+    }
+
+    /// From now on every session answers `action` (compared without regard to case) with
+    /// `refusal`, as Asterisk does without the module or the rights, instead of running it;
+    /// `None` runs it again. `Login`, `Challenge` and `Logoff` are never refused this way (see
+    /// [`SimConfig`]'s credentials and [`Simulator::refuse_connections`]).
+    pub fn refuse_action(&self, action: &str, refusal: Option<Refusal>) {
+        let mut map = self
+            .shared
+            .refused_actions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = action.trim().to_ascii_lowercase();
+        match refusal {
+            Some(r) => map.insert(key, r),
+            None => map.remove(&key),
+        };
     }
 
     /// While true the PBX writes nothing at all (no banner, no answer, no event), as over a

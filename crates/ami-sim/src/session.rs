@@ -375,6 +375,17 @@ impl Session {
             wire::error(&mut self.reply, id, "Permission denied");
             return Flow::Continue;
         }
+        if !open && let Some(refusal) = self.shared.refusal(&lower) {
+            match refusal {
+                crate::Refusal::UnknownCommand => {
+                    wire::unknown_action(&mut self.reply, id, &action)
+                }
+                crate::Refusal::PermissionDenied => {
+                    wire::error(&mut self.reply, id, "Permission denied");
+                }
+            }
+            return Flow::Continue;
+        }
         match lower.as_str() {
             "login" => return self.login(request, action_id),
             "challenge" => self.challenge(request, id),

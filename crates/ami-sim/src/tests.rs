@@ -1216,3 +1216,55 @@ async fn presence_writes_match_capture_l() {
     assert!(assert_cc_parses(&got) > 20);
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn refused_actions_get_asterisks_exact_errors_and_a_pause_keeps_its_start() {
+    let sim = Running::start(config(queue_agents())).await;
+    let alice = SimMember::agent("sales", "1001", "Alice");
+    sim.sim
+        .add_queue_member(&alice, Delivery::Silently)
+        .expect("added");
+    sim.sim
+        .pause_queue_member_since(
+            &alice.interface,
+            None,
+            "Lunch",
+            1_795_469_510,
+            Delivery::Silently,
+        )
+        .expect("paused");
+    sim.sim
+        .refuse_action("QueueStatus", Some(Refusal::UnknownCommand));
+    sim.sim
+        .refuse_action("presencestatelist", Some(Refusal::PermissionDenied));
+    let mut client = Client::connect(sim.addr).await;
+    client.login("off").await;
+    client
+        .send("Action: QueueStatus\r\nActionID: r-1\r\n\r\n")
+        .await;
+    assert_eq!(
+        text(&client.packet().await),
+        "Response: Error\r\nActionID: r-1\r\nMessage: Invalid/unknown command: QueueStatus. \
+         Use Action: ListCommands to show available commands.\r\n\r\n"
+    );
+    client.send("Action: PresenceStateList\r\n\r\n").await;
+    assert_eq!(
+        text(&client.packet().await),
+        "Response: Error\r\nMessage: Permission denied\r\n\r\n"
+    );
+    // Other actions still run, and a refusal can be lifted.
+    client.send("Action: Ping\r\n\r\n").await;
+    assert!(text(&client.packet().await).contains("Ping: Pong"));
+    sim.sim.refuse_action("QUEUESTATUS", None);
+    client.send("Action: QueueStatus\r\n\r\n").await;
+    let list = read_answer(&mut client, "QueueStatusComplete").await;
+    let alice_item = list
+        .iter()
+        .find(|p| p.contains("Name: Alice"))
+        .expect("Alice listed");
+    assert!(
+        alice_item.contains("LastPause: 1795469510\r\n") && alice_item.contains("Paused: 1\r\n"),
+        "{alice_item}"
+    );
+    sim.stop().await;
+}

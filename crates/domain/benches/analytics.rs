@@ -6,8 +6,12 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
+use cpu_time::CpuTime;
 use domain::{
     Department, ExtensionNumber, HistoryEntry, HistoryEvent, TimeInStateQuery, TimeRange,
     Timestamp, time_in_state,
@@ -115,55 +119,11 @@ fn history(start: Timestamp) -> (Vec<HistoryEntry>, BTreeMap<ExtensionNumber, De
     (out, departments)
 }
 
-/// CPU time of the benchmarking thread, in nanoseconds (Linux `/proc/thread-self/schedstat`).
-/// On a machine shared with other work, wall time counts the time other processes held the
-/// cores; this counts only the time the pass itself ran.
-struct ThreadCpu;
-
-static WALL: WallTime = WallTime;
-
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .expect("/proc/thread-self/schedstat is readable (Linux)")
-}
-
-impl Measurement for ThreadCpu {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_ns().saturating_sub(start)
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Nanoseconds, as wall time: the same formatting applies.
-        WALL.formatter()
-    }
-}
-
 fn wall(c: &mut Criterion) {
     bench(c, "time_in_state");
 }
 
-fn cpu(c: &mut Criterion<ThreadCpu>) {
+fn cpu(c: &mut Criterion<CpuTime>) {
     bench(c, "time_in_state_cpu");
 }
 
@@ -209,7 +169,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>, name: &str) {
 criterion_group!(benches, wall);
 criterion_group! {
     name = cpu_benches;
-    config = Criterion::default().with_measurement(ThreadCpu);
+    config = Criterion::default().with_measurement(CpuTime::thread());
     targets = cpu
 }
 criterion_main!(benches, cpu_benches);

@@ -22,6 +22,12 @@ pub struct QueueMembership {
     pub paused: bool,
     /// Why, as the PBX reports it (`PausedReason`); null when not paused or no reason given.
     pub paused_reason: Option<String>,
+    /// Since when the agent is paused in this queue: the PBX's `LastPause` (or, when the PBX
+    /// does not send it, when the pause was seen); null when not paused. Records written
+    /// before this field existed read as null.
+    #[serde(default, with = "rfc3339::option")]
+    #[cfg_attr(feature = "ts", ts(type = "string | null"))]
+    pub paused_since: Option<Timestamp>,
     /// The member's penalty (lower is offered calls first).
     pub penalty: i32,
     /// Calls the agent took from this queue since it joined.
@@ -195,6 +201,7 @@ mod tests {
             queue: "sales".into(),
             paused: true,
             paused_reason: Some("Lunch".into()),
+            paused_since: Some("2026-11-30T11:45:00Z".parse().expect("time")),
             penalty: 1,
             calls_taken: 3,
             last_call: Some("2026-11-30T12:00:00.123Z".parse().expect("time")),
@@ -203,10 +210,18 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&m).expect("ser"),
             serde_json::json!({
-                "queue": "sales", "paused": true, "paused_reason": "Lunch", "penalty": 1,
+                "queue": "sales", "paused": true, "paused_reason": "Lunch",
+                "paused_since": "2026-11-30T11:45:00.000Z", "penalty": 1,
                 "calls_taken": 3, "last_call": "2026-11-30T12:00:00.123Z", "in_call": false,
             })
         );
+        // A membership stored before `paused_since` existed reads as null.
+        let old: QueueMembership = serde_json::from_value(serde_json::json!({
+            "queue": "sales", "paused": true, "paused_reason": null, "penalty": 0,
+            "calls_taken": 0, "last_call": null, "in_call": false,
+        }))
+        .expect("old shape");
+        assert_eq!(old.paused_since, None);
         let p = AgentPresence {
             state: "away".into(),
             subtype: None,

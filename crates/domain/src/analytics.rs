@@ -59,6 +59,52 @@ pub struct StateTimes {
     paused_by_reason: Vec<(Option<String>, u64)>,
     /// On a call.
     on_call: u64,
+    /// Every millisecond of the window in exactly one [`Availability`], by its index.
+    availability: [u64; 5],
+}
+
+/// Where an agent's time went, each millisecond counted once, in this order of precedence:
+/// `unknown` (the status is unknown, or nothing is known), `unavailable` (status offline),
+/// `on_call`, `paused` (in at least one queue, not on a call), `available` (the rest). What
+/// the dashboard's comparison bars show; the sum is the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Online, not on a call, paused in no queue.
+    Available,
+    /// On a call (ringing or talking) while online.
+    OnCall,
+    /// Paused in at least one queue while online and not on a call.
+    Paused,
+    /// Status offline.
+    Unavailable,
+    /// Status unknown, or not known at all (server not running, PBX link down).
+    Unknown,
+}
+
+impl Availability {
+    /// Every category, in the JSON's order.
+    pub const ALL: [Availability; 5] = [
+        Availability::Available,
+        Availability::OnCall,
+        Availability::Paused,
+        Availability::Unavailable,
+        Availability::Unknown,
+    ];
+
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Available => "available",
+            Availability::OnCall => "on_call",
+            Availability::Paused => "paused",
+            Availability::Unavailable => "unavailable",
+            Availability::Unknown => "unknown",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 fn presence_index(p: Presence) -> usize {
@@ -103,33 +149,53 @@ impl StateTimes {
         self.on_call
     }
 
-    fn add_reason(&mut self, reason: &Option<String>, ms: u64) {
-        match self.paused_by_reason.iter_mut().find(|(r, _)| r == reason) {
-            Some((_, total)) => *total += ms,
-            None => self.paused_by_reason.push((reason.clone(), ms)),
-        }
+    /// Milliseconds in availability category `a`; the five add up to the window.
+    pub fn availability_ms(&self, a: Availability) -> u64 {
+        self.availability[a.index()]
     }
 
     fn add(&mut self, other: &StateTimes) {
-        for (a, b) in self.status.iter_mut().zip(other.status) {
-            *a += b;
-        }
-        for (a, b) in self.device_state.iter_mut().zip(other.device_state) {
-            *a += b;
-        }
+        add_each(&mut self.status, &other.status);
+        add_each(&mut self.device_state, &other.device_state);
+        add_each(&mut self.availability, &other.availability);
         self.paused += other.paused;
         for (reason, ms) in &other.paused_by_reason {
-            self.add_reason(reason, *ms);
+            add_keyed(&mut self.paused_by_reason, reason, *ms);
         }
         self.on_call += other.on_call;
     }
 
     fn write_fields<S: SerializeStruct>(&self, st: &mut S) -> Result<(), S::Error> {
-        st.serialize_field("status_seconds", &StatusSeconds(&self.status))?;
-        st.serialize_field("device_state_seconds", &DeviceSeconds(&self.device_state))?;
+        let status = Presence::ALL.map(Presence::as_str);
+        let devices = DeviceState::ALL.map(DeviceState::as_str);
+        let availability = Availability::ALL.map(Availability::as_str);
+        st.serialize_field("status_seconds", &NamedSeconds(&status, &self.status))?;
+        st.serialize_field(
+            "device_state_seconds",
+            &NamedSeconds(&devices, &self.device_state),
+        )?;
         st.serialize_field("paused_seconds", &seconds(self.paused))?;
         st.serialize_field("paused_by_reason", &ReasonSeconds(&self.paused_by_reason))?;
-        st.serialize_field("on_call_seconds", &seconds(self.on_call))
+        st.serialize_field("on_call_seconds", &seconds(self.on_call))?;
+        st.serialize_field(
+            "availability_seconds",
+            &NamedSeconds(&availability, &self.availability),
+        )
+    }
+}
+
+/// Adds `other` to `sums`, element by element.
+fn add_each(sums: &mut [u64], other: &[u64]) {
+    for (a, b) in sums.iter_mut().zip(other) {
+        *a += b;
+    }
+}
+
+/// Adds `ms` to the row of `key`, appending the row when there is none yet.
+fn add_keyed<K: PartialEq + Clone>(rows: &mut Vec<(K, u64)>, key: &K, ms: u64) {
+    match rows.iter_mut().find(|(k, _)| k == key) {
+        Some((_, total)) => *total += ms,
+        None => rows.push((key.clone(), ms)),
     }
 }
 
@@ -137,25 +203,14 @@ fn seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
-struct StatusSeconds<'a>(&'a [u64; 3]);
+/// A JSON object of seconds: each name with the milliseconds at the same index.
+struct NamedSeconds<'a>(&'a [&'static str], &'a [u64]);
 
-impl Serialize for StatusSeconds<'_> {
+impl Serialize for NamedSeconds<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(3))?;
-        for (p, ms) in Presence::ALL.iter().zip(self.0) {
-            m.serialize_entry(p.as_str(), &seconds(*ms))?;
-        }
-        m.end()
-    }
-}
-
-struct DeviceSeconds<'a>(&'a [u64; 9]);
-
-impl Serialize for DeviceSeconds<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(9))?;
-        for (d, ms) in DeviceState::ALL.iter().zip(self.0) {
-            m.serialize_entry(d.as_str(), &seconds(*ms))?;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, ms) in self.0.iter().zip(self.1) {
+            m.serialize_entry(name, &seconds(*ms))?;
         }
         m.end()
     }
@@ -190,12 +245,27 @@ pub struct ExtensionTimes {
 
 impl Serialize for ExtensionTimes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("ExtensionTimes", 7)?;
-        st.serialize_field("extension", &self.extension)?;
-        st.serialize_field("department", &self.department)?;
-        self.times.write_fields(&mut st)?;
-        st.end()
+        serialize_row(
+            s,
+            ("extension", &self.extension),
+            ("department", &self.department),
+            &self.times,
+        )
     }
+}
+
+/// One row of the answer: two naming fields, then the times.
+fn serialize_row<S: Serializer, A: Serialize, B: Serialize>(
+    s: S,
+    (a_name, a): (&'static str, &A),
+    (b_name, b): (&'static str, &B),
+    times: &StateTimes,
+) -> Result<S::Ok, S::Error> {
+    let mut st = s.serialize_struct("Times", 8)?;
+    st.serialize_field(a_name, a)?;
+    st.serialize_field(b_name, b)?;
+    times.write_fields(&mut st)?;
+    st.end()
 }
 
 /// One department's times: the sum over its extensions (agent-seconds).
@@ -211,11 +281,12 @@ pub struct DepartmentTimes {
 
 impl Serialize for DepartmentTimes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("DepartmentTimes", 7)?;
-        st.serialize_field("department", &self.department)?;
-        st.serialize_field("extensions", &self.extensions)?;
-        self.times.write_fields(&mut st)?;
-        st.end()
+        serialize_row(
+            s,
+            ("department", &self.department),
+            ("extensions", &self.extensions),
+            &self.times,
+        )
     }
 }
 
@@ -357,10 +428,23 @@ impl Track {
         if !known {
             times.status[presence_index(Presence::Unknown)] += dt;
             times.device_state[usize::from(DeviceState::Unknown.number())] += dt;
+            times.availability[Availability::Unknown.index()] += dt;
             return;
         }
         times.status[self.presence] += dt;
         times.device_state[self.device] += dt;
+        let availability = if self.presence == presence_index(Presence::Unknown) {
+            Availability::Unknown
+        } else if self.presence == presence_index(Presence::Offline) {
+            Availability::Unavailable
+        } else if self.on_call {
+            Availability::OnCall
+        } else if !self.paused.is_empty() {
+            Availability::Paused
+        } else {
+            Availability::Available
+        };
+        times.availability[availability.index()] += dt;
         if !self.paused.is_empty() {
             times.paused += dt;
             for (i, &(_, reason)) in self.paused.iter().enumerate() {
@@ -368,14 +452,94 @@ impl Track {
                 if self.paused[..i].iter().any(|&(_, r)| r == reason) {
                     continue;
                 }
-                match self.reason_ms.iter_mut().find(|(r, _)| *r == reason) {
-                    Some((_, ms)) => *ms += dt,
-                    None => self.reason_ms.push((reason, dt)),
-                }
+                add_keyed(&mut self.reason_ms, &reason, dt);
             }
         }
         if self.on_call {
             times.on_call += dt;
+        }
+    }
+}
+
+/// A history event borrowed from wherever it is stored: what the pass reads of an entry, so a
+/// store can feed it straight from its encoded bytes without allocating (see
+/// [`TimeInStatePass::push`]). [`EventRef::of`] gives one for an owned event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventRef<'a> {
+    /// The extension state code changed.
+    Status {
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
+        /// The new code.
+        code: i32,
+    },
+    /// Paused or unpaused in a queue.
+    Pause {
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
+        /// The queue.
+        queue: &'a str,
+        /// Paused or not.
+        paused: bool,
+        /// The reason, when paused with one.
+        reason: Option<&'a str>,
+    },
+    /// The presence changed (it does not count in time in state, but shows the server ran).
+    Presence {
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
+    },
+    /// A call started or ended.
+    Call {
+        /// The extension's digits (ASCII).
+        extension: &'a [u8],
+        /// On a call or not.
+        on_call: bool,
+    },
+    /// The PBX link was lost.
+    PbxLinkDown,
+    /// The PBX link is up (logged in).
+    PbxLinkUp,
+    /// The server started.
+    ServerStart,
+    /// The server stopped cleanly.
+    ServerStop,
+}
+
+impl<'a> EventRef<'a> {
+    /// The borrowed form of an owned event.
+    pub fn of(event: &'a HistoryEvent) -> Self {
+        match event {
+            HistoryEvent::Status {
+                extension, code, ..
+            } => EventRef::Status {
+                extension: extension.as_str().as_bytes(),
+                code: *code,
+            },
+            HistoryEvent::Pause {
+                extension,
+                queue,
+                paused,
+                reason,
+            } => EventRef::Pause {
+                extension: extension.as_str().as_bytes(),
+                queue,
+                paused: *paused,
+                reason: reason.as_deref(),
+            },
+            HistoryEvent::Presence { extension, .. } => EventRef::Presence {
+                extension: extension.as_str().as_bytes(),
+            },
+            HistoryEvent::Call {
+                extension, on_call, ..
+            } => EventRef::Call {
+                extension: extension.as_str().as_bytes(),
+                on_call: *on_call,
+            },
+            HistoryEvent::PbxLinkDown => EventRef::PbxLinkDown,
+            HistoryEvent::PbxLinkUp => EventRef::PbxLinkUp,
+            HistoryEvent::ServerStart => EventRef::ServerStart,
+            HistoryEvent::ServerStop => EventRef::ServerStop,
         }
     }
 }
@@ -430,38 +594,37 @@ impl Pass {
     }
 
     /// Applies one entry at `t`, already clipped to the window and not before `last_at`.
-    fn apply(&mut self, t: i64, event: &HistoryEvent) {
+    fn apply(&mut self, t: i64, event: EventRef<'_>) {
         match event {
-            HistoryEvent::PbxLinkDown => self.set_flags(t, self.running, false),
-            HistoryEvent::PbxLinkUp => self.set_flags(t, self.running, true),
-            HistoryEvent::ServerStop => self.set_flags(t, false, false),
-            HistoryEvent::ServerStart => {
+            EventRef::PbxLinkDown => self.set_flags(t, self.running, false),
+            EventRef::PbxLinkUp => self.set_flags(t, self.running, true),
+            EventRef::ServerStop => self.set_flags(t, false, false),
+            EventRef::ServerStart => {
                 self.crash_before_start();
                 self.set_flags(t, true, false);
             }
-            HistoryEvent::Status {
-                extension, code, ..
-            } => {
+            EventRef::Status { extension, code } => {
                 if let Some(track) = self.track(extension, t) {
-                    let state = ExtensionState::from_code(*code);
+                    let state = ExtensionState::from_code(code);
                     track.presence = presence_index(state.presence());
                     track.device = usize::from(state.device_state().number());
                 }
             }
-            HistoryEvent::Pause {
+            EventRef::Pause {
                 extension,
                 queue,
                 paused,
                 reason,
             } => {
                 // Interning first: the track borrows the whole pass.
-                let selected = self.index.contains_key(&extension.order_key());
+                let selected = ExtensionNumber::order_key_of(extension)
+                    .is_some_and(|key| self.index.contains_key(&key));
                 let q = if selected {
                     intern(&mut self.queues, &mut self.queue_names, queue)
                 } else {
                     0
                 };
-                let r = match (selected && *paused, reason) {
+                let r = match (selected && paused, reason) {
                     (true, Some(reason)) => {
                         intern(&mut self.reasons, &mut self.reason_names, reason)
                     }
@@ -483,27 +646,162 @@ impl Pass {
                     }
                 }
             }
-            HistoryEvent::Call {
-                extension, on_call, ..
-            } => {
+            EventRef::Call { extension, on_call } => {
                 if let Some(track) = self.track(extension, t) {
-                    track.on_call = *on_call;
+                    track.on_call = on_call;
                 }
             }
-            HistoryEvent::Presence { .. } => {}
+            EventRef::Presence { .. } => {}
         }
         self.last_at = Some(t);
     }
 
     /// The track of `extension` with its time counted up to `t`; `None` when it is not
     /// reported.
-    fn track(&mut self, extension: &ExtensionNumber, t: i64) -> Option<&mut Track> {
+    fn track(&mut self, extension: &[u8], t: i64) -> Option<&mut Track> {
         let known = self.known();
-        let track = self
-            .tracks
-            .get_mut(*self.index.get(&extension.order_key())?)?;
+        let key = ExtensionNumber::order_key_of(extension)?;
+        let track = self.tracks.get_mut(*self.index.get(&key)?)?;
         track.flush(t, known);
         Some(track)
+    }
+}
+
+/// Time in state computed one entry at a time: [`TimeInStatePass::new`] applies the state at
+/// `from`, [`TimeInStatePass::push`] takes the entries from `from` on in time order (as
+/// borrowed [`EventRef`]s, so a store can decode them without allocating), and
+/// [`TimeInStatePass::finish`] gives the answer. [`time_in_state`] does the same from owned
+/// entries.
+pub struct TimeInStatePass<'q> {
+    pass: Pass,
+    selected: Vec<(&'q ExtensionNumber, &'q Department)>,
+    from: Timestamp,
+    to: Timestamp,
+    department: Option<&'q Department>,
+    /// The first entry at or after `to` was seen: nothing more counts.
+    done: bool,
+}
+
+impl<'q> TimeInStatePass<'q> {
+    /// Starts the pass for `query`, with what was known at its `from`.
+    pub fn new(query: &TimeInStateQuery<'q>) -> Self {
+        let from_ts = query.range.from();
+        let to_ts = query.range.to().min(query.now).max(from_ts);
+        let (from, to) = (from_ts.timestamp_millis(), to_ts.timestamp_millis());
+        let selected: Vec<(&'q ExtensionNumber, &'q Department)> = query
+            .extensions
+            .iter()
+            .filter(|(_, d)| query.department.is_none_or(|want| want == *d))
+            .collect();
+        let mut pass = Pass {
+            from,
+            to,
+            index: selected
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.order_key(), i))
+                .collect(),
+            tracks: selected.iter().map(|_| Track::new(from)).collect(),
+            queues: FastMap::default(),
+            queue_names: vec![None],
+            reasons: FastMap::default(),
+            reason_names: vec![None],
+            running: false,
+            link_up: false,
+            last_at: None,
+        };
+        let mut prior: Vec<&HistoryEntry> = query.prior.iter().collect();
+        prior.sort_by_key(|e| order_key(e));
+        for entry in prior {
+            pass.apply(from, EventRef::of(&entry.event));
+        }
+        Self {
+            pass,
+            selected,
+            from: from_ts,
+            to: to_ts,
+            department: query.department,
+            done: false,
+        }
+    }
+
+    /// Takes the next entry, at `at_ms` milliseconds since the epoch. Entries before `from`
+    /// count as of `from`; an entry out of order counts at the latest time already seen.
+    /// Answers false once the entry at or after the window's (clipped) end has been seen:
+    /// nothing after it can change the answer, so the caller may stop reading. That first
+    /// entry after the window is still wanted: when it is a `server_start` after a crash, the
+    /// time from the last entry in the window on counts as unknown, as it will after the
+    /// restart.
+    pub fn push(&mut self, at_ms: i64, event: EventRef<'_>) -> bool {
+        if self.done {
+            return false;
+        }
+        let pass = &mut self.pass;
+        if at_ms >= pass.to {
+            if matches!(event, EventRef::ServerStart) {
+                pass.crash_before_start();
+            }
+            self.done = true;
+            return false;
+        }
+        let t = at_ms.max(pass.from).max(pass.last_at.unwrap_or(pass.from));
+        pass.apply(t, event);
+        true
+    }
+
+    /// Counts the time up to the window's end and gives the answer.
+    pub fn finish(self) -> TimeInState {
+        let mut pass = self.pass;
+        pass.flush_all(pass.to);
+        let reasons = std::mem::take(&mut pass.reason_names);
+
+        let mut departments: BTreeMap<&Department, DepartmentTimes> = BTreeMap::new();
+        let extensions: Vec<ExtensionTimes> = self
+            .selected
+            .iter()
+            .zip(pass.tracks)
+            .map(|((n, d), mut track)| {
+                track.times.paused_by_reason = track
+                    .reason_ms
+                    .iter()
+                    .map(|&(id, ms)| {
+                        let name = usize::try_from(id)
+                            .ok()
+                            .and_then(|i| reasons.get(i))
+                            .cloned()
+                            .flatten();
+                        (name, ms)
+                    })
+                    .collect();
+                track.times.paused_by_reason.sort();
+                let sum = departments.entry(d).or_insert_with(|| DepartmentTimes {
+                    department: (*d).clone(),
+                    extensions: 0,
+                    times: StateTimes::default(),
+                });
+                sum.extensions += 1;
+                sum.times.add(&track.times);
+                ExtensionTimes {
+                    extension: (*n).clone(),
+                    department: (*d).clone(),
+                    times: track.times,
+                }
+            })
+            .collect();
+        let departments = departments
+            .into_values()
+            .map(|mut d| {
+                d.times.paused_by_reason.sort();
+                d
+            })
+            .collect();
+        TimeInState {
+            from: self.from,
+            to: self.to,
+            department: self.department.cloned(),
+            extensions,
+            departments,
+        }
     }
 }
 
@@ -522,101 +820,14 @@ where
     I: IntoIterator,
     I::Item: Borrow<HistoryEntry>,
 {
-    let from_ts = query.range.from();
-    let to_ts = query.range.to().min(query.now).max(from_ts);
-    let (from, to) = (from_ts.timestamp_millis(), to_ts.timestamp_millis());
-
-    let selected: Vec<(&ExtensionNumber, &Department)> = query
-        .extensions
-        .iter()
-        .filter(|(_, d)| query.department.is_none_or(|want| want == *d))
-        .collect();
-    let mut pass = Pass {
-        from,
-        to,
-        index: selected
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (n.order_key(), i))
-            .collect(),
-        tracks: selected.iter().map(|_| Track::new(from)).collect(),
-        queues: FastMap::default(),
-        queue_names: vec![None],
-        reasons: FastMap::default(),
-        reason_names: vec![None],
-        running: false,
-        link_up: false,
-        last_at: None,
-    };
-
-    let mut prior: Vec<&HistoryEntry> = query.prior.iter().collect();
-    prior.sort_by_key(|e| order_key(e));
-    for entry in prior {
-        pass.apply(from, &entry.event);
-    }
-
+    let mut pass = TimeInStatePass::new(query);
     for entry in entries {
         let entry = entry.borrow();
-        let at = entry.at.timestamp_millis();
-        if at >= to {
-            // The first entry after the window only tells whether the server crashed in it.
-            if matches!(entry.event, HistoryEvent::ServerStart) {
-                pass.crash_before_start();
-            }
+        if !pass.push(entry.at.timestamp_millis(), EventRef::of(&entry.event)) {
             break;
         }
-        let t = at.max(pass.from).max(pass.last_at.unwrap_or(pass.from));
-        pass.apply(t, &entry.event);
     }
-    pass.flush_all(pass.to);
-    let reasons = std::mem::take(&mut pass.reason_names);
-
-    let mut departments: BTreeMap<&Department, DepartmentTimes> = BTreeMap::new();
-    let extensions: Vec<ExtensionTimes> = selected
-        .iter()
-        .zip(pass.tracks)
-        .map(|((n, d), mut track)| {
-            track.times.paused_by_reason = track
-                .reason_ms
-                .iter()
-                .map(|&(id, ms)| {
-                    let name = usize::try_from(id)
-                        .ok()
-                        .and_then(|i| reasons.get(i))
-                        .cloned()
-                        .flatten();
-                    (name, ms)
-                })
-                .collect();
-            track.times.paused_by_reason.sort();
-            let sum = departments.entry(d).or_insert_with(|| DepartmentTimes {
-                department: (*d).clone(),
-                extensions: 0,
-                times: StateTimes::default(),
-            });
-            sum.extensions += 1;
-            sum.times.add(&track.times);
-            ExtensionTimes {
-                extension: (*n).clone(),
-                department: (*d).clone(),
-                times: track.times,
-            }
-        })
-        .collect();
-    let departments = departments
-        .into_values()
-        .map(|mut d| {
-            d.times.paused_by_reason.sort();
-            d
-        })
-        .collect();
-    TimeInState {
-        from: from_ts,
-        to: to_ts,
-        department: query.department.cloned(),
-        extensions,
-        departments,
-    }
+    pass.finish()
 }
 
 /// Reduces a history to what [`TimeInStateQuery::prior`] needs for a window starting at
@@ -819,6 +1030,19 @@ mod tests {
             got.window_ms(),
             "{n}: device seconds sum to the window"
         );
+        let availability: u64 = times.availability.iter().sum();
+        assert_eq!(
+            availability,
+            got.window_ms(),
+            "{n}: availability seconds sum to the window"
+        );
+    }
+
+    /// One extension's availability in whole seconds: available, on call, paused, unavailable,
+    /// unknown.
+    fn availability_s(got: &TimeInState, n: &str) -> [u64; 5] {
+        let t = got.extension(n).expect("extension");
+        Availability::ALL.map(|a| t.availability_ms(a) / 1000)
     }
 
     fn device_s(got: &TimeInState, n: &str, d: DeviceState) -> u64 {
@@ -944,6 +1168,9 @@ mod tests {
         assert_eq!(device_s(&got, "1001", DeviceState::Unknown), 900);
         let t = got.extension("1001").expect("1001");
         assert_eq!(t.paused_by_reason_ms(Some("wrap-up")), 2_700_000);
+        // On a call (and paused) while known until 09:40, then paused only; unknown in the
+        // outage.
+        assert_eq!(availability_s(&got, "1001"), [0, 1500, 1200, 0, 900]);
     }
 
     #[test]
@@ -963,6 +1190,14 @@ mod tests {
         let t = got.extension("1001").expect("1001");
         assert_eq!(t.paused_by_reason_ms(Some("lunch")), 1_800_000);
         assert_eq!(t.paused_reasons().len(), 1);
+        // A call wins over the pause it overlaps: paused only 09:05-09:20.
+        assert_eq!(availability_s(&got, "1001"), [300 + 600, 1800, 900, 0, 0]);
+        let json = serde_json::to_value(&got).expect("serialize");
+        assert_eq!(
+            json["extensions"][0]["availability_seconds"],
+            serde_json::json!({"available": 900.0, "on_call": 1800.0, "paused": 900.0,
+                "unavailable": 0.0, "unknown": 0.0})
+        );
     }
 
     #[test]
@@ -1053,6 +1288,11 @@ mod tests {
         assert_eq!(d.times.status_ms(Presence::Online), 3_600_000);
         assert_eq!(d.times.status_ms(Presence::Offline), 3_600_000);
         assert_eq!(d.times.on_call_ms(), 0);
+        assert_eq!(d.times.availability_ms(Availability::Available), 3_600_000);
+        assert_eq!(
+            d.times.availability_ms(Availability::Unavailable),
+            3_600_000
+        );
 
         let all = window_with(&h, &exts, None, ("09:00:00", "10:00:00"), at("23:00:00"));
         assert_eq!(all.departments.len(), 2);
@@ -1130,6 +1370,17 @@ mod tests {
                 let t = &e.times;
                 prop_assert_eq!(t.status.iter().sum::<u64>(), window);
                 prop_assert_eq!(t.device_state.iter().sum::<u64>(), window);
+                prop_assert_eq!(t.availability.iter().sum::<u64>(), window);
+                prop_assert_eq!(
+                    t.availability[Availability::Unknown.index()],
+                    t.status[presence_index(Presence::Unknown)]
+                );
+                prop_assert_eq!(
+                    t.availability[Availability::Unavailable.index()],
+                    t.status[presence_index(Presence::Offline)]
+                );
+                prop_assert!(t.availability[Availability::OnCall.index()] <= t.on_call);
+                prop_assert!(t.availability[Availability::Paused.index()] <= t.paused);
                 prop_assert!(t.paused <= window && t.on_call <= window);
                 prop_assert!(t.paused_by_reason.iter().all(|(_, ms)| *ms <= t.paused));
             }

@@ -30,6 +30,14 @@
 //! `ExtensionStateList`: inputs before the list's response on the wire first, then the list
 //! (what it no longer shows is cleared), then the rest, in wire order.
 //!
+//! Pause times: a paused membership's `paused_since` is the PBX's `LastPause` (the time of the
+//! last pause; Asterisk keeps it after unpausing, so it is read only while paused). When the
+//! PBX sends none (0 or no header), a pause already known keeps its start (from the tracker,
+//! or from what the store held), and a new one starts when it was seen.
+//!
+//! A list the PBX refuses ([`Tracker::list_refused`]) clears what it would have been the truth
+//! for, so no value from before stays shown as if it were current.
+//!
 //! The output of every step is an [`Update`]: the extensions whose call-center view changed,
 //! with their new view (nothing when nothing changed), whether queue statistics changed, and
 //! rejected inputs counted by kind so the caller can log each kind once.
@@ -69,6 +77,9 @@ pub struct MemberInput {
     pub calls_taken: u32,
     /// `LastCall` (epoch 0 means never, i.e. `None`).
     pub last_call: Option<Timestamp>,
+    /// `LastPause`: when the member was last paused (epoch 0, or no header, is `None`). It
+    /// stays set after unpausing, so it means something only while `paused`.
+    pub last_pause: Option<Timestamp>,
     /// `InCall`.
     pub in_call: bool,
 }
@@ -333,6 +344,8 @@ pub struct QueueMemberSummary {
     pub paused: bool,
     /// The pause reason.
     pub paused_reason: Option<String>,
+    /// Since when it is paused (as the record's `paused_since`); `None` when not paused.
+    pub paused_since: Option<Timestamp>,
     /// On a call from this queue.
     pub in_call: bool,
 }
@@ -372,6 +385,8 @@ struct MemberRec {
     device: String,
     paused: bool,
     paused_reason: Option<String>,
+    /// Since when it is paused (`None` when not paused).
+    paused_since: Option<Timestamp>,
     penalty: i32,
     calls_taken: u32,
     last_call: Option<Timestamp>,
@@ -587,6 +602,24 @@ impl Tracker {
         self.finish()
     }
 
+    /// A list the PBX refused (`Response: Error`: no `app_queue`, a manager user without the
+    /// rights). What the list is the truth for is then unknown: that part of every view is
+    /// cleared (what the store held from an earlier run, what an earlier connection showed)
+    /// and only live inputs set it from now on. Call it once per connection, at the first
+    /// refusal, so live inputs on the same connection are not cleared at every resync.
+    pub fn list_refused(&mut self, kind: ListKind, at: Timestamp) -> Update {
+        self.apply_list(ListSnapshot {
+            kind,
+            response: WirePos {
+                generation: 0,
+                seq: 0,
+            },
+            at,
+            items: Vec::new(),
+        });
+        self.finish()
+    }
+
     /// Queue statistics as of `now`, in queue order.
     pub fn queue_stats(&self, now: Timestamp) -> Vec<QueueStats> {
         self.queues
@@ -607,6 +640,7 @@ impl Tracker {
                             extension: ext.clone(),
                             paused: m.paused,
                             paused_reason: m.paused_reason.clone(),
+                            paused_since: if m.paused { m.paused_since } else { None },
                             in_call: m.in_call,
                         })
                     })
@@ -740,13 +774,38 @@ impl Tracker {
         }
     }
 
-    fn upsert_member(&mut self, m: MemberInput) {
+    /// Since when a member that the PBX reports paused without a usable `LastPause` has been
+    /// paused: since the pause we already knew of (the tracker's member, or the last view of its
+    /// extension, which at start is what the store holds), or else since `at`, when it was
+    /// seen paused.
+    fn pause_start(&self, key: &(String, String), device: &str, at: Timestamp) -> Timestamp {
+        let known = self
+            .members
+            .get(key)
+            .filter(|old| old.paused)
+            .and_then(|old| old.paused_since);
+        let remembered = || {
+            let ext = self.devices.get(device)?;
+            let view = self.views.get(ext)?;
+            view.queues
+                .iter()
+                .find(|q| q.queue == key.0 && q.paused)
+                .and_then(|q| q.paused_since)
+        };
+        known.or_else(remembered).unwrap_or(at)
+    }
+
+    fn upsert_member(&mut self, m: MemberInput, at: Timestamp) {
         let iface = lower(&m.interface);
         let device = lower(m.state_interface.as_deref().unwrap_or(&m.interface));
         if !self.devices.contains_key(&device) {
             self.reject(RejectKind::UnmatchedMember);
         }
         let key = (m.queue.clone(), iface.clone());
+        let paused_since = m.paused.then(|| match m.last_pause {
+            Some(t) => truncate(t),
+            None => self.pause_start(&key, &device, at),
+        });
         self.mark_member(&key.0, &key.1);
         self.queues.entry(m.queue.clone()).or_default();
         self.members.insert(
@@ -756,6 +815,7 @@ impl Tracker {
                 device,
                 paused: m.paused,
                 paused_reason: m.paused_reason.filter(|r| !r.is_empty()),
+                paused_since,
                 penalty: m.penalty,
                 calls_taken: m.calls_taken,
                 last_call: m.last_call.map(truncate),
@@ -790,7 +850,7 @@ impl Tracker {
                 self.set_hint(&extension, hint);
                 self.queues_changed = true;
             }
-            Input::MemberAdded(m) | Input::MemberUpdated(m) => self.upsert_member(m),
+            Input::MemberAdded(m) | Input::MemberUpdated(m) => self.upsert_member(m, at),
             Input::MemberRemoved { queue, interface } => {
                 let iface = lower(&interface);
                 self.mark_member(&queue, &iface);
@@ -1044,6 +1104,7 @@ impl Tracker {
                 } else {
                     None
                 },
+                paused_since: if m.paused { m.paused_since } else { None },
                 penalty: m.penalty,
                 calls_taken: m.calls_taken,
                 last_call: m.last_call,

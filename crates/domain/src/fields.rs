@@ -87,11 +87,17 @@ impl FieldError {
     }
 }
 
-/// Whether `c` may not appear in a name: a control character, or an invisible formatting
-/// character that could make a name display as another (a right-to-left override shows
-/// `\u{202e}yrollaM` as `Mallory`), or a byte-order mark left over from a file.
+/// Whether `c` may not appear in a name: a control character, a Unicode line or paragraph
+/// separator (`\u{2028}`, `\u{2029}`: line breaks to a browser's text layout and to JavaScript,
+/// though not in the control category), or an invisible formatting character that could make a
+/// name display as another (a right-to-left override shows `\u{202e}yrollaM` as `Mallory`), or a
+/// byte-order mark left over from a file.
 pub fn is_forbidden_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
 }
 
 /// Checks the shared text rule: trimmed, `min..=max` characters, no control characters.
@@ -170,17 +176,30 @@ impl PartialOrd for ExtensionNumber {
     }
 }
 
+/// The order key of digits (see [`ExtensionNumber::order_key`]).
+fn digits_key(digits: &[u8]) -> u64 {
+    let value = digits.iter().fold(0u64, |v, b| {
+        v.saturating_mul(10)
+            .saturating_add(u64::from(b.wrapping_sub(b'0')))
+    });
+    value.saturating_mul(16).saturating_add(digits.len() as u64)
+}
+
 impl ExtensionNumber {
     /// A number that orders exactly as [`Ord`] orders extension numbers: the digits' value
     /// times 16 plus the length (at most 10 digits, so the value is below 2^34 and the length
     /// below 16; two numbers have the same key only when they are the same text). For sorting
     /// with a cached key (`sort_by_cached_key`), where comparing in place would be slower.
     pub fn order_key(&self) -> u64 {
-        let value = self.0.bytes().fold(0u64, |v, b| {
-            v.saturating_mul(10)
-                .saturating_add(u64::from(b.wrapping_sub(b'0')))
-        });
-        value.saturating_mul(16).saturating_add(self.0.len() as u64)
+        digits_key(self.0.as_bytes())
+    }
+
+    /// [`ExtensionNumber::order_key`] of an extension number's digits as stored elsewhere,
+    /// without making an `ExtensionNumber`: `None` unless they are 2 to 10 ASCII digits.
+    pub fn order_key_of(digits: &[u8]) -> Option<u64> {
+        let valid = (Self::MIN_LEN..=Self::MAX_LEN).contains(&digits.len())
+            && digits.iter().all(u8::is_ascii_digit);
+        valid.then(|| digits_key(digits))
     }
 
     /// The shortest extension number.
@@ -352,6 +371,15 @@ mod tests {
                 "Bob\u{0}",
                 Err("agent_name must not contain control characters"),
             ),
+            // Unicode's line and paragraph separators break the line on the board like \n.
+            (
+                "Bob\u{2028}Smith",
+                Err("agent_name must not contain control characters"),
+            ),
+            (
+                "Bob\u{2029}Smith",
+                Err("agent_name must not contain control characters"),
+            ),
         ];
         for (raw, want) in rows {
             check(AgentName::parse(raw), *want);
@@ -435,6 +463,18 @@ mod tests {
                 assert_eq!(a.cmp(b), a.order_key().cmp(&b.order_key()), "{a} vs {b}");
                 assert_eq!(a == b, a.order_key() == b.order_key(), "{a} vs {b}");
             }
+            // The key of stored digits is the number's own.
+            assert_eq!(
+                ExtensionNumber::order_key_of(a.as_str().as_bytes()),
+                Some(a.order_key())
+            );
+        }
+        for bad in ["", "1", "12345678901", "10a1", " 101", "１０"] {
+            assert_eq!(
+                ExtensionNumber::order_key_of(bad.as_bytes()),
+                None,
+                "{bad:?}"
+            );
         }
     }
 

@@ -348,8 +348,8 @@ pub enum RangeError {
     },
     /// The range is longer than [`TimeRange::MAX_DAYS`].
     #[error(
-        "to is too far after from: the range may span at most {max} days, this one spans {:.1}",
-        *.span_ms as f64 / 86_400_000.0
+        "to is too far after from: the range may span at most {max} days, this one spans {}",
+        span_text(*.span_ms)
     )]
     TooLong {
         /// The maximum, in days.
@@ -357,6 +357,24 @@ pub enum RangeError {
         /// The asked span, in milliseconds.
         span_ms: i64,
     },
+}
+
+/// A span as whole days and the rest as `hh:mm:ss.mmm`, so that a range just over the limit
+/// does not read as exactly the limit (`93.0`).
+fn span_text(span_ms: i64) -> String {
+    const DAY: i64 = 86_400_000;
+    let (days, rest) = (span_ms.div_euclid(DAY), span_ms.rem_euclid(DAY));
+    let unit = if days == 1 { "day" } else { "days" };
+    if rest == 0 {
+        return format!("{days} {unit}");
+    }
+    format!(
+        "{days} {unit} {:02}:{:02}:{:02}.{:03}",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
 }
 
 impl RangeError {
@@ -522,6 +540,7 @@ mod tests {
                 queue: queue.into(),
                 paused,
                 paused_reason: reason.map(str::to_owned),
+                paused_since: None,
                 penalty: 0,
                 calls_taken: 0,
                 last_call: None,
@@ -748,7 +767,7 @@ mod tests {
         TimeRange::parse(Some("2026-01-01T00:00:00Z"), Some("2026-04-04T00:00:00Z"))
             .expect("93 days");
 
-        let rows: [(Option<&str>, Option<&str>, &str, &str); 7] = [
+        let rows: [(Option<&str>, Option<&str>, &str, &str); 8] = [
             (
                 None,
                 Some("2026-12-02T00:00:00Z"),
@@ -792,7 +811,15 @@ mod tests {
                 Some("2026-01-01T00:00:00Z"),
                 Some("2026-04-04T00:00:00.001Z"),
                 "to",
-                "to is too far after from: the range may span at most 93 days, this one spans 93.0",
+                "to is too far after from: the range may span at most 93 days, this one spans 93 \
+                 days 00:00:00.001",
+            ),
+            (
+                Some("2026-01-01T00:00:00Z"),
+                Some("2026-12-31T12:30:00Z"),
+                "to",
+                "to is too far after from: the range may span at most 93 days, this one spans 364 \
+                 days 12:30:00.000",
             ),
         ];
         for (from, to, field, want) in rows {

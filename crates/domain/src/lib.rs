@@ -32,8 +32,8 @@ mod ts;
 
 pub use agent::{AgentPresence, CallInfo, CallState, PauseReason, QueueMembership};
 pub use analytics::{
-    DepartmentTimes, ExtensionTimes, StateTimes, TimeInState, TimeInStateQuery, prior_entries,
-    time_in_state,
+    Availability, DepartmentTimes, ExtensionTimes, StateTimes, TimeInState, TimeInStateQuery,
+    prior_entries, time_in_state,
 };
 pub use change::{NoWrite, Observation, Source, StatusChange, StatusWrite, decide};
 pub use edit::{ExtensionPatch, FieldErrors, NewExtension, SERVER_FIELDS};

@@ -683,6 +683,7 @@ mod cases {
                     queue: "sales".into(),
                     paused: true,
                     paused_reason: Some("Lunch {\"$ne\": 1}".into()),
+                    paused_since: Some(t(2)),
                     penalty: 2,
                     calls_taken: 7,
                     last_call: Some(t(3)),
@@ -692,6 +693,7 @@ mod cases {
                     queue: "support".into(),
                     paused: false,
                     paused_reason: None,
+                    paused_since: None,
                     penalty: 0,
                     calls_taken: 0,
                     last_call: None,
@@ -750,6 +752,17 @@ mod cases {
             ended.queues[0].in_call = false;
             let out = repo.set_call_center(&a.extension, &ended).await?;
             ensure!(out.changed && CallCenterView::of(&out.record) == ended);
+            // The pause's start alone is a change too (a restart learned it from LastPause),
+            // and it is stored as given.
+            let mut earlier = ended.clone();
+            earlier.queues[0].paused_since = Some(t(1));
+            let out = repo.set_call_center(&a.extension, &earlier).await?;
+            ensure!(
+                out.changed && CallCenterView::of(&out.record) == earlier,
+                "{out:?}"
+            );
+            let read = repo.get(&a.id).await?.context("record")?;
+            ensure!(read.queues[0].paused_since == Some(t(1)), "{read:?}");
 
             // Many at once, in order: a change, nothing to change, an unknown extension.
             let b2 = repo.create(new_ext("1002", "Bob", "Sales")).await?;
@@ -770,7 +783,7 @@ mod cases {
                 "{:?}",
                 results[2]
             );
-            ensure!(repo.counters().call_center_changes == 3);
+            ensure!(repo.counters().call_center_changes == 4);
             let unknown = repo
                 .set_call_center(&ext("9999"), &CallCenterView::default())
                 .await;

@@ -7,6 +7,7 @@
 //!
 //! `EXTSTATUS_SCREENSHOT=docs/screenshot.png` makes the main test save a screenshot there.
 
+mod charts;
 mod webdriver;
 
 use std::collections::BTreeSet;
@@ -19,7 +20,7 @@ use domain::ExtensionState;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::ami_peer::{AmiPeer, PeerConfig};
-use tests::server::{Options, PATIENCE, TestServer};
+use tests::server::{Options, PATIENCE, TestServer, eventually};
 
 use webdriver::Browser;
 
@@ -675,6 +676,15 @@ async fn the_call_center_shows_on_the_board() -> anyhow::Result<()> {
     ensure!(pbx.0.add_member("sales", "1001", "Alice Martin", false));
     ensure!(pbx.0.add_member("support", "1001", "Alice Martin", false));
     ensure!(pbx.0.add_member("sales", "1002", "Bob Chen", false));
+    // Dmitri went to lunch 12 min 34 s before the page loaded (the PBX's LastPause).
+    ensure!(pbx.0.add_member("support", "2001", "Dmitri Ivanov", false));
+    let lunch = u64::try_from(domain::now().timestamp() - 754)?;
+    ensure!(pbx.0.pause_since("2001", "Lunch", lunch, false));
+    eventually("Dmitri's pause stored", || async {
+        let r = server.record("2001").await?;
+        Ok(r["queues"][0]["paused_since"].is_string().then_some(()))
+    })
+    .await?;
 
     let b = Browser::start().await?;
     b.goto(&server.url("/?queues=250")).await?;
@@ -689,6 +699,18 @@ async fn the_call_center_shows_on_the_board() -> anyhow::Result<()> {
     let carla = wait_tile(&b, "1003", "Carla's tile", |_| true).await?;
     assert_eq!(carla["pause"], Value::Null, "{carla}");
     assert_eq!(carla["chips"], json!([]), "{carla}");
+    // A pause from before the page loaded shows its real length, not "at least" the time
+    // since the page saw it.
+    let dmitri = wait_tile(&b, "2001", "Dmitri's pause", |v| {
+        v["chips"][0]["paused"] == true
+    })
+    .await?;
+    let chip = text_of(&dmitri["chips"][0], "text");
+    assert!(
+        chip.contains("support paused · Lunch · for 12:"),
+        "12 min 34 s and counting: {dmitri}"
+    );
+    assert!(!chip.contains('≥'), "exact, not a lower bound: {dmitri}");
 
     // A pause on the PBX shows on the tile with its reason, and its clock runs.
     ensure!(pbx.0.pause("1002", Some("Lunch"), false));
@@ -711,7 +733,7 @@ async fn the_call_center_shows_on_the_board() -> anyhow::Result<()> {
         )
         .await?;
     assert!(
-        summary.as_str().unwrap_or_default().contains("1 paused"),
+        summary.as_str().unwrap_or_default().contains("2 paused"),
         "{summary}"
     );
 

@@ -2,14 +2,19 @@
 //! simulator answering `QueueStatus`, `PresenceStateList`, `CoreShowChannels` and `QueuePause`
 //! as Asterisk 20 does): membership and pause round trips (from the PBX and from the API), a
 //! queued call from ringing to hang-up, a presence walk, a resync after a reconnect clearing a
-//! call that ended while the link was down, and a member that matches no hint.
+//! call that ended while the link was down, a member that matches no hint, a pause that began
+//! before the server started (its `paused_since` is the PBX's `LastPause`), and a PBX that
+//! refuses `QueueStatus`, `PresenceStateList` or `CoreShowChannels`.
 
-use ami_sim::CallStep;
+use std::time::Duration;
+
+use ami_sim::{CallStep, Refusal};
+use anyhow::Context as _;
 use hub::ServerMessage;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tests::ami_peer::{AmiPeer, PeerConfig};
-use tests::server::{Options, TestServer, eventually};
+use tests::server::{Options, PATIENCE, Reply, StoreKind, TestServer, captured_logs, eventually};
 
 /// The agent every test drives: hint `Custom:1001`, queue member `Local/1001@agents-ring`.
 const AGENT: &str = "1001";
@@ -33,7 +38,18 @@ async fn start_on(
     ami_actions: bool,
     base: Options,
 ) -> anyhow::Result<(AmiPeer, TestServer)> {
+    start_prepared(config, ami_actions, base, |_| {}).await
+}
+
+/// Like [`start_on`], with `prepare` setting the PBX up before the server first connects.
+async fn start_prepared(
+    config: PeerConfig,
+    ami_actions: bool,
+    base: Options,
+    prepare: impl FnOnce(&AmiPeer),
+) -> anyhow::Result<(AmiPeer, TestServer)> {
     let peer = AmiPeer::start(config.clone()).await;
+    prepare(&peer);
     let options = Options {
         ami: Some((peer.addr(), config.username, config.secret)),
         ami_actions,
@@ -63,6 +79,47 @@ async fn record_until(
     .await
 }
 
+/// The PBX adds the agent to `sales`; returns the record once it shows the membership.
+async fn join_sales(peer: &AmiPeer, s: &TestServer) -> anyhow::Result<Value> {
+    anyhow::ensure!(peer.add_member("sales", AGENT, "Alice", false), "QueueAdd");
+    record_until(s, AGENT, "in sales", |r| r["queues"][0]["queue"] == "sales").await
+}
+
+/// Seconds since the epoch, as the PBX's `LastPause` counts them.
+fn unix_now() -> i64 {
+    domain::now().timestamp()
+}
+
+/// An RFC 3339 time of a record (`paused_since`...) in seconds since the epoch.
+fn epoch_of(v: &Value) -> anyhow::Result<i64> {
+    let text = v.as_str().with_context(|| format!("not a time: {v}"))?;
+    Ok(text.parse::<domain::Timestamp>()?.timestamp())
+}
+
+/// `secs` since the epoch as the record writes it (RFC 3339 UTC, milliseconds, `Z`).
+fn rfc3339(secs: i64) -> anyhow::Result<String> {
+    let t = domain::Timestamp::from_timestamp(secs, 0).context("epoch seconds")?;
+    Ok(domain::format_rfc3339(&t))
+}
+
+/// The pause route of a record.
+fn pause_path(rec: &Value) -> String {
+    format!(
+        "/api/extensions/{}/pause",
+        rec["_id"].as_str().unwrap_or_default()
+    )
+}
+
+/// `POST` to a pause route with `body`, as `token`.
+async fn post_pause(
+    s: &TestServer,
+    path: &str,
+    body: Value,
+    token: Option<&str>,
+) -> anyhow::Result<Reply> {
+    s.request(Method::POST, path, Some(&body), token).await
+}
+
 /// The queue named `name` in `GET /api/queues`.
 async fn queue(s: &TestServer, name: &str) -> anyhow::Result<Option<Value>> {
     let r = s.get("/api/queues").await?;
@@ -82,11 +139,7 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
 
     // The PBX adds the agent to a queue: one update with the membership.
     let mut ws = s.ws("").await?;
-    assert!(peer.add_member("sales", AGENT, "Alice", false));
-    let rec = record_until(&s, AGENT, "in sales", |r| {
-        r["queues"][0]["queue"] == "sales"
-    })
-    .await?;
+    let rec = join_sales(&peer, &s).await?;
     assert_eq!(rec["queues"][0]["paused"], false);
     assert_eq!(rec["queues"][0]["in_call"], false);
     ws.until("extension_status_updated with the membership", |m| {
@@ -98,28 +151,30 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     let sales = queue(&s, "sales").await?.expect("sales is listed");
     assert_eq!(
         sales["members"],
-        json!([{"extension": AGENT, "paused": false, "paused_reason": null, "in_call": false}])
+        json!([{"extension": AGENT, "paused": false, "paused_reason": null,
+                "paused_since": null, "in_call": false}])
     );
 
-    // Paused by the PBX (another client), then resumed.
+    // Paused by the PBX (another client), then resumed: paused since the PBX's LastPause,
+    // which is now; no start once resumed (although Asterisk keeps LastPause).
+    let before = unix_now();
     assert!(peer.pause(AGENT, Some("Training"), false));
-    record_until(&s, AGENT, "paused for Training", |r| {
+    let rec = record_until(&s, AGENT, "paused for Training", |r| {
         r["queues"][0]["paused"] == true && r["queues"][0]["paused_reason"] == "Training"
     })
     .await?;
+    let since = epoch_of(&rec["queues"][0]["paused_since"])?;
+    assert!(
+        (before..=unix_now()).contains(&since),
+        "paused since {since}, paused between {before} and now: {rec}"
+    );
     assert!(peer.pause(AGENT, None, false));
-    record_until(&s, AGENT, "resumed", |r| r["queues"][0]["paused"] == false).await?;
+    let rec = record_until(&s, AGENT, "resumed", |r| r["queues"][0]["paused"] == false).await?;
+    assert_eq!(rec["queues"][0]["paused_since"], Value::Null, "{rec}");
 
     // Paused from the API: answered with the record the PBX confirmed.
     let path = format!("/api/extensions/{id}/pause");
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "Lunch"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let r = post_pause(&s, &path, json!({"reason": "Lunch"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["queues"][0]["paused"], true, "{}", r.text);
     assert_eq!(r.json["queues"][0]["paused_reason"], "Lunch");
@@ -131,6 +186,11 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     let sales = queue(&s, "sales").await?.expect("sales is listed");
     assert_eq!(sales["members"][0]["paused"], true);
     assert_eq!(sales["members"][0]["paused_reason"], "Lunch");
+    assert_eq!(
+        sales["members"][0]["paused_since"], r.json["queues"][0]["paused_since"],
+        "{sales}"
+    );
+    assert!(sales["members"][0]["paused_since"].is_string(), "{sales}");
     // Resumed in one queue by name.
     let r = s
         .request(
@@ -144,60 +204,40 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
     assert_eq!(r.json["queues"][0]["paused"], false, "{}", r.text);
 
     // Refusals, each naming what is wrong.
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "a\u{7}b"})),
+    let rows: [(Value, Option<&str>, u16, Option<&str>); 4] = [
+        (
+            json!({"reason": "a\u{7}b"}),
             Some(ADMIN),
-        )
-        .await?;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(
-        r.json["error"]["fields"]["reason"].is_string(),
-        "{}",
-        r.text
-    );
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "x", "queues": "sales"})),
+            400,
+            Some("reason"),
+        ),
+        (
+            json!({"reason": "x", "queues": "sales"}),
             Some(ADMIN),
-        )
-        .await?;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert!(
-        r.json["error"]["fields"]["queues"].is_string(),
-        "{}",
-        r.text
-    );
-    let r = s
-        .request(Method::POST, &path, Some(&json!({"reason": "x"})), None)
-        .await?;
-    assert_eq!(r.status, 401, "{}", r.text);
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "x", "queue": "billing"})),
+            400,
+            Some("queues"),
+        ),
+        (json!({"reason": "x"}), None, 401, None),
+        (
+            json!({"reason": "x", "queue": "billing"}),
             Some(ADMIN),
-        )
-        .await?;
-    assert_eq!(r.status, 409, "{}", r.text);
-    assert!(r.json["error"]["fields"]["queue"].is_string(), "{}", r.text);
+            409,
+            Some("queue"),
+        ),
+    ];
+    for (body, token, status, field) in rows {
+        let r = post_pause(&s, &path, body.clone(), token).await?;
+        assert_eq!(r.status, status, "{body}: {}", r.text);
+        if let Some(field) = field {
+            assert!(
+                r.json["error"]["fields"][field].is_string(),
+                "{body}: {}",
+                r.text
+            );
+        }
+    }
     let other = s.record("1002").await?;
-    let r = s
-        .request(
-            Method::POST,
-            &format!(
-                "/api/extensions/{}/pause",
-                other["_id"].as_str().unwrap_or_default()
-            ),
-            Some(&json!({"reason": "x"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let r = post_pause(&s, &pause_path(&other), json!({"reason": "x"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 409, "1002 is in no queue: {}", r.text);
     let r = s
         .request(
@@ -218,23 +258,9 @@ async fn membership_and_pause_round_trips() -> anyhow::Result<()> {
 #[tokio::test]
 async fn pausing_needs_pbx_actions() -> anyhow::Result<()> {
     let (peer, s) = start(false).await?;
-    assert!(peer.add_member("sales", AGENT, "Alice", false));
-    let rec = record_until(&s, AGENT, "in sales", |r| {
-        r["queues"][0]["queue"] == "sales"
-    })
-    .await?;
-    let path = format!(
-        "/api/extensions/{}/pause",
-        rec["_id"].as_str().unwrap_or_default()
-    );
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "Lunch"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let rec = join_sales(&peer, &s).await?;
+    let path = pause_path(&rec);
+    let r = post_pause(&s, &path, json!({"reason": "Lunch"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("--ami-actions"), "{}", r.text);
     assert!(!peer.actions_received().iter().any(|a| a == "QueuePause"));
@@ -249,23 +275,9 @@ async fn a_pause_the_pbx_refuses_is_503_with_its_message() -> anyhow::Result<()>
         ..PeerConfig::default()
     };
     let (peer, s) = start_with(config, true).await?;
-    assert!(peer.add_member("sales", AGENT, "Alice", false));
-    let rec = record_until(&s, AGENT, "in sales", |r| {
-        r["queues"][0]["queue"] == "sales"
-    })
-    .await?;
-    let path = format!(
-        "/api/extensions/{}/pause",
-        rec["_id"].as_str().unwrap_or_default()
-    );
-    let r = s
-        .request(
-            Method::POST,
-            &path,
-            Some(&json!({"reason": "Lunch"})),
-            Some(ADMIN),
-        )
-        .await?;
+    let rec = join_sales(&peer, &s).await?;
+    let path = pause_path(&rec);
+    let r = post_pause(&s, &path, json!({"reason": "Lunch"}), Some(ADMIN)).await?;
     assert_eq!(r.status, 503, "{}", r.text);
     assert!(r.text.contains("Permission denied"), "{}", r.text);
     assert_eq!(s.record(AGENT).await?["queues"][0]["paused"], false);
@@ -289,11 +301,7 @@ async fn a_queued_call_from_ringing_to_hang_up_on_mongodb() -> anyhow::Result<()
 
 async fn a_queued_call_from_ringing_to_hang_up_on(base: Options) -> anyhow::Result<()> {
     let (peer, s) = start_on(PeerConfig::default(), false, base).await?;
-    assert!(peer.add_member("sales", AGENT, "Alice", false));
-    record_until(&s, AGENT, "in sales", |r| {
-        r["queues"][0]["queue"] == "sales"
-    })
-    .await?;
+    join_sales(&peer, &s).await?;
 
     let call = peer.queued_call("sales", "5559876", "Customer 5559876", false);
     eventually("a caller waiting in sales", || async {
@@ -404,11 +412,7 @@ async fn a_resync_after_a_reconnect_clears_a_call_that_ended_while_down() -> any
 async fn a_member_that_matches_no_hint_is_counted_and_attached_to_nobody() -> anyhow::Result<()> {
     let (peer, s) = start(false).await?;
     assert!(peer.add_member("sales", "7777", "Ghost", false));
-    assert!(peer.add_member("sales", AGENT, "Alice", false));
-    record_until(&s, AGENT, "in sales", |r| {
-        r["queues"][0]["queue"] == "sales"
-    })
-    .await?;
+    join_sales(&peer, &s).await?;
     let n = s
         .metric("extstatus_callcenter_rejects_total{kind=\"unmatched_member\"}")
         .await?;
@@ -426,5 +430,218 @@ async fn a_member_that_matches_no_hint_is_counted_and_attached_to_nobody() -> an
             assert_eq!(rec["queues"], json!([]), "{rec}");
         }
     }
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_pause_from_before_the_server_started_shows_since_when() -> anyhow::Result<()> {
+    a_pause_from_before_the_server_started_shows_since_when_on(Options::default()).await
+}
+
+/// [`a_pause_from_before_the_server_started_shows_since_when`] on a fresh MongoDB database
+/// (skipped without `TEST_MONGODB_URI`).
+#[tokio::test]
+async fn a_pause_from_before_the_server_started_shows_since_when_on_mongodb() -> anyhow::Result<()>
+{
+    let Some(base) = Options::mongodb() else {
+        return Ok(());
+    };
+    a_pause_from_before_the_server_started_shows_since_when_on(base).await
+}
+
+async fn a_pause_from_before_the_server_started_shows_since_when_on(
+    base: Options,
+) -> anyhow::Result<()> {
+    // The agent went to lunch 12 min 34 s before the server first connected.
+    let since = unix_now() - 754;
+    let last_pause = u64::try_from(since)?;
+    let (peer, s) = start_prepared(PeerConfig::default(), false, base.clone(), |peer| {
+        assert!(peer.add_member("sales", AGENT, "Alice", true));
+        assert!(peer.pause_since(AGENT, "Lunch", last_pause, true));
+    })
+    .await?;
+    let want = rfc3339(since)?;
+    let rec = record_until(&s, AGENT, "paused since the PBX's LastPause", |r| {
+        r["queues"][0]["paused_since"] == want.as_str()
+    })
+    .await?;
+    assert_eq!(rec["queues"][0]["paused_reason"], "Lunch", "{rec}");
+
+    // Stored: a server restarted on the same (embedded) store shows the same start, and the
+    // PBX's lists keep it.
+    if let StoreKind::MongoDb { .. } = base.store {
+        return s.stop().await;
+    }
+    let dir = s.stop_keeping_data().await?;
+    let options = Options {
+        ami: Some((peer.addr(), "monitor".to_owned(), "monitorpass".to_owned())),
+        ..base
+    };
+    let lists = peer.actions_received().len();
+    let again = TestServer::start_in(options, dir).await?;
+    assert_eq!(
+        again.record(AGENT).await?["queues"][0]["paused_since"],
+        want.as_str()
+    );
+    eventually("the restarted server's call-center lists", || async {
+        let asked = peer.actions_received()[lists..]
+            .iter()
+            .any(|a| a == "CoreShowChannels");
+        Ok(asked.then_some(()))
+    })
+    .await?;
+    let rec = again.record(AGENT).await?;
+    assert_eq!(rec["queues"][0]["paused_since"], want.as_str(), "{rec}");
+    again.stop().await
+}
+
+/// Options whose periodic resync runs every 300 ms, so a test sees several.
+fn resyncing_often() -> Options {
+    let mut timing = Options::fast_timing();
+    timing.resync_interval = Duration::from_millis(300);
+    Options {
+        timing: Some(timing),
+        ..Options::default()
+    }
+}
+
+/// The PBX restarts: the link drops, `while_down` changes it silently, and the server logs in
+/// again.
+async fn pbx_restart(peer: &AmiPeer, while_down: impl FnOnce(&AmiPeer)) -> anyhow::Result<()> {
+    let logins = peer.logins();
+    peer.refuse_connections(true);
+    peer.drop_connections();
+    while_down(peer);
+    peer.refuse_connections(false);
+    tokio::time::timeout(PATIENCE, peer.simulator().wait_for_login(logins + 1))
+        .await
+        .context("the server logs in to the restarted PBX")
+}
+
+/// After a refusal: statuses still follow the PBX, the refused lists are named in `/readyz`
+/// and `/metrics`, each refusal is logged once although every resync asks again, and the
+/// server neither reconnects nor asks in a loop.
+async fn refusals_are_reported_once_and_loop_nothing(
+    peer: &AmiPeer,
+    s: &TestServer,
+    refused: &[&str],
+) -> anyhow::Result<()> {
+    peer.set_state(AGENT, 1);
+    s.wait_for_code(AGENT, 1).await?;
+    peer.set_state(AGENT, 0);
+    s.wait_for_code(AGENT, 0).await?;
+    for list in ["CoreShowChannels", "PresenceStateList", "QueueStatus"] {
+        let want = if refused.contains(&list) { 1.0 } else { 0.0 };
+        let name = format!("extstatus_ami_list_refused{{list=\"{list}\"}}");
+        assert_eq!(s.metric(&name).await?, want, "{name}");
+    }
+    let ready = s.get("/readyz").await?;
+    assert_eq!(
+        ready.json["ami"]["lists_refused"],
+        json!(refused),
+        "{}",
+        ready.text
+    );
+    assert_eq!(
+        ready.status, 200,
+        "a refused list is no reason to take the server out"
+    );
+
+    let logins = peer.logins();
+    let resyncs = s.metric("extstatus_resyncs_total").await?;
+    let asked = |action: &str| {
+        peer.actions_received()
+            .iter()
+            .filter(|a| a.as_str() == action)
+            .count()
+    };
+    let before: Vec<usize> = refused.iter().map(|a| asked(a)).collect();
+    eventually("three more resyncs", || async {
+        Ok((s.metric("extstatus_resyncs_total").await? >= resyncs + 3.0).then_some(()))
+    })
+    .await?;
+    let lists = s.metric("extstatus_resyncs_total").await? - resyncs;
+    for (action, before) in refused.iter().zip(before) {
+        let more = asked(action) - before;
+        // Asked again at each resync (the PBX may load the module), never in a loop.
+        assert!(
+            (1..=lists as usize + 1).contains(&more),
+            "{action} asked {more} times over {lists} resyncs"
+        );
+        let logged = captured_logs()
+            .matches(&format!("the PBX refuses {action}"))
+            .count();
+        assert_eq!(logged, 1, "{action} refused: logged once per connection");
+    }
+    assert_eq!(peer.logins(), logins, "no reconnect because of a refusal");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pbx_without_app_queue_keeps_the_statuses_and_shows_no_stale_queues() -> anyhow::Result<()>
+{
+    let (peer, s) = start_on(PeerConfig::default(), false, resyncing_often()).await?;
+    join_sales(&peer, &s).await?;
+    // The PBX restarts without app_queue: the members are gone and QueueStatus is unknown.
+    pbx_restart(&peer, |peer| {
+        assert!(peer.remove_member("sales", AGENT, true));
+        peer.refuse_action("QueueStatus", Some(Refusal::UnknownCommand));
+    })
+    .await?;
+    // The membership from before the restart is not shown as if it were current.
+    record_until(&s, AGENT, "no stale membership", |r| {
+        r["queues"] == json!([])
+    })
+    .await?;
+    refusals_are_reported_once_and_loop_nothing(&peer, &s, &["QueueStatus"]).await?;
+    let r = s.get("/api/queues").await?;
+    assert_eq!((r.status, r.json.clone()), (200, json!([])), "{}", r.text);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn a_manager_user_without_reporting_rights_keeps_the_statuses_and_shows_no_stale_presence_or_call()
+-> anyhow::Result<()> {
+    let (peer, s) = start_prepared(PeerConfig::default(), false, resyncing_often(), |peer| {
+        assert!(peer.add_presence_to_hint(AGENT));
+        assert!(peer.set_presence(AGENT, "dnd", "In a meeting", true));
+    })
+    .await?;
+    record_until(&s, AGENT, "dnd", |r| r["presence"]["state"] == "dnd").await?;
+    join_sales(&peer, &s).await?;
+    let call = peer.queued_call("sales", "5551234", "Customer", false);
+    assert!(peer.call_step(call, CallStep::Ring(AGENT_IFACE.to_owned()), false));
+    assert!(peer.call_step(call, CallStep::Answer, false));
+    record_until(&s, AGENT, "talking", |r| r["call"]["state"] == "up").await?;
+
+    // The manager user loses `call`/`reporting`/`system` write rights over a restart, while
+    // the call ends and the presence changes: the lists that would say so are refused
+    // exactly as Asterisk refuses them.
+    pbx_restart(&peer, |peer| {
+        assert!(peer.call_step(call, CallStep::HangUp, true));
+        assert!(peer.set_presence(AGENT, "available", "", true));
+        peer.refuse_action("PresenceStateList", Some(Refusal::PermissionDenied));
+        peer.refuse_action("CoreShowChannels", Some(Refusal::PermissionDenied));
+    })
+    .await?;
+    let rec = record_until(&s, AGENT, "no stale presence or call", |r| {
+        r["presence"].is_null() && r["call"].is_null()
+    })
+    .await?;
+    // QueueStatus is still answered: the membership stays, true.
+    assert_eq!(rec["queues"][0]["queue"], "sales", "{rec}");
+    assert_eq!(rec["queues"][0]["in_call"], false, "{rec}");
+    refusals_are_reported_once_and_loop_nothing(
+        &peer,
+        &s,
+        &["CoreShowChannels", "PresenceStateList"],
+    )
+    .await?;
+    // Live presence events still count.
+    assert!(peer.set_presence(AGENT, "away", "Back at 14:00", false));
+    record_until(&s, AGENT, "away, from the live event", |r| {
+        r["presence"]["state"] == "away"
+    })
+    .await?;
     s.stop().await
 }

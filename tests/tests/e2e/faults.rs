@@ -172,10 +172,12 @@ async fn a_silent_peer_is_noticed_by_the_keepalive_and_the_link_comes_back() -> 
     let logins_before = peer.logins();
     let silent_at = std::time::Instant::now();
     peer.go_silent(true);
-    // `/readyz` reports the link down, and the WebSocket clients hear it after the grace.
+    // `/readyz` reports the link down with its reason, and the WebSocket clients hear it
+    // after the grace. (The link state flips as the client gives up; the pipeline notes the
+    // reason a moment later, when it takes the client's event.)
     let ami = eventually("/readyz to report the AMI link down", || async {
         let ami = ami_readiness(&s).await?;
-        Ok((ami["connected"] == false).then_some(ami))
+        Ok((ami["connected"] == false && !ami["last_error"].is_null()).then_some(ami))
     })
     .await?;
     let noticed_after = silent_at.elapsed();
@@ -218,6 +220,34 @@ async fn a_pbx_restart_with_other_states_is_corrected_by_the_resync() -> anyhow:
     let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
     let base = s.url("");
     board_equals_peer(&base, &peer, &[]).await?;
+    // The call center before the restart: 1001 and 1002 in sales (1002 paused), 1003 in
+    // support, 1001 away and 1002 on do-not-disturb.
+    for (queue, exten) in [("sales", "1001"), ("sales", "1002"), ("support", "1003")] {
+        assert!(peer.add_member(queue, exten, &format!("Agent {exten}"), false));
+    }
+    assert!(peer.pause("1002", Some("Lunch"), false));
+    for (exten, state) in [("1001", "away"), ("1002", "dnd")] {
+        assert!(peer.add_presence_to_hint(exten));
+        assert!(peer.set_presence(exten, state, "", false));
+    }
+    // A state event carries the new hint (with its presence provider) to the server.
+    peer.set_state("1001", 2);
+    peer.set_state("1002", 2);
+    let before = HashMap::from([
+        ("1001", (json!([sales(false, None, None)]), json!("away"))),
+        (
+            "1002",
+            (json!([sales(true, Some("Lunch"), None)]), json!("dnd")),
+        ),
+        (
+            "1003",
+            (
+                json!([member_of("support", false, None, None)]),
+                Value::Null,
+            ),
+        ),
+    ]);
+    call_center_equals(&s, &before).await?;
     // The PBX goes down: connections close, new ones are refused while it boots.
     peer.refuse_connections(true);
     peer.drop_connections();
@@ -233,14 +263,100 @@ async fn a_pbx_restart_with_other_states_is_corrected_by_the_resync() -> anyhow:
         .map(|(i, e)| (*e, [0, 1, 2, 4, 8, 16, 9][(i + 3) % 7]))
         .collect();
     peer.replace_hints(&restarted);
+    // ...and another call center, which it announces to nobody: 1003 left support, 1004
+    // joined sales, 1002 is back, 1001 went to a training that began ten minutes ago, 1001 is
+    // available again and 1002 extended away.
+    assert!(peer.remove_member("support", "1003", true));
+    assert!(peer.add_member("sales", "1004", "Agent 1004", true));
+    assert!(peer.pause("1002", None, true));
+    let training = domain::now().timestamp() - 600;
+    assert!(peer.pause_since("1001", "Training", u64::try_from(training)?, true));
+    for (exten, state) in [("1001", "available"), ("1002", "xa")] {
+        assert!(peer.add_presence_to_hint(exten));
+        assert!(peer.set_presence(exten, state, "", true));
+    }
     peer.refuse_connections(false);
     tokio::time::timeout(PATIENCE, peer.wait_for_login(2))
         .await
         .context("the server logs in to the restarted PBX")?;
     board_equals_peer(&base, &peer, &["1099"]).await?;
-    // PBX RESTART EXTRAS: queue members and presence states are to be checked here, against the
-    // restarted peer's, once the pipeline follows them.
+    let since = domain::Timestamp::from_timestamp(training, 0).context("epoch")?;
+    let since = domain::format_rfc3339(&since);
+    let after = HashMap::from([
+        (
+            "1001",
+            (
+                json!([sales(true, Some("Training"), Some(&since))]),
+                json!("available"),
+            ),
+        ),
+        ("1002", (json!([sales(false, None, None)]), json!("xa"))),
+        ("1003", (json!([]), Value::Null)),
+        ("1004", (json!([sales(false, None, None)]), Value::Null)),
+    ]);
+    call_center_equals(&s, &after).await?;
     s.stop().await
+}
+
+/// A queue membership as the record shows it, for a member who took no call.
+fn member_of(queue: &str, paused: bool, reason: Option<&str>, since: Option<&str>) -> Value {
+    json!({
+        "queue": queue, "paused": paused, "paused_reason": reason, "paused_since": since,
+        "penalty": 0, "calls_taken": 0, "last_call": null, "in_call": false,
+    })
+}
+
+fn sales(paused: bool, reason: Option<&str>, since: Option<&str>) -> Value {
+    member_of("sales", paused, reason, since)
+}
+
+/// Waits until every record's `queues` and presence state are the PBX's: `want` by extension
+/// (`[]` and null for every other one). A pause's start is checked where `want` names one,
+/// and only that it is set where it does not. On timeout, names every record that differs.
+async fn call_center_equals(
+    s: &TestServer,
+    want: &HashMap<&str, (Value, Value)>,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let all = s.get("/api/extensions").await?.json;
+        let mut wrong = Vec::new();
+        for r in all.as_array().into_iter().flatten() {
+            let exten = r["extension"].as_str().unwrap_or_default();
+            let (queues, presence) = want.get(exten).cloned().unwrap_or((json!([]), Value::Null));
+            let mut have = r["queues"].clone();
+            // A pause seen live starts when the PBX says; the test knows only that it is set.
+            for (h, w) in have
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+                .zip(queues.as_array().into_iter().flatten())
+            {
+                if w["paused"] == true
+                    && w["paused_since"].is_null()
+                    && h["paused_since"].is_string()
+                {
+                    h["paused_since"] = Value::Null;
+                }
+            }
+            let state = r["presence"]["state"].clone();
+            if have != queues || state != presence {
+                wrong.push(format!(
+                    "{exten}: board {have} / {state}, PBX {queues} / {presence}"
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the call-center state never matched the PBX: {}",
+                wrong.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 #[tokio::test]
@@ -569,6 +685,269 @@ async fn websocket_clients_that_never_read_and_10000_connect_cycles_keep_memory_
     );
     // Still serving.
     read_until_board(&ws_url, &want).await?;
+    let stopped = server.signal_and_wait("TERM")?;
+    assert_eq!(stopped, Some(0));
+    Ok(())
+}
+
+/// A `/ws` client on a raw socket that reads slowly, and what it has read: the board its
+/// stream shows, checked message by message (each change follows the one before it by one, or
+/// comes after an explicit resync snapshot).
+#[derive(Default)]
+struct SlowReader {
+    upgraded: bool,
+    /// Bytes read and not yet consumed as whole frames.
+    buf: Vec<u8>,
+    last_seq: Option<u64>,
+    view: HashMap<String, i64>,
+    /// Snapshots after the first: the server cut this client over instead of buffering for it.
+    resyncs: u64,
+}
+
+impl SlowReader {
+    /// Takes in `bytes` and reads every whole frame they complete.
+    fn consume(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        let mut at = 0;
+        if !self.upgraded {
+            let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return Ok(());
+            };
+            anyhow::ensure!(
+                self.buf.starts_with(b"HTTP/1.1 101"),
+                "the upgrade was refused: {}",
+                String::from_utf8_lossy(&self.buf[..end])
+            );
+            self.upgraded = true;
+            at = end + 4;
+        }
+        // Server frames: unmasked, unfragmented (RFC 6455, section 5.2).
+        loop {
+            let rest = &self.buf[at..];
+            let (Some(&b0), Some(&b1)) = (rest.first(), rest.get(1)) else {
+                break;
+            };
+            anyhow::ensure!(b1 & 0x80 == 0, "a masked frame from the server");
+            let (len, head) = match b1 & 0x7f {
+                126 if rest.len() >= 4 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+                127 if rest.len() >= 10 => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&rest[2..10]);
+                    (usize::try_from(u64::from_be_bytes(n))?, 10)
+                }
+                126 | 127 => break,
+                n => (usize::from(n), 2),
+            };
+            if rest.len() < head + len {
+                break;
+            }
+            anyhow::ensure!(b0 & 0x80 != 0, "a fragmented frame from the server");
+            let payload = &rest[head..head + len];
+            match b0 & 0x0f {
+                1 => {
+                    let text = std::str::from_utf8(payload)?.to_owned();
+                    self.text(&text)?;
+                }
+                9 | 10 => {}
+                8 => bail!("the server closed the connection"),
+                op => bail!("unexpected frame opcode {op}"),
+            }
+            at += head + len;
+        }
+        self.buf.drain(..at);
+        Ok(())
+    }
+
+    fn text(&mut self, text: &str) -> anyhow::Result<()> {
+        for msg in ServerMessage::parse_frame(text)? {
+            let seq = msg.seq();
+            match msg {
+                ServerMessage::Snapshot { extensions, .. } => {
+                    if self.last_seq.is_some() {
+                        self.resyncs += 1;
+                    }
+                    self.view = extensions
+                        .iter()
+                        .map(|e| (e.extension.to_string(), i64::from(e.status_code)))
+                        .collect();
+                }
+                other => {
+                    anyhow::ensure!(
+                        self.last_seq.is_some_and(|last| seq == last + 1),
+                        "change {seq} after {:?}: a gap without a resync",
+                        self.last_seq
+                    );
+                    if let ServerMessage::ExtensionStatusUpdated { extension, .. } = other {
+                        self.view.insert(
+                            extension.extension.to_string(),
+                            i64::from(extension.status_code),
+                        );
+                    }
+                }
+            }
+            self.last_seq = Some(seq);
+        }
+        Ok(())
+    }
+
+    fn shows(&self, want: &HashMap<String, i64>) -> bool {
+        want.iter().all(|(e, c)| self.view.get(e) == Some(c))
+    }
+}
+
+/// Opens `/ws` on `addr` with a small receive buffer and reads at most [`SLOW_READ`] bytes
+/// every 100 ms until `go` holds the final board, then as fast as the bytes come until its
+/// stream shows that board. Answers how many times the server resynced it.
+async fn slow_reader(
+    addr: std::net::SocketAddr,
+    mut go: tokio::sync::watch::Receiver<Option<HashMap<String, i64>>>,
+) -> anyhow::Result<u64> {
+    use tokio::io::AsyncReadExt as _;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    // So that the kernel does not absorb megabytes for the client: what it does not take
+    // stays with the server.
+    socket.set_recv_buffer_size(16 * 1024)?;
+    let mut stream = socket.connect(addr).await?;
+    stream
+        .write_all(
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut reader = SlowReader::default();
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        let fast = go.borrow().is_some();
+        if !fast {
+            tokio::select! {
+                _ = go.changed() => continue,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        let limit = if fast { chunk.len() } else { SLOW_READ };
+        let n = tokio::select! {
+            n = stream.read(&mut chunk[..limit]) => n?,
+            _ = go.changed(), if !fast => continue,
+        };
+        if n == 0 {
+            bail!("the server closed the connection");
+        }
+        reader.consume(&chunk[..n])?;
+        if let Some(want) = go.borrow().as_ref()
+            && reader.shows(want)
+        {
+            return Ok(reader.resyncs);
+        }
+    }
+}
+
+/// What a slow client reads per 100 ms: 320 KB/s, a fraction of what a flood sends each
+/// client (a never-reading client is closed by the heartbeat instead, and one reading a few
+/// bytes a second holds the server's buffers still; this one keeps them turning over).
+const SLOW_READ: usize = 32 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_clients_that_read_slowly_lag_in_the_ring_not_in_server_memory()
+-> anyhow::Result<()> {
+    const CLIENTS: usize = 40;
+    const FLOOD: usize = 30_000;
+    let peer = AmiPeer::start(PeerConfig::default()).await;
+    // Seeded through a server of this process, whose data directory the child then uses. A
+    // slow client takes long to reach a ping behind megabytes of changes, so the
+    // heartbeat's timeout is long here: the slow clients stay connected throughout.
+    let seeded = TestServer::start(Options::default().seeded(&HINTED, "Agents")).await?;
+    let data = seeded.stop_keeping_data().await?;
+    let ami = peer.addr().to_string();
+    let server = ServerProcess::start(
+        data.path(),
+        &[
+            "--ami",
+            &ami,
+            "--ami-user",
+            "monitor",
+            "--ami-secret",
+            "monitorpass",
+            "--fully-booted-wait",
+            "300ms",
+            "--pbx-grace",
+            "300ms",
+            "--ws-timeout",
+            "10m",
+            "--log",
+            "warn,api_server=info,store=info",
+        ],
+    )?;
+    let base = server.url("");
+    let http = reqwest::Client::new();
+    board_equals_peer(&base, &peer, &[]).await?;
+
+    let (go, ready) = tokio::sync::watch::channel(None);
+    let readers: Vec<_> = (0..CLIENTS)
+        .map(|_| tokio::spawn(slow_reader(server.addr, ready.clone())))
+        .collect();
+    eventually("the slow clients to be counted", || async {
+        Ok((ws_clients(&http, &base).await? >= CLIENTS as i64).then_some(()))
+    })
+    .await?;
+    let rss_start = server.rss_kib()?;
+    let mut rss_peak = rss_start;
+    let published_before = child_metric(&base, "extstatus_hub_published_total").await?;
+    let flood_started = std::time::Instant::now();
+    for i in 0..FLOOD {
+        peer.set_state(HINTED[i % 10], CODES[(i / 10 + i) % CODES.len()]);
+        // About 5,000 changes a second: what a debug build keeps up with, so that the flood
+        // reaches the hub change by change rather than through a resync of the PBX link.
+        if i.is_multiple_of(10) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if i.is_multiple_of(512) {
+            rss_peak = rss_peak.max(server.rss_kib()?);
+        }
+    }
+    settle(&peer);
+    board_equals_peer(&base, &peer, &[]).await?;
+    let flood_took = flood_started.elapsed();
+    let published = child_metric(&base, "extstatus_hub_published_total").await? - published_before;
+    // The server has published the whole flood; give the sockets a moment to take what they
+    // take, while the clients still read slowly.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rss_peak = rss_peak.max(server.rss_kib()?);
+    }
+    // Now every client reads at full speed and must reach the final board: each got every
+    // change in order, or an explicit resync.
+    let want: HashMap<String, i64> = peer
+        .states()
+        .into_iter()
+        .map(|(e, c)| (e, i64::from(c)))
+        .collect();
+    go.send_replace(Some(want.clone()));
+    let catch_up = std::time::Instant::now();
+    let mut resyncs = 0;
+    for r in readers {
+        resyncs += tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .context("a slow client never caught up with the final board")???;
+    }
+    let lag_resyncs = child_metric(&base, "extstatus_ws_lag_resyncs_total").await?;
+    println!(
+        "server RSS: {rss_start} KiB with {CLIENTS} slow clients, at most {rss_peak} KiB during \
+         and after a flood of {FLOOD} changes ({published} published in {flood_took:?}); the \
+         clients caught up in {:?} and took {resyncs} resyncs (the server counted {lag_resyncs})",
+        catch_up.elapsed()
+    );
+    assert!(
+        published >= FLOOD as f64 / 2.0,
+        "only {published} changes of the flood reached the hub: the clients were not flooded"
+    );
+    assert!(
+        rss_peak < rss_start + 64 * 1024,
+        "{CLIENTS} clients reading slowly grew the server from {rss_start} to {rss_peak} KiB"
+    );
+    read_until_board(&format!("ws://{}/ws", server.addr), &want).await?;
     let stopped = server.signal_and_wait("TERM")?;
     assert_eq!(stopped, Some(0));
     Ok(())

@@ -253,6 +253,14 @@ fn judge(entry: &Value, answer: &Answer) -> Option<String> {
             answer.header("content-type")
         ));
     }
+    if let Some(want) = entry["allow"].as_str()
+        && answer.header("allow") != Some(want)
+    {
+        return Some(format!(
+            "Allow header {:?}, expected {want:?}",
+            answer.header("allow")
+        ));
+    }
     if let Some(want) = entry["code"].as_str()
         && code != want
     {

@@ -374,6 +374,13 @@ async fn every_error_path_answers_json_and_changes_nothing_on(base: Options) -> 
         .request(Method::PATCH, "/api/extensions", None, None)
         .await?;
     assert_eq!((r.status, r.error_code()), (405, "method_not_allowed"));
+    // HEAD answers as GET does, without the body: it used to be 405 on the API and 404 on
+    // /healthz, so a monitor probing with HEAD saw a healthy server as down.
+    for path in ["/healthz", "/readyz", "/api/extensions", "/api/queues", "/"] {
+        let r = s.request(Method::HEAD, path, None, None).await?;
+        assert_eq!(r.status, 200, "HEAD {path}: {}", r.text);
+        assert!(r.text.is_empty(), "HEAD {path} sent a body: {}", r.text);
+    }
     for (query, field) in [
         ("status=bogus", "status"),
         ("is_active=maybe", "is_active"),

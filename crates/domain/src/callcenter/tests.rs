@@ -73,8 +73,19 @@ fn member(queue: &str, iface: &str, state_iface: Option<&str>) -> MemberInput {
         penalty: 0,
         calls_taken: 0,
         last_call: None,
+        last_pause: None,
         in_call: false,
     }
+}
+
+/// `QueueMemberAdded` of agent `ext` as the captures' queues have it: interface
+/// `Local/<ext>@agents-ring`, state interface `Custom:<ext>`.
+fn agent_member(queue: &str, ext: &str) -> Input {
+    Input::MemberAdded(member(
+        queue,
+        &format!("Local/{ext}@agents-ring"),
+        Some(&format!("Custom:{ext}")),
+    ))
 }
 
 fn params(queue: &str) -> Input {
@@ -91,10 +102,24 @@ fn membership(queue: &str) -> QueueMembership {
         queue: queue.into(),
         paused: false,
         paused_reason: None,
+        paused_since: None,
         penalty: 0,
         calls_taken: 0,
         last_call: None,
         in_call: false,
+    }
+}
+
+/// A view in `sales` (not paused) with presence `state`, no call.
+fn in_sales_with_presence(state: &str) -> CallCenterView {
+    CallCenterView {
+        queues: vec![membership("sales")],
+        presence: Some(AgentPresence {
+            state: state.into(),
+            subtype: None,
+            message: None,
+        }),
+        call: None,
     }
 }
 
@@ -196,6 +221,7 @@ fn membership_and_pause_round_trip() {
             extension: ext("1001"),
             paused: false,
             paused_reason: None,
+            paused_since: None,
             in_call: false,
         }]
     );
@@ -309,22 +335,8 @@ fn unknown_queues_and_malformed_presence_are_counted() {
 fn a_queued_call_from_ringing_to_hang_up() {
     let mut f = Feed::new();
     f.send(1, params("sales"));
-    f.send(
-        2,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1001@agents-ring",
-            Some("Custom:1001"),
-        )),
-    );
-    f.send(
-        2,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1002@agents-ring",
-            Some("Custom:1002"),
-        )),
-    );
+    f.send(2, agent_member("sales", "1001"));
+    f.send(2, agent_member("sales", "1002"));
     let u = f.send(
         10,
         Input::CallerJoined(CallerInput {
@@ -558,14 +570,7 @@ fn list(kind: ListKind, seq: u64, sec: u32, items: Vec<Input>) -> ListSnapshot {
 fn resync_clears_a_call_that_ended_while_the_link_was_down() {
     let mut f = Feed::new();
     f.send(1, params("sales"));
-    f.send(
-        2,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1001@agents-ring",
-            Some("Custom:1001"),
-        )),
-    );
+    f.send(2, agent_member("sales", "1001"));
     f.send(
         3,
         Input::AgentConnected(agent("sales", "Local/1001@agents-ring", "c.1", Some("a.1"))),
@@ -725,14 +730,7 @@ fn a_queue_call_is_restored_from_the_channel_list() {
     // member's Interface, and the queue through the caller channel of the same call.
     let mut f = Feed::new();
     f.send(1, params("sales"));
-    f.send(
-        2,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1001@agents-ring",
-            Some("Custom:1001"),
-        )),
-    );
+    f.send(2, agent_member("sales", "1001"));
     let channel = |uniqueid: &str, name: &str, in_queue: Option<&str>| {
         Input::Channel(ChannelInput {
             uniqueid: uniqueid.into(),
@@ -790,15 +788,7 @@ fn views_round_trip_through_records() {
         at(0),
     );
     assert_eq!(CallCenterView::of(&record), CallCenterView::default());
-    let view = CallCenterView {
-        queues: vec![membership("sales")],
-        presence: Some(AgentPresence {
-            state: "away".into(),
-            subtype: None,
-            message: None,
-        }),
-        call: None,
-    };
+    let view = in_sales_with_presence("away");
     view.apply_to(&mut record);
     assert_eq!(CallCenterView::of(&record), view);
     assert_eq!(record.queues.len(), 1);
@@ -813,22 +803,8 @@ fn memberships_name_what_a_queue_pause_must_name() {
         2,
         Input::MemberAdded(member("support", "PJSIP/1001", Some("PJSIP/1001"))),
     );
-    f.send(
-        2,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1001@agents-ring",
-            Some("Custom:1001"),
-        )),
-    );
-    f.send(
-        3,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1002@agents-ring",
-            Some("Custom:1002"),
-        )),
-    );
+    f.send(2, agent_member("sales", "1001"));
+    f.send(3, agent_member("sales", "1002"));
     // A member of no known extension belongs to nobody.
     f.send(4, Input::MemberAdded(member("sales", "PJSIP/7777", None)));
     assert_eq!(
@@ -857,14 +833,7 @@ fn memberships_name_what_a_queue_pause_must_name() {
 fn a_device_that_moves_between_hints_takes_its_membership_along() {
     let mut f = Feed::new();
     f.send(1, params("sales"));
-    f.send(
-        2,
-        Input::MemberAdded(member(
-            "sales",
-            "Local/1002@agents-ring",
-            Some("Custom:1002"),
-        )),
-    );
+    f.send(2, agent_member("sales", "1002"));
     assert_eq!(f.tracker.view(&ext("1002")).queues.len(), 1);
     let hint = |e: &str, h: &str| Input::Hint {
         extension: ext(e),
@@ -894,5 +863,149 @@ fn a_device_that_moves_between_hints_takes_its_membership_along() {
     assert_eq!(
         *u.rejects.get(&RejectKind::UnmatchedMember).unwrap_or(&0),
         0
+    );
+}
+
+/// Alice (1001) in `sales`, paused or not, as `QueueMemberStatus` / a `QueueMember` item
+/// reports her, with `LastPause` when given.
+fn alice(paused: bool, last_pause: Option<Timestamp>) -> MemberInput {
+    MemberInput {
+        paused,
+        paused_reason: paused.then(|| "Lunch".to_owned()),
+        last_pause,
+        ..member("sales", "Local/1001@agents-ring", Some("Custom:1001"))
+    }
+}
+
+fn paused_since(u: &Update) -> Option<Timestamp> {
+    u.changed[0].view.queues[0].paused_since
+}
+
+#[test]
+fn paused_since_is_the_pbx_last_pause_or_when_the_pause_was_seen() {
+    let mut f = Feed::new();
+    f.send(1, params("sales"));
+    f.send(2, agent_member("sales", "1001"));
+    let long_ago = t("2026-12-03T09:48:00Z");
+
+    // Paused before we looked: LastPause says since when (not when we saw it).
+    let u = f.send(3, Input::MemberUpdated(alice(true, Some(long_ago))));
+    assert_eq!(paused_since(&u), Some(long_ago));
+    assert_eq!(
+        f.tracker.queue_stats(at(3))[0].members[0].paused_since,
+        Some(long_ago),
+        "GET /api/queues says the same"
+    );
+    // A later report of the same pause without LastPause keeps its start.
+    let u = f.send(4, Input::MemberUpdated(alice(true, None)));
+    assert!(u.changed.is_empty(), "{u:?}");
+    assert_eq!(
+        f.tracker.view(&ext("1001")).queues[0].paused_since,
+        Some(long_ago)
+    );
+    // Resumed: Asterisk keeps LastPause, the record says not paused, so no start.
+    let u = f.send(5, Input::MemberUpdated(alice(false, Some(long_ago))));
+    assert_eq!(u.changed[0].view.queues, vec![membership("sales")]);
+    // A pause seen live from a PBX that sends no LastPause starts when it was seen.
+    let u = f.send(6, Input::MemberUpdated(alice(true, None)));
+    assert_eq!(paused_since(&u), Some(at(6)));
+    // A new pause with LastPause: the PBX's time (milliseconds dropped like every time).
+    let u = f.send(
+        7,
+        Input::MemberUpdated(alice(
+            true,
+            Some(at(7) + chrono::Duration::microseconds(1500)),
+        )),
+    );
+    assert_eq!(
+        paused_since(&u),
+        Some(at(7) + chrono::Duration::milliseconds(1))
+    );
+    // Only while paused: a LastPause on an unpaused member is no pause time.
+    let u = f.send(8, Input::MemberUpdated(alice(false, Some(at(7)))));
+    assert_eq!(u.changed[0].view.queues[0].paused_since, None);
+}
+
+#[test]
+fn paused_since_survives_a_resync_and_a_restart_without_last_pause() {
+    // The server restarts: the store held Alice paused since 09:48.
+    let long_ago = t("2026-12-03T09:48:00Z");
+    let stored = CallCenterView {
+        queues: vec![QueueMembership {
+            paused: true,
+            paused_reason: Some("Lunch".into()),
+            paused_since: Some(long_ago),
+            ..membership("sales")
+        }],
+        ..Default::default()
+    };
+    let mut f = Feed::new();
+    f.tracker.remember(ext("1001"), stored.clone());
+    // A QueueStatus whose member has no LastPause keeps the stored start.
+    let items = vec![params("sales"), Input::MemberUpdated(alice(true, None))];
+    let u = f
+        .tracker
+        .resync(list(ListKind::QueueStatus, 10, 20, items), Vec::new());
+    assert!(u.changed.is_empty(), "{u:?}");
+    assert_eq!(f.tracker.view(&ext("1001")), stored);
+    // The next list, with the PBX's LastPause, is the truth.
+    let items = vec![
+        params("sales"),
+        Input::MemberUpdated(alice(true, Some(at(15)))),
+    ];
+    let u = f
+        .tracker
+        .resync(list(ListKind::QueueStatus, 20, 30, items), Vec::new());
+    assert_eq!(paused_since(&u), Some(at(15)));
+    // A list without LastPause again keeps the start the tracker knows.
+    let items = vec![params("sales"), Input::MemberUpdated(alice(true, None))];
+    let u = f
+        .tracker
+        .resync(list(ListKind::QueueStatus, 30, 40, items), Vec::new());
+    assert!(u.changed.is_empty(), "{u:?}");
+    assert_eq!(
+        f.tracker.view(&ext("1001")).queues[0].paused_since,
+        Some(at(15))
+    );
+}
+
+#[test]
+fn a_refused_list_clears_what_it_would_have_said() {
+    let mut f = Feed::new();
+    let stored = in_sales_with_presence("dnd");
+    f.tracker.remember(ext("1001"), stored.clone());
+    // QueueStatus refused (no app_queue): the stored memberships go, the presence stays
+    // until its own list says otherwise.
+    let u = f.tracker.list_refused(ListKind::QueueStatus, at(1));
+    assert_eq!(
+        changed(&u),
+        [(
+            "1001",
+            &CallCenterView {
+                queues: Vec::new(),
+                ..stored.clone()
+            }
+        )]
+    );
+    assert!(f.tracker.queue_stats(at(1)).is_empty());
+    // PresenceStateList refused too: nothing stale is left.
+    let u = f.tracker.list_refused(ListKind::PresenceStateList, at(2));
+    assert_eq!(changed(&u), [("1001", &CallCenterView::default())]);
+    // Live events still count after a refusal.
+    f.send(3, params("sales"));
+    let u = f.send(4, agent_member("sales", "1001"));
+    assert_eq!(changed(&u)[0].1.queues, vec![membership("sales")]);
+    let u = f.send(
+        5,
+        Input::Presence(PresenceInput {
+            presentity: "CustomPresence:1001".into(),
+            state: "away".into(),
+            subtype: None,
+            message: None,
+        }),
+    );
+    assert_eq!(
+        changed(&u)[0].1.presence.as_ref().map(|p| p.state.as_str()),
+        Some("away")
     );
 }

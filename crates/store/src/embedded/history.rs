@@ -15,8 +15,10 @@
 //! [`state_key`] reads it without decoding the rest.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use domain::analytics::{TimeInState, TimeInStateQuery, time_in_state};
+use domain::analytics::{EventRef, TimeInState, TimeInStatePass, TimeInStateQuery};
 use domain::{Department, ExtensionNumber, HistoryEntry, HistoryEvent, TimeRange, Timestamp};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -203,6 +205,10 @@ impl<'a> Reader<'a> {
         self.take(usize::from(len))
     }
 
+    fn str_ref(&mut self, bytes: &'a [u8]) -> Result<&'a str, StoreError> {
+        std::str::from_utf8(bytes).map_err(|_| self.corrupt("a string is not UTF-8"))
+    }
+
     fn extension(&mut self) -> Result<ExtensionNumber, StoreError> {
         let bytes = self.extension_bytes()?;
         let raw = std::str::from_utf8(bytes).map_err(|_| self.corrupt("extension not UTF-8"))?;
@@ -254,6 +260,59 @@ pub(super) fn decode(ms: i64, bytes: &[u8]) -> Result<HistoryEntry, StoreError> 
     Ok(HistoryEntry {
         at: timestamp(ms)?,
         event,
+    })
+}
+
+/// Decodes what time in state reads of one stored entry, borrowing its strings from `bytes`:
+/// no allocation, no time conversion, and the extension's digits stay bytes (the pass checks
+/// them as it looks them up among the reported extensions). Fields the pass does not read (a status's
+/// previous code, a presence's texts, a call's queue) are not decoded.
+pub(super) fn decode_ref(ms: i64, bytes: &[u8]) -> Result<EventRef<'_>, StoreError> {
+    let mut r = Reader { bytes, pos: 0, ms };
+    let kind = r.u8()?;
+    let mut extension = || r.extension_bytes();
+    Ok(match kind {
+        STATUS => {
+            let extension = extension()?;
+            r.take(4)?;
+            EventRef::Status {
+                extension,
+                code: r.i32()?,
+            }
+        }
+        PAUSE => {
+            let extension = extension()?;
+            let queue = r
+                .raw_str()?
+                .ok_or_else(|| r.corrupt("a required string is absent"))?;
+            let queue = r.str_ref(queue)?;
+            let paused = r.bool()?;
+            let reason = match r.raw_str()? {
+                Some(b) => Some(r.str_ref(b)?),
+                None => None,
+            };
+            EventRef::Pause {
+                extension,
+                queue,
+                paused,
+                reason,
+            }
+        }
+        PRESENCE => EventRef::Presence {
+            extension: extension()?,
+        },
+        CALL => {
+            let extension = extension()?;
+            EventRef::Call {
+                extension,
+                on_call: r.bool()?,
+            }
+        }
+        LINK_DOWN => EventRef::PbxLinkDown,
+        LINK_UP => EventRef::PbxLinkUp,
+        SERVER_START => EventRef::ServerStart,
+        SERVER_STOP => EventRef::ServerStop,
+        other => return Err(r.corrupt(&format!("unknown kind {other}"))),
     })
 }
 
@@ -379,6 +438,52 @@ fn prior(
     Ok(out)
 }
 
+/// The state at a window's start (what [`prior`] finds), kept for the next window with the same
+/// start. Finding it scans every entry before the start, which for a window at the end of a
+/// long history costs more than the window itself; the dashboard asks for "today" all day long,
+/// always from the same midnight. What was known at a time changes only when an entry is
+/// written before the table's end or entries are deleted: the writer and the pruner say so
+/// ([`PriorCache::history_rewritten`]) after their commit, and every cached state from before
+/// is dropped. A state is cached only when the table already held an entry at or after the
+/// start, so that entries appended later (at the end) cannot belong before it.
+#[derive(Default)]
+pub(super) struct PriorCache {
+    rewrites: AtomicU64,
+    /// Newest last.
+    states: Mutex<Vec<CachedStart>>,
+}
+
+/// A cached state: (start in ms, [`PriorCache::rewrites`] when it was read, the state).
+type CachedStart = (i64, u64, Arc<Vec<HistoryEntry>>);
+
+/// How many window starts are kept (a few time zones, or today and yesterday).
+const PRIOR_CACHE_STARTS: usize = 4;
+
+impl PriorCache {
+    /// Entries were written before the table's end, or deleted: nothing cached holds.
+    pub(super) fn history_rewritten(&self) {
+        self.rewrites.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn get(&self, from: i64) -> Option<Arc<Vec<HistoryEntry>>> {
+        let now = self.rewrites.load(Ordering::SeqCst);
+        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states
+            .iter()
+            .find(|(start, seen, _)| *start == from && *seen == now)
+            .map(|(_, _, state)| Arc::clone(state))
+    }
+
+    fn put(&self, from: i64, seen: u64, state: Arc<Vec<HistoryEntry>>) {
+        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        states.retain(|(start, old, _)| *start != from && *old == seen);
+        if states.len() >= PRIOR_CACHE_STARTS {
+            states.remove(0);
+        }
+        states.push((from, seen, state));
+    }
+}
+
 /// What `time_in_state` needs for `range`, collected. Blocking.
 pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, StoreError> {
     let txn = db.begin_read().map_err(storage_error)?;
@@ -398,20 +503,36 @@ pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, S
     Ok(HistoryWindow { prior, entries })
 }
 
-/// Computes time in state straight from the table: the entries are decoded one at a time and
-/// fed to the pass, never collected. Blocking.
+/// Computes time in state straight from the table: each entry is decoded in place (borrowed,
+/// [`decode_ref`]) and fed to the pass, never collected or copied. Blocking.
 pub(super) fn time_in_state_from(
     db: &Database,
+    cache: &PriorCache,
     range: TimeRange,
     now: Timestamp,
     department: Option<&Department>,
     extensions: &BTreeMap<ExtensionNumber, Department>,
 ) -> Result<TimeInState, StoreError> {
+    // Read before the snapshot: a rewrite committed after it makes what is cached below stale,
+    // and its count, bumped after its commit, is then newer than this one.
+    let seen = cache.rewrites.load(Ordering::SeqCst);
     let txn = db.begin_read().map_err(storage_error)?;
     let table = txn.open_table(ENTRIES).map_err(storage_error)?;
     let from = millis(range.from());
-    let to = millis(range.to());
-    let prior = prior(&table, from)?;
+    let prior = match cache.get(from) {
+        Some(state) => state,
+        None => {
+            let state = Arc::new(prior(&table, from)?);
+            let end = table
+                .last()
+                .map_err(storage_error)?
+                .map(|(k, _)| k.value().0);
+            if end.is_some_and(|end| end >= from) {
+                cache.put(from, seen, Arc::clone(&state));
+            }
+            state
+        }
+    };
     let query = TimeInStateQuery {
         range,
         now,
@@ -419,33 +540,15 @@ pub(super) fn time_in_state_from(
         extensions,
         prior: &prior,
     };
-    let mut failure: Option<StoreError> = None;
-    let mut done = false;
-    let rows = table.range((from, 0u64)..).map_err(storage_error)?;
-    let entries = rows.map_while(|row| {
-        if done {
-            return None;
+    let mut pass = TimeInStatePass::new(&query);
+    for row in table.range((from, 0u64)..).map_err(storage_error)? {
+        let (key, value) = row.map_err(storage_error)?;
+        let (ms, _) = key.value();
+        if !pass.push(ms, decode_ref(ms, value.value())?) {
+            break;
         }
-        let decoded = row.map_err(storage_error).and_then(|(key, value)| {
-            let (ms, _) = key.value();
-            if ms >= to {
-                done = true;
-            }
-            decode(ms, value.value())
-        });
-        match decoded {
-            Ok(entry) => Some(entry),
-            Err(e) => {
-                failure = Some(e);
-                None
-            }
-        }
-    });
-    let result = time_in_state(&query, entries);
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(result),
     }
+    Ok(pass.finish())
 }
 
 /// Deletes at most `batch` entries older than `before`, oldest first, in one short write
@@ -530,6 +633,68 @@ mod tests {
         ]
     }
 
+    /// The state at a window's start is cached, and dropped when an entry is written before
+    /// the table's end or entries are pruned: the answers are those of a store without a cache.
+    #[tokio::test]
+    async fn a_cached_start_state_follows_late_entries_and_pruning() {
+        use crate::{EmbeddedStore, Repository, StoreOptions, TimeInStateRequest};
+        use domain::Presence;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), StoreOptions::default())
+            .await
+            .expect("open");
+        let t0: Timestamp = "2026-12-01T09:00:00Z".parse().expect("time");
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        let status = |s: i64, code: i32| {
+            HistoryEntry::new(
+                at(s),
+                HistoryEvent::Status {
+                    extension: ext("1001"),
+                    previous_code: 0,
+                    code,
+                },
+            )
+        };
+        store
+            .append_history(&[
+                HistoryEntry::new(at(0), HistoryEvent::ServerStart),
+                HistoryEntry::new(at(0), HistoryEvent::PbxLinkUp),
+                status(1, 0),
+                status(10, 4),
+            ])
+            .await
+            .expect("append");
+        let sales = Department::parse("Sales").expect("department");
+        let ask = || TimeInStateRequest {
+            range: TimeRange::new(at(5), at(20)).expect("range"),
+            now: at(3600),
+            department: None,
+            extensions: [(ext("1001"), sales.clone())].into_iter().collect(),
+        };
+        let seconds =
+            |t: &TimeInState, p: Presence| t.extension("1001").expect("1001").status_ms(p) / 1000;
+        let first = store.time_in_state(ask()).await.expect("first");
+        assert_eq!(seconds(&first, Presence::Online), 5);
+        assert_eq!(store.time_in_state(ask()).await.expect("again"), first);
+
+        // A late entry before the window's start: offline from 00:03, so at the start too.
+        store
+            .append_history(&[status(3, 4)])
+            .await
+            .expect("late entry");
+        let late = store
+            .time_in_state(ask())
+            .await
+            .expect("after the late entry");
+        assert_eq!(seconds(&late, Presence::Online), 0);
+        assert_eq!(seconds(&late, Presence::Offline), 15);
+
+        // Pruning the start and the link: nothing is known before the window any more.
+        assert_eq!(store.prune_history(at(4), 100).await.expect("prune"), 4);
+        let pruned = store.time_in_state(ask()).await.expect("after pruning");
+        assert_eq!(seconds(&pruned, Presence::Unknown), 15);
+    }
+
     #[test]
     fn every_kind_round_trips() {
         for (i, event) in every_kind().into_iter().enumerate() {
@@ -539,6 +704,11 @@ mod tests {
             let back = decode(ms, &buf).expect("decode");
             assert_eq!(back.event, event);
             assert_eq!(back.at.timestamp_millis(), ms);
+            // What time in state reads, borrowed, is the same event.
+            assert_eq!(
+                decode_ref(ms, &buf).expect("decode_ref"),
+                EventRef::of(&event)
+            );
         }
     }
 
@@ -564,6 +734,10 @@ mod tests {
         let err = decode(5, &buf[..buf.len() - 1]).expect_err("short");
         assert!(err.to_string().contains("history entry at 5 ms"), "{err}");
         let err = decode(5, &[42]).expect_err("kind");
+        assert!(err.to_string().contains("unknown kind 42"), "{err}");
+        let err = decode_ref(5, &buf[..buf.len() - 1]).expect_err("short, borrowed");
+        assert!(err.to_string().contains("history entry at 5 ms"), "{err}");
+        let err = decode_ref(5, &[42]).expect_err("kind, borrowed");
         assert!(err.to_string().contains("unknown kind 42"), "{err}");
         buf.push(0);
         let err = decode(5, &buf).expect_err("long");

@@ -59,6 +59,7 @@ struct Inner {
     cache: Arc<RwLock<Cache>>,
     batcher: Arc<LastSeenBatcher>,
     counters: Arc<Counters>,
+    prior_cache: Arc<history::PriorCache>,
     writer: Writer,
     // Stops the flusher task when the store is dropped without a shutdown signal.
     _stop_flusher: DropGuard,
@@ -93,6 +94,7 @@ impl EmbeddedStore {
         let cache = Arc::new(RwLock::new(opened.cache));
         let counters = Arc::new(Counters::default());
         let batcher = Arc::new(LastSeenBatcher::new(counters.clone()));
+        let prior_cache = Arc::new(history::PriorCache::default());
         let writer = Writer::spawn(WriterState {
             db: db.clone(),
             file: file.clone(),
@@ -102,6 +104,7 @@ impl EmbeddedStore {
             counters: counters.clone(),
             next_seq: opened.next_seq,
             soft_since: None,
+            prior_cache: prior_cache.clone(),
         })?;
         let stop = options.shutdown.child_token();
         let inner = Arc::new(Inner {
@@ -110,6 +113,7 @@ impl EmbeddedStore {
             cache,
             batcher,
             counters,
+            prior_cache,
             writer,
             _stop_flusher: stop.clone().drop_guard(),
         });
@@ -342,9 +346,11 @@ impl Repository for EmbeddedStore {
 
     async fn time_in_state(&self, request: TimeInStateRequest) -> Result<TimeInState, StoreError> {
         let db = current_db(&self.inner.db)?;
+        let prior_cache = self.inner.prior_cache.clone();
         blocking(move || {
             history::time_in_state_from(
                 &db,
+                &prior_cache,
                 request.range,
                 request.now,
                 request.department.as_ref(),
@@ -356,7 +362,12 @@ impl Repository for EmbeddedStore {
 
     async fn prune_history(&self, before: Timestamp, batch: usize) -> Result<u64, StoreError> {
         let db = current_db(&self.inner.db)?;
-        blocking(move || history::prune(&db, before, batch.max(1))).await
+        let deleted = blocking(move || history::prune(&db, before, batch.max(1))).await?;
+        if deleted > 0 {
+            // What was known at a time may have gone with the deleted entries.
+            self.inner.prior_cache.history_rewritten();
+        }
+        Ok(deleted)
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

@@ -405,6 +405,7 @@ mod tests {
             queue: "sales".into(),
             paused: true,
             paused_reason: Some("Lunch".into()),
+            paused_since: Some("2026-11-30T11:45:00Z".parse().expect("time")),
             penalty: 1,
             calls_taken: 2,
             last_call: Some("2026-11-30T12:00:01.5Z".parse().expect("time")),
@@ -428,7 +429,8 @@ mod tests {
             json,
             serde_json::json!({
                 "queues": [{
-                    "queue": "sales", "paused": true, "paused_reason": "Lunch", "penalty": 1,
+                    "queue": "sales", "paused": true, "paused_reason": "Lunch",
+                    "paused_since": "2026-11-30T11:45:00.000Z", "penalty": 1,
                     "calls_taken": 2, "last_call": "2026-11-30T12:00:01.500Z", "in_call": false,
                 }],
                 "presence": {"state": "dnd", "subtype": null, "message": "In a meeting"},
@@ -444,6 +446,11 @@ mod tests {
         assert_eq!(back, sample());
         decode_callcenter(&key, &row, &mut back).expect("decode row");
         assert_eq!(back, r);
+        // A row written before `paused_since` existed reads it as null.
+        let old = br#"{"queues":[{"queue":"sales","paused":true,"paused_reason":"Lunch","penalty":1,"calls_taken":2,"last_call":null,"in_call":false}]}"#;
+        decode_callcenter(&key, old, &mut back).expect("old row");
+        assert_eq!(back.queues[0].paused_since, None);
+        assert!(back.queues[0].paused);
         // An empty object is a row with nothing in it.
         decode_callcenter(&key, b"{}", &mut back).expect("empty row");
         assert_eq!(back, sample());

@@ -33,7 +33,7 @@ use domain::{
     Extension, ExtensionNumber, ExtensionPatch, HistoryEntry, HistoryEvent, NewExtension,
     Observation, RecordId, Timestamp, decide,
 };
-use redb::{Database, Durability};
+use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::history::{self as entries, ENTRIES};
@@ -198,6 +198,9 @@ pub(super) struct WriterState {
     pub(super) next_seq: u64,
     /// Since when non-durable commits are waiting for a durable one, if any are.
     pub(super) soft_since: Option<Instant>,
+    /// Told (after the commit) when history is written before the table's end, so a cached
+    /// state at a window's start is not used again.
+    pub(super) prior_cache: Arc<entries::PriorCache>,
 }
 
 /// The writer after a failed commit: every write is refused with `error` until the file is
@@ -505,6 +508,8 @@ impl WriterState {
         match self.reopen_and_rewrite() {
             Ok((db, next_seq)) => {
                 *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+                // What a failed commit left is not known: nothing cached is trusted.
+                self.prior_cache.history_rewritten();
                 self.next_seq = self.next_seq.max(next_seq);
                 self.soft_since = None;
                 self.broken = None;
@@ -973,6 +978,7 @@ impl WriterState {
     fn commit(&self, stage: &Stage<'_>, durable: bool) -> Result<(), StoreError> {
         use tables::storage_error as e;
         let db = self.db()?;
+        let mut rewrites = false;
         let mut txn = db.begin_write().map_err(e)?;
         txn.set_durability(durability(durable)).map_err(e)?;
         {
@@ -1007,6 +1013,9 @@ impl WriterState {
             }
             if !stage.history.is_empty() {
                 let mut history = txn.open_table(ENTRIES).map_err(e)?;
+                // An entry before the table's end changes what was known at earlier times.
+                let end = history.last().map_err(e)?.map(|(k, _)| k.value().0);
+                rewrites = end.is_some_and(|end| stage.history.iter().any(|h| h.at < end));
                 let mut buf = Vec::with_capacity(64);
                 for h in &stage.history {
                     buf.clear();
@@ -1015,7 +1024,11 @@ impl WriterState {
                 }
             }
         }
-        txn.commit().map_err(e)
+        txn.commit().map_err(e)?;
+        if rewrites {
+            self.prior_cache.history_rewritten();
+        }
+        Ok(())
     }
 }
 

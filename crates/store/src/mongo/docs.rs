@@ -75,6 +75,7 @@ pub fn queues(q: &[QueueMembership]) -> Bson {
                     "queue": m.queue.as_str(),
                     "paused": m.paused,
                     "paused_reason": optional_text(m.paused_reason.as_deref()),
+                    "paused_since": optional_date(m.paused_since),
                     "penalty": m.penalty,
                     "calls_taken": i64::from(m.calls_taken),
                     "last_call": optional_date(m.last_call),
@@ -606,6 +607,13 @@ fn read_call_center(
                     queue,
                     paused: sub_bool(m, id, &field, "paused")?,
                     paused_reason: sub_text(m, id, &field, "paused_reason")?,
+                    // Missing in documents written before the field existed: null.
+                    paused_since: read_time_as(
+                        m,
+                        id,
+                        "paused_since",
+                        &format!("{field}.paused_since"),
+                    )?,
                     penalty,
                     calls_taken,
                     last_call: read_time_as(m, id, "last_call", &format!("{field}.last_call"))?,
@@ -791,6 +799,7 @@ mod tests {
                 queue: "sales".into(),
                 paused: true,
                 paused_reason: Some("Lunch".into()),
+                paused_since: Some(t("2026-11-30T11:45:00Z")),
                 penalty: 1,
                 calls_taken: 7,
                 last_call: Some(t("2026-11-30T12:00:01.5Z")),
@@ -800,6 +809,7 @@ mod tests {
                 queue: "$support".into(),
                 paused: false,
                 paused_reason: None,
+                paused_since: None,
                 penalty: 0,
                 calls_taken: 0,
                 last_call: None,
@@ -823,11 +833,13 @@ mod tests {
             d.get("queues"),
             Some(&bson::bson!([
                 {
-                    "queue": "sales", "paused": true, "paused_reason": "Lunch", "penalty": 1,
+                    "queue": "sales", "paused": true, "paused_reason": "Lunch",
+                    "paused_since": dt("2026-11-30T11:45:00Z"), "penalty": 1,
                     "calls_taken": 7_i64, "last_call": dt("2026-11-30T12:00:01.5Z"), "in_call": false,
                 },
                 {
-                    "queue": "$support", "paused": false, "paused_reason": Bson::Null, "penalty": 0,
+                    "queue": "$support", "paused": false, "paused_reason": Bson::Null,
+                    "paused_since": Bson::Null, "penalty": 0,
                     "calls_taken": 0_i64, "last_call": Bson::Null, "in_call": true,
                 },
             ]))
@@ -847,6 +859,18 @@ mod tests {
             old.remove(field);
         }
         assert_eq!(read_record(&old).expect("old"), sample("Alice", "Sales"));
+        // A membership written before `paused_since` existed reads it as null.
+        let mut old = record(&r);
+        if let Some(Bson::Array(queues)) = old.get_mut("queues") {
+            for q in queues.iter_mut() {
+                if let Bson::Document(q) = q {
+                    q.remove("paused_since");
+                }
+            }
+        }
+        let back = read_record(&old).expect("old membership");
+        assert_eq!(back.queues[0].paused_since, None);
+        assert_eq!(back.queues[0].paused_reason.as_deref(), Some("Lunch"));
 
         let base = record(&sample("Alice", "Sales"));
         let rows = [
