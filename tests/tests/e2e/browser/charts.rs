@@ -150,6 +150,7 @@ async fn seeded_store(t0: Timestamp) -> anyhow::Result<tempfile::TempDir> {
             queue: "support".to_owned(),
             paused: true,
             paused_reason: Some("training".to_owned()),
+            paused_since: Some(now),
             penalty: 0,
             calls_taken: 0,
             last_call: None,
