@@ -230,6 +230,11 @@ impl AmiPeer {
         self.sim.connections()
     }
 
+    /// The number of connections open after every open and close so far, with when, in order.
+    pub fn connection_history(&self) -> Vec<(std::time::Instant, usize)> {
+        self.sim.connection_history()
+    }
+
     /// Waits until at least `n` logins have succeeded. It has no deadline of its own: wrap it
     /// in the test's timeout.
     pub async fn wait_for_login(&self, n: usize) {

@@ -9,8 +9,8 @@
 //! (a second process on the same data directory is refused) always runs.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -145,57 +145,22 @@ async fn the_holder(servers: &[&ServerProcess]) -> anyhow::Result<usize> {
     .await
 }
 
-/// Samples the peer's open connections every 2 ms: the most ever open at once, and when they
-/// last went from some to none and from none to some.
-struct ConnectionWatch {
-    max: Arc<AtomicUsize>,
-    events: Arc<Mutex<Vec<(Instant, usize)>>>,
-    stop: CancellationToken,
+/// The most connections the peer ever had open at once: one at most, since only the lease
+/// holder connects and it logs off before another instance may take the lease.
+fn peak_connections(peer: &AmiPeer) -> usize {
+    peer.connection_history()
+        .iter()
+        .map(|(_, open)| *open)
+        .max()
+        .unwrap_or(0)
 }
 
-impl ConnectionWatch {
-    fn start(peer: &AmiPeer) -> Self {
-        let sim = peer.simulator().clone();
-        let max = Arc::new(AtomicUsize::new(0));
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let stop = CancellationToken::new();
-        let (m, e, s) = (max.clone(), events.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut last = usize::MAX;
-            while !s.is_cancelled() {
-                let n = sim.connections();
-                m.fetch_max(n, Ordering::SeqCst);
-                if n != last {
-                    e.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((Instant::now(), n));
-                    last = n;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        });
-        Self { max, events, stop }
-    }
-
-    fn max(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    /// The first time after `since` that the count became `n`.
-    fn first_at(&self, since: Instant, n: usize) -> Option<Instant> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|(t, c)| *t >= since && *c == n)
-            .map(|(t, _)| *t)
-    }
-}
-
-impl Drop for ConnectionWatch {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+/// The first time at or after `since` that the peer's open connections became `n`.
+fn first_at(peer: &AmiPeer, since: Instant, n: usize) -> Option<Instant> {
+    peer.connection_history()
+        .into_iter()
+        .find(|(t, open)| *t >= since && *open == n)
+        .map(|(t, _)| t)
 }
 
 /// A WebSocket client of one instance, reading messages one by one.
@@ -293,7 +258,6 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
     let db = fresh_db("three");
     let mongo = seed(&uri, &db).await?;
     let peer = AmiPeer::start(PeerConfig::default()).await;
-    let watch = ConnectionWatch::start(&peer);
     let tmp = tempfile::tempdir()?;
     let a = instance(&peer, &uri, &db, "a", tmp.path())?;
     let b = instance(&peer, &uri, &db, "b", tmp.path())?;
@@ -314,7 +278,11 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         1,
         "exactly one instance logged in to the PBX"
     );
-    assert_eq!(watch.max(), 1, "never two connections to the PBX");
+    assert_eq!(
+        peak_connections(&peer),
+        1,
+        "never two connections to the PBX"
+    );
 
     // A client on each instance; then changes from the PBX and a user edit on a non-holder.
     let mut clients = Vec::new();
@@ -400,9 +368,11 @@ fn peer_code(peer: &AmiPeer, exten: &str) -> i32 {
         .map_or(-1, |(_, c)| c)
 }
 
-/// Kills the holder (`KILL` or `TERM`), measures until the other instance holds the lease and
-/// is logged in, and checks that the board goes on from it.
-async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
+/// Kills the holder (`KILL` or `TERM`), waits until the other instance holds the lease and is
+/// logged in, checks that the board goes on from it, and answers the line in which the
+/// survivor said whose lease it took. The time it took is printed (docs/performance.md); the
+/// timeout only bounds a failure.
+async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
     let test = format!("takeover_after_sig{signal}");
     let Some(uri) = uri_or_skip(&test) else {
         return Ok(None);
@@ -410,13 +380,16 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
     let db = fresh_db(&signal.to_lowercase());
     let mongo = seed(&uri, &db).await?;
     let peer = AmiPeer::start(PeerConfig::default()).await;
-    let watch = ConnectionWatch::start(&peer);
     let tmp = tempfile::tempdir()?;
     let a = instance(&peer, &uri, &db, "a", tmp.path())?;
     let b = instance(&peer, &uri, &db, "b", tmp.path())?;
     let holder = the_holder(&[&a, &b]).await?;
     tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
-    let (dead, survivor) = if holder == 0 { (a, b) } else { (b, a) };
+    let (dead, survivor, dead_id) = if holder == 0 {
+        (a, b, "a")
+    } else {
+        (b, a, "b")
+    };
     wait_for_code(&survivor, "1001", i64::from(peer_code(&peer, "1001"))).await?;
     let mut ws = Ws::connect(survivor.addr, "").await?;
     let ServerMessage::Snapshot { .. } = ws.next().await? else {
@@ -426,14 +399,19 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
     let killed_at = Instant::now();
     let sig = signal.to_owned();
     tokio::task::spawn_blocking(move || dead.signal_and_wait(&sig)).await??;
-    let logged_in = tokio::time::timeout(LEASE * 5, peer.wait_for_login(before + 1)).await;
+    tokio::time::timeout(TAKEOVER_BOUND, peer.wait_for_login(before + 1))
+        .await
+        .with_context(|| format!("no takeover within {TAKEOVER_BOUND:?} after SIG{signal}"))?;
     let took = killed_at.elapsed();
-    logged_in.with_context(|| format!("no takeover within {:?} after SIG{signal}", LEASE * 5))?;
     eventually("the survivor holds the lease", || async {
         Ok((cluster_state(&survivor).await?["holder"] == json!(true)).then_some(()))
     })
     .await?;
-    assert_eq!(watch.max(), 1, "never two connections to the PBX");
+    assert_eq!(
+        peak_connections(&peer),
+        1,
+        "never two connections to the PBX"
+    );
     // The board goes on from the new holder: its clients hear of the link and the changes.
     peer.set_state("1002", 8);
     ws.until("1002 ringing after the takeover", |m| {
@@ -441,26 +419,36 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<Duration>> {
     })
     .await?;
     println!("SIG{signal} of the holder: the other instance logged in to the PBX after {took:?}");
+    let log = survivor.log();
+    let took_line = log
+        .lines()
+        .find(|l| l.contains("took the AMI lease"))
+        .ok_or_else(|| anyhow!("the survivor never said it took the lease: {log}"))?
+        .to_owned();
     clean_up(vec![survivor], mongo).await?;
-    Ok(Some(took))
+    Ok(Some((took_line, dead_id.to_owned())))
 }
+
+/// How long a takeover may take before the test fails: only a bound for failures, far above
+/// the lease time the takeover waits (the measured times are in docs/performance.md).
+const TAKEOVER_BOUND: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_holder_hands_the_pbx_link_over_within_the_lease_time() -> anyhow::Result<()>
 {
-    if let Some(took) = takeover("KILL").await? {
-        // A whole lease time of an unchanged version, plus a watch period and the login.
-        assert!(took < LEASE * 3, "took {took:?}");
+    if let Some((took, dead)) = takeover("KILL").await? {
+        // The dead holder released nothing: the survivor waited out its lease.
+        assert!(took.contains(&format!("\"{dead}\"")), "{took}");
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_of_the_holder_hands_the_pbx_link_over_at_once() -> anyhow::Result<()> {
-    if let Some(took) = takeover("TERM").await? {
-        // Released: the other takes it at its next look (a fifth of the lease time), well
-        // before a lease time.
-        assert!(took < LEASE, "took {took:?}");
+    if let Some((took, _)) = takeover("TERM").await? {
+        // Released: the survivor took a lease that nobody held, at its next look, without
+        // waiting out a lease time.
+        assert!(took.contains("\"none\""), "{took}");
     }
     Ok(())
 }
@@ -555,7 +543,6 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
     let db = fresh_db("partition");
     let mongo = seed(&uri, &db).await?;
     let peer = AmiPeer::start(PeerConfig::default()).await;
-    let watch = ConnectionWatch::start(&peer);
     let tmp = tempfile::tempdir()?;
     // The holder reaches MongoDB through the proxy; it starts first, so it takes the lease.
     let (target, _) = via(&uri, "127.0.0.1:1".parse()?)?;
@@ -575,27 +562,29 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
     let before = peer.logins();
     let cut_at = Instant::now();
     proxy.cut();
-    tokio::time::timeout(LEASE * 5, peer.wait_for_login(before + 1))
+    tokio::time::timeout(TAKEOVER_BOUND, peer.wait_for_login(before + 1))
         .await
         .context("b never took over")?;
-    let off = watch
-        .first_at(cut_at, 0)
-        .ok_or_else(|| anyhow!("the holder never logged off"))?;
-    let on = watch
-        .first_at(off, 1)
-        .ok_or_else(|| anyhow!("no new connection after the log-off"))?;
+    // The peer records every open and close as it happens: exact, not sampled.
+    let off = first_at(&peer, cut_at, 0).ok_or_else(|| anyhow!("the holder never logged off"))?;
+    let on =
+        first_at(&peer, off, 1).ok_or_else(|| anyhow!("no new connection after the log-off"))?;
     println!(
-        "partition: the holder logged off {:?} after the cut, the other logged in {:?} after the cut ({:?} later)",
+        "partition: the holder logged off {:?} after the cut, the other connected {:?} after the cut ({:?} later)",
         off - cut_at,
         on - cut_at,
         on - off
     );
-    assert!(off < on, "off the PBX before the other logs in");
-    assert_eq!(watch.max(), 1, "never two connections to the PBX");
+    assert_eq!(
+        peak_connections(&peer),
+        1,
+        "never two connections to the PBX: off before the other logs in"
+    );
+    // It stopped by its own deadline (no renewal got through), not because it was told.
+    let log = a.log();
     assert!(
-        off - cut_at < LEASE,
-        "the holder stops within its lease: {:?}",
-        off - cut_at
+        log.contains("lost the AMI lease") && log.contains("its last renewal is too old"),
+        "{log}"
     );
     // The board goes on from the new holder.
     peer.set_state("1003", 1);
