@@ -18,10 +18,13 @@
 //!
 //! With several instances on one MongoDB database (cluster mode, [`crate::cluster`]) the store
 //! write is the same, but the changes of each job are not published to the hub: they are
-//! appended to the shared change log in one call ([`LogSink`]), from which every instance's
-//! follower publishes them under the log's numbers. Status and call-center writes (and the PBX
-//! link) are made only while this instance's lease is valid ([`crate::cluster::Fence`]),
-//! checked again just before the append. With the embedded store nothing of this runs.
+//! handed, in order, to the appender task ([`LogSink::run`]), which appends each job's changes
+//! to the shared change log in one call, from which every instance's follower publishes them
+//! under the log's numbers. The writer does not wait for the log (a slow or failing append
+//! never holds up the store writes behind it); a user edit is answered once this instance's
+//! hub shows it, as with one instance. Status and call-center writes (and the PBX link) are
+//! made only while this instance's lease is valid ([`crate::cluster::Fence`]), checked again
+//! just before the append. With the embedded store nothing of this runs.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,6 +65,7 @@ enum Job {
 }
 
 /// Where the writer's changes go in cluster mode: the shared change log.
+#[derive(Clone)]
 pub struct LogSink {
     /// The cluster's shared state.
     pub cluster: Arc<dyn store::cluster::Cluster>,
@@ -73,6 +77,98 @@ pub struct LogSink {
     pub wake: Arc<tokio::sync::Notify>,
     /// Counters for `/readyz` and `/metrics`.
     pub status: Arc<crate::cluster::ClusterStatus>,
+}
+
+/// One job's changes on their way to the change log, with the answers that wait for them.
+struct Batch {
+    /// Each change, with whether it is the PBX's (and so needs the lease).
+    changes: Vec<(Change, bool)>,
+    answers: Vec<Answer>,
+}
+
+impl Batch {
+    fn answer(self) {
+        for answer in self.answers {
+            answer.send();
+        }
+    }
+}
+
+impl LogSink {
+    /// The appender (cluster mode): appends each job's changes in the writer's order, wakes
+    /// the local follower, and answers the job's callers once this instance's hub shows the
+    /// changes (waiting at most `timeout`). Ends after the writer, once the batches handed
+    /// over are done.
+    async fn run(self, mut batches: mpsc::Receiver<Batch>, timeout: Duration) {
+        while let Some(batch) = batches.recv().await {
+            let appended = self.append(&batch.changes, timeout).await;
+            if let Some(last) = appended
+                && !batch.answers.is_empty()
+                && !self.status.published(last, timeout).await
+            {
+                tracing::warn!(
+                    seq = last,
+                    "this instance's board did not show an edit within the store timeout; answering anyway"
+                );
+            }
+            batch.answer();
+        }
+    }
+
+    /// Appends one job's changes in one call, then wakes the local follower. PBX changes are
+    /// appended only while the lease is valid now (a process frozen past its deadline must not
+    /// write after it wakes up); a failed append is tried twice more and then counted and
+    /// logged (the change is in the store, and reaches the boards with their next reload).
+    /// Answers the number of the last entry appended, if any.
+    async fn append(&self, items: &[(Change, bool)], timeout: Duration) -> Option<u64> {
+        let valid = self.fence.valid_now();
+        let mut payloads = Vec::with_capacity(items.len());
+        let mut fenced = 0u64;
+        for (change, needs_lease) in items {
+            if *needs_lease && !valid {
+                fenced += 1;
+                continue;
+            }
+            match serde_json::to_string(change) {
+                Ok(text) => payloads.push(text),
+                Err(e) => {
+                    tracing::error!(error = %e, kind = change.kind(), "a change could not be serialized for the change log")
+                }
+            }
+        }
+        if fenced > 0 {
+            self.status.fenced(fenced);
+            tracing::warn!(
+                changes = fenced,
+                "PBX changes not appended: this instance's AMI lease ran out"
+            );
+        }
+        if payloads.is_empty() {
+            return None;
+        }
+        let n = payloads.len();
+        let mut attempt = 0;
+        let appended = loop {
+            attempt += 1;
+            let call = self
+                .cluster
+                .append_changes(&self.instance, payloads.clone());
+            let why = match tokio::time::timeout(timeout + TIMEOUT_MARGIN, call).await {
+                Ok(Ok(numbers)) => break Some(*numbers.end()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} ms", timeout.as_millis()),
+            };
+            if attempt >= 3 {
+                self.status.append_failed();
+                tracing::error!(changes = n, error = %why, "appending to the change log failed; other instances see these changes at their next reload");
+                break None;
+            }
+            tracing::warn!(changes = n, error = %why, attempt, "appending to the change log failed; retrying");
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+        };
+        self.wake.notify_one();
+        appended
+    }
 }
 
 /// At most this many queued user edits go to the store together.
@@ -114,19 +210,43 @@ enum Stored {
     Created(Reply<Extension>, Result<Extension, StoreError>),
     Updated(Reply<Extension>, Result<UpdateOutcome, StoreError>),
     Deleted(Reply<Extension>, Result<Extension, StoreError>),
+    /// A link change, answered once it is flushed.
+    Linked(oneshot::Sender<()>),
     /// Already answered.
     Answered,
 }
 
 impl Stored {
-    /// Publishes the change (when there is one) and answers the caller. A caller that gave up
-    /// (a client that disconnected) does not undo its write; nobody needs the answer then.
-    fn finish(self, task: &Task) {
+    /// Publishes the change (when there is one) and answers what to tell the caller, once the
+    /// job's changes are flushed ([`Task::flush_and_answer`]).
+    fn finish(self, task: &Task) -> Option<Answer> {
         match self {
-            Stored::Created(reply, r) => reply.send(task.created(r)),
-            Stored::Updated(reply, r) => reply.send(task.updated(r)),
-            Stored::Deleted(reply, r) => reply.send(task.deleted(r)),
-            Stored::Answered => {}
+            Stored::Created(reply, r) => Some(Answer::Edit(reply, task.created(r))),
+            Stored::Updated(reply, r) => Some(Answer::Edit(reply, task.updated(r))),
+            Stored::Deleted(reply, r) => Some(Answer::Edit(reply, task.deleted(r))),
+            Stored::Linked(reply) => Some(Answer::Link(reply)),
+            Stored::Answered => None,
+        }
+    }
+}
+
+/// An answer held until the job's changes are flushed.
+enum Answer {
+    /// A user edit's.
+    Edit(Reply<Extension>, Result<Extension, StoreError>),
+    /// A link change's.
+    Link(oneshot::Sender<()>),
+}
+
+impl Answer {
+    /// A caller that gave up (a client that disconnected) does not undo its write; nobody
+    /// needs the answer then.
+    fn send(self) {
+        match self {
+            Answer::Edit(reply, answer) => reply.send(answer),
+            Answer::Link(reply) => {
+                let _ = reply.send(());
+            }
         }
     }
 }
@@ -155,6 +275,8 @@ struct Task {
     /// Cluster mode: the changes of the current job, with whether each is the PBX's (and so
     /// needs the lease), appended together when the job is done.
     pending: Mutex<Vec<(Change, bool)>>,
+    /// Cluster mode: where each job's changes go, in order ([`LogSink::run`]).
+    appender: Option<mpsc::Sender<Batch>>,
 }
 
 /// `last_seen`-only refreshes reach the hub at most once per extension per interval: the PBX
@@ -257,10 +379,10 @@ fn by_id(id: &str, e: &StoreError) -> ApiError {
 
 impl Writer {
     /// Starts the writer task. It ends when every handle is dropped, after finishing the jobs
-    /// already queued. `last_seen`-only refreshes reach the hub at most once per extension per
-    /// `seen_interval`.
-    /// already queued. `health` is the store probe's; `timeout` bounds each store operation.
-    /// With `log` (cluster mode) changes go to the change log instead of `hub`.
+    /// already queued (and, in cluster mode, appending their changes). `last_seen`-only
+    /// refreshes reach the hub at most once per extension per `seen_interval`. `health` is the
+    /// store probe's; `timeout` bounds each store operation. With `log` (cluster mode) changes
+    /// go to the change log instead of `hub`.
     pub fn spawn(
         store: Arc<dyn Repository>,
         hub: Hub,
@@ -272,6 +394,13 @@ impl Writer {
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE);
         let direct = log.is_none().then(|| hub.clone());
+        let (appender, appended) = match &log {
+            Some(sink) => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                (Some(tx), Some(tokio::spawn(sink.clone().run(rx, timeout))))
+            }
+            None => (None, None),
+        };
         let task = Task {
             store,
             hub,
@@ -281,8 +410,16 @@ impl Writer {
             timeout,
             log,
             pending: Mutex::new(Vec::new()),
+            appender,
         };
-        (Writer { jobs, direct }, tokio::spawn(task.run(rx)))
+        let run = async move {
+            task.run(rx).await;
+            // The appender ends once the writer has dropped its sender, after the last batch.
+            if let Some(appended) = appended {
+                let _ = appended.await;
+            }
+        };
+        (Writer { jobs, direct }, tokio::spawn(run))
     }
 
     /// Tells clients the PBX link changed: published at once with one instance, appended to
@@ -399,14 +536,14 @@ impl Task {
                     },
                     _ = ticker.tick() => {
                         self.publish_held_refreshes();
-                        self.flush().await;
+                        self.flush_and_answer(Vec::new()).await;
                         continue;
                     }
                 },
             };
             if !job.is_edit() {
-                self.one(job).await;
-                self.flush().await;
+                let answer = self.one(job).await;
+                self.flush_and_answer(answer.into_iter().collect()).await;
                 continue;
             }
             // User edits already waiting behind this one (a seeder run through the API sends
@@ -423,75 +560,30 @@ impl Task {
                     Err(_) => break,
                 }
             }
-            if edits.len() == 1 {
-                for job in edits {
-                    self.one(job).await;
-                }
-            } else {
-                self.edits(edits).await;
-            }
-            self.flush().await;
+            let answers = self.edits(edits).await;
+            self.flush_and_answer(answers).await;
         }
     }
 
-    /// Cluster mode: appends the current job's changes to the change log in one call, then
-    /// wakes the local follower. PBX changes are appended only while the lease is valid now
-    /// (a process frozen past its deadline must not write after it wakes up); a failed append
-    /// is tried twice more and then counted and logged (the change is in the store, and
-    /// reaches other instances' boards with their next reload). Nothing to do with one
-    /// instance.
-    async fn flush(&self) {
-        let Some(log) = &self.log else {
-            return;
-        };
-        let items = std::mem::take(&mut *self.pending());
-        if items.is_empty() {
-            return;
-        }
-        let valid = log.fence.valid_now();
-        let mut payloads = Vec::with_capacity(items.len());
-        let mut fenced = 0u64;
-        for (change, needs_lease) in &items {
-            if *needs_lease && !valid {
-                fenced += 1;
-                continue;
-            }
-            match serde_json::to_string(change) {
-                Ok(text) => payloads.push(text),
-                Err(e) => {
-                    tracing::error!(error = %e, kind = change.kind(), "a change could not be serialized for the change log")
+    /// Hands the job's changes on and answers its callers. With one instance the changes are
+    /// published already: answered at once. In cluster mode the appender ([`LogSink::run`])
+    /// appends them in the writer's order and answers once this instance's hub has published
+    /// them, so that a client sees its edit on its own instance's board as soon as it has the
+    /// answer, as with one instance; the writer goes on meanwhile, so a slow or failing change
+    /// log never holds up the store writes queued behind it.
+    async fn flush_and_answer(&self, answers: Vec<Answer>) {
+        let changes = std::mem::take(&mut *self.pending());
+        let batch = Batch { changes, answers };
+        match &self.appender {
+            Some(appender) if !batch.changes.is_empty() => {
+                // The appender ends only after the writer's loop, so this cannot fail; if it
+                // did, the callers would still be answered.
+                if let Err(mpsc::error::SendError(batch)) = appender.send(batch).await {
+                    batch.answer();
                 }
             }
+            _ => batch.answer(),
         }
-        if fenced > 0 {
-            log.status.fenced(fenced);
-            tracing::warn!(
-                changes = fenced,
-                "PBX changes not appended: this instance's AMI lease ran out"
-            );
-        }
-        if payloads.is_empty() {
-            return;
-        }
-        let n = payloads.len();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let call = log.cluster.append_changes(&log.instance, payloads.clone());
-            let why = match tokio::time::timeout(self.timeout + TIMEOUT_MARGIN, call).await {
-                Ok(Ok(_first)) => break,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
-            };
-            if attempt >= 3 {
-                log.status.append_failed();
-                tracing::error!(changes = n, error = %why, "appending to the change log failed; other instances see these changes at their next reload");
-                break;
-            }
-            tracing::warn!(changes = n, error = %why, attempt, "appending to the change log failed; retrying");
-            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-        }
-        log.wake.notify_one();
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(Change, bool)>> {
@@ -510,16 +602,16 @@ impl Task {
         })
     }
 
-    /// Runs one job and answers it: its store half, then its publishing half.
-    async fn one(&self, job: Job) {
-        self.store_edit(job).await.finish(self);
+    /// Runs one job: its store half, then its publishing half; answers a user edit's answer.
+    async fn one(&self, job: Job) -> Option<Answer> {
+        self.store_edit(job).await.finish(self)
     }
 
     /// Runs several user edits at once. Edits that could depend on each other (two of the
     /// same record, or a deletion and a creation that might reuse its number) would race, so
     /// only a group of one kind, each for a different record, runs at once; any other group
-    /// runs one by one.
-    async fn edits(&self, edits: Vec<Job>) {
+    /// runs one by one. Answers their answers, in queue order.
+    async fn edits(&self, edits: Vec<Job>) -> Vec<Answer> {
         let mut seen = std::collections::HashSet::new();
         let one_kind = edits
             .windows(2)
@@ -531,19 +623,21 @@ impl Task {
                 Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) | Job::Link(..) => false,
             });
         if !independent {
+            let mut answers = Vec::new();
             for job in edits {
-                self.one(job).await;
+                answers.extend(self.one(job).await);
             }
-            return;
+            return answers;
         }
         // Each edit is submitted to the store when first polled, in queue order, and the store
         // commits what arrives together as one group. Publishing and answering wait until the
         // whole group is stored, and then go in queue order.
         let stored =
             futures_util::future::join_all(edits.into_iter().map(|job| self.store_edit(job))).await;
-        for edit in stored {
-            edit.finish(self);
-        }
+        stored
+            .into_iter()
+            .filter_map(|edit| edit.finish(self))
+            .collect()
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, SeenRefreshes> {
@@ -618,8 +712,9 @@ impl Task {
             }
             Job::Link(link, reply) => {
                 self.emit(Change::PbxLink(link), true);
-                let _ = reply.send(());
-                Stored::Answered
+                // Answered once appended: the lease task relies on the order (the link down
+                // is in the log before it gives the lease up).
+                Stored::Linked(reply)
             }
         }
     }

@@ -11,6 +11,7 @@
 //! version stay the same for the lease time on its own monotonic clock. The times stored
 //! (`since`, `renewed_at`, `at`) are for people reading the database, and for the TTL indexes.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -98,17 +99,17 @@ pub trait Cluster: Send + Sync + std::fmt::Debug {
     async fn release_lease(&self, instance: &str, term: u64) -> Result<bool, StoreError>;
 
     /// Appends `payloads`, in their order, under sequence numbers that the database orders
-    /// (a unique `_id`), and returns the number of the first. The log as a whole never has a
-    /// hole or a duplicate, even with concurrent appenders; the payloads of one call follow
-    /// each other in their order, consecutively unless another appender raced this one (then
-    /// its entries may sit between them). When the log is empty the first number is the current
-    /// time in microseconds, so numbers never restart after the log was pruned. An empty
-    /// `payloads` is an error.
+    /// (a unique `_id`), and returns the numbers of the first and the last. The log as a whole
+    /// never has a hole or a duplicate, even with concurrent appenders; the payloads of one
+    /// call follow each other in their order, consecutively unless another appender raced this
+    /// one (then its entries may sit between them, and the range is longer than `payloads`).
+    /// When the log is empty the first number is the current time in microseconds, so numbers
+    /// never restart after the log was pruned. An empty `payloads` is an error.
     async fn append_changes(
         &self,
         instance: &str,
         payloads: Vec<String>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<RangeInclusive<u64>, StoreError>;
 
     /// Entries with `seq > after`, ascending, at most `limit`.
     async fn changes_after(

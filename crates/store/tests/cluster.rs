@@ -225,7 +225,10 @@ mod cases {
                     k += 1;
                     let payloads: Vec<String> =
                         (next..next + n).map(|i| format!("t{t}-{i:03}")).collect();
-                    let first = cluster.append_changes(&format!("i{t}"), payloads).await?;
+                    let first = *cluster
+                        .append_changes(&format!("i{t}"), payloads)
+                        .await?
+                        .start();
                     told.push((first, format!("t{t}-{next:03}")));
                     next += n;
                 }
@@ -274,10 +277,15 @@ mod cases {
         ensure!(cluster.changes_after(0, 10).await?.is_empty());
         let before = domain::now();
         let payloads: Vec<String> = (0..10).map(|i| format!("{{\"n\":{i}}}")).collect();
-        let first = cluster.append_changes("a", payloads.clone()).await?;
+        let appended = cluster.append_changes("a", payloads.clone()).await?;
+        let first = *appended.start();
+        ensure!(*appended.end() == first + 9, "{appended:?}");
         // A second instance continues right after, in one call.
         let other = case.cluster()?;
-        let next = other.append_changes("b", vec!["eleven".into()]).await?;
+        let next = *other
+            .append_changes("b", vec!["eleven".into()])
+            .await?
+            .start();
         ensure!(next == first + 10, "{next} after {first}");
         ensure!(
             cluster.change_bounds().await? == Some((first + 10, first)),
@@ -334,7 +342,7 @@ mod cases {
     pub async fn an_empty_log_starts_at_the_time_in_micros(case: &Case) -> Result<()> {
         let cluster = case.cluster()?;
         let before = micros_now();
-        let first = cluster.append_changes("a", vec!["x".into()]).await?;
+        let first = *cluster.append_changes("a", vec!["x".into()]).await?.start();
         let after = micros_now();
         ensure!(
             before <= first && first <= after,
@@ -370,9 +378,10 @@ mod cases {
     /// is what stops two instances from starting an empty log at two different times.
     pub async fn only_one_entry_starts_a_log(case: &Case) -> Result<()> {
         let cluster = case.cluster()?;
-        let first = cluster
+        let first = *cluster
             .append_changes("a", vec!["x".into(), "y".into()])
-            .await?;
+            .await?
+            .start();
         let db = case.database().await?;
         let changes = db.collection::<bson::Document>("extension_changes");
         let marked: Vec<i64> = changes
@@ -403,7 +412,7 @@ mod cases {
     /// entries before it stay, the rest follow right after it, in order, without a hole.
     pub async fn an_append_that_meets_another_continues_after_it(case: &Case) -> Result<()> {
         let cluster = case.cluster()?;
-        let start = cluster.append_changes("a", vec!["0".into()]).await?;
+        let start = *cluster.append_changes("a", vec!["0".into()]).await?.start();
         // Another appender took start + 3 while this instance still believes start is the last.
         let db = case.database().await?;
         db.collection::<bson::Document>("extension_changes")
@@ -415,8 +424,12 @@ mod cases {
             })
             .await?;
         let payloads: Vec<String> = (1..=5).map(|i| i.to_string()).collect();
-        let first = cluster.append_changes("a", payloads).await?;
-        ensure!(first == start + 1, "{first} after {start}");
+        // The range names the first and the last of its own entries, with theirs between.
+        let appended = cluster.append_changes("a", payloads).await?;
+        ensure!(
+            appended == (start + 1..=start + 6),
+            "{appended:?} after {start}"
+        );
         let all = read_all(&*cluster, 100).await?;
         let got: Vec<(u64, &str)> = all
             .iter()
@@ -443,7 +456,7 @@ mod cases {
     pub async fn a_pruned_log_reads_from_what_is_left(case: &Case) -> Result<()> {
         let cluster = case.cluster()?;
         let payloads: Vec<String> = (0..50).map(|i| i.to_string()).collect();
-        let f = cluster.append_changes("a", payloads).await?;
+        let f = *cluster.append_changes("a", payloads).await?.start();
         let changes = case
             .database()
             .await?
@@ -463,14 +476,14 @@ mod cases {
         ensure!(page == (26..50).collect::<Vec<_>>(), "{page:?}");
         // An instance with nothing cached finds the end.
         let fresh = case.cluster()?;
-        ensure!(fresh.append_changes("b", vec!["50".into()]).await? == f + 50);
+        ensure!(fresh.append_changes("b", vec!["50".into()]).await? == (f + 50..=f + 50));
         ensure!(fresh.change_bounds().await? == Some((f + 50, f + 20)));
         // Everything gone: the next start is the time, above every number used before.
         changes.delete_many(bson::doc! {}).await?;
         let fresh = case.cluster()?;
         ensure!(fresh.change_bounds().await?.is_none());
         ensure!(fresh.changes_after(0, 10).await?.is_empty());
-        let again = fresh.append_changes("b", vec!["new".into()]).await?;
+        let again = *fresh.append_changes("b", vec!["new".into()]).await?.start();
         ensure!(again > f + 50, "{again} <= {}", f + 50);
         ensure!(fresh.change_bounds().await? == Some((again, again)));
         Ok(())

@@ -164,9 +164,10 @@ async fn prepare(
     let Some((last, first)) = bounds else {
         // An empty log numbers its first entry from the clock: an anchor entry fixes where
         // this hub's numbers start, so the first real change follows its snapshot directly.
-        let at = cluster
+        let at = *cluster
             .append_changes(instance, vec![ANCHOR.to_owned()])
-            .await?;
+            .await?
+            .end();
         let records = store.list(&ExtensionFilter::default()).await?;
         return Ok(Hub::starting_at(config, records, PbxLink::unknown(), at));
     };

@@ -23,6 +23,7 @@ pub mod task;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -80,7 +81,9 @@ pub struct ClusterStatus {
     pub instance: String,
     holder: AtomicBool,
     holder_id: Mutex<Option<String>>,
-    last_read: AtomicU64,
+    /// The last number this instance's hub published from the log (the follower sends it;
+    /// the writer waits on it so that an edit is answered once its own board shows it).
+    published: tokio::sync::watch::Sender<u64>,
     log_end: AtomicU64,
     poll_errors: AtomicU64,
     append_errors: AtomicU64,
@@ -138,7 +141,20 @@ impl ClusterStatus {
     }
 
     pub(crate) fn read_up_to(&self, seq: u64) {
-        self.last_read.store(seq, Relaxed);
+        self.published.send_if_modified(|last| {
+            let moved = *last != seq;
+            *last = seq;
+            moved
+        });
+    }
+
+    /// Waits until this instance's hub has published number `seq` (or a later one), at most
+    /// `limit`; answers whether it has.
+    pub(crate) async fn published(&self, seq: u64, limit: Duration) -> bool {
+        let mut rx = self.published.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|last| *last >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub(crate) fn log_end(&self, seq: u64) {
@@ -168,7 +184,7 @@ impl ClusterStatus {
 
     /// A copy of the counters.
     pub fn report(&self) -> ClusterReport {
-        let last_seq = self.last_read.load(Relaxed);
+        let last_seq = *self.published.borrow();
         ClusterReport {
             instance: self.instance.clone(),
             holder: self.holder.load(Relaxed),
@@ -198,7 +214,6 @@ pub fn default_instance_id(port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_fence_holds_until_its_deadline_only() {

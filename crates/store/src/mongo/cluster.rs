@@ -6,6 +6,7 @@
 //! The indexes are created before the first operation (a [`Cluster`] is made without a round
 //! trip by [`crate::Repository::cluster`]).
 
+use std::ops::RangeInclusive;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -398,7 +399,7 @@ impl Cluster for MongoCluster {
         &self,
         instance: &str,
         payloads: Vec<String>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<RangeInclusive<u64>, StoreError> {
         if payloads.is_empty() {
             return Err(StoreError::internal(
                 "append_changes: no payloads given (there is nothing to number)",
@@ -450,8 +451,9 @@ impl Cluster for MongoCluster {
             match result {
                 Ok(_) => {
                     let n = entries.len() - done;
-                    self.learned_last(start + n as u64 - 1);
-                    return Ok(*first.get_or_insert(start));
+                    let last = start + n as u64 - 1;
+                    self.learned_last(last);
+                    return Ok(*first.get_or_insert(start)..=last);
                 }
                 Err(e) => {
                     let Some(inserted) = duplicate_at(&e) else {
