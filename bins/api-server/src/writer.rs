@@ -221,9 +221,9 @@ impl Stored {
     /// job's changes are flushed ([`Task::flush_and_answer`]).
     fn finish(self, task: &Task) -> Option<Answer> {
         match self {
-            Stored::Created(reply, r) => Some(Answer::Edit(reply, task.created(r))),
-            Stored::Updated(reply, r) => Some(Answer::Edit(reply, task.updated(r))),
-            Stored::Deleted(reply, r) => Some(Answer::Edit(reply, task.deleted(r))),
+            Stored::Created(reply, r) => Some(Answer::Edit(Box::new((reply, task.created(r))))),
+            Stored::Updated(reply, r) => Some(Answer::Edit(Box::new((reply, task.updated(r))))),
+            Stored::Deleted(reply, r) => Some(Answer::Edit(Box::new((reply, task.deleted(r))))),
             Stored::Linked(reply) => Some(Answer::Link(reply)),
             Stored::Answered => None,
         }
@@ -232,8 +232,8 @@ impl Stored {
 
 /// An answer held until the job's changes are flushed.
 enum Answer {
-    /// A user edit's.
-    Edit(Reply<Extension>, Result<Extension, StoreError>),
+    /// A user edit's (boxed: a link's answer is a pointer).
+    Edit(Box<(Reply<Extension>, Result<Extension, StoreError>)>),
     /// A link change's.
     Link(oneshot::Sender<()>),
 }
@@ -243,7 +243,10 @@ impl Answer {
     /// needs the answer then.
     fn send(self) {
         match self {
-            Answer::Edit(reply, answer) => reply.send(answer),
+            Answer::Edit(edit) => {
+                let (reply, answer) = *edit;
+                reply.send(answer);
+            }
             Answer::Link(reply) => {
                 let _ = reply.send(());
             }

@@ -185,8 +185,7 @@ async fn prepare(
     entries.drain(..anchors);
     let hub = Hub::starting_at(config, records, PbxLink::unknown(), start);
     let mut after = start;
-    'replay: loop {
-        let Some(next) = entries.first() else { break };
+    'replay: while let Some(next) = entries.first() {
         if next.seq != after + 1 {
             // Pruned meanwhile: the follower's first read restarts from the store.
             break;
