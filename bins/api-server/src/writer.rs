@@ -575,17 +575,20 @@ impl Task {
     /// answer, as with one instance; the writer goes on meanwhile, so a slow or failing change
     /// log never holds up the store writes queued behind it.
     async fn flush_and_answer(&self, answers: Vec<Answer>) {
+        let Some(appender) = &self.appender else {
+            for answer in answers {
+                answer.send();
+            }
+            return;
+        };
         let changes = std::mem::take(&mut *self.pending());
         let batch = Batch { changes, answers };
-        match &self.appender {
-            Some(appender) if !batch.changes.is_empty() => {
-                // The appender ends only after the writer's loop, so this cannot fail; if it
-                // did, the callers would still be answered.
-                if let Err(mpsc::error::SendError(batch)) = appender.send(batch).await {
-                    batch.answer();
-                }
-            }
-            _ => batch.answer(),
+        if batch.changes.is_empty() {
+            batch.answer();
+        } else if let Err(mpsc::error::SendError(batch)) = appender.send(batch).await {
+            // The appender ends only after the writer's loop, so this cannot happen; if it
+            // did, the callers would still be answered.
+            batch.answer();
         }
     }
 
