@@ -34,7 +34,7 @@ use std::time::Duration;
 use domain::callcenter::CallCenterView;
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
 use hub::{Change, Hub, PbxLink};
-use store::{Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
+use store::{OutcomeUnknown, Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -199,12 +199,6 @@ impl<T> Reply<T> {
 /// failure says the operation was never sent.
 const TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
-/// The cause of an edit whose store operation did not finish within the store timeout: it was
-/// abandoned, but may still have been applied.
-#[derive(Debug, thiserror::Error)]
-#[error("the store did not answer within {} ms; the edit may still be applied", .0.as_millis())]
-struct OutcomeUnknown(Duration);
-
 /// A user edit the store has done (or refused) and that is not published or answered yet.
 enum Stored {
     Created(Reply<Extension>, Result<Extension, StoreError>),
@@ -353,10 +347,10 @@ fn unavailable(why: String) -> StoreError {
 /// Maps a failed edit: one that may still be applied says so.
 fn edit_error(e: &StoreError) -> ApiError {
     match e {
-        StoreError::Unavailable { cause } if cause.downcast_ref::<OutcomeUnknown>().is_some() => {
-            tracing::warn!(error = %e, "user edit abandoned; its outcome is unknown");
+        StoreError::Unavailable { cause } if e.outcome_unknown() => {
+            tracing::warn!(error = %e, "user edit failed; its outcome is unknown");
             ApiError::Unavailable(format!(
-                "The store did not answer in time ({cause}). Reload to see whether it was \
+                "The store did not answer ({cause}). Reload to see whether it was \
                  applied before trying again."
             ))
         }
@@ -760,7 +754,10 @@ impl Task {
             Ok(r) => r,
             Err(_) => {
                 let e = StoreError::Unavailable {
-                    cause: Arc::new(OutcomeUnknown(self.timeout + TIMEOUT_MARGIN)),
+                    cause: Arc::new(OutcomeUnknown(format!(
+                        "the store did not answer within {} ms",
+                        (self.timeout + TIMEOUT_MARGIN).as_millis()
+                    ))),
                 };
                 self.metrics.store_error(&e);
                 Err(e)

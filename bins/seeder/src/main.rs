@@ -34,19 +34,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each once: store errors already show their cause in their message,
-/// so a cause the message before it contains is not repeated.
+/// The error and its causes, each once.
 fn report(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
+    store::cli::causes(e.as_ref())
 }

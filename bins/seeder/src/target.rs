@@ -27,22 +27,6 @@ pub enum TargetError {
     Transport(String),
 }
 
-/// An error and its sources, each once: reqwest's own message ("error sending request for
-/// url ...") hides the reason (connection refused, no such host, timed out) in its sources.
-fn causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// The three operations an upsert needs.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -124,15 +108,14 @@ impl ApiTarget {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, TargetError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| TargetError::Transport(format!("{}: {}", self.base, causes(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            TargetError::Transport(format!("{}: {}", self.base, store::cli::causes(&e)))
+        })?;
         let status = resp.status();
         let body = resp
             .bytes()
             .await
-            .map_err(|e| TargetError::Transport(causes(&e)))?;
+            .map_err(|e| TargetError::Transport(store::cli::causes(&e)))?;
         if !status.is_success() {
             return Err(TargetError::Api {
                 status: status.as_u16(),

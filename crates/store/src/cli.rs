@@ -110,3 +110,54 @@ mod tests {
         assert!(!format!("{merged:?}").contains("mongodb://h/"));
     }
 }
+
+/// An error and its causes as one line for a person, each cause once: store errors and HTTP
+/// clients already show their cause in their own message (or hide the reason, such as
+/// "connection refused", in a source), so a cause the text before it already holds is left out
+/// (`{e:#}` would print it two or three times).
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod causes_tests {
+    use super::causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct E {
+        text: &'static str,
+        #[source]
+        source: Option<Box<E>>,
+    }
+
+    fn e(text: &'static str, source: Option<E>) -> E {
+        E {
+            text,
+            source: source.map(Box::new),
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = e("connection refused", None);
+        let middle = e("cannot open the store: connection refused", Some(inner));
+        let outer = e("starting", Some(middle));
+        assert_eq!(
+            causes(&outer),
+            "starting: cannot open the store: connection refused"
+        );
+        let hidden = e("error sending request", Some(e("connection refused", None)));
+        assert_eq!(causes(&hidden), "error sending request: connection refused");
+    }
+}

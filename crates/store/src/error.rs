@@ -20,6 +20,13 @@ pub(crate) fn cause(e: impl StdError + Send + Sync + 'static) -> Cause {
 #[error("{0}")]
 pub(crate) struct Message(pub(crate) String);
 
+/// The cause of an [`StoreError::Unavailable`] write whose outcome is unknown: it was sent, but
+/// the connection failed (or the caller stopped waiting) before the store answered, so it may
+/// have been applied. A caller that answers a user must not say "not applied" then.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}; the write may have been applied")]
+pub struct OutcomeUnknown(pub String);
+
 /// What went wrong in a store operation.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -96,6 +103,11 @@ impl StoreError {
     /// store is restarting).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// Whether the failed operation may still have been applied ([`OutcomeUnknown`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, StoreError::Unavailable { cause } if cause.downcast_ref::<OutcomeUnknown>().is_some())
     }
 
     /// An `Unavailable` error with a text cause.

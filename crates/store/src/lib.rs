@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use counters::WriteCounters;
 #[cfg(feature = "embedded")]
 pub use embedded::{DB_FILE_NAME, EmbeddedStore};
-pub use error::{Cause, StoreError};
+pub use error::{Cause, OutcomeUnknown, StoreError};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStore};
 pub use secret::Secret;

@@ -291,9 +291,7 @@ async fn edit_loop(
                 }
                 503 => {
                     let message = body["error"]["message"].as_str().unwrap_or_default();
-                    if message.contains("may still be applied")
-                        || message.contains("Reload to see whether")
-                    {
+                    if message.contains("Reload to see whether") {
                         edits.maybe.push(name);
                     }
                     log.refused += 1;

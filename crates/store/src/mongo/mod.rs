@@ -27,7 +27,7 @@ use tokio_util::sync::DropGuard;
 
 use crate::batcher::{self, LastSeenBatcher, LastSeenSink};
 use crate::counters::{Counters, WriteCounters};
-use crate::error::{Message, StoreError, cause};
+use crate::error::{Message, OutcomeUnknown, StoreError, cause};
 use crate::{
     HistoryWindow, Repository, StatusEffect, StatusOutcome, StoreOptions, UpdateOutcome,
     sort_records,
@@ -127,23 +127,37 @@ impl std::fmt::Debug for MongoStore {
 
 /// Maps a driver error: an unreachable server is transient, anything else is internal.
 /// Duplicate keys are handled by the callers that can name the extension.
+///
+/// A server that could not be selected (or resolved), or a client shut down, was never sent the operation; a
+/// connection that failed afterwards (I/O, a cleared pool, a retryable-write label: the
+/// driver's one retry failed too) may have carried it, so its cause is [`OutcomeUnknown`].
 fn map_err(e: mongodb::error::Error) -> StoreError {
-    let transient = matches!(
+    let never_sent = matches!(
         *e.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::DnsResolve { .. }
-            | ErrorKind::Shutdown
-    ) || e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
+        ErrorKind::ServerSelection { .. } | ErrorKind::DnsResolve { .. } | ErrorKind::Shutdown
+    );
+    let transient = never_sent
+        || matches!(
+            *e.kind,
+            ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. }
+        )
+        || e.contains_label(mongodb::error::RETRYABLE_WRITE_ERROR)
         || e.contains_label("TransientTransactionError");
     // The driver's own Display adds labels and empty fields around the kind; the kind says
     // what happened (and, for server selection, which servers were tried and why).
-    let cause = cause(Message(e.kind.to_string()));
-    if transient {
-        StoreError::Unavailable { cause }
+    let text = e.kind.to_string();
+    if !transient {
+        StoreError::Internal {
+            cause: cause(Message(text)),
+        }
+    } else if never_sent {
+        StoreError::Unavailable {
+            cause: cause(Message(text)),
+        }
     } else {
-        StoreError::Internal { cause }
+        StoreError::Unavailable {
+            cause: cause(OutcomeUnknown(text)),
+        }
     }
 }
 
@@ -847,6 +861,22 @@ impl Repository for MongoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection that failed after the operation was sent may have carried it; a server
+    /// that was never selected, or a client shut down, did not; anything else is internal.
+    #[test]
+    fn driver_errors_say_whether_the_write_may_have_been_applied() {
+        let io = map_err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
+        assert!(io.is_transient() && io.outcome_unknown(), "{io:?}");
+        assert!(io.to_string().contains("may have been applied"), "{io}");
+        let shut = map_err(ErrorKind::Shutdown.into());
+        assert!(shut.is_transient() && !shut.outcome_unknown(), "{shut:?}");
+        let other = map_err(mongodb::error::Error::custom("bad"));
+        assert!(
+            !other.is_transient() && !other.outcome_unknown(),
+            "{other:?}"
+        );
+    }
 
     #[test]
     fn uris_are_redacted() {
