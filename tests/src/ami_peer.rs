@@ -128,6 +128,26 @@ impl AmiPeer {
         self.addr
     }
 
+    /// The flags that point an `api-server` process at this peer (the default user), with the
+    /// short PBX timings the tests use: `FullyBooted` awaited and the link's grace 300 ms each.
+    pub fn server_args(&self) -> Vec<String> {
+        let config = PeerConfig::default();
+        [
+            "--ami",
+            &self.addr.to_string(),
+            "--ami-user",
+            &config.username,
+            "--ami-secret",
+            &config.secret,
+            "--fully-booted-wait",
+            "300ms",
+            "--pbx-grace",
+            "300ms",
+        ]
+        .map(str::to_owned)
+        .into()
+    }
+
     /// The simulator itself, for hooks this wrapper does not spell out.
     pub fn simulator(&self) -> &Simulator {
         &self.sim

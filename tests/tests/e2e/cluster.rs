@@ -14,14 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
-use futures_util::StreamExt as _;
 use hub::ServerMessage;
 use serde_json::{Value, json};
 use tests::ami_peer::{AmiPeer, PeerConfig};
 use tests::process::ServerProcess;
-use tests::server::{PATIENCE, eventually, mongodb_uri};
+use tests::server::{PATIENCE, WsClient, eventually, mongodb_uri};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_util::sync::CancellationToken;
 
 /// The extensions hinted on the peer at start.
@@ -32,94 +30,90 @@ const HINTED: [&str; 11] = [
 /// The lease time the tests run with: short, so takeovers are quick.
 const LEASE: Duration = Duration::from_secs(2);
 
-/// The URI, or `None` after printing that the test is skipped.
-fn uri_or_skip(test: &str) -> Option<String> {
-    let uri = mongodb_uri();
-    if uri.is_none() {
-        println!("{test}: skipped (TEST_MONGODB_URI is not set)");
+/// What every MongoDB test here starts from: a fresh database seeded with the hinted
+/// extensions, one AMI peer, and a directory for the instances' (unused) data directories.
+struct Setup {
+    uri: String,
+    db: String,
+    /// For dropping the database at the end.
+    mongo: store::MongoStore,
+    peer: AmiPeer,
+    tmp: tempfile::TempDir,
+}
+
+impl Setup {
+    /// The set-up for `test`, or `None` after printing that it is skipped.
+    async fn new(test: &str) -> anyhow::Result<Option<Setup>> {
+        let Some(uri) = mongodb_uri() else {
+            println!("{test}: skipped (TEST_MONGODB_URI is not set)");
+            return Ok(None);
+        };
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let tag: String = test.chars().take(20).collect();
+        let db = format!("extstatus_cluster_{tag}_{}_{stamp}", std::process::id());
+        let mongo = store::MongoStore::connect(
+            &store::MongoConfig::new(&uri, &db),
+            store::StoreOptions::default(),
+        )
+        .await?;
+        for exten in HINTED {
+            use store::Repository as _;
+            mongo
+                .create(domain::NewExtension {
+                    extension: domain::ExtensionNumber::parse(exten)?,
+                    agent_name: domain::AgentName::parse(&format!("Agent {exten}"))?,
+                    department: domain::Department::parse("Agents")?,
+                    is_active: true,
+                })
+                .await?;
+        }
+        Ok(Some(Setup {
+            uri,
+            db,
+            mongo,
+            peer: AmiPeer::start(PeerConfig::default()).await,
+            tmp: tempfile::tempdir()?,
+        }))
     }
-    uri
-}
 
-/// A fresh database name for one test.
-fn fresh_db(tag: &str) -> String {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!("extstatus_cluster_{tag}_{}_{stamp}", std::process::id())
-}
-
-/// Seeds the hinted extensions into the database, then closes the client; returns a client
-/// for dropping the database at the end.
-async fn seed(uri: &str, db: &str) -> anyhow::Result<store::MongoStore> {
-    let mongo = store::MongoStore::connect(
-        &store::MongoConfig::new(uri, db),
-        store::StoreOptions::default(),
-    )
-    .await?;
-    for exten in HINTED {
-        use store::Repository as _;
-        mongo
-            .create(domain::NewExtension {
-                extension: domain::ExtensionNumber::parse(exten)?,
-                agent_name: domain::AgentName::parse(&format!("Agent {exten}"))?,
-                department: domain::Department::parse("Agents")?,
-                is_active: true,
-            })
-            .await?;
+    /// One api-server process on the database, with the peer as its PBX.
+    fn instance(&self, id: &str) -> anyhow::Result<ServerProcess> {
+        self.instance_with(&self.uri, id, &[])
     }
-    Ok(mongo)
-}
 
-/// One api-server process on the database, with the peer as its PBX.
-fn instance(
-    peer: &AmiPeer,
-    uri: &str,
-    db: &str,
-    id: &str,
-    dir: &std::path::Path,
-) -> anyhow::Result<ServerProcess> {
-    instance_with(peer, uri, db, id, dir, &[])
-}
+    /// One api-server process reaching MongoDB at `uri`, with `extra` flags.
+    fn instance_with(&self, uri: &str, id: &str, extra: &[&str]) -> anyhow::Result<ServerProcess> {
+        let lease = format!("{}ms", LEASE.as_millis());
+        let ami = self.peer.server_args();
+        let mut args: Vec<&str> = ami.iter().map(String::as_str).collect();
+        args.extend([
+            "--mongodb-uri",
+            uri,
+            "--mongodb-db",
+            &self.db,
+            "--instance-id",
+            id,
+            "--lease-time",
+            &lease,
+            "--change-log-poll",
+            "25ms",
+            "--rate-limit",
+            "0",
+            "--log",
+            "warn,api_server=info",
+        ]);
+        args.extend_from_slice(extra);
+        ServerProcess::start(&self.tmp.path().join(id), &args)
+    }
 
-fn instance_with(
-    peer: &AmiPeer,
-    uri: &str,
-    db: &str,
-    id: &str,
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> anyhow::Result<ServerProcess> {
-    let ami = peer.addr().to_string();
-    let lease = format!("{}ms", LEASE.as_millis());
-    let mut args = vec![
-        "--mongodb-uri",
-        uri,
-        "--mongodb-db",
-        db,
-        "--instance-id",
-        id,
-        "--lease-time",
-        &lease,
-        "--change-log-poll",
-        "25ms",
-        "--ami",
-        &ami,
-        "--ami-user",
-        "monitor",
-        "--ami-secret",
-        "monitorpass",
-        "--fully-booted-wait",
-        "300ms",
-        "--pbx-grace",
-        "300ms",
-        "--rate-limit",
-        "0",
-        "--log",
-        "warn,api_server=info",
-    ];
-    args.extend_from_slice(extra);
-    ServerProcess::start(&dir.join(id), &args)
+    /// Stops the processes (kill) and drops the database.
+    async fn clean_up(self, servers: Vec<ServerProcess>) -> anyhow::Result<()> {
+        drop(servers);
+        self.mongo.drop_collections().await?;
+        Ok(())
+    }
 }
 
 /// The `cluster` part of `/readyz`.
@@ -163,60 +157,6 @@ fn first_at(peer: &AmiPeer, since: Instant, n: usize) -> Option<Instant> {
         .map(|(t, _)| t)
 }
 
-/// A WebSocket client of one instance, reading messages one by one.
-struct Ws {
-    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-    pending: Vec<ServerMessage>,
-}
-
-impl Ws {
-    async fn connect(addr: SocketAddr, query: &str) -> anyhow::Result<Ws> {
-        let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws{query}"))
-            .await
-            .context("websocket connect")?;
-        Ok(Ws {
-            stream,
-            pending: Vec::new(),
-        })
-    }
-
-    async fn next(&mut self) -> anyhow::Result<ServerMessage> {
-        loop {
-            if !self.pending.is_empty() {
-                return Ok(self.pending.remove(0));
-            }
-            let frame = tokio::time::timeout(PATIENCE, self.stream.next())
-                .await
-                .context("no websocket message in time")?
-                .ok_or_else(|| anyhow!("websocket ended"))??;
-            if let WsMessage::Text(text) = frame {
-                self.pending = ServerMessage::parse_frame(text.as_str())
-                    .with_context(|| format!("bad frame {text}"))?;
-            }
-        }
-    }
-
-    /// Messages until (and with) the first that `done` accepts.
-    async fn until(
-        &mut self,
-        what: &str,
-        mut done: impl FnMut(&ServerMessage) -> bool,
-    ) -> anyhow::Result<Vec<ServerMessage>> {
-        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
-        let mut seen = Vec::new();
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.next())
-                .await
-                .with_context(|| format!("waiting for {what}; saw {seen:?}"))??;
-            let stop = done(&msg);
-            seen.push(msg);
-            if stop {
-                return Ok(seen);
-            }
-        }
-    }
-}
-
 /// Whether `msg` is a status update of `exten` to `code`.
 fn is_status(msg: &ServerMessage, exten: &str, code: i32) -> bool {
     matches!(msg, ServerMessage::ExtensionStatusUpdated { extension, .. }
@@ -242,29 +182,18 @@ async fn wait_for_code(server: &ServerProcess, exten: &str, code: i64) -> anyhow
     .await
 }
 
-/// Stops the processes (kill) and drops the database.
-async fn clean_up(servers: Vec<ServerProcess>, mongo: store::MongoStore) -> anyhow::Result<()> {
-    drop(servers);
-    mongo.drop_collections().await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyhow::Result<()> {
-    let Some(uri) = uri_or_skip("three_instances_one_pbx_link_and_the_same_changes_everywhere")
-    else {
+    let Some(set) = Setup::new("three_instances").await? else {
         return Ok(());
     };
-    let db = fresh_db("three");
-    let mongo = seed(&uri, &db).await?;
-    let peer = AmiPeer::start(PeerConfig::default()).await;
-    let tmp = tempfile::tempdir()?;
-    let a = instance(&peer, &uri, &db, "a", tmp.path())?;
-    let b = instance(&peer, &uri, &db, "b", tmp.path())?;
+    let peer = &set.peer;
+    let a = set.instance("a")?;
+    let b = set.instance("b")?;
     let holder = the_holder(&[&a, &b]).await?;
     tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
     // A third joins later, and must not disturb the holder.
-    let c = instance(&peer, &uri, &db, "c", tmp.path())?;
+    let c = set.instance("c")?;
     let servers = [&a, &b, &c];
     // Every instance's board gets the PBX's states.
     for s in servers {
@@ -287,7 +216,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
     // A client on each instance; then changes from the PBX and a user edit on a non-holder.
     let mut clients = Vec::new();
     for s in servers {
-        let mut ws = Ws::connect(s.addr, "").await?;
+        let mut ws = WsClient::connect(s.addr, "").await?;
         let ServerMessage::Snapshot { seq, .. } = ws.next().await? else {
             bail!("a snapshot first");
         };
@@ -314,7 +243,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         let mut renamed = false;
         let mut last_done = false;
         let seen = ws
-            .until("the rename and the last status", |m: &ServerMessage| {
+            .collect_until("the rename and the last status", |m: &ServerMessage| {
                 if let ServerMessage::ExtensionUpdated { extension, .. } = m {
                     renamed |= extension.agent_name.as_str() == "Renamed On Another Instance";
                 }
@@ -345,7 +274,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
     // A client moving from one instance to another resumes without a snapshot.
     let resume_from = seqs[seqs.len() / 2];
     let other = servers[(holder + 2) % 3];
-    let mut moved = Ws::connect(other.addr, &format!("?resume={resume_from}")).await?;
+    let mut moved = WsClient::connect(other.addr, &format!("?resume={resume_from}")).await?;
     let first_after = moved.next().await?;
     assert!(
         !matches!(first_after, ServerMessage::Snapshot { .. }),
@@ -357,7 +286,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         first.len(),
         first_after.seq()
     );
-    clean_up(vec![a, b, c], mongo).await
+    set.clean_up(vec![a, b, c]).await
 }
 
 /// The code the peer reports for `exten` now.
@@ -373,16 +302,12 @@ fn peer_code(peer: &AmiPeer, exten: &str) -> i32 {
 /// survivor said whose lease it took. The time it took is printed (docs/performance.md); the
 /// timeout only bounds a failure.
 async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
-    let test = format!("takeover_after_sig{signal}");
-    let Some(uri) = uri_or_skip(&test) else {
+    let Some(set) = Setup::new(&format!("sig{signal}")).await? else {
         return Ok(None);
     };
-    let db = fresh_db(&signal.to_lowercase());
-    let mongo = seed(&uri, &db).await?;
-    let peer = AmiPeer::start(PeerConfig::default()).await;
-    let tmp = tempfile::tempdir()?;
-    let a = instance(&peer, &uri, &db, "a", tmp.path())?;
-    let b = instance(&peer, &uri, &db, "b", tmp.path())?;
+    let peer = &set.peer;
+    let a = set.instance("a")?;
+    let b = set.instance("b")?;
     let holder = the_holder(&[&a, &b]).await?;
     tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
     let (dead, survivor, dead_id) = if holder == 0 {
@@ -391,7 +316,7 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
         (b, a, "b")
     };
     wait_for_code(&survivor, "1001", i64::from(peer_code(&peer, "1001"))).await?;
-    let mut ws = Ws::connect(survivor.addr, "").await?;
+    let mut ws = WsClient::connect(survivor.addr, "").await?;
     let ServerMessage::Snapshot { .. } = ws.next().await? else {
         bail!("a snapshot first");
     };
@@ -414,7 +339,7 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
     );
     // The board goes on from the new holder: its clients hear of the link and the changes.
     peer.set_state("1002", 8);
-    ws.until("1002 ringing after the takeover", |m| {
+    ws.collect_until("1002 ringing after the takeover", |m| {
         is_status(m, "1002", 8)
     })
     .await?;
@@ -425,7 +350,7 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
         .find(|l| l.contains("took the AMI lease"))
         .ok_or_else(|| anyhow!("the survivor never said it took the lease: {log}"))?
         .to_owned();
-    clean_up(vec![survivor], mongo).await?;
+    set.clean_up(vec![survivor]).await?;
     Ok(Some((took_line, dead_id.to_owned())))
 }
 
@@ -536,25 +461,21 @@ fn via(uri: &str, to: SocketAddr) -> anyhow::Result<(SocketAddr, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyhow::Result<()> {
-    let Some(uri) = uri_or_skip("a_partitioned_holder_logs_off_before_another_instance_logs_in")
-    else {
+    let Some(set) = Setup::new("partition").await? else {
         return Ok(());
     };
-    let db = fresh_db("partition");
-    let mongo = seed(&uri, &db).await?;
-    let peer = AmiPeer::start(PeerConfig::default()).await;
-    let tmp = tempfile::tempdir()?;
+    let peer = &set.peer;
     // The holder reaches MongoDB through the proxy; it starts first, so it takes the lease.
-    let (target, _) = via(&uri, "127.0.0.1:1".parse()?)?;
+    let (target, _) = via(&set.uri, "127.0.0.1:1".parse()?)?;
     let proxy = Proxy::start(target).await?;
-    let (_, proxied) = via(&uri, proxy.addr)?;
-    let a = instance(&peer, &proxied, &db, "a", tmp.path())?;
+    let (_, proxied) = via(&set.uri, proxy.addr)?;
+    let a = set.instance_with(&proxied, "a", &[])?;
     the_holder(&[&a]).await?;
     tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
-    let b = instance(&peer, &uri, &db, "b", tmp.path())?;
+    let b = set.instance("b")?;
     wait_for_code(&b, "1001", i64::from(peer_code(&peer, "1001"))).await?;
     assert_eq!(cluster_state(&b).await?["holder_id"], json!("a"));
-    let mut ws = Ws::connect(b.addr, "").await?;
+    let mut ws = WsClient::connect(b.addr, "").await?;
     let ServerMessage::Snapshot { .. } = ws.next().await? else {
         bail!("a snapshot first");
     };
@@ -588,12 +509,12 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
     );
     // The board goes on from the new holder.
     peer.set_state("1003", 1);
-    ws.until("1003 in use after the partition", |m| {
+    ws.collect_until("1003 in use after the partition", |m| {
         is_status(m, "1003", 1)
     })
     .await?;
     wait_for_code(&b, "1003", 1).await?;
-    clean_up(vec![a, b], mongo).await
+    set.clean_up(vec![a, b]).await
 }
 
 /// With the embedded store the data directory belongs to one process: a second one on the same
@@ -633,18 +554,14 @@ async fn a_second_process_on_the_same_embedded_store_is_refused() -> anyhow::Res
 /// with the record the PBX confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_and_pauses_work_on_an_instance_without_the_pbx_link() -> anyhow::Result<()> {
-    let Some(uri) = uri_or_skip("queues_and_pauses_work_on_an_instance_without_the_pbx_link")
-    else {
+    let Some(set) = Setup::new("pauses").await? else {
         return Ok(());
     };
-    let db = fresh_db("pause");
-    let mongo = seed(&uri, &db).await?;
-    let peer = AmiPeer::start(PeerConfig::default()).await;
-    let tmp = tempfile::tempdir()?;
-    let a = instance_with(&peer, &uri, &db, "a", tmp.path(), &["--ami-actions"])?;
+    let peer = &set.peer;
+    let a = set.instance_with(&set.uri, "a", &["--ami-actions"])?;
     the_holder(&[&a]).await?;
     tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
-    let b = instance_with(&peer, &uri, &db, "b", tmp.path(), &["--ami-actions"])?;
+    let b = set.instance_with(&set.uri, "b", &["--ami-actions"])?;
     assert_eq!(cluster_state(&b).await?["holder"], json!(false));
     assert!(peer.add_member("sales", "1004", "Agent 1004", false));
     // The queue reaches b's board through the log, and b's /api/queues from the shared document.
@@ -689,5 +606,5 @@ async fn queues_and_pauses_work_on_an_instance_without_the_pbx_link() -> anyhow:
         .send()
         .await?;
     assert_eq!(res.status().as_u16(), 409, "{}", res.text().await?);
-    clean_up(vec![a, b], mongo).await
+    set.clean_up(vec![a, b]).await
 }
