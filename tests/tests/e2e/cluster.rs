@@ -197,7 +197,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
     let servers = [&a, &b, &c];
     // Every instance's board gets the PBX's states.
     for s in servers {
-        wait_for_code(s, "1001", i64::from(peer_code(&peer, "1001"))).await?;
+        wait_for_code(s, "1001", i64::from(peer_code(peer, "1001"))).await?;
     }
     assert_eq!(the_holder(&servers).await?, holder, "the holder stayed");
     // Three lease times in which nobody else may log in.
@@ -208,7 +208,7 @@ async fn three_instances_one_pbx_link_and_the_same_changes_everywhere() -> anyho
         "exactly one instance logged in to the PBX"
     );
     assert_eq!(
-        peak_connections(&peer),
+        peak_connections(peer),
         1,
         "never two connections to the PBX"
     );
@@ -315,7 +315,7 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
     } else {
         (b, a, "b")
     };
-    wait_for_code(&survivor, "1001", i64::from(peer_code(&peer, "1001"))).await?;
+    wait_for_code(&survivor, "1001", i64::from(peer_code(peer, "1001"))).await?;
     let mut ws = WsClient::connect(survivor.addr, "").await?;
     let ServerMessage::Snapshot { .. } = ws.next().await? else {
         bail!("a snapshot first");
@@ -333,7 +333,7 @@ async fn takeover(signal: &str) -> anyhow::Result<Option<(String, String)>> {
     })
     .await?;
     assert_eq!(
-        peak_connections(&peer),
+        peak_connections(peer),
         1,
         "never two connections to the PBX"
     );
@@ -473,7 +473,7 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
     the_holder(&[&a]).await?;
     tokio::time::timeout(PATIENCE, peer.wait_for_login(1)).await?;
     let b = set.instance("b")?;
-    wait_for_code(&b, "1001", i64::from(peer_code(&peer, "1001"))).await?;
+    wait_for_code(&b, "1001", i64::from(peer_code(peer, "1001"))).await?;
     assert_eq!(cluster_state(&b).await?["holder_id"], json!("a"));
     let mut ws = WsClient::connect(b.addr, "").await?;
     let ServerMessage::Snapshot { .. } = ws.next().await? else {
@@ -487,9 +487,9 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
         .await
         .context("b never took over")?;
     // The peer records every open and close as it happens: exact, not sampled.
-    let off = first_at(&peer, cut_at, 0).ok_or_else(|| anyhow!("the holder never logged off"))?;
+    let off = first_at(peer, cut_at, 0).ok_or_else(|| anyhow!("the holder never logged off"))?;
     let on =
-        first_at(&peer, off, 1).ok_or_else(|| anyhow!("no new connection after the log-off"))?;
+        first_at(peer, off, 1).ok_or_else(|| anyhow!("no new connection after the log-off"))?;
     println!(
         "partition: the holder logged off {:?} after the cut, the other connected {:?} after the cut ({:?} later)",
         off - cut_at,
@@ -497,7 +497,7 @@ async fn a_partitioned_holder_logs_off_before_another_instance_logs_in() -> anyh
         on - off
     );
     assert_eq!(
-        peak_connections(&peer),
+        peak_connections(peer),
         1,
         "never two connections to the PBX: off before the other logs in"
     );
