@@ -11,7 +11,8 @@
 //! and otherwise polls every `--change-log-poll`. A hole (the next entry is not the next
 //! number: pruned while this instance lagged, or a log that was empty when the hub started)
 //! reloads the view from the store and starts the hub's history over there ([`Hub::reset`]):
-//! every client gets a snapshot.
+//! every client gets a snapshot. So does an anchor entry ([`ANCHOR`]): another instance found
+//! the log empty at its start and fixed where the numbers go on from.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,18 @@ pub struct Follower {
     pub loaded: bool,
 }
 
+/// Why the follower starts the hub over ([`Follower::restart`]).
+enum Restart {
+    /// The view is loaded where the log starts (the hub had nothing yet).
+    Loaded,
+    /// Another instance started the log anew: an anchor entry (on an empty or pruned log).
+    Anchor,
+    /// Entries after `last` are gone (pruned while this instance lagged).
+    Hole { last: u64 },
+    /// An entry could not be published (a payload this version cannot read).
+    Skipped,
+}
+
 /// Why one round of reading stopped.
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
@@ -213,7 +226,7 @@ async fn prepare(
 /// payload this version cannot read).
 fn apply(hub: &Hub, entry: LoggedChange, created: Option<&Notify>) -> Result<(), ()> {
     if entry.payload == ANCHOR {
-        // Not a change: the caller starts over at its number.
+        // Not a change: the follower starts over at its number.
         return Err(());
     }
     let change: Change = match serde_json::from_str(&entry.payload) {
@@ -311,50 +324,63 @@ impl Follower {
         let Some(first) = entries.first() else {
             if !self.loaded && last == 0 {
                 // Started without the store, and the log is empty: load the view now.
-                self.hole(0, 2).await?;
+                self.restart(1, Restart::Loaded).await?;
             }
             self.loaded = true;
             self.status.read_up_to(self.hub.last_seq());
             return Ok(false);
         };
         self.loaded = true;
-        if first.seq != last + 1 {
-            self.hole(last, first.seq).await?;
+        // An anchor first starts over at its own number below.
+        if first.seq != last + 1 && first.payload != ANCHOR {
+            let why = if last == 0 {
+                Restart::Loaded
+            } else {
+                Restart::Hole { last }
+            };
+            self.restart(first.seq - 1, why).await?;
         }
         for entry in entries {
             let seq = entry.seq;
             if seq <= self.hub.last_seq() {
                 continue;
             }
-            if apply(&self.hub, entry, Some(&self.created)).is_err() {
+            if entry.payload == ANCHOR {
+                self.restart(seq, Restart::Anchor).await?;
+            } else if apply(&self.hub, entry, Some(&self.created)).is_err() {
                 // Cannot be published under its number: everyone starts over after it.
-                self.hole(self.hub.last_seq(), seq + 1).await?;
+                self.restart(seq, Restart::Skipped).await?;
             }
         }
         self.status.read_up_to(self.hub.last_seq());
         Ok(full)
     }
 
-    /// The next entry is `next`, not `last + 1`: reloads the view and starts over at
-    /// `next - 1`.
-    async fn hole(&self, last: u64, next: u64) -> Result<(), ReadError> {
+    /// Reloads the view and starts the hub over at `at` (every client gets a snapshot).
+    async fn restart(&self, at: u64, why: Restart) -> Result<(), ReadError> {
         let records = self
             .bounded(self.store.list(&ExtensionFilter::default()))
             .await?;
-        let at = next - 1;
         if self.hub.reset(at, records, self.hub.pbx_link()).is_ok() {
             self.status.hole();
-            if last == 0 {
-                tracing::info!(
+            match why {
+                Restart::Loaded => tracing::info!(
                     seq = at,
                     "the change log starts here; board loaded from the store"
-                );
-            } else {
-                tracing::warn!(
+                ),
+                Restart::Anchor => tracing::info!(
+                    seq = at,
+                    "another instance started the change log anew; every client gets a fresh snapshot"
+                ),
+                Restart::Hole { last } => tracing::warn!(
                     last,
-                    next,
+                    next = at + 1,
                     "a hole in the change log (entries pruned while this instance lagged); every client gets a fresh snapshot"
-                );
+                ),
+                Restart::Skipped => tracing::warn!(
+                    seq = at,
+                    "a change-log entry could not be published; every client gets a fresh snapshot"
+                ),
             }
         }
         Ok(())
