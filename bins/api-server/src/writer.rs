@@ -116,12 +116,48 @@ impl LogSink {
     }
 
     /// Appends one job's changes in one call, then wakes the local follower. PBX changes are
-    /// appended only while the lease is valid now (a process frozen past its deadline must not
-    /// write after it wakes up); a failed append is tried twice more and then counted and
-    /// logged (the change is in the store, and reaches the boards with their next reload).
-    /// Answers the number of the last entry appended, if any.
+    /// appended only while the lease is valid (a process frozen past its deadline must not
+    /// write after it wakes up), checked before every attempt; a failed append is tried twice
+    /// more and then counted and logged (the change is in the store, and reaches the boards
+    /// with their next reload). Answers the number of the last entry appended, if any.
     async fn append(&self, items: &[(Change, bool)], timeout: Duration) -> Option<u64> {
-        let valid = self.fence.valid_now();
+        let mut valid = self.fence.valid_now();
+        let mut payloads = self.payloads(items, valid);
+        let mut attempt = 0;
+        let appended = loop {
+            if payloads.is_empty() {
+                break None;
+            }
+            attempt += 1;
+            let call = self
+                .cluster
+                .append_changes(&self.instance, payloads.clone());
+            let why = match tokio::time::timeout(timeout + TIMEOUT_MARGIN, call).await {
+                Ok(Ok(numbers)) => break Some(*numbers.end()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} ms", timeout.as_millis()),
+            };
+            let n = payloads.len();
+            if attempt >= 3 {
+                self.status.append_failed();
+                tracing::error!(changes = n, error = %why, "appending to the change log failed; other instances see these changes at their next reload");
+                break None;
+            }
+            tracing::warn!(changes = n, error = %why, attempt, "appending to the change log failed; retrying");
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            if valid && !self.fence.valid_now() {
+                // The lease ran out meanwhile: the PBX's changes are no longer ours to append.
+                valid = false;
+                payloads = self.payloads(items, false);
+            }
+        };
+        self.wake.notify_one();
+        appended
+    }
+
+    /// The log form of the changes to append: the PBX's only while `valid` (the others are
+    /// counted and said to be left out).
+    fn payloads(&self, items: &[(Change, bool)], valid: bool) -> Vec<String> {
         let mut payloads = Vec::with_capacity(items.len());
         let mut fenced = 0u64;
         for (change, needs_lease) in items {
@@ -143,31 +179,7 @@ impl LogSink {
                 "PBX changes not appended: this instance's AMI lease ran out"
             );
         }
-        if payloads.is_empty() {
-            return None;
-        }
-        let n = payloads.len();
-        let mut attempt = 0;
-        let appended = loop {
-            attempt += 1;
-            let call = self
-                .cluster
-                .append_changes(&self.instance, payloads.clone());
-            let why = match tokio::time::timeout(timeout + TIMEOUT_MARGIN, call).await {
-                Ok(Ok(numbers)) => break Some(*numbers.end()),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {} ms", timeout.as_millis()),
-            };
-            if attempt >= 3 {
-                self.status.append_failed();
-                tracing::error!(changes = n, error = %why, "appending to the change log failed; other instances see these changes at their next reload");
-                break None;
-            }
-            tracing::warn!(changes = n, error = %why, attempt, "appending to the change log failed; retrying");
-            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-        };
-        self.wake.notify_one();
-        appended
+        payloads
     }
 }
 
