@@ -110,17 +110,17 @@ pub async fn upgrade(
                 let first = (!changes.is_empty()).then(|| sub.frame(&changes));
                 (first, sub)
             }
-            Resume::Snapshot(snapshot, sub) => (Some(snapshot.to_json().into()), sub),
+            Resume::Snapshot(snapshot, sub) => (Some(sub.snapshot_text(&snapshot)), sub),
         },
         None => {
             let (snapshot, sub) = state.hub.subscribe(query.department);
-            (Some(snapshot.to_json().into()), sub)
+            (Some(sub.snapshot_text(&snapshot)), sub)
         }
     };
     // The changes go out through the response body, which reads the subscription only when the
     // socket has room (`ws_send`); the connection task keeps the control frames.
     let response = response
-        .map_body(|_, control| LiveBody::new(control, subscription, first))
+        .map_body(|_, control| LiveBody::new(control, &state.hub, subscription, first))
         .map_into_boxed_body();
     let conn = Connection {
         session,

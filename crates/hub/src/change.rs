@@ -114,10 +114,14 @@ impl Change {
 
 /// A change with its place in the history and its wire form, serialized once at publish time
 /// and shared (behind an `Arc`) by every subscriber that delivers it.
+///
+/// It keeps what subscribers need (the number, the departments a filter looks at, the text)
+/// and not the record itself: the ring holds many of these, and the text is the message.
 #[derive(Debug)]
 pub struct SequencedChange {
     seq: u64,
-    change: Change,
+    /// The department the change is about; `None` for the PBX link, which everyone hears.
+    department: Option<Department>,
     previous_department: Option<Department>,
     /// Shared bytes: a frame holding just this change is a reference-count increment.
     json: ByteString,
@@ -127,11 +131,6 @@ impl SequencedChange {
     /// Its sequence number: exactly one more than the change before it.
     pub fn seq(&self) -> u64 {
         self.seq
-    }
-
-    /// The change itself.
-    pub fn change(&self) -> &Change {
-        &self.change
     }
 
     /// The department the extension was in before this change, when it was a different one
@@ -151,32 +150,16 @@ impl SequencedChange {
         self.json.clone()
     }
 
-    /// The message as a value (a copy; the WebSocket layer sends [`Self::json`] instead).
+    /// The message as a value, read back from its text (the WebSocket layer sends
+    /// [`Self::json`] instead).
     pub fn message(&self) -> ServerMessage {
-        let seq = self.seq;
-        match &self.change {
-            Change::StatusUpdated(e) => ServerMessage::ExtensionStatusUpdated {
-                seq,
-                extension: e.clone(),
-            },
-            Change::Created(e) => ServerMessage::ExtensionCreated {
-                seq,
-                extension: e.clone(),
-            },
-            Change::Updated(e) => ServerMessage::ExtensionUpdated {
-                seq,
-                extension: e.clone(),
-            },
-            Change::Deleted { id, .. } => ServerMessage::ExtensionDeleted {
-                seq,
-                id: id.clone(),
-            },
-            Change::PbxLink(link) => ServerMessage::PbxLink {
-                seq,
-                connected: link.connected,
-                since: link.since,
-            },
-        }
+        serde_json::from_str(&self.json)
+            .expect("invariant: the hub's text is a message it serialized itself")
+    }
+
+    /// The length of the message's text, in bytes.
+    pub fn text_len(&self) -> usize {
+        self.json.len()
     }
 
     /// Whether a subscriber limited to `filter` must see this change: everyone sees link
@@ -186,7 +169,7 @@ impl SequencedChange {
         let Some(wanted) = filter else {
             return true;
         };
-        match self.change.department() {
+        match &self.department {
             None => true,
             Some(department) => {
                 department == wanted || self.previous_department.as_ref() == Some(wanted)
@@ -244,15 +227,16 @@ impl Encoded {
     }
 
     /// Builds the shared change; called under the hub's lock, where `seq` is assigned.
+    /// `department` is the change's own ([`Change::department`]).
     pub(crate) fn seal(
         &mut self,
         seq: u64,
-        change: Change,
+        department: Option<Department>,
         previous_department: Option<Department>,
     ) -> SequencedChange {
         SequencedChange {
             seq,
-            change,
+            department,
             previous_department,
             json: ByteString::from(self.finish(seq)),
         }
@@ -299,9 +283,26 @@ mod tests {
     fn sealed(seq: u64, change: Change, previous: Option<&str>) -> SequencedChange {
         Encoded::new(&change).seal(
             seq,
-            change,
+            change.department().cloned(),
             previous.map(|d| Department::parse(d).expect("dept")),
         )
+    }
+
+    /// The message `change` becomes under `seq`, built from the change itself.
+    fn expected(seq: u64, change: &Change) -> ServerMessage {
+        match change.clone() {
+            Change::StatusUpdated(extension) => {
+                ServerMessage::ExtensionStatusUpdated { seq, extension }
+            }
+            Change::Created(extension) => ServerMessage::ExtensionCreated { seq, extension },
+            Change::Updated(extension) => ServerMessage::ExtensionUpdated { seq, extension },
+            Change::Deleted { id, .. } => ServerMessage::ExtensionDeleted { seq, id },
+            Change::PbxLink(link) => ServerMessage::PbxLink {
+                seq,
+                connected: link.connected,
+                since: link.since,
+            },
+        }
     }
 
     /// One change of every kind (the link up, down and unknown).
@@ -329,8 +330,10 @@ mod tests {
             for seq in [0, 7, u64::MAX] {
                 let kind = change.kind();
                 let sc = sealed(seq, change.clone(), None);
-                let message = sc.message();
+                let message = expected(seq, &change);
                 assert_eq!(sc.json(), to_json(&message), "row {i}");
+                assert_eq!(sc.message(), message, "row {i}");
+                assert_eq!(sc.text_len(), sc.json().len());
                 let back: ServerMessage = serde_json::from_str(sc.json()).expect("parse");
                 assert_eq!(back, message, "row {i}");
                 assert_eq!(back.seq(), seq);

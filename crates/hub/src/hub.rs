@@ -13,6 +13,7 @@ use crate::change::{Change, Encoded, PbxLink, SequencedChange};
 use crate::message::Snapshot;
 use crate::subscription::{Resume, Step, Subscription};
 use crate::view::{Chunk, View, flatten};
+use crate::watch::Watch;
 
 /// How much history the hub keeps and how far a subscriber may fall behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,19 +21,27 @@ pub struct HubConfig {
     /// How many of the most recent changes the ring holds, for resuming and for subscribers
     /// that are behind. At least 1 is used.
     pub ring_capacity: usize,
+    /// How many bytes of message text the ring holds at most (the oldest changes are evicted
+    /// first; the latest change is always kept). This is the ring's memory bound.
+    pub ring_bytes: usize,
     /// How many unread changes a subscriber may have before it is cut over to a fresh snapshot
-    /// (its bounded queue). At least 1 is used, and never more than `ring_capacity`.
+    /// (its bounded queue). At least 1 is used, and never more than `ring_capacity`. A
+    /// subscriber whose unread changes have left the ring (by count or by bytes) is cut over
+    /// too.
     pub subscriber_queue: usize,
 }
 
 impl Default for HubConfig {
-    /// A subscriber may be 16,384 changes behind (0.8 s at 20,000 changes/s, a burst a
-    /// scheduler stall on a loaded machine easily causes) before it is resynced; the ring
-    /// holds twice that for resumes, about 25 MB of changes with their JSON.
+    /// A subscriber may fall as far behind as the ring reaches: 262,144 changes or 96 MiB of
+    /// their text, whichever is less (about 220,000 status updates of ~450 bytes: 11 s at
+    /// 20,000 changes/s; the ring's entries take about 140 MB then). A client that is slow for
+    /// a while catches up instead of being handed a snapshot; only one that stays behind
+    /// that long is resynced.
     fn default() -> Self {
         Self {
-            ring_capacity: 32_768,
-            subscriber_queue: 16_384,
+            ring_capacity: 262_144,
+            ring_bytes: 96 << 20,
+            subscriber_queue: 262_144,
         }
     }
 }
@@ -55,6 +64,9 @@ pub struct HubMetrics {
     /// Multi-change frames handed out as the text another subscriber at the same cursor had
     /// already built (see [`crate::Subscription::frame`]).
     pub frames_shared: u64,
+    /// Snapshot texts handed out as the text another subscriber given the same snapshot had
+    /// already built (see [`crate::Subscription::snapshot_text`]).
+    pub snapshots_shared: u64,
     /// The sequence number of the latest change.
     pub last_seq: u64,
     /// Times the history was started over ([`Hub::reset`]): every subscriber resynced.
@@ -96,9 +108,12 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// The last multi-change frame built, for the subscribers that read the same changes.
     frame: Mutex<Option<FrameCache>>,
+    /// The last snapshot text built, for the subscribers handed the same snapshot.
+    snapshot: Mutex<Option<SnapshotCache>>,
     /// The effective bound on a subscriber's unread changes.
     pub(crate) lag_limit: u64,
     ring_capacity: usize,
+    ring_bytes: usize,
     pub(crate) counters: Counters,
 }
 
@@ -111,6 +126,7 @@ pub(crate) struct Counters {
     resumes_from_ring: AtomicU64,
     resumes_with_snapshot: AtomicU64,
     pub(crate) frames_shared: AtomicU64,
+    pub(crate) snapshots_shared: AtomicU64,
     resets: AtomicU64,
 }
 
@@ -124,6 +140,14 @@ pub(crate) struct FrameCache {
     pub(crate) frame: ByteString,
 }
 
+/// A snapshot's text and what identifies it: the change it was taken after and the filter.
+/// (The view after a given change is always the same.)
+pub(crate) struct SnapshotCache {
+    pub(crate) seq: u64,
+    pub(crate) filter: Option<Department>,
+    pub(crate) text: ByteString,
+}
+
 /// Everything behind the lock.
 pub(crate) struct State {
     /// The current record of every extension.
@@ -131,11 +155,18 @@ pub(crate) struct State {
     pbx_link: PbxLink,
     /// The most recent changes, oldest first, without gaps, ending with `last_seq`.
     ring: VecDeque<Arc<SequencedChange>>,
+    /// The bytes of message text the ring holds.
+    ring_text: usize,
     last_seq: u64,
     pub(crate) parked: Parked,
 }
 
 impl State {
+    /// The sequence number of the latest change.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// The sequence number of the oldest change the ring holds (one past `last_seq` when it
     /// is empty).
     fn first_seq(&self) -> u64 {
@@ -271,6 +302,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The snapshot text cache; like the frame cache, only ever replaced whole.
+    pub(crate) fn snapshot_cache(&self) -> MutexGuard<'_, Option<SnapshotCache>> {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The frame cache. A panic while it was held cannot leave it half-written: it is only
     /// ever replaced whole.
     pub(crate) fn frame_cache(&self) -> MutexGuard<'_, Option<FrameCache>> {
@@ -305,7 +341,8 @@ impl Hub {
         let state = State {
             view: View::new(initial),
             pbx_link,
-            ring: VecDeque::with_capacity(ring_capacity),
+            ring: VecDeque::new(),
+            ring_text: 0,
             // Keeps `last_seq + 1` from overflowing whatever the caller passed.
             last_seq: start_seq.min(u64::MAX / 2),
             parked: Parked::default(),
@@ -314,8 +351,10 @@ impl Hub {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 frame: Mutex::new(None),
+                snapshot: Mutex::new(None),
                 lag_limit,
                 ring_capacity,
+                ring_bytes: config.ring_bytes,
                 counters: Counters::default(),
             }),
         }
@@ -345,6 +384,7 @@ impl Hub {
     fn publish_inner(&self, wanted: Option<u64>, change: Change) -> Result<u64, OutOfSequence> {
         let mut encoded = Encoded::new(&change);
         let record = change.record().map(|e| Arc::new(e.clone()));
+        let department = change.department().cloned();
         let (seq, replaced, evicted, wakers) = {
             let mut state = self.shared.lock();
             let seq = state.last_seq + 1;
@@ -364,23 +404,31 @@ impl Hub {
             if let Change::PbxLink(link) = &change {
                 state.pbx_link = link.clone();
             }
-            let previous_department = match (&replaced, change.department()) {
+            let previous_department = match (&replaced, &department) {
                 (Some(old), Some(new)) if old.department != *new => Some(old.department.clone()),
                 _ => None,
             };
-            let sealed = Arc::new(encoded.seal(seq, change, previous_department));
-            let evicted = if state.ring.len() >= self.shared.ring_capacity {
-                state.ring.pop_front()
-            } else {
-                None
-            };
+            let sealed = Arc::new(encoded.seal(seq, department, previous_department));
+            state.ring_text += sealed.text_len();
             state.ring.push_back(sealed);
+            // Usually one change leaves as one comes in; freed after the lock is released.
+            let mut evicted = Vec::new();
+            while state.ring.len() > 1
+                && (state.ring.len() > self.shared.ring_capacity
+                    || state.ring_text > self.shared.ring_bytes)
+            {
+                if let Some(old) = state.ring.pop_front() {
+                    state.ring_text -= old.text_len();
+                    evicted.push(old);
+                }
+            }
             state.last_seq = seq;
             let wakers = state.parked.take();
             (seq, replaced, evicted, wakers)
         };
-        // Freeing the replaced record and the evicted change happens here, outside the lock.
-        drop((replaced, evicted));
+        // Freeing the replaced record, the evicted changes and the change handed in happens
+        // here, outside the lock.
+        drop((replaced, evicted, change));
         self.shared.counters.published.fetch_add(1, Relaxed);
         wake_all(wakers);
         Ok(seq)
@@ -412,6 +460,7 @@ impl Hub {
             }
             let old_view = std::mem::replace(&mut state.view, view);
             let old_ring = std::mem::take(&mut state.ring);
+            state.ring_text = 0;
             state.pbx_link = pbx_link;
             state.last_seq = seq;
             (old_view, old_ring, state.parked.take())
@@ -484,6 +533,17 @@ impl Hub {
         Resume::Snapshot(snapshot, subscription)
     }
 
+    /// Whether `other` is this very hub (a clone of it), not merely an equal one.
+    pub fn same(&self, other: &Hub) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// A [`Watch`] that is ready once something is published after now.
+    pub fn watch(&self) -> Watch {
+        let seen = self.shared.lock().last_seq;
+        Watch::new(self.shared.clone(), seen)
+    }
+
     /// The current (filtered) view, without subscribing.
     pub fn snapshot(&self, filter: Option<&Department>) -> Snapshot {
         let parts = self.shared.lock().snapshot();
@@ -510,6 +570,7 @@ impl Hub {
             resumes_from_ring: c.resumes_from_ring.load(Relaxed),
             resumes_with_snapshot: c.resumes_with_snapshot.load(Relaxed),
             frames_shared: c.frames_shared.load(Relaxed),
+            snapshots_shared: c.snapshots_shared.load(Relaxed),
             last_seq: self.last_seq(),
             resets: c.resets.load(Relaxed),
         }

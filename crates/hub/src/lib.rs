@@ -10,6 +10,9 @@
 //!   batches, or a fresh snapshot when the subscriber fell behind its queue bound.
 //! * [`Hub::resume`] answers a reconnecting client with exactly the changes it missed while
 //!   the ring holds them, and says when it has to start over from a snapshot instead.
+//! * [`Hub::watch`] gives a [`Watch`], ready whenever something was published: one task per
+//!   server thread can wait on it and wake that thread's subscribers (read with
+//!   [`Subscription::try_recv`]) without the publisher waking each of them across threads.
 //! * [`ServerMessage`] is the wire format of `GET /ws` as serde types (with feature `ts`, also
 //!   as TypeScript declarations, from which the dashboard's types are generated).
 //!
@@ -28,6 +31,7 @@ mod hub;
 mod message;
 mod subscription;
 mod view;
+mod watch;
 
 /// The text of a frame: shared bytes (actix-ws sends this type), so cloning copies nothing.
 pub use bytestring::ByteString;
@@ -35,3 +39,4 @@ pub use change::{Change, PbxLink, SequencedChange};
 pub use hub::{Hub, HubConfig, HubMetrics, OutOfSequence};
 pub use message::{ServerMessage, Snapshot, render_frame};
 pub use subscription::{DEFAULT_MAX_BATCH, Delivery, Resume, Subscription};
+pub use watch::Watch;

@@ -240,7 +240,7 @@ mod tests {
     fn frames() {
         let sealed = |seq: u64| {
             let change = Change::PbxLink(PbxLink::unknown());
-            Arc::new(Encoded::new(&change).seal(seq, change, None))
+            Arc::new(Encoded::new(&change).seal(seq, change.department().cloned(), None))
         };
         let one = [sealed(1)];
         assert_eq!(render_frame(&one), one[0].json());

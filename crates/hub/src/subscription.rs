@@ -10,7 +10,7 @@ use bytestring::ByteString;
 use domain::Department;
 
 use crate::change::SequencedChange;
-use crate::hub::{FrameCache, ParkedAt, Shared, SnapshotParts, wake_all};
+use crate::hub::{FrameCache, ParkedAt, Shared, SnapshotCache, SnapshotParts, wake_all};
 use crate::message::{Snapshot, render_frame};
 
 /// The most changes one [`Delivery::Changes`] holds unless [`Subscription::set_max_batch`]
@@ -157,6 +157,27 @@ impl Subscription {
             frame: frame.clone(),
         });
         frame
+    }
+
+    /// The text of `snapshot` (one this subscription was handed: at subscribe, resume or
+    /// resync), as [`Snapshot::to_json`] writes it, built once for every subscriber that gets
+    /// the snapshot of the same change with the same filter. When 500 clients connect between
+    /// two changes, or a burst resyncs many at once, one renders the board and the others
+    /// clone shared bytes.
+    pub fn snapshot_text(&self, snapshot: &Snapshot) -> ByteString {
+        let same = |c: &SnapshotCache| c.seq == snapshot.seq && c.filter == self.filter;
+        if let Some(cached) = self.shared.snapshot_cache().as_ref().filter(|c| same(c)) {
+            self.shared.counters.snapshots_shared.fetch_add(1, Relaxed);
+            return cached.text.clone();
+        }
+        // Built outside the cache's lock, so a subscriber with another snapshot never waits.
+        let text = ByteString::from(snapshot.to_json());
+        *self.shared.snapshot_cache() = Some(SnapshotCache {
+            seq: snapshot.seq,
+            filter: self.filter.clone(),
+            text: text.clone(),
+        });
+        text
     }
 
     /// The poll form of [`Subscription::recv`], for hand-written futures and streams.

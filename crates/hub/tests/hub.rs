@@ -58,6 +58,7 @@ fn with_status(mut e: Extension, code: i32, at: Timestamp) -> Extension {
 fn config(ring_capacity: usize, subscriber_queue: usize) -> HubConfig {
     HubConfig {
         ring_capacity,
+        ring_bytes: usize::MAX,
         subscriber_queue,
     }
 }
@@ -543,6 +544,64 @@ fn lag_limit_is_the_smaller_of_queue_and_ring() {
     }
 }
 
+#[test]
+fn the_ring_holds_at_most_its_bytes_and_always_the_latest_change() {
+    let link = |i: i64| Change::PbxLink(PbxLink::at(true, time(i)));
+    // Every link message of these times and numbers (101 to 110) has the same length.
+    let probe = Hub::starting_at(config(64, 64), initial(1), PbxLink::unknown(), 100);
+    let (_, mut sub) = probe.subscribe(None);
+    probe.publish(link(0));
+    let Some(Delivery::Changes(one)) = sub.try_recv() else {
+        panic!("a change expected");
+    };
+    let size = one[0].text_len();
+    assert_eq!(size, one[0].json().len());
+
+    // (byte budget, changes published, oldest resumable)
+    let rows = [
+        (3 * size, 10, 108),
+        (3 * size + size / 2, 10, 108),
+        (3 * size - 1, 10, 109),
+        // Less than one change: the latest is kept anyway.
+        (1, 10, 110),
+        (usize::MAX, 10, 101),
+    ];
+    for (ring_bytes, published, oldest) in rows {
+        let cfg = HubConfig {
+            ring_capacity: 64,
+            ring_bytes,
+            subscriber_queue: 64,
+        };
+        let hub = Hub::starting_at(cfg, initial(1), PbxLink::unknown(), 100);
+        let (_, mut idle) = hub.subscribe(None);
+        for i in 0..published {
+            hub.publish(link(i));
+        }
+        let Resume::Changes(changes, _) = hub.resume(oldest - 1, None) else {
+            panic!("budget {ring_bytes}: the ring holds {oldest}..");
+        };
+        assert_eq!(
+            seqs(&changes),
+            (oldest..=110).collect::<Vec<_>>(),
+            "budget {ring_bytes}"
+        );
+        if oldest > 101 {
+            assert!(
+                hub.resume(oldest - 2, None).is_snapshot(),
+                "budget {ring_bytes}: {} was evicted",
+                oldest - 1
+            );
+        }
+        // A subscriber whose unread changes left the ring is resynced, whatever its queue.
+        let got = idle.try_recv().expect("something to deliver");
+        assert_eq!(
+            matches!(got, Delivery::Resync(_)),
+            oldest > 101,
+            "budget {ring_bytes}"
+        );
+    }
+}
+
 /// One subscriber never reads while ten others read everything: the publisher finishes, the
 /// readers see every change, and the idle one is cut over to a snapshot when it finally reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,6 +724,33 @@ fn a_parked_subscriber_is_woken_once_until_it_polls_again() {
         panic!("the idle subscriber still has everything");
     };
     assert_eq!(seqs(&batch), [1, 2, 3]);
+}
+
+#[test]
+fn a_watch_is_ready_once_per_run_of_publishes_and_woken_once() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(1), PbxLink::unknown(), 10);
+    hub.publish(Change::PbxLink(PbxLink::at(true, time(1))));
+    // Made after change 11: only later ones make it ready.
+    let mut watch = hub.watch();
+    let counter = Arc::new(CountingWaker::default());
+    let waker = Waker::from(counter.clone());
+    let mut cx = Context::from_waker(&waker);
+    assert!(watch.poll_published(&mut cx).is_pending());
+    assert!(watch.poll_published(&mut cx).is_pending(), "listed once");
+    hub.publish(Change::PbxLink(PbxLink::at(false, time(2))));
+    hub.publish(Change::PbxLink(PbxLink::at(true, time(3))));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken once for both");
+    assert_eq!(watch.poll_published(&mut cx), Poll::Ready(13));
+    assert!(watch.poll_published(&mut cx).is_pending());
+    hub.publish(Change::PbxLink(PbxLink::at(false, time(4))));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    assert_eq!(watch.poll_published(&mut cx), Poll::Ready(14));
+    // A watch is not a subscriber, and a dropped one is no longer woken.
+    assert!(watch.poll_published(&mut cx).is_pending());
+    assert_eq!(hub.metrics().subscribers, 0);
+    drop(watch);
+    hub.publish(Change::PbxLink(PbxLink::at(true, time(5))));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -1208,4 +1294,36 @@ fn reset_cuts_every_subscriber_over_to_the_new_view() {
     let m = hub.metrics();
     assert_eq!((m.resets, m.last_seq), (1, 1_001));
     assert_eq!(hub.snapshot(None).extensions.len(), 3);
+}
+
+#[test]
+fn subscribers_given_the_same_snapshot_share_one_text() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(6), PbxLink::unknown(), 0);
+    let (snap_a, a) = hub.subscribe(None);
+    let (snap_b, b) = hub.subscribe(None);
+    let text_a = a.snapshot_text(&snap_a);
+    let text_b = b.snapshot_text(&snap_b);
+    assert_eq!(text_a, snap_a.to_json());
+    assert_eq!(text_a.as_ptr(), text_b.as_ptr(), "built once, shared");
+    assert_eq!(hub.metrics().snapshots_shared, 1);
+
+    // Another filter, or the board after another change, is its own text.
+    let (snap_sales, sales) = hub.subscribe(Some(dept("Sales")));
+    let text_sales = sales.snapshot_text(&snap_sales);
+    assert_eq!(text_sales, snap_sales.to_json());
+    assert_ne!(text_sales, text_a);
+    hub.publish(Change::StatusUpdated(with_status(
+        ext(0, "Sales"),
+        1,
+        time(1),
+    )));
+    let (snap_c, c) = hub.subscribe(None);
+    let text_c = c.snapshot_text(&snap_c);
+    assert_eq!(text_c, snap_c.to_json());
+    assert_ne!(text_c, text_a);
+    assert_eq!(hub.metrics().snapshots_shared, 1);
+    let Ok(parsed) = serde_json::from_str::<ServerMessage>(&text_c) else {
+        panic!("a snapshot message");
+    };
+    assert_eq!(parsed.seq(), 1);
 }
