@@ -128,6 +128,26 @@ impl AmiPeer {
         self.addr
     }
 
+    /// The flags that point an `api-server` process at this peer (the default user), with the
+    /// short PBX timings the tests use: `FullyBooted` awaited and the link's grace 300 ms each.
+    pub fn server_args(&self) -> Vec<String> {
+        let config = PeerConfig::default();
+        [
+            "--ami",
+            &self.addr.to_string(),
+            "--ami-user",
+            &config.username,
+            "--ami-secret",
+            &config.secret,
+            "--fully-booted-wait",
+            "300ms",
+            "--pbx-grace",
+            "300ms",
+        ]
+        .map(str::to_owned)
+        .into()
+    }
+
     /// The simulator itself, for hooks this wrapper does not spell out.
     pub fn simulator(&self) -> &Simulator {
         &self.sim
@@ -228,6 +248,11 @@ impl AmiPeer {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.sim.connections()
+    }
+
+    /// The number of connections open after every open and close so far, with when, in order.
+    pub fn connection_history(&self) -> Vec<(std::time::Instant, usize)> {
+        self.sim.connection_history()
     }
 
     /// Waits until at least `n` logins have succeeded. It has no deadline of its own: wrap it

@@ -183,6 +183,54 @@ impl ServerProcess {
         Ok(ServerProcess { child, addr, log })
     }
 
+    /// Runs the binary with the embedded store in `data_dir` and `args` added, expecting it to
+    /// refuse to start: waits for it to exit and returns its exit code and what it wrote to
+    /// stderr. Fails when it is still running (it started instead) after the patience.
+    pub fn run_expecting_exit(
+        data_dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<(Option<i32>, String)> {
+        let mut cmd = Command::new(binary()?);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("EXTSTATUS_") || key == "AMI_SECRET" || key == "MONGODB_URI" {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd
+            .env_remove("RUST_LOG")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawn api-server")?;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let mut text = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    std::io::Read::read_to_string(&mut stderr, &mut text)?;
+                }
+                return Ok((status.code(), text));
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "api-server was still running after {PATIENCE:?}; it was expected to refuse to start"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -490,14 +490,7 @@ impl TestServer {
 
     /// Opens `/ws` with a query string (e.g. `"?resume=5"`).
     pub async fn ws(&self, query: &str) -> anyhow::Result<WsClient> {
-        let url = format!("ws://{}/ws{query}", self.addr);
-        let (stream, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .context("websocket connect")?;
-        Ok(WsClient {
-            stream,
-            pending: Vec::new(),
-        })
+        WsClient::connect(self.addr, query).await
     }
 }
 
@@ -569,6 +562,18 @@ pub enum WsEnd {
 }
 
 impl WsClient {
+    /// Opens `/ws{query}` on the server at `addr` (a child process's, say).
+    pub async fn connect(addr: SocketAddr, query: &str) -> anyhow::Result<WsClient> {
+        let url = format!("ws://{addr}/ws{query}");
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("websocket connect")?;
+        Ok(WsClient {
+            stream,
+            pending: Vec::new(),
+        })
+    }
+
     /// The next server message, waiting at most [`PATIENCE`].
     pub async fn next(&mut self) -> anyhow::Result<ServerMessage> {
         loop {
@@ -604,6 +609,27 @@ impl WsClient {
                 .with_context(|| format!("waiting for {what}"))??;
             if pred(&msg) {
                 return Ok(msg);
+            }
+        }
+    }
+
+    /// Reads messages until one satisfies `pred`, returning all of them, that one last; at
+    /// most twice [`PATIENCE`] in all.
+    pub async fn collect_until(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ServerMessage) -> bool,
+    ) -> anyhow::Result<Vec<ServerMessage>> {
+        let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+        let mut seen = Vec::new();
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .with_context(|| format!("waiting for {what}; saw {seen:?}"))??;
+            let done = pred(&msg);
+            seen.push(msg);
+            if done {
+                return Ok(seen);
             }
         }
     }

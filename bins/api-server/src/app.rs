@@ -5,14 +5,20 @@
 //! A MongoDB server that does not answer at start-up does not stop the server: it serves
 //! (503 on what needs the store), the store creates its indexes once MongoDB answers, the
 //! records are then loaded into the hub, and the pipeline resyncs.
+//!
+//! On MongoDB the server runs in cluster mode ([`crate::cluster`]): the hub is fed from the
+//! shared change log, and the AMI link runs only while this instance holds the lease. With the
+//! embedded store it runs exactly as one instance always did.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use ami_proto::client::{Client, ClientConfig};
+use ami_proto::client::{Client, ClientConfig, ClientHandle};
 use domain::{AgentName, Department, ExtensionFilter, ExtensionNumber, HistoryEvent, NewExtension};
 use hub::{Hub, HubConfig, PbxLink};
 use store::{Repository, StoreOptions};
@@ -20,6 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Tokens;
+use crate::cluster::{ClusterStatus, Fence};
 use crate::config::{Config, StoreConfig};
 use crate::health::{LinkStatus, StoreProbe};
 use crate::metrics::Metrics;
@@ -28,18 +35,33 @@ use crate::state::AppState;
 use crate::writer::Writer;
 
 /// Why the server could not start or stopped with an error.
+///
+/// The message includes the cause's, so the cause is not also given as a source (a printer of
+/// the whole chain, like the binary's `{:#}`, would say it twice).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
     /// The store could not be opened or read.
     #[error("store: {0}")]
-    Store(#[from] store::StoreError),
+    Store(store::StoreError),
     /// The listener or the HTTP server failed.
     #[error("http server: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// The demo simulator could not start.
     #[error("demo simulator: {0}")]
     Simulator(String),
+}
+
+impl From<store::StoreError> for ServerError {
+    fn from(e: store::StoreError) -> Self {
+        ServerError::Store(e)
+    }
+}
+
+impl From<std::io::Error> for ServerError {
+    fn from(e: std::io::Error) -> Self {
+        ServerError::Io(e)
+    }
 }
 
 /// A started server.
@@ -183,8 +205,26 @@ pub async fn start(
     .await?;
     let store_backend = store.backend_name().to_owned();
     tracing::info!(backend = %store_backend, "store open");
-    // Before anything else is recorded: what follows is known only from this start on.
-    crate::analytics::record_marker(&*store, HistoryEvent::ServerStart, domain::now()).await;
+    // Cluster mode on MongoDB: the change log, the lease, and this instance's name in them.
+    let cluster = match &config.store {
+        StoreConfig::Mongo { .. } => store.cluster(store::cluster::ClusterOptions {
+            change_log_retention: config.cluster.change_log_retention,
+            lease_name: "ami".to_owned(),
+        }),
+        StoreConfig::Embedded { .. } => None,
+    };
+    let instance = config
+        .cluster
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| crate::cluster::default_instance_id(addr.port()));
+    if cluster.is_some() {
+        tracing::info!(%instance, lease_ms = config.cluster.lease_time.as_millis(), "cluster mode: the AMI link runs on the lease holder only");
+    } else {
+        // Before anything else is recorded: what follows is known only from this start on.
+        // (In cluster mode the lease holder writes the markers.)
+        crate::analytics::record_marker(&*store, HistoryEvent::ServerStart, domain::now()).await;
+    }
     let prune_token = CancellationToken::new();
     let prune_task = crate::analytics::spawn_pruner(
         store.clone(),
@@ -222,10 +262,34 @@ pub async fn start(
     };
     tracing::info!(extensions = records.len(), "records loaded");
     let newest_stored = crate::pipeline::newest_observation(&records);
-    let hub = Hub::new(HubConfig::default(), records, PbxLink::unknown());
+    let (hub, hub_loaded) = match &cluster {
+        Some(c) => {
+            drop(records);
+            crate::cluster::follower::start_hub(
+                &**c,
+                &*store,
+                HubConfig::default(),
+                config.timing.store_timeout,
+                &instance,
+            )
+            .await
+        }
+        None => (
+            Hub::new(HubConfig::default(), records, PbxLink::unknown()),
+            loaded,
+        ),
+    };
     let metrics = Arc::new(Metrics::default());
-    // Without a PBX there is no link to follow; with one, the client's watch is its state.
-    let mut link = Arc::new(LinkStatus::new(None));
+    let cluster_status = Arc::new(ClusterStatus::new(instance.clone()));
+    let fence = Arc::new(Fence::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let log = cluster.as_ref().map(|c| crate::writer::LogSink {
+        cluster: c.clone(),
+        instance: instance.clone(),
+        fence: fence.clone(),
+        wake: wake.clone(),
+        status: cluster_status.clone(),
+    });
     let (writer, writer_task) = Writer::spawn(
         store.clone(),
         hub.clone(),
@@ -233,23 +297,49 @@ pub async fn start(
         config.timing.last_seen_interval,
         store_health.clone(),
         config.timing.store_timeout,
+        log,
     );
-    if !loaded {
+    let created = Arc::new(tokio::sync::Notify::new());
+    let follower_token = CancellationToken::new();
+    let follower_task = cluster.as_ref().map(|c| {
+        let follower = crate::cluster::follower::Follower {
+            cluster: c.clone(),
+            store: store.clone(),
+            hub: hub.clone(),
+            status: cluster_status.clone(),
+            wake: wake.clone(),
+            poll: config.cluster.change_log_poll,
+            timeout: config.timing.store_timeout,
+            created: created.clone(),
+            loaded: hub_loaded,
+        };
+        tokio::spawn(follower.run(follower_token.clone()))
+    });
+    if !loaded && cluster.is_none() {
         tokio::spawn(load_when_up(
             writer.clone(),
             store_health.clone(),
             probe_token.clone(),
         ));
     }
-    let created = Arc::new(tokio::sync::Notify::new());
     let callcenter = Arc::new(crate::callcenter::CallCenter::default());
     let mut action_timeout = std::time::Duration::from_secs(10);
 
-    // The AMI client and the pipeline.
-    let ami_token = CancellationToken::new();
-    let pipeline_token = CancellationToken::new();
-    let mut client_handle = None;
-    let pipeline_task = match &ami.username {
+    // The AMI client and the pipeline: at once with one instance, while holding the lease in
+    // cluster mode.
+    let link = Arc::new(if ami.username.is_some() {
+        LinkStatus::switchable()
+    } else {
+        LinkStatus::new(None)
+    });
+    // Pauses are offered only when they can work: allowed, and a PBX to ask.
+    let actions = Arc::new(crate::state::ActionClient::new(
+        ami.actions && ami.username.is_some(),
+    ));
+    let mut ami_run = None;
+    let mut lease_task = None;
+    let lease_token = CancellationToken::new();
+    let ami_parts = match &ami.username {
         Some(user) => {
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
@@ -262,14 +352,9 @@ pub async fn start(
             if ami.md5 {
                 client_config.auth = ami_proto::client::AuthMethod::Md5;
             }
-            tracing::info!(addr = %ami.addr, user = %user, "connecting to the Asterisk manager interface");
             action_timeout = client_config.action_timeout;
-            let (handle, events) = Client::spawn(client_config, ami_token.clone());
-            link = Arc::new(LinkStatus::new(Some(handle.link())));
-            client_handle = Some(handle.clone());
-            let pipeline = Pipeline {
-                client: handle,
-                events,
+            Some(Arc::new(AmiParts {
+                client_config,
                 store: store.clone(),
                 writer: writer.clone(),
                 hub: hub.clone(),
@@ -278,11 +363,11 @@ pub async fn start(
                 timing: config.timing,
                 created: created.clone(),
                 context: ami.context.clone(),
-                newest_stored,
                 callcenter: callcenter.clone(),
                 store_health: store_health.clone(),
-            };
-            Some(tokio::spawn(pipeline.run(pipeline_token.clone())))
+                shutdown_timeout: config.timing.shutdown_timeout,
+                actions: actions.clone(),
+            }))
         }
         None => {
             tracing::warn!("no --ami-user: not connecting to a PBX; statuses will not move");
@@ -295,6 +380,51 @@ pub async fn start(
             None
         }
     };
+    match &cluster {
+        None => {
+            if let Some(parts) = &ami_parts {
+                ami_run = Some(parts.spawn(newest_stored));
+            }
+        }
+        Some(c) => {
+            let start_link = ami_parts.clone().map(|parts| {
+                let start: crate::cluster::task::StartLink = Box::new(move || {
+                    let parts = parts.clone();
+                    Box::pin(async move {
+                        // Where the pipeline's clock starts: what the store holds now.
+                        let newest = match tokio::time::timeout(
+                            parts.timing.store_timeout,
+                            parts.store.list(&ExtensionFilter::default()),
+                        )
+                        .await
+                        {
+                            Ok(Ok(records)) => crate::pipeline::newest_observation(&records),
+                            _ => None,
+                        };
+                        Box::new(parts.spawn(newest)) as Box<dyn crate::cluster::task::RunningLink>
+                    })
+                });
+                start
+            });
+            let task = crate::cluster::task::LeaseTask {
+                cluster: c.clone(),
+                store: store.clone(),
+                writer: writer.clone(),
+                lease: crate::cluster::lease::Lease::new(
+                    instance.clone(),
+                    config.cluster.lease_time,
+                ),
+                fence: fence.clone(),
+                status: cluster_status.clone(),
+                start_link,
+                stop_timeout: config
+                    .timing
+                    .shutdown_timeout
+                    .min(config.cluster.lease_time / 5),
+            };
+            lease_task = Some(tokio::spawn(task.run(lease_token.clone())));
+        }
+    }
 
     // The HTTP server.
     let ws_token = CancellationToken::new();
@@ -310,14 +440,33 @@ pub async fn start(
         shutdown: ws_token.clone(),
         created,
         list_cache: crate::rest::ListCache::default(),
-        callcenter,
-        ami_actions: client_handle.clone().filter(|_| ami.actions),
+        callcenter: callcenter.clone(),
+        ami_actions: actions,
         action_timeout,
+        cluster: cluster.as_ref().map(|c| crate::cluster::ClusterHandle {
+            status: cluster_status.clone(),
+            store: c.clone(),
+        }),
     });
+    // Cluster mode: the holder shares its queue statistics and runs the pauses asked
+    // elsewhere.
+    let remote_token = CancellationToken::new();
+    if let Some(handle) = state.cluster.clone() {
+        tokio::spawn(crate::cluster::remote::share_queues(
+            handle.clone(),
+            callcenter.clone(),
+            remote_token.clone(),
+        ));
+        tokio::spawn(crate::cluster::remote::run_commands(
+            state.clone(),
+            handle,
+            remote_token.clone(),
+        ));
+    }
     let tokens = web::Data::new(Tokens::new(config.auth.clone()));
     // The page offers pause and resume only when they can work: allowed, and a PBX to ask.
     let ui_settings = web::Data::new(crate::dashboard::UiSettings {
-        ami_actions: state.ami_actions.is_some(),
+        ami_actions: state.ami_actions.allowed(),
         ..crate::dashboard::UiSettings::from_config(&config)
     });
     let metrics_data = web::Data::from(metrics.clone());
@@ -357,10 +506,13 @@ pub async fn start(
         http_task,
         ws_token,
         metrics,
-        pipeline_token,
-        pipeline_task,
-        ami_token,
-        client_handle,
+        ami_run,
+        lease_token,
+        lease_task,
+        follower_token,
+        follower_task,
+        remote_token,
+        cluster_mode: cluster.is_some(),
         writer,
         writer_task,
         store,
@@ -383,6 +535,85 @@ pub async fn start(
         shutdown,
         task,
     })
+}
+
+/// What starting the AMI client and the pipeline takes.
+struct AmiParts {
+    client_config: ClientConfig,
+    store: Arc<dyn Repository>,
+    writer: Writer,
+    hub: Hub,
+    metrics: Arc<Metrics>,
+    link: Arc<LinkStatus>,
+    timing: crate::config::Timing,
+    created: Arc<tokio::sync::Notify>,
+    context: Option<String>,
+    callcenter: Arc<crate::callcenter::CallCenter>,
+    store_health: tokio::sync::watch::Receiver<crate::health::StoreHealth>,
+    shutdown_timeout: Duration,
+    actions: Arc<crate::state::ActionClient>,
+}
+
+impl AmiParts {
+    /// Starts the client and the pipeline; `newest_stored` is where the pipeline's clock starts.
+    fn spawn(&self, newest_stored: Option<domain::Timestamp>) -> AmiRun {
+        tracing::info!(addr = %self.client_config.addr, user = %self.client_config.username, "connecting to the Asterisk manager interface");
+        let ami_token = CancellationToken::new();
+        let pipeline_token = CancellationToken::new();
+        let (handle, events) = Client::spawn(self.client_config.clone(), ami_token.clone());
+        self.link.follow(Some(handle.link()));
+        self.actions.set(Some(handle.clone()));
+        let pipeline = Pipeline {
+            client: handle.clone(),
+            events,
+            store: self.store.clone(),
+            writer: self.writer.clone(),
+            hub: self.hub.clone(),
+            metrics: self.metrics.clone(),
+            link: self.link.clone(),
+            timing: self.timing,
+            created: self.created.clone(),
+            context: self.context.clone(),
+            newest_stored,
+            callcenter: self.callcenter.clone(),
+            store_health: self.store_health.clone(),
+        };
+        AmiRun {
+            client: handle,
+            pipeline_task: tokio::spawn(pipeline.run(pipeline_token.clone())),
+            pipeline_token,
+            ami_token,
+            timeout: self.shutdown_timeout,
+            actions: self.actions.clone(),
+        }
+    }
+}
+
+/// A running AMI client and pipeline.
+struct AmiRun {
+    client: ClientHandle,
+    pipeline_task: JoinHandle<()>,
+    pipeline_token: CancellationToken,
+    ami_token: CancellationToken,
+    timeout: Duration,
+    actions: Arc<crate::state::ActionClient>,
+}
+
+impl AmiRun {
+    /// Stops the pipeline between two writes, then logs off and closes the socket.
+    async fn stop_now(self) {
+        self.actions.set(None);
+        self.pipeline_token.cancel();
+        let _ = self.pipeline_task.await;
+        self.ami_token.cancel();
+        let _ = tokio::time::timeout(self.timeout, self.client.stopped()).await;
+    }
+}
+
+impl crate::cluster::task::RunningLink for AmiRun {
+    fn stop(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.stop_now())
+    }
 }
 
 /// For a server that started without its store: once the probe finds the store answering,
@@ -420,10 +651,15 @@ struct Shutdown {
     http_task: JoinHandle<std::io::Result<()>>,
     ws_token: CancellationToken,
     metrics: Arc<Metrics>,
-    pipeline_token: CancellationToken,
-    pipeline_task: Option<JoinHandle<()>>,
-    ami_token: CancellationToken,
-    client_handle: Option<ami_proto::client::ClientHandle>,
+    /// One instance: the AMI link, run from the start.
+    ami_run: Option<AmiRun>,
+    /// Cluster mode: the lease task (which runs the AMI link while holding the lease).
+    lease_token: CancellationToken,
+    lease_task: Option<JoinHandle<()>>,
+    follower_token: CancellationToken,
+    follower_task: Option<JoinHandle<()>>,
+    remote_token: CancellationToken,
+    cluster_mode: bool,
     writer: Writer,
     writer_task: JoinHandle<()>,
     store: Arc<dyn Repository>,
@@ -449,13 +685,19 @@ impl Shutdown {
         self.http.stop(true).await;
         let http_result = self.http_task.await;
         // The pipeline stops between two writes; the client logs off.
-        self.pipeline_token.cancel();
-        if let Some(task) = self.pipeline_task {
+        if let Some(run) = self.ami_run {
+            run.stop_now().await;
+        }
+        self.remote_token.cancel();
+        // Cluster mode: the holder logs off, announces the link down, writes `server_stop`
+        // and releases the lease, so another instance takes over at once.
+        self.lease_token.cancel();
+        if let Some(task) = self.lease_task {
             let _ = task.await;
         }
-        self.ami_token.cancel();
-        if let Some(client) = self.client_handle {
-            let _ = tokio::time::timeout(self.timeout, client.stopped()).await;
+        self.follower_token.cancel();
+        if let Some(task) = self.follower_task {
+            let _ = task.await;
         }
         // Queued writes finish; then the pending last_seen refreshes are written.
         drop(self.writer);
@@ -467,9 +709,12 @@ impl Shutdown {
         }
         self.prune_token.cancel();
         let _ = self.prune_task.await;
-        // The last entry: nothing is known from here until the next start.
-        crate::analytics::record_marker(&*self.store, HistoryEvent::ServerStop, domain::now())
-            .await;
+        // The last entry: nothing is known from here until the next start. (In cluster mode
+        // the lease holder wrote it when it released the lease.)
+        if !self.cluster_mode {
+            crate::analytics::record_marker(&*self.store, HistoryEvent::ServerStop, domain::now())
+                .await;
+        }
         self.probe_token.cancel();
         let _ = self.probe_task.await;
         let flushed = self.store.flush().await;

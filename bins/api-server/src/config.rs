@@ -277,6 +277,23 @@ pub struct Args {
     /// [default: 1500ms].
     #[arg(long, env = "EXTSTATUS_STORE_TIMEOUT", value_name = "DURATION")]
     pub store_timeout: Option<HumanDuration>,
+    /// This instance's name among several on one MongoDB database (in the lease and the
+    /// change log) [default: the host name and the listen port, e.g. `web-1:8080`].
+    #[arg(long, env = "EXTSTATUS_INSTANCE_ID", value_name = "NAME")]
+    pub instance_id: Option<String>,
+    /// On MongoDB: how long the AMI lease lasts without a renewal; the holder renews every
+    /// third of it, and another instance takes over after a whole lease time without one
+    /// [default: 10s].
+    #[arg(long, env = "EXTSTATUS_LEASE_TIME", value_name = "DURATION")]
+    pub lease_time: Option<HumanDuration>,
+    /// On MongoDB without change streams: how often each instance reads the change log for
+    /// new entries [default: 25ms].
+    #[arg(long, env = "EXTSTATUS_CHANGE_LOG_POLL", value_name = "DURATION")]
+    pub change_log_poll: Option<HumanDuration>,
+    /// On MongoDB: how long change-log entries are kept (what a `?resume` on another
+    /// instance can still continue from) [default: 1h].
+    #[arg(long, env = "EXTSTATUS_CHANGE_LOG_RETENTION", value_name = "DURATION")]
+    pub change_log_retention: Option<HumanDuration>,
 }
 
 impl Args {
@@ -464,6 +481,34 @@ impl Default for Timing {
     }
 }
 
+/// Several instances over one MongoDB database (`docs/operations.md`, "Running several
+/// instances"); unused with the embedded store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// `--instance-id`; `None`: the host name and the port actually bound.
+    pub instance_id: Option<String>,
+    /// How long the AMI lease lasts without a renewal.
+    pub lease_time: Duration,
+    /// How often the change log is read when the server has no change streams.
+    pub change_log_poll: Duration,
+    /// How long change-log entries are kept.
+    pub change_log_retention: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            instance_id: None,
+            lease_time: Duration::from_secs(10),
+            change_log_poll: Duration::from_millis(25),
+            change_log_retention: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The longest `--instance-id`.
+const MAX_INSTANCE_ID: usize = 128;
+
 /// What the dashboard needs to know besides the records (served as `GET /api/ui-config`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UiConfig {
@@ -513,6 +558,8 @@ pub struct Config {
     pub history_days: u32,
     /// CORS, rate limit and WebSocket limits.
     pub security: SecurityConfig,
+    /// Several instances over one MongoDB database.
+    pub cluster: ClusterConfig,
 }
 
 impl Config {
@@ -569,6 +616,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             history_days: Config::DEFAULT_HISTORY_DAYS,
             security: SecurityConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -713,6 +761,23 @@ impl Config {
                 .or(file.history_days)
                 .unwrap_or(d.history_days),
             security,
+            cluster: ClusterConfig {
+                instance_id: args
+                    .instance_id
+                    .or(file.instance_id)
+                    .map(|i| i.trim().to_owned()),
+                lease_time: pick(args.lease_time, file.lease_time, d.cluster.lease_time),
+                change_log_poll: pick(
+                    args.change_log_poll,
+                    file.change_log_poll,
+                    d.cluster.change_log_poll,
+                ),
+                change_log_retention: pick(
+                    args.change_log_retention,
+                    file.change_log_retention,
+                    d.cluster.change_log_retention,
+                ),
+            },
         };
         config.check()?;
         Ok(config)
@@ -790,6 +855,46 @@ impl Config {
                 format!(
                     "{} bytes is below 125, the size of a ping or close frame a client may send",
                     s.ws_max_message
+                ),
+            );
+        }
+        let c = &self.cluster;
+        if let Some(id) = &c.instance_id
+            && (id.is_empty()
+                || id.len() > MAX_INSTANCE_ID
+                || id.chars().any(|ch| ch.is_control() || ch.is_whitespace()))
+        {
+            return invalid(
+                "--instance-id",
+                format!(
+                    "{id:?} is not a usable name: give 1 to {MAX_INSTANCE_ID} characters \
+                     without spaces or control characters"
+                ),
+            );
+        }
+        if c.lease_time < Duration::from_secs(1) {
+            return invalid(
+                "--lease-time",
+                format!(
+                    "{:?} is shorter than 1s: the holder could not renew in time over a real \
+                     network",
+                    c.lease_time
+                ),
+            );
+        }
+        if c.change_log_poll.is_zero() || c.change_log_poll > Duration::from_secs(10) {
+            return invalid(
+                "--change-log-poll",
+                format!("{:?} is not between 1ms and 10s", c.change_log_poll),
+            );
+        }
+        if c.change_log_retention < Duration::from_secs(60) {
+            return invalid(
+                "--change-log-retention",
+                format!(
+                    "{:?} is shorter than 1m: an instance that lags a little would lose \
+                     entries and resync every client",
+                    c.change_log_retention
                 ),
             );
         }
@@ -1025,6 +1130,27 @@ mod tests {
     }
 
     #[test]
+    fn cluster_settings_from_flags_and_file() {
+        let file = r#"
+            instance_id = "web-1"
+            lease_time = "4s"
+            change_log_retention = "2h"
+        "#;
+        let c = Config::resolve(args(&["--change-log-poll", "40ms"]), Some(file)).expect("valid");
+        assert_eq!(
+            c.cluster,
+            ClusterConfig {
+                instance_id: Some("web-1".to_owned()),
+                lease_time: Duration::from_secs(4),
+                change_log_poll: Duration::from_millis(40),
+                change_log_retention: Duration::from_secs(7200),
+            }
+        );
+        let c = Config::resolve(args(&["--instance-id", "web-2"]), Some(file)).expect("valid");
+        assert_eq!(c.cluster.instance_id.as_deref(), Some("web-2"));
+    }
+
+    #[test]
     fn refusals() {
         let rows: &[(&[&str], Option<&str>, &str)] = &[
             (
@@ -1096,6 +1222,15 @@ mod tests {
                 &[],
                 Some("history_days = 4294967295"),
                 "--history-days: 4294967295 days",
+            ),
+            (&["--instance-id", "a b"], None, "--instance-id: \"a b\""),
+            (&["--instance-id", " "], None, "--instance-id"),
+            (&["--lease-time", "500ms"], None, "--lease-time: 500ms"),
+            (&["--change-log-poll", "0"], None, "--change-log-poll"),
+            (
+                &[],
+                Some("change_log_retention = \"30s\""),
+                "--change-log-retention: 30s",
             ),
         ];
         for (flags, file, want) in rows {

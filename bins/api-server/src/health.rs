@@ -30,8 +30,11 @@ use crate::state::AppState;
 /// period.)
 #[derive(Debug, Default)]
 pub struct LinkStatus {
-    /// The client's link state; `None` when no PBX is configured.
-    link: Option<watch::Receiver<LinkState>>,
+    /// Whether a PBX is configured at all.
+    configured: bool,
+    /// The current client's link state; `None` when no PBX is configured, or (several
+    /// instances) while this instance does not hold the AMI lease.
+    link: Mutex<Option<watch::Receiver<LinkState>>>,
     observed: Mutex<Observed>,
 }
 
@@ -47,9 +50,34 @@ impl LinkStatus {
     /// configured to reach a PBX.
     pub fn new(link: Option<watch::Receiver<LinkState>>) -> Self {
         Self {
-            link,
+            configured: link.is_some(),
+            link: Mutex::new(link),
             observed: Mutex::default(),
         }
+    }
+
+    /// The status of a configured link whose client comes and goes (several instances: only
+    /// the lease holder runs one); down until [`LinkStatus::follow`] names a client.
+    pub fn switchable() -> Self {
+        Self {
+            configured: true,
+            link: Mutex::new(None),
+            observed: Mutex::default(),
+        }
+    }
+
+    /// Follows this client's link from now on (`None`: no client runs here now).
+    pub fn follow(&self, link: Option<watch::Receiver<LinkState>>) {
+        *self.link.lock().unwrap_or_else(|p| p.into_inner()) = link;
+    }
+
+    /// The current client's state, if one runs.
+    fn state(&self) -> Option<LinkState> {
+        self.link
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|l| l.borrow().clone())
     }
 
     fn observed(&self) -> Observed {
@@ -66,18 +94,17 @@ impl LinkStatus {
 
     /// Whether the server is configured to reach a PBX at all.
     pub fn is_configured(&self) -> bool {
-        self.link.is_some()
+        self.configured
     }
 
     /// Whether a logged-in connection is up now.
     pub fn is_connected(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.borrow().connected)
+        self.state().is_some_and(|s| s.connected)
     }
 
     /// Since when the link has been up or down, or `None` before the first login.
     pub fn since(&self) -> Option<Timestamp> {
-        let link = self.link.as_ref()?;
-        let state = link.borrow();
+        let state = self.state()?;
         // Generation 0 and down: no connection has logged in yet, so `since` is only the
         // client's start.
         (state.connected || state.generation > 0)
@@ -194,6 +221,10 @@ pub struct Readiness {
     store: StoreReadiness,
     /// Connected WebSocket clients.
     ws_clients: i64,
+    /// With several instances on MongoDB: whether this one holds the AMI lease, the holder,
+    /// and how far its board is behind the change log. Absent with the embedded store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<crate::cluster::ClusterReport>,
 }
 
 /// The AMI part of `/readyz`.
@@ -295,6 +326,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             errors: m.store_errors(),
         },
         ws_clients: m.ws_clients(),
+        cluster: state.cluster.as_ref().map(|c| c.status.report()),
     };
     if store_ok {
         HttpResponse::Ok().json(body)
@@ -319,6 +351,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .render(state.link.is_connected(), &state.store.counters());
     crate::metrics::render_hub(&mut text, &state.hub.metrics());
+    if let Some(cluster) = &state.cluster {
+        crate::metrics::render_cluster(&mut text, &cluster.status.report());
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)

@@ -15,6 +15,7 @@ pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod callcenter;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod error;

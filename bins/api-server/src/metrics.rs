@@ -529,6 +529,74 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Appends the cluster's figures (several instances on MongoDB only).
+pub fn render_cluster(out: &mut String, c: &crate::cluster::ClusterReport) {
+    header(
+        out,
+        "extstatus_cluster_lease_holder",
+        "gauge",
+        "1 while this instance holds the AMI lease (runs the PBX link), else 0.",
+    );
+    line(
+        out,
+        "extstatus_cluster_lease_holder",
+        &[
+            ("instance", &c.instance),
+            ("holder", c.holder_id.as_deref().unwrap_or("")),
+        ],
+        u64::from(c.holder),
+    );
+    single(
+        out,
+        "extstatus_cluster_log_lag",
+        "gauge",
+        "Change-log entries this instance has not published yet (read every second).",
+        c.lag,
+    );
+    single(
+        out,
+        "extstatus_cluster_log_last_seq",
+        "gauge",
+        "The last change-log number this instance published.",
+        c.last_seq,
+    );
+    single(
+        out,
+        "extstatus_cluster_log_poll_errors_total",
+        "counter",
+        "Failed reads of the change log.",
+        c.poll_errors,
+    );
+    single(
+        out,
+        "extstatus_cluster_log_append_errors_total",
+        "counter",
+        "Appends to the change log that failed after retries.",
+        c.append_errors,
+    );
+    single(
+        out,
+        "extstatus_cluster_fenced_changes_total",
+        "counter",
+        "PBX changes not appended because this instance's lease had run out.",
+        c.fenced_changes,
+    );
+    single(
+        out,
+        "extstatus_cluster_takeovers_total",
+        "counter",
+        "Times this instance took the AMI lease.",
+        c.takeovers,
+    );
+    single(
+        out,
+        "extstatus_cluster_log_holes_total",
+        "counter",
+        "Holes found in the change log (every client of this instance resynced).",
+        c.holes,
+    );
+}
+
 fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
     header(out, name, kind, help);
     let _ = writeln!(out, "{name} {value}");

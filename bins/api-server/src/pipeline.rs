@@ -44,7 +44,7 @@ use domain::callcenter::{
     CallCenterView, Input, ListKind, ListSnapshot, Live, RejectKind, Update, WirePos,
 };
 use domain::{ExtensionFilter, ExtensionNumber, HistoryEvent, Observation, Timestamp};
-use hub::{Change, Hub, PbxLink};
+use hub::{Hub, PbxLink};
 use store::{Repository, StatusEffect};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -251,7 +251,7 @@ impl Pipeline {
                     None => break,
                 },
                 () = tokio::time::sleep_until(state.resync_not_before), if wait_resync => {}
-                () = sleep_until_opt(grace) => self.announce_drop(&mut state),
+                () = sleep_until_opt(grace) => self.announce_drop(&mut state).await,
                 _ = timer.tick() => {
                     if self.link.is_connected() {
                         state.resync_pending = true;
@@ -565,7 +565,7 @@ impl Pipeline {
         let list = match self.client.send_list(Action::extension_state_list()).await {
             Ok(list) => list,
             Err(e) => {
-                self.list_failed(state, &e);
+                self.list_failed(state, &e).await;
                 return;
             }
         };
@@ -604,7 +604,7 @@ impl Pipeline {
                 "extension states resynced"
             );
         }
-        self.announce_up();
+        self.announce_up().await;
         for event in after {
             self.on_event(state, event, &mut pending).await;
         }
@@ -810,7 +810,7 @@ impl Pipeline {
         self.write(state, batch).await
     }
 
-    fn list_failed(&mut self, state: &mut State, e: &ClientError) {
+    async fn list_failed(&mut self, state: &mut State, e: &ClientError) {
         self.metrics.ami_error();
         self.link
             .set_error(format!("ExtensionStateList failed: {e}"));
@@ -832,28 +832,28 @@ impl Pipeline {
             }
         }
         // A connection that cannot list is still up (the events go on), and clients are told.
-        self.announce_up();
+        self.announce_up().await;
     }
 
     /// Tells clients the link is up, if they were told it was down (or never heard it was up).
-    fn announce_up(&mut self) {
+    async fn announce_up(&mut self) {
         if !self.link.is_connected() || self.hub.pbx_link().connected {
             return;
         }
         let since = self.link.since().unwrap_or_else(domain::now);
-        self.hub.publish(Change::PbxLink(PbxLink::at(true, since)));
+        self.writer.announce_link(PbxLink::at(true, since)).await;
         tracing::info!("PBX link announced up");
     }
 
     /// The grace period ran out with the link still down: tell clients.
-    fn announce_drop(&mut self, state: &mut State) {
+    async fn announce_drop(&mut self, state: &mut State) {
         let Some((since, _)) = state.drop_pending.take() else {
             return;
         };
         if self.link.is_connected() || !self.hub.pbx_link().connected {
             return;
         }
-        self.hub.publish(Change::PbxLink(PbxLink::at(false, since)));
+        self.writer.announce_link(PbxLink::at(false, since)).await;
         tracing::warn!("PBX link announced down; the board shows last known statuses");
     }
 }

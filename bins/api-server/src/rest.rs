@@ -590,8 +590,27 @@ pub async fn queues(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     no_query(req.query_string())?;
-    let body: Vec<QueueBody> = state
-        .callcenter
+    // Cluster mode: only the lease holder's tracker is fed; the others answer with what it
+    // shared last.
+    if let Some(cluster) = &state.cluster
+        && !cluster.status.is_holder()
+    {
+        let shared = cluster
+            .store
+            .get_shared(crate::cluster::remote::QUEUES_KEY)
+            .await
+            .map_err(|e| state.store_failed(&e))?;
+        let body = shared.map_or_else(|| "[]".to_owned(), |(json, _)| json);
+        return Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body));
+    }
+    Ok(HttpResponse::Ok().json(queue_bodies(&state.callcenter)))
+}
+
+/// The queues as `GET /api/queues` answers them, from this instance's tracker.
+pub(crate) fn queue_bodies(callcenter: &crate::callcenter::CallCenter) -> Vec<QueueBody> {
+    callcenter
         .queue_stats(domain::now())
         .into_iter()
         .map(|q| QueueBody {
@@ -613,8 +632,7 @@ pub async fn queues(
                 })
                 .collect(),
         })
-        .collect();
-    Ok(HttpResponse::Ok().json(body))
+        .collect()
 }
 
 /// A queue name a user gives: not empty, no control characters, at most 128 characters.
@@ -839,9 +857,40 @@ fn same_reason(reported: &str, asked: &str) -> bool {
     asked.len() > PBX_REASON_BYTES && kept.len() + 3 >= PBX_REASON_BYTES && asked.starts_with(kept)
 }
 
+/// Pauses or resumes here, or (cluster mode, on an instance that does not hold the AMI lease)
+/// has the holder do it and answers what it answered.
+async fn set_paused(
+    state: &AppState,
+    raw_id: &str,
+    reason: Option<PauseReason>,
+    queue: Option<String>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(cluster) = &state.cluster
+        && !cluster.status.is_holder()
+        && state.ami_actions.allowed()
+    {
+        let id = parse_id(raw_id)?;
+        state
+            .store
+            .get(&id)
+            .await
+            .map_err(|e| state.store_failed(&e))?
+            .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
+        return crate::cluster::remote::forward_pause(
+            cluster,
+            raw_id,
+            reason.as_ref(),
+            queue,
+            state.action_timeout,
+        )
+        .await;
+    }
+    set_paused_here(state, raw_id, reason, queue).await
+}
+
 /// Sends `QueuePause` for the agent (pause with `reason`, resume without), then waits until the
 /// store holds the state the PBX reports.
-async fn set_paused(
+pub(crate) async fn set_paused_here(
     state: &AppState,
     raw_id: &str,
     reason: Option<PauseReason>,
@@ -857,7 +906,7 @@ async fn set_paused(
         .await
         .map_err(|e| state.store_failed(&e))?
         .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
-    let Some(client) = state.ami_actions.clone() else {
+    let Some(client) = state.ami_actions.get() else {
         return Err(ApiError::Unavailable(
             "PBX actions are off: the server must run with --ami-actions and a PBX to send \
              them to (--ami-user, a manager user with write = agent) to pause and resume agents."

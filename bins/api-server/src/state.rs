@@ -39,10 +39,13 @@ pub struct AppState {
     pub list_cache: crate::rest::ListCache,
     /// The call-center tracker the pipeline feeds (queues, pauses, calls).
     pub callcenter: Arc<CallCenter>,
-    /// The AMI client, when PBX actions are allowed (`--ami-actions`) and a PBX is configured.
-    pub ami_actions: Option<ami_proto::client::ClientHandle>,
+    /// The AMI client PBX actions go through (`--ami-actions`); in cluster mode only the lease
+    /// holder has one.
+    pub ami_actions: Arc<ActionClient>,
     /// How long a pause waits for the PBX to confirm the new state.
     pub action_timeout: std::time::Duration,
+    /// Cluster mode (MongoDB): the lease and the change log as this instance sees them.
+    pub cluster: Option<crate::cluster::ClusterHandle>,
 }
 
 impl AppState {
@@ -50,5 +53,50 @@ impl AppState {
     pub fn store_failed(&self, e: &store::StoreError) -> ApiError {
         self.metrics.store_error(e);
         ApiError::from_store(e)
+    }
+}
+
+/// The AMI client that PBX actions (pauses) go through, when `--ami-actions` allows them. Set
+/// once at start with one instance; in cluster mode set while this instance holds the AMI
+/// lease and cleared when it stops.
+#[derive(Debug, Default)]
+pub struct ActionClient {
+    allowed: bool,
+    client: std::sync::Mutex<Option<ami_proto::client::ClientHandle>>,
+}
+
+impl ActionClient {
+    /// Actions allowed (`--ami-actions` with a PBX configured) or not; no client yet.
+    pub fn new(allowed: bool) -> Self {
+        Self {
+            allowed,
+            client: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether PBX actions are allowed at all: `--ami-actions`, and a PBX to send them to
+    /// (`--ami-user`).
+    pub fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// The client actions go through now (none when they are not allowed, or no link runs
+    /// here).
+    pub fn get(&self) -> Option<ami_proto::client::ClientHandle> {
+        if !self.allowed {
+            return None;
+        }
+        self.client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets (or clears) the client.
+    pub fn set(&self, client: Option<ami_proto::client::ClientHandle>) {
+        *self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
     }
 }

@@ -15,6 +15,16 @@
 //! is bounded by the store timeout: an edit that waited longer than that in the queue is refused
 //! untried, and one whose store operation outlives it is answered 503 saying that the outcome
 //! is unknown, never as a success.
+//!
+//! With several instances on one MongoDB database (cluster mode, [`crate::cluster`]) the store
+//! write is the same, but the changes of each job are not published to the hub: they are
+//! handed, in order, to the appender task ([`LogSink::run`]), which appends each job's changes
+//! to the shared change log in one call, from which every instance's follower publishes them
+//! under the log's numbers. The writer does not wait for the log (a slow or failing append
+//! never holds up the store writes behind it); a user edit is answered once this instance's
+//! hub shows it, as with one instance. Status and call-center writes (and the PBX link) are
+//! made only while this instance's lease is valid ([`crate::cluster::Fence`]), checked again
+//! just before the append. With the embedded store nothing of this runs.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +33,7 @@ use std::time::Duration;
 
 use domain::callcenter::CallCenterView;
 use domain::{Extension, ExtensionNumber, ExtensionPatch, NewExtension, Observation, RecordId};
-use hub::{Change, Hub};
+use hub::{Change, Hub, PbxLink};
 use store::{OutcomeUnknown, Repository, StatusEffect, StatusOutcome, StoreError, UpdateOutcome};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -50,6 +60,127 @@ enum Job {
     /// Reads every stored record and publishes those the hub lacks (after a start without the
     /// store); answers how many.
     Load(oneshot::Sender<Result<usize, StoreError>>),
+    /// Appends a PBX link change to the change log (cluster mode only).
+    Link(PbxLink, oneshot::Sender<()>),
+}
+
+/// Where the writer's changes go in cluster mode: the shared change log.
+#[derive(Clone)]
+pub struct LogSink {
+    /// The cluster's shared state.
+    pub cluster: Arc<dyn store::cluster::Cluster>,
+    /// This instance's name, stored with every entry.
+    pub instance: String,
+    /// The lease's deadline: PBX changes are appended only before it.
+    pub fence: Arc<crate::cluster::Fence>,
+    /// Woken after every append, so the local follower reads at once.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// Counters for `/readyz` and `/metrics`.
+    pub status: Arc<crate::cluster::ClusterStatus>,
+}
+
+/// One job's changes on their way to the change log, with the answers that wait for them.
+struct Batch {
+    /// Each change, with whether it is the PBX's (and so needs the lease).
+    changes: Vec<(Change, bool)>,
+    answers: Vec<Answer>,
+}
+
+impl Batch {
+    fn answer(self) {
+        for answer in self.answers {
+            answer.send();
+        }
+    }
+}
+
+impl LogSink {
+    /// The appender (cluster mode): appends each job's changes in the writer's order, wakes
+    /// the local follower, and answers the job's callers once this instance's hub shows the
+    /// changes (waiting at most `timeout`). Ends after the writer, once the batches handed
+    /// over are done.
+    async fn run(self, mut batches: mpsc::Receiver<Batch>, timeout: Duration) {
+        while let Some(batch) = batches.recv().await {
+            let appended = self.append(&batch.changes, timeout).await;
+            if let Some(last) = appended
+                && !batch.answers.is_empty()
+                && !self.status.published(last, timeout).await
+            {
+                tracing::warn!(
+                    seq = last,
+                    "this instance's board did not show an edit within the store timeout; answering anyway"
+                );
+            }
+            batch.answer();
+        }
+    }
+
+    /// Appends one job's changes in one call, then wakes the local follower. PBX changes are
+    /// appended only while the lease is valid (a process frozen past its deadline must not
+    /// write after it wakes up), checked before every attempt; a failed append is tried twice
+    /// more and then counted and logged (the change is in the store, and reaches the boards
+    /// with their next reload). Answers the number of the last entry appended, if any.
+    async fn append(&self, items: &[(Change, bool)], timeout: Duration) -> Option<u64> {
+        let mut valid = self.fence.valid_now();
+        let mut payloads = self.payloads(items, valid);
+        let mut attempt = 0;
+        let appended = loop {
+            if payloads.is_empty() {
+                break None;
+            }
+            attempt += 1;
+            let call = self
+                .cluster
+                .append_changes(&self.instance, payloads.clone());
+            let why = match tokio::time::timeout(timeout + TIMEOUT_MARGIN, call).await {
+                Ok(Ok(numbers)) => break Some(*numbers.end()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {} ms", timeout.as_millis()),
+            };
+            let n = payloads.len();
+            if attempt >= 3 {
+                self.status.append_failed();
+                tracing::error!(changes = n, error = %why, "appending to the change log failed; other instances see these changes at their next reload");
+                break None;
+            }
+            tracing::warn!(changes = n, error = %why, attempt, "appending to the change log failed; retrying");
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            if valid && !self.fence.valid_now() {
+                // The lease ran out meanwhile: the PBX's changes are no longer ours to append.
+                valid = false;
+                payloads = self.payloads(items, false);
+            }
+        };
+        self.wake.notify_one();
+        appended
+    }
+
+    /// The log form of the changes to append: the PBX's only while `valid` (the others are
+    /// counted and said to be left out).
+    fn payloads(&self, items: &[(Change, bool)], valid: bool) -> Vec<String> {
+        let mut payloads = Vec::with_capacity(items.len());
+        let mut fenced = 0u64;
+        for (change, needs_lease) in items {
+            if *needs_lease && !valid {
+                fenced += 1;
+                continue;
+            }
+            match serde_json::to_string(change) {
+                Ok(text) => payloads.push(text),
+                Err(e) => {
+                    tracing::error!(error = %e, kind = change.kind(), "a change could not be serialized for the change log")
+                }
+            }
+        }
+        if fenced > 0 {
+            self.status.fenced(fenced);
+            tracing::warn!(
+                changes = fenced,
+                "PBX changes not appended: this instance's AMI lease ran out"
+            );
+        }
+        payloads
+    }
 }
 
 /// At most this many queued user edits go to the store together.
@@ -85,19 +216,46 @@ enum Stored {
     Created(Reply<Extension>, Result<Extension, StoreError>),
     Updated(Reply<Extension>, Result<UpdateOutcome, StoreError>),
     Deleted(Reply<Extension>, Result<Extension, StoreError>),
+    /// A link change, answered once it is flushed.
+    Linked(oneshot::Sender<()>),
     /// Already answered.
     Answered,
 }
 
 impl Stored {
-    /// Publishes the change (when there is one) and answers the caller. A caller that gave up
-    /// (a client that disconnected) does not undo its write; nobody needs the answer then.
-    fn finish(self, task: &Task) {
+    /// Publishes the change (when there is one) and answers what to tell the caller, once the
+    /// job's changes are flushed ([`Task::flush_and_answer`]).
+    fn finish(self, task: &Task) -> Option<Answer> {
         match self {
-            Stored::Created(reply, r) => reply.send(task.created(r)),
-            Stored::Updated(reply, r) => reply.send(task.updated(r)),
-            Stored::Deleted(reply, r) => reply.send(task.deleted(r)),
-            Stored::Answered => {}
+            Stored::Created(reply, r) => Some(Answer::Edit(Box::new((reply, task.created(r))))),
+            Stored::Updated(reply, r) => Some(Answer::Edit(Box::new((reply, task.updated(r))))),
+            Stored::Deleted(reply, r) => Some(Answer::Edit(Box::new((reply, task.deleted(r))))),
+            Stored::Linked(reply) => Some(Answer::Link(reply)),
+            Stored::Answered => None,
+        }
+    }
+}
+
+/// An answer held until the job's changes are flushed.
+enum Answer {
+    /// A user edit's (boxed: a link's answer is a pointer).
+    Edit(Box<(Reply<Extension>, Result<Extension, StoreError>)>),
+    /// A link change's.
+    Link(oneshot::Sender<()>),
+}
+
+impl Answer {
+    /// A caller that gave up (a client that disconnected) does not undo its write; nobody
+    /// needs the answer then.
+    fn send(self) {
+        match self {
+            Answer::Edit(edit) => {
+                let (reply, answer) = *edit;
+                reply.send(answer);
+            }
+            Answer::Link(reply) => {
+                let _ = reply.send(());
+            }
         }
     }
 }
@@ -106,6 +264,8 @@ impl Stored {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// The hub, when changes are published to it directly (one instance, no change log).
+    direct: Option<Hub>,
 }
 
 /// The writer task's side.
@@ -119,6 +279,13 @@ struct Task {
     health: watch::Receiver<StoreHealth>,
     /// How long one store operation may take.
     timeout: Duration,
+    /// Cluster mode: the change log the changes go to instead of the hub.
+    log: Option<LogSink>,
+    /// Cluster mode: the changes of the current job, with whether each is the PBX's (and so
+    /// needs the lease), appended together when the job is done.
+    pending: Mutex<Vec<(Change, bool)>>,
+    /// Cluster mode: where each job's changes go, in order ([`LogSink::run`]).
+    appender: Option<mpsc::Sender<Batch>>,
 }
 
 /// `last_seen`-only refreshes reach the hub at most once per extension per interval: the PBX
@@ -221,9 +388,10 @@ fn by_id(id: &str, e: &StoreError) -> ApiError {
 
 impl Writer {
     /// Starts the writer task. It ends when every handle is dropped, after finishing the jobs
-    /// already queued. `last_seen`-only refreshes reach the hub at most once per extension per
-    /// `seen_interval`.
-    /// already queued. `health` is the store probe's; `timeout` bounds each store operation.
+    /// already queued (and, in cluster mode, appending their changes). `last_seen`-only
+    /// refreshes reach the hub at most once per extension per `seen_interval`. `health` is the
+    /// store probe's; `timeout` bounds each store operation. With `log` (cluster mode) changes
+    /// go to the change log instead of `hub`.
     pub fn spawn(
         store: Arc<dyn Repository>,
         hub: Hub,
@@ -231,8 +399,17 @@ impl Writer {
         seen_interval: Duration,
         health: watch::Receiver<StoreHealth>,
         timeout: Duration,
+        log: Option<LogSink>,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (jobs, rx) = mpsc::channel(QUEUE);
+        let direct = log.is_none().then(|| hub.clone());
+        let (appender, appended) = match &log {
+            Some(sink) => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                (Some(tx), Some(tokio::spawn(sink.clone().run(rx, timeout))))
+            }
+            None => (None, None),
+        };
         let task = Task {
             store,
             hub,
@@ -240,8 +417,30 @@ impl Writer {
             seen: Mutex::new(SeenRefreshes::new(seen_interval)),
             health,
             timeout,
+            log,
+            pending: Mutex::new(Vec::new()),
+            appender,
         };
-        (Writer { jobs }, tokio::spawn(task.run(rx)))
+        let run = async move {
+            task.run(rx).await;
+            // The appender ends once the writer has dropped its sender, after the last batch.
+            if let Some(appended) = appended {
+                let _ = appended.await;
+            }
+        };
+        (Writer { jobs, direct }, tokio::spawn(run))
+    }
+
+    /// Tells clients the PBX link changed: published at once with one instance, appended to
+    /// the change log (in order with the writes before it, and only while the lease is valid)
+    /// in cluster mode.
+    pub async fn announce_link(&self, link: PbxLink) {
+        match &self.direct {
+            Some(hub) => {
+                hub.publish(Change::PbxLink(link));
+            }
+            None => self.ask(|tx| Job::Link(link, tx), || ()).await,
+        }
     }
 
     async fn ask<T>(
@@ -322,7 +521,10 @@ impl Writer {
 
 impl Job {
     fn is_edit(&self) -> bool {
-        !matches!(self, Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_))
+        !matches!(
+            self,
+            Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) | Job::Link(..)
+        )
     }
 }
 
@@ -343,12 +545,14 @@ impl Task {
                     },
                     _ = ticker.tick() => {
                         self.publish_held_refreshes();
+                        self.flush_and_answer(Vec::new()).await;
                         continue;
                     }
                 },
             };
             if !job.is_edit() {
-                self.one(job).await;
+                let answer = self.one(job).await;
+                self.flush_and_answer(answer.into_iter().collect()).await;
                 continue;
             }
             // User edits already waiting behind this one (a seeder run through the API sends
@@ -365,26 +569,61 @@ impl Task {
                     Err(_) => break,
                 }
             }
-            if edits.len() == 1 {
-                for job in edits {
-                    self.one(job).await;
-                }
-            } else {
-                self.edits(edits).await;
-            }
+            let answers = self.edits(edits).await;
+            self.flush_and_answer(answers).await;
         }
     }
 
-    /// Runs one job and answers it: its store half, then its publishing half.
-    async fn one(&self, job: Job) {
-        self.store_edit(job).await.finish(self);
+    /// Hands the job's changes on and answers its callers. With one instance the changes are
+    /// published already: answered at once. In cluster mode the appender ([`LogSink::run`])
+    /// appends them in the writer's order and answers once this instance's hub has published
+    /// them, so that a client sees its edit on its own instance's board as soon as it has the
+    /// answer, as with one instance; the writer goes on meanwhile, so a slow or failing change
+    /// log never holds up the store writes queued behind it.
+    async fn flush_and_answer(&self, answers: Vec<Answer>) {
+        let Some(appender) = &self.appender else {
+            for answer in answers {
+                answer.send();
+            }
+            return;
+        };
+        let changes = std::mem::take(&mut *self.pending());
+        let batch = Batch { changes, answers };
+        if batch.changes.is_empty() {
+            batch.answer();
+        } else if let Err(mpsc::error::SendError(batch)) = appender.send(batch).await {
+            // The appender ends only after the writer's loop, so this cannot happen; if it
+            // did, the callers would still be answered.
+            batch.answer();
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(Change, bool)>> {
+        // Only pushes and a take: consistent even after a panic.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Cluster mode: why PBX writes must not be made now (the lease is not valid), if so.
+    fn not_holder(&self) -> Option<String> {
+        let log = self.log.as_ref()?;
+        (!log.fence.valid_now()).then(|| {
+            format!(
+                "instance {} does not hold the AMI lease now; PBX writes are the holder's",
+                log.instance
+            )
+        })
+    }
+
+    /// Runs one job: its store half, then its publishing half; answers a user edit's answer.
+    async fn one(&self, job: Job) -> Option<Answer> {
+        self.store_edit(job).await.finish(self)
     }
 
     /// Runs several user edits at once. Edits that could depend on each other (two of the
     /// same record, or a deletion and a creation that might reuse its number) would race, so
     /// only a group of one kind, each for a different record, runs at once; any other group
-    /// runs one by one.
-    async fn edits(&self, edits: Vec<Job>) {
+    /// runs one by one. Answers their answers, in queue order.
+    async fn edits(&self, edits: Vec<Job>) -> Vec<Answer> {
         let mut seen = std::collections::HashSet::new();
         let one_kind = edits
             .windows(2)
@@ -393,22 +632,24 @@ impl Task {
             && edits.iter().all(|job| match job {
                 Job::Create(new, _) => seen.insert(new.extension.to_string()),
                 Job::Update(id, ..) | Job::Delete(id, _) => seen.insert(id.to_string()),
-                Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) => false,
+                Job::Statuses(..) | Job::CallCenter(..) | Job::Load(_) | Job::Link(..) => false,
             });
         if !independent {
+            let mut answers = Vec::new();
             for job in edits {
-                self.one(job).await;
+                answers.extend(self.one(job).await);
             }
-            return;
+            return answers;
         }
         // Each edit is submitted to the store when first polled, in queue order, and the store
         // commits what arrives together as one group. Publishing and answering wait until the
         // whole group is stored, and then go in queue order.
         let stored =
             futures_util::future::join_all(edits.into_iter().map(|job| self.store_edit(job))).await;
-        for edit in stored {
-            edit.finish(self);
-        }
+        stored
+            .into_iter()
+            .filter_map(|edit| edit.finish(self))
+            .collect()
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, SeenRefreshes> {
@@ -416,18 +657,37 @@ impl Task {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Publishes a user edit's change.
     fn publish(&self, change: Change) {
+        self.publish_as(change, false);
+    }
+
+    /// Publishes a change the PBX made (a status, call-center fields, the link).
+    fn publish_pbx(&self, change: Change) {
+        self.publish_as(change, true);
+    }
+
+    fn publish_as(&self, change: Change, pbx: bool) {
         if let Some(id) = change.record_id() {
             self.seen().superseded(id);
         }
-        self.hub.publish(change);
+        self.emit(change, pbx);
+    }
+
+    /// To the hub, or (cluster mode) to the job's pending changes.
+    fn emit(&self, change: Change, pbx: bool) {
+        if self.log.is_some() {
+            self.pending().push((change, pbx));
+        } else {
+            self.hub.publish(change);
+        }
     }
 
     /// Publishes the held `last_seen` refreshes whose interval is over.
     fn publish_held_refreshes(&self) {
         let due = self.seen().due(Instant::now());
         for record in due {
-            self.hub.publish(Change::StatusUpdated(record));
+            self.emit(Change::StatusUpdated(record), true);
         }
     }
 
@@ -461,6 +721,12 @@ impl Task {
             Job::Load(reply) => {
                 let _ = reply.send(self.load().await);
                 Stored::Answered
+            }
+            Job::Link(link, reply) => {
+                self.emit(Change::PbxLink(link), true);
+                // Answered once appended: the lease task relies on the order (the link down
+                // is in the log before it gives the lease up).
+                Stored::Linked(reply)
             }
         }
     }
@@ -609,6 +875,12 @@ impl Task {
             .iter()
             .map(|(e, o, _)| (e.clone(), *o))
             .collect();
+        // An instance that does not hold the AMI lease (any more) writes no status.
+        if let Some(why) = self.not_holder() {
+            return (0..batch.len())
+                .map(|_| Err(unavailable(why.clone())))
+                .collect();
+        }
         // While the store is down, a batch fails at once instead of waiting for the timeout;
         // the pipeline resyncs as soon as the probe finds the store back.
         let results = match self.store_down() {
@@ -643,6 +915,11 @@ impl Task {
         &self,
         views: Vec<(ExtensionNumber, CallCenterView)>,
     ) -> Vec<Result<bool, StoreError>> {
+        if let Some(why) = self.not_holder() {
+            return (0..views.len())
+                .map(|_| Err(unavailable(why.clone())))
+                .collect();
+        }
         let results = self.store.set_call_centers(&views).await;
         results
             .into_iter()
@@ -652,7 +929,7 @@ impl Task {
                 if changed {
                     self.metrics.change(WriteCause::CallCenter);
                     tracing::debug!(extension = %record.extension, "call-center state changed");
-                    self.publish(Change::StatusUpdated(record));
+                    self.publish_pbx(Change::StatusUpdated(record));
                 }
                 Ok(changed)
             })
@@ -676,14 +953,14 @@ impl Task {
             StatusEffect::Changed { .. } => {
                 self.metrics.change(cause);
                 tracing::debug!(extension = %record.extension, code = record.status_code, "status changed");
-                self.publish(Change::StatusUpdated(record));
+                self.publish_pbx(Change::StatusUpdated(record));
             }
             StatusEffect::SeenOnly => {
                 // The status stands, but the record's `last_seen` moved: boards show it ("seen
                 // 4 s ago"), so the hub's copy and its subscribers follow the store, at most
                 // once per extension per interval. The store counts the coalesced write itself.
                 if self.seen().admit(&record, Instant::now()) {
-                    self.hub.publish(Change::StatusUpdated(record));
+                    self.emit(Change::StatusUpdated(record), true);
                 }
             }
             StatusEffect::Ignored(_) => {}
@@ -728,6 +1005,7 @@ mod tests {
             Duration::from_secs(1),
             health_rx,
             Duration::from_millis(1500),
+            None,
         );
         let new = NewExtension {
             extension: ExtensionNumber::parse("1001")?,

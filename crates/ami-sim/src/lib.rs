@@ -307,6 +307,8 @@ pub(crate) struct Emitted {
 struct Journal {
     logins: usize,
     actions: Vec<String>,
+    /// The sessions open after every open and close, with when it happened.
+    connections: Vec<(std::time::Instant, usize)>,
 }
 
 /// What every session and the event timer share.
@@ -380,11 +382,16 @@ impl Shared {
     }
 
     pub(crate) fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+        // Counted and recorded under the journal's lock, so the history is in the counts' order.
+        let mut journal = self.journal();
+        let open = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        journal.connections.push((std::time::Instant::now(), open));
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+        let mut journal = self.journal();
+        let open = self.connections.fetch_sub(1, Ordering::Relaxed) - 1;
+        journal.connections.push((std::time::Instant::now(), open));
     }
 
     /// Records a request's action (before it is answered).
@@ -798,6 +805,12 @@ impl Simulator {
     /// Sessions open now.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// The number of sessions open after every open and close so far, with when, in order:
+    /// exact where sampling [`Simulator::connections`] could miss a short overlap.
+    pub fn connection_history(&self) -> Vec<(std::time::Instant, usize)> {
+        self.shared.journal().connections.clone()
     }
 
     /// Waits until at least `n` logins have succeeded. It has no deadline of its own: wrap it

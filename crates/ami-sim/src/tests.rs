@@ -686,6 +686,15 @@ async fn faults_silence_refusal_and_the_journal() {
         ["Login", "Challenge", "Login", "Ping", "Ping"]
     );
     assert_eq!(sim.sim.connections(), 1);
+    // Every open and close so far (the refused login's and this one), in the counts' order.
+    let counts: Vec<usize> = sim
+        .sim
+        .connection_history()
+        .into_iter()
+        .map(|(_, open)| open)
+        .collect();
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert_eq!(counts.last(), Some(&1), "{counts:?}");
     // A drop in the middle of a packet: half an ExtensionStatus, then the end of the stream.
     sim.sim.inject(Fault::CloseMidPacket);
     let mut rest = Vec::new();

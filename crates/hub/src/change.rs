@@ -45,7 +45,11 @@ impl PbxLink {
 ///
 /// Extension records are complete: the hub's view takes them as they are (an upsert), so a
 /// publisher sends the record as the store holds it after the write.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// It serializes (as `{"kind":"status_updated","data":...}`) for the cluster's change log,
+/// which carries changes between servers; that form is not the WebSocket wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 pub enum Change {
     /// The PBX reported a new status for an extension (`extension_status_updated`).
     StatusUpdated(Extension),
@@ -301,12 +305,10 @@ mod tests {
         }
     }
 
-    /// The hand-assembled wire form must be byte for byte what serde makes of the message, and
-    /// must read back as the same message.
-    #[test]
-    fn wire_form_matches_the_serde_types() {
+    /// One change of every kind (the link up, down and unknown).
+    fn every_kind() -> [Change; 7] {
         let at = "2026-11-30T12:51:37.123Z".parse().expect("time");
-        let rows = [
+        [
             Change::StatusUpdated(record("Sales")),
             Change::Created(record("Sales")),
             Change::Updated(record("Support")),
@@ -317,8 +319,14 @@ mod tests {
             Change::PbxLink(PbxLink::at(false, at)),
             Change::PbxLink(PbxLink::at(true, at)),
             Change::PbxLink(PbxLink::unknown()),
-        ];
-        for (i, change) in rows.into_iter().enumerate() {
+        ]
+    }
+
+    /// The hand-assembled wire form must be byte for byte what serde makes of the message, and
+    /// must read back as the same message.
+    #[test]
+    fn wire_form_matches_the_serde_types() {
+        for (i, change) in every_kind().into_iter().enumerate() {
             for seq in [0, 7, u64::MAX] {
                 let kind = change.kind();
                 let sc = sealed(seq, change.clone(), None);
@@ -424,5 +432,21 @@ mod tests {
                 "row {i}"
             );
         }
+    }
+
+    /// The change log's form reads back as the same change, for every kind.
+    #[test]
+    fn changes_round_trip_through_their_log_form() {
+        let at = "2026-11-30T12:51:37.123Z".parse().expect("time");
+        for change in every_kind() {
+            let text = serde_json::to_string(&change).expect("serialize");
+            let back: Change = serde_json::from_str(&text).expect("parse");
+            assert_eq!(back, change, "{text}");
+        }
+        let text = serde_json::to_string(&Change::PbxLink(PbxLink::at(true, at))).expect("json");
+        assert_eq!(
+            text,
+            r#"{"kind":"pbx_link","data":{"connected":true,"since":"2026-11-30T12:51:37.123Z"}}"#
+        );
     }
 }

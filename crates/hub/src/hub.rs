@@ -69,6 +69,19 @@ pub struct HubMetrics {
     pub snapshots_shared: u64,
     /// The sequence number of the latest change.
     pub last_seq: u64,
+    /// Times the history was started over ([`Hub::reset`]): every subscriber resynced.
+    pub resets: u64,
+}
+
+/// A number [`Hub::publish_at`] or [`Hub::reset`] cannot take: not the next one (or, for a
+/// reset, not above the last one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("sequence number {given} does not follow the hub's last number {last}")]
+pub struct OutOfSequence {
+    /// The number given.
+    pub given: u64,
+    /// The hub's last number.
+    pub last: u64,
 }
 
 /// The broadcast hub: one ordered history of changes, a current view, and any number of
@@ -114,6 +127,7 @@ pub(crate) struct Counters {
     resumes_with_snapshot: AtomicU64,
     pub(crate) frames_shared: AtomicU64,
     pub(crate) snapshots_shared: AtomicU64,
+    resets: AtomicU64,
 }
 
 /// A multi-change frame and what identifies its changes: the first and last sequence numbers of
@@ -354,12 +368,34 @@ impl Hub {
     /// unknown id still publishes the deletion. The JSON is serialized here, once, before the
     /// lock is taken. Never waits on a subscriber, whatever their number or speed.
     pub fn publish(&self, change: Change) -> u64 {
+        match self.publish_inner(None, change) {
+            Ok(seq) | Err(OutOfSequence { last: seq, .. }) => seq,
+        }
+    }
+
+    /// Publishes a change under a number someone else assigned (the cluster's change log):
+    /// exactly like [`Hub::publish`], but only when `seq` is the very next number
+    /// (`last_seq + 1`); otherwise nothing is published and the error says what the hub
+    /// expected. A follower that finds a hole in its source calls [`Hub::reset`] instead.
+    pub fn publish_at(&self, seq: u64, change: Change) -> Result<u64, OutOfSequence> {
+        self.publish_inner(Some(seq), change)
+    }
+
+    fn publish_inner(&self, wanted: Option<u64>, change: Change) -> Result<u64, OutOfSequence> {
         let mut encoded = Encoded::new(&change);
         let record = change.record().map(|e| Arc::new(e.clone()));
         let department = change.department().cloned();
         let (seq, replaced, evicted, wakers) = {
             let mut state = self.shared.lock();
             let seq = state.last_seq + 1;
+            if let Some(wanted) = wanted
+                && wanted != seq
+            {
+                return Err(OutOfSequence {
+                    given: wanted,
+                    last: state.last_seq,
+                });
+            }
             let replaced = match (&change, record) {
                 (Change::Deleted { id, .. }, _) => state.view.remove(id),
                 (_, Some(record)) => state.view.upsert(record),
@@ -395,7 +431,49 @@ impl Hub {
         drop((replaced, evicted, change));
         self.shared.counters.published.fetch_add(1, Relaxed);
         wake_all(wakers);
-        seq
+        Ok(seq)
+    }
+
+    /// Starts the history over: the view becomes `records` and `pbx_link` as of sequence
+    /// number `seq`, the ring is emptied, and every subscriber is cut over to a fresh snapshot
+    /// on its next read (counted in [`HubMetrics::lag_resyncs`] like any resync), as is any
+    /// resume from before. For a follower that found a hole in the history it copies (entries
+    /// pruned while it lagged): it cannot tell what it missed, so everyone starts over.
+    ///
+    /// `seq` must be above the current `last_seq`, so that every cursor falls out of the
+    /// (empty) ring; a lower one is refused and nothing changes.
+    pub fn reset(
+        &self,
+        seq: u64,
+        records: Vec<Extension>,
+        pbx_link: PbxLink,
+    ) -> Result<(), OutOfSequence> {
+        // The new view is built before the lock is taken.
+        let view = View::new(records);
+        let (old_view, old_ring, wakers) = {
+            let mut state = self.shared.lock();
+            if seq <= state.last_seq || seq > u64::MAX / 2 {
+                return Err(OutOfSequence {
+                    given: seq,
+                    last: state.last_seq,
+                });
+            }
+            let old_view = std::mem::replace(&mut state.view, view);
+            let old_ring = std::mem::take(&mut state.ring);
+            state.ring_text = 0;
+            state.pbx_link = pbx_link;
+            state.last_seq = seq;
+            (old_view, old_ring, state.parked.take())
+        };
+        drop((old_view, old_ring));
+        self.shared.counters.resets.fetch_add(1, Relaxed);
+        wake_all(wakers);
+        Ok(())
+    }
+
+    /// The current record with this id, if the view holds one.
+    pub fn record(&self, id: &domain::RecordId) -> Option<Arc<Extension>> {
+        self.shared.lock().view.get(id)
     }
 
     /// Subscribes: the current (filtered) view and a subscription that delivers every change
@@ -494,6 +572,7 @@ impl Hub {
             frames_shared: c.frames_shared.load(Relaxed),
             snapshots_shared: c.snapshots_shared.load(Relaxed),
             last_seq: self.last_seq(),
+            resets: c.resets.load(Relaxed),
         }
     }
 }

@@ -36,7 +36,7 @@ mod watch;
 /// The text of a frame: shared bytes (actix-ws sends this type), so cloning copies nothing.
 pub use bytestring::ByteString;
 pub use change::{Change, PbxLink, SequencedChange};
-pub use hub::{Hub, HubConfig, HubMetrics};
+pub use hub::{Hub, HubConfig, HubMetrics, OutOfSequence};
 pub use message::{ServerMessage, Snapshot, render_frame};
 pub use subscription::{DEFAULT_MAX_BATCH, Delivery, Resume, Subscription};
 pub use watch::Watch;

@@ -41,6 +41,12 @@ impl View {
         self.index.len()
     }
 
+    /// The record with `id`.
+    pub(crate) fn get(&self, id: &RecordId) -> Option<Arc<Extension>> {
+        let pos = *self.index.get(id)?;
+        self.chunks.get(pos / CHUNK)?.get(pos % CHUNK).cloned()
+    }
+
     /// Inserts or replaces the record with `record.id`; returns the one it replaced.
     pub(crate) fn upsert(&mut self, record: Arc<Extension>) -> Option<Arc<Extension>> {
         if let Some(&pos) = self.index.get(&record.id) {

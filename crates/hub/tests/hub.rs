@@ -1216,6 +1216,86 @@ fn subscribers_at_the_same_cursor_share_one_frame() {
     assert_eq!(parsed.len(), 6);
 }
 
+/// `publish_at` takes only the next number; anything else publishes nothing and says what the
+/// hub expected.
+#[test]
+fn publish_at_takes_only_the_next_number() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(3), PbxLink::unknown(), 50);
+    let (_, mut sub) = hub.subscribe(None);
+    let link = Change::PbxLink(PbxLink::at(true, time(1)));
+    for wrong in [50, 52, 0, u64::MAX] {
+        let e = hub
+            .publish_at(wrong, link.clone())
+            .expect_err("not the next number");
+        assert_eq!((e.given, e.last), (wrong, 50));
+        assert!(e.to_string().contains(&wrong.to_string()), "{e}");
+    }
+    assert!(sub.try_recv().is_none(), "nothing was published");
+    assert_eq!(hub.publish_at(51, link), Ok(51));
+    let changed = with_status(ext(1, "Support"), 2, time(2));
+    assert_eq!(
+        hub.publish_at(52, Change::StatusUpdated(changed.clone())),
+        Ok(52)
+    );
+    let Some(Delivery::Changes(batch)) = sub.try_recv() else {
+        panic!("changes expected");
+    };
+    assert_eq!(seqs(&batch), [51, 52]);
+    assert_eq!(hub.record(&changed.id).as_deref(), Some(&changed));
+    assert!(hub.record(&ext(99, "Sales").id).is_none());
+    // Publishing on after `publish_at` goes on from its number.
+    assert_eq!(hub.publish(Change::Created(ext(7, "Sales"))), 53);
+}
+
+/// `reset` starts the history over: every subscriber, however far it was, gets a snapshot of
+/// the new view next, and so does any resume from before; a number not above the last is
+/// refused and changes nothing.
+#[test]
+fn reset_cuts_every_subscriber_over_to_the_new_view() {
+    let hub = Hub::starting_at(HubConfig::default(), initial(4), PbxLink::unknown(), 10);
+    let (_, mut behind) = hub.subscribe(None);
+    hub.publish(Change::Created(ext(20, "Sales")));
+    let (_, mut current) = hub.subscribe(None);
+    let (_, mut filtered) = hub.subscribe(Some(dept("Billing")));
+    assert_eq!(hub.last_seq(), 11);
+
+    let refused = hub.reset(11, initial(1), PbxLink::unknown());
+    assert!(refused.is_err());
+    assert_eq!(hub.snapshot(None).extensions.len(), 5, "nothing changed");
+
+    let link = PbxLink::at(true, time(9));
+    hub.reset(1_000, initial(2), link.clone())
+        .expect("above the last number");
+    assert_eq!(hub.last_seq(), 1_000);
+    assert_eq!(hub.pbx_link(), link);
+    for sub in [&mut behind, &mut current, &mut filtered] {
+        let Some(Delivery::Resync(snapshot)) = sub.try_recv() else {
+            panic!("a snapshot expected");
+        };
+        assert_eq!(snapshot.seq, 1_000);
+        assert_eq!(snapshot.pbx_link, link);
+        assert!(sub.try_recv().is_none());
+    }
+    assert!(hub.resume(11, None).is_snapshot());
+    assert!(hub.resume(5, None).is_snapshot());
+    // Changes go on from the new number and a resume from it works.
+    assert_eq!(
+        hub.publish_at(1_001, Change::Created(ext(30, "Sales"))),
+        Ok(1_001)
+    );
+    let Resume::Changes(missed, _) = hub.resume(1_000, None) else {
+        panic!("the ring holds 1001");
+    };
+    assert_eq!(seqs(&missed), [1_001]);
+    let Some(Delivery::Changes(batch)) = current.try_recv() else {
+        panic!("the change after the reset");
+    };
+    assert_eq!(seqs(&batch), [1_001]);
+    let m = hub.metrics();
+    assert_eq!((m.resets, m.last_seq), (1, 1_001));
+    assert_eq!(hub.snapshot(None).extensions.len(), 3);
+}
+
 #[test]
 fn subscribers_given_the_same_snapshot_share_one_text() {
     let hub = Hub::starting_at(HubConfig::default(), initial(6), PbxLink::unknown(), 0);

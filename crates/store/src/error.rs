@@ -77,8 +77,9 @@ pub enum StoreError {
     },
     /// The store file is held open by another process (or another store in this process).
     #[error(
-        "{} is already open in another process (an embedded store belongs to one process at a \
-         time; use the seeder's --api mode while the server runs)",
+        "{} is already open in another process: an embedded store belongs to one api-server \
+         (several api-server instances need MongoDB: --mongodb-uri; to load records while the \
+         server runs, use the seeder's --api mode)",
         path.display()
     )]
     Locked {
@@ -160,9 +161,10 @@ mod tests {
                 false,
                 false,
                 false,
-                "/data/extstatus.redb is already open in another process (an embedded store \
-                 belongs to one process at a time; use the seeder's --api mode while the server \
-                 runs)",
+                "/data/extstatus.redb is already open in another process: an embedded store \
+                 belongs to one api-server (several api-server instances need MongoDB: \
+                 --mongodb-uri; to load records while the server runs, use the seeder's --api \
+                 mode)",
             ),
             (
                 StoreError::InvalidPath {

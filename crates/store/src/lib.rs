@@ -12,6 +12,11 @@
 //! order, and coalesce `last_seen` refreshes through one shared batcher (at most one write per
 //! extension per interval). [`WriteCounters`] count writes by cause.
 //!
+//! [`cluster`] is what several api-server instances share through one MongoDB (the AMI lease,
+//! the change log that orders every change for all of them, shared documents, commands for the
+//! lease holder): [`Repository::cluster`] answers it on MongoDB, and `None` on the embedded
+//! store, which belongs to one process.
+//!
 //! With feature `cli`, [`cli::StoreArgs`] declares the store's flags, environment variables
 //! and file keys once, for the binaries to flatten; [`Secret`] is the workspace's one type for a
 //! value that must never be printed.
@@ -23,6 +28,7 @@
 mod batcher;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod cluster;
 mod counters;
 #[cfg(feature = "embedded")]
 mod embedded;
@@ -244,6 +250,15 @@ pub trait Repository: Send + Sync {
 
     /// The write counters so far.
     fn counters(&self) -> WriteCounters;
+
+    /// What several api-server instances share through this store (the AMI lease, the change
+    /// log, shared documents, commands for the lease holder), or `None` when the backend
+    /// belongs to one process (the embedded store). Makes no round trip: the backend prepares
+    /// what it needs on first use.
+    fn cluster(&self, options: cluster::ClusterOptions) -> Option<Arc<dyn cluster::Cluster>> {
+        let _ = options;
+        None
+    }
 }
 
 /// The history around a window, as [`Repository::history_window`] returns it.

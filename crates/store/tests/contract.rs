@@ -104,6 +104,25 @@ fn numbers(records: &[Extension]) -> Vec<&str> {
 mod cases {
     use super::*;
 
+    /// Creates 1001 (A, Sales) and 1002 (B, `second_department`), writes a server start at
+    /// `started` and the PBX link up at 1 s, and 1001 reported online (code 0) at 2 s.
+    async fn two_agents_come_online(
+        repo: &dyn Repository,
+        second_department: &str,
+        started: Timestamp,
+    ) -> Result<()> {
+        repo.create(new_ext("1001", "A", "Sales")).await?;
+        repo.create(new_ext("1002", "B", second_department)).await?;
+        repo.append_history(&[
+            entry(started, HistoryEvent::ServerStart),
+            entry(t(1), HistoryEvent::PbxLinkUp),
+        ])
+        .await?;
+        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
+            .await?;
+        Ok(())
+    }
+
     pub async fn create_get_and_list(b: &dyn Backend) -> Result<()> {
         let repo = b.open().await?;
         ensure!(repo.list(&ExtensionFilter::default()).await?.is_empty());
@@ -823,15 +842,7 @@ mod cases {
 
     pub async fn history_of_every_kind_round_trips(b: &dyn Backend) -> Result<()> {
         let repo = b.open().await?;
-        repo.create(new_ext("1001", "A", "Sales")).await?;
-        repo.create(new_ext("1002", "B", "Sales")).await?;
-        repo.append_history(&[
-            entry(t(1), HistoryEvent::ServerStart),
-            entry(t(1), HistoryEvent::PbxLinkUp),
-        ])
-        .await?;
-        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
-            .await?;
+        two_agents_come_online(&*repo, "Sales", t(1)).await?;
         let rest = vec![
             entry(t(3), pause("1001", "sales", Some("lunch"))),
             entry(t(3), pause("1001", "support", None)),
@@ -904,15 +915,7 @@ mod cases {
 
     pub async fn history_window_feeds_time_in_state(b: &dyn Backend) -> Result<()> {
         let repo = b.open().await?;
-        repo.create(new_ext("1001", "A", "Sales")).await?;
-        repo.create(new_ext("1002", "B", "Support")).await?;
-        repo.append_history(&[
-            entry(t(0), HistoryEvent::ServerStart),
-            entry(t(1), HistoryEvent::PbxLinkUp),
-        ])
-        .await?;
-        repo.apply_status(&ext("1001"), Observation::reported(0, t(2)))
-            .await?;
+        two_agents_come_online(&*repo, "Support", t(0)).await?;
         repo.apply_status(&ext("1002"), Observation::reported(0, t(2)))
             .await?;
         repo.append_history(&[
@@ -1238,27 +1241,9 @@ mod embedded {
     async fn a_crash_loses_nothing_acknowledged() -> Result<()> {
         if let Ok(dir) = std::env::var(CRASH_CHILD) {
             let store = EmbeddedStore::open(&dir, options()).await?;
-            for i in 0..20 {
-                store
-                    .create(new_ext(&format!("{}", 3000 + i), "Agent", "Sales"))
-                    .await?;
-            }
-            let victim = store
-                .get_by_extension(&ext("3019"))
-                .await?
-                .context("3019")?;
+            let victim = store.create(new_ext("3019", "Agent", "Sales")).await?;
             store.delete(&victim.id).await?;
-            let batch: Vec<_> = (0..19)
-                .map(|i| {
-                    (
-                        ext(&format!("{}", 3000 + i)),
-                        Observation::reported(1, t(i)),
-                    )
-                })
-                .collect();
-            for r in store.apply_statuses(&batch).await {
-                r?;
-            }
+            create_and_report_busy(&store, 3000, 19).await?;
             // Status commits are soft (no fsync of their own); the durable commit of the next
             // user edit persists them with it.
             let first = store
@@ -1272,13 +1257,7 @@ mod embedded {
             store.update(&first.id, patch).await?;
             // Everything above was answered; pending last_seen refreshes are not flushed.
             store.touch_last_seen(&[ext("3001")], t(50)).await?;
-            let mut out = std::io::stdout();
-            out.write_all(b"acknowledged\n")?;
-            out.flush()?;
-            // Wait to be killed, holding the store open.
-            loop {
-                std::thread::park();
-            }
+            say_and_wait_to_be_killed("acknowledged")?;
         }
 
         let dir = tempfile::tempdir()?;
@@ -1298,6 +1277,72 @@ mod embedded {
         Ok(())
     }
 
+    /// Creates `n` records from extension `first` on and reports each of them busy, at `t(i)`
+    /// for the `i`-th.
+    async fn create_and_report_busy(store: &EmbeddedStore, first: u32, n: u32) -> Result<()> {
+        for i in 0..n {
+            store
+                .create(new_ext(&format!("{}", first + i), "Agent", "Sales"))
+                .await?;
+        }
+        let batch: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    ext(&format!("{}", first + i)),
+                    Observation::reported(1, t(i64::from(i))),
+                )
+            })
+            .collect();
+        for r in store.apply_statuses(&batch).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// For a child process: prints `marker` for the parent, then waits to be killed (holding
+    /// whatever it has open). The two-minute bound keeps a stray child from living forever.
+    fn say_and_wait_to_be_killed(marker: &str) -> Result<()> {
+        let mut out = std::io::stdout();
+        writeln!(out, "{marker}")?;
+        out.flush()?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            std::thread::park_timeout(left);
+        }
+        anyhow::bail!("the child was not killed within two minutes")
+    }
+
+    /// Starts the test `name` of this binary in a child process with `env` set to `dir`, and
+    /// waits until it prints `marker`. A child that ends before is reported with its stderr.
+    fn spawn_child(
+        name: &str,
+        env: &str,
+        dir: &std::path::Path,
+        marker: &str,
+    ) -> Result<std::process::Child> {
+        use std::io::{BufRead as _, Read as _};
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(env, dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let said = std::io::BufReader::new(stdout)
+            .lines()
+            .any(|line| line.is_ok_and(|l| l.contains(marker)));
+        if !said {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            anyhow::bail!("the child ended before it said {marker:?}: {stderr}");
+        }
+        Ok(child)
+    }
+
     /// Runs the test `name` in a child process with `env` set to `dir`, waits until it prints
     /// `acknowledged`, and kills it with SIGKILL: no destructor, no flush, no clean close.
     async fn run_and_kill(
@@ -1307,17 +1352,8 @@ mod embedded {
     ) -> Result<()> {
         let path = dir.to_path_buf();
         let (status, stderr) = tokio::task::spawn_blocking(move || -> Result<_> {
-            use std::io::{BufRead as _, Read as _};
-            let mut child = std::process::Command::new(std::env::current_exe()?)
-                .args([name, "--exact", "--nocapture", "--test-threads=1"])
-                .env(env, &path)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()?;
-            let stdout = child.stdout.take().context("stdout")?;
-            let acknowledged = std::io::BufReader::new(stdout)
-                .lines()
-                .any(|line| line.is_ok_and(|l| l.contains("acknowledged")));
+            use std::io::Read as _;
+            let mut child = spawn_child(name, env, &path, "acknowledged")?;
             child.kill()?;
             let status = child.wait()?;
             let mut stderr = String::new();
@@ -1326,7 +1362,6 @@ mod embedded {
                 .take()
                 .context("stderr")?
                 .read_to_string(&mut stderr)?;
-            ensure!(acknowledged, "the child failed before its writes: {stderr}");
             Ok((status, stderr))
         })
         .await??;
@@ -1347,30 +1382,10 @@ mod embedded {
     async fn soft_statuses_become_durable_on_their_own() -> Result<()> {
         if let Ok(dir) = std::env::var(SOFT_CHILD) {
             let store = EmbeddedStore::open(&dir, options()).await?;
-            for i in 0..5 {
-                store
-                    .create(new_ext(&format!("{}", 3100 + i), "Agent", "Sales"))
-                    .await?;
-            }
-            let batch: Vec<_> = (0..5)
-                .map(|i| {
-                    (
-                        ext(&format!("{}", 3100 + i)),
-                        Observation::reported(1, t(i)),
-                    )
-                })
-                .collect();
-            for r in store.apply_statuses(&batch).await {
-                r?;
-            }
+            create_and_report_busy(&store, 3100, 5).await?;
             // Twice the writer's one-second bound, then killed.
             std::thread::sleep(std::time::Duration::from_millis(2500));
-            let mut out = std::io::stdout();
-            out.write_all(b"acknowledged\n")?;
-            out.flush()?;
-            loop {
-                std::thread::park();
-            }
+            say_and_wait_to_be_killed("acknowledged")?;
         }
         let dir = tempfile::tempdir()?;
         run_and_kill(
@@ -1394,16 +1409,32 @@ mod embedded {
         let err = EmbeddedStore::open(dir.path(), options())
             .await
             .expect_err("second open");
-        let file = dir.path().join(DB_FILE_NAME);
-        ensure!(
-            matches!(&err, StoreError::Locked { path } if *path == file),
-            "{err:?}"
-        );
-        ensure!(err.to_string().contains(&file.display().to_string()));
-        ensure!(!err.is_transient());
+        is_locked_and_named(&err, dir.path())?;
         // Once the first store is gone the file opens again.
         drop(first);
         EmbeddedStore::open(dir.path(), options()).await?;
+        Ok(())
+    }
+
+    /// The open was refused as `Locked` (not transient), and the error names the file of
+    /// `dir`, says whose it is, and what to use for several instances.
+    fn is_locked_and_named(err: &StoreError, dir: &std::path::Path) -> Result<()> {
+        let file = dir.join(DB_FILE_NAME);
+        ensure!(
+            matches!(err, StoreError::Locked { path } if *path == file),
+            "{err:?}"
+        );
+        ensure!(!err.is_transient());
+        let text = err.to_string();
+        for part in [
+            &file.display().to_string(),
+            "already open in another process",
+            "an embedded store belongs to one api-server",
+            "several api-server instances need MongoDB",
+            "--mongodb-uri",
+        ] {
+            ensure!(text.contains(part), "{part:?} missing from: {text}");
+        }
         Ok(())
     }
 
@@ -1416,50 +1447,31 @@ mod embedded {
     async fn a_file_held_by_another_process_is_locked_and_named() -> Result<()> {
         if let Ok(dir) = std::env::var(HOLD_CHILD) {
             let _store = EmbeddedStore::open(&dir, options()).await?;
-            println!("holding");
-            // Killed by the parent; the bound keeps a stray child from living forever.
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            return Ok(());
+            say_and_wait_to_be_killed("holding")?;
         }
         let dir = tempfile::tempdir()?;
         let path = dir.path().to_path_buf();
-        let mut child = tokio::task::spawn_blocking(move || -> Result<std::process::Child> {
-            use std::io::BufRead as _;
-            let mut child = std::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "embedded::a_file_held_by_another_process_is_locked_and_named",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(HOLD_CHILD, &path)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()?;
-            let stdout = child.stdout.take().context("stdout")?;
-            let holding = std::io::BufReader::new(stdout)
-                .lines()
-                .any(|line| line.is_ok_and(|l| l.contains("holding")));
-            if !holding {
-                let _ = child.kill();
-                anyhow::bail!("the child could not open the store");
-            }
-            Ok(child)
+        let mut child = tokio::task::spawn_blocking(move || {
+            spawn_child(
+                "embedded::a_file_held_by_another_process_is_locked_and_named",
+                HOLD_CHILD,
+                &path,
+                "holding",
+            )
         })
         .await??;
-        let err = EmbeddedStore::open(dir.path(), options()).await;
+        // It fails at once rather than waiting for the lock; the bound only catches a hang.
+        let err = tokio::time::timeout(
+            Duration::from_secs(30),
+            EmbeddedStore::open(dir.path(), options()),
+        )
+        .await;
         child.kill()?;
         child.wait()?;
-        let err = err.expect_err("the file is held by the child");
-        let file = dir.path().join(DB_FILE_NAME);
-        ensure!(
-            matches!(&err, StoreError::Locked { path } if *path == file),
-            "{err:?}"
-        );
-        ensure!(
-            err.to_string().contains(&file.display().to_string()),
-            "{err}"
-        );
+        let err = err
+            .context("the open waited for the child's lock")?
+            .expect_err("the file is held by the child");
+        is_locked_and_named(&err, dir.path())?;
         EmbeddedStore::open(dir.path(), options()).await?;
         Ok(())
     }

@@ -565,25 +565,16 @@ async fn server_process_with(
     std::fs::rename(data.path(), dir)
         .or_else(|_| copy_dir(data.path(), dir))
         .context("move the seeded store")?;
-    let ami = peer.addr().to_string();
-    let mut args = vec![
-        "--ami",
-        &ami,
-        "--ami-user",
-        "monitor",
-        "--ami-secret",
-        "monitorpass",
-        "--fully-booted-wait",
-        "300ms",
-        "--pbx-grace",
-        "300ms",
+    let ami = peer.server_args();
+    let mut args: Vec<&str> = ami.iter().map(String::as_str).collect();
+    args.extend([
         "--ws-ping-interval",
         "200ms",
         "--ws-timeout",
         "1s",
         "--log",
         "warn,api_server=info,store=info",
-    ];
+    ]);
     args.extend_from_slice(extra);
     ServerProcess::start(dir, &args)
 }
@@ -860,26 +851,18 @@ async fn websocket_clients_that_read_slowly_lag_in_the_ring_not_in_server_memory
     // heartbeat's timeout is long here: the slow clients stay connected throughout.
     let seeded = TestServer::start(Options::default().seeded(&HINTED, "Agents")).await?;
     let data = seeded.stop_keeping_data().await?;
-    let ami = peer.addr().to_string();
-    let server = ServerProcess::start(
-        data.path(),
-        &[
-            "--ami",
-            &ami,
-            "--ami-user",
-            "monitor",
-            "--ami-secret",
-            "monitorpass",
-            "--fully-booted-wait",
-            "300ms",
-            "--pbx-grace",
-            "300ms",
+    let mut args = peer.server_args();
+    args.extend(
+        [
             "--ws-timeout",
             "10m",
             "--log",
             "warn,api_server=info,store=info",
-        ],
-    )?;
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = ServerProcess::start(data.path(), &args)?;
     let base = server.url("");
     let http = reqwest::Client::new();
     board_equals_peer(&base, &peer, &[]).await?;

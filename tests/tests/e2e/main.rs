@@ -3,6 +3,7 @@
 mod analytics;
 mod browser;
 mod callcenter;
+mod cluster;
 mod config;
 mod faults;
 mod hostile;

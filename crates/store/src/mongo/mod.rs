@@ -4,6 +4,7 @@
 //!
 //! The documents it sends are built in [`docs`], where tests check them exactly.
 
+mod cluster;
 pub(crate) mod docs;
 
 use std::collections::HashMap;
@@ -903,6 +904,16 @@ impl Repository for MongoStore {
 
     fn counters(&self) -> WriteCounters {
         self.inner.counters.snapshot()
+    }
+
+    fn cluster(
+        &self,
+        options: crate::cluster::ClusterOptions,
+    ) -> Option<Arc<dyn crate::cluster::Cluster>> {
+        Some(Arc::new(cluster::MongoCluster::new(
+            &self.inner.db,
+            options,
+        )))
     }
 }
 
