@@ -18,7 +18,7 @@
 //!
 //! With several instances on one MongoDB database (cluster mode, [`crate::cluster`]) the store
 //! write is the same, but the changes of each job are not published to the hub: they are
-//! handed, in order, to the appender task ([`LogSink::run`]), which appends each job's changes
+//! handed, in order, to the appender task (`LogSink::run`), which appends each job's changes
 //! to the shared change log in one call, from which every instance's follower publishes them
 //! under the log's numbers. The writer does not wait for the log (a slow or failing append
 //! never holds up the store writes behind it); a user edit is answered once this instance's
