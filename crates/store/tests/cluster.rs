@@ -2,6 +2,8 @@
 //! documents and commands, with racing instances. Runs when `TEST_MONGODB_URI` is set
 //! (otherwise one line says it was skipped); every case uses its own database, dropped after.
 
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::sync::Arc;
@@ -27,18 +29,10 @@ async fn the_embedded_store_has_no_cluster() -> Result<()> {
     Ok(())
 }
 
-/// Says, on stderr, that the MongoDB run did not happen.
-fn skipped(why: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "store cluster tests against MongoDB skipped: {why}"
-    );
-}
-
 #[cfg(not(feature = "mongodb"))]
 #[test]
 fn mongodb_cluster() {
-    skipped("built without feature `mongodb`");
+    support::skipped("cluster", "built without feature `mongodb`");
 }
 
 #[cfg(feature = "mongodb")]
@@ -54,11 +48,7 @@ mod mongo {
 
     impl Case {
         pub async fn new(uri: &str, case: &str) -> Result<Self> {
-            let stamp = chrono::Utc::now().timestamp_millis();
-            let name = format!("extstatus_cl_{}_{stamp}_{case}", std::process::id());
-            // Database names are limited to 63 bytes.
-            let name: String = name.chars().take(63).collect();
-            let config = MongoConfig::new(uri, name);
+            let config = MongoConfig::new(uri, support::throwaway_database("extstatus_cl", case));
             let store = MongoStore::connect(&config, options()).await?;
             Ok(Self { store, config })
         }
@@ -86,13 +76,7 @@ mod mongo {
     }
 
     pub fn uri() -> Option<String> {
-        match std::env::var("TEST_MONGODB_URI") {
-            Ok(uri) if !uri.trim().is_empty() => Some(uri),
-            _ => {
-                skipped("TEST_MONGODB_URI is not set");
-                None
-            }
-        }
+        support::mongodb_uri("cluster")
     }
 }
 
@@ -674,7 +658,7 @@ macro_rules! cluster_cases {
                 let outcome = match mongo::Case::new(&uri, stringify!($case)).await {
                     Ok(case) => {
                         let outcome = cases::$case(&case).await;
-                        let cleaned = case.cleanup().await;
+                        let cleaned = support::clean_up(|| case.cleanup()).await;
                         outcome.and_then(|()| cleaned.context("dropping its database"))
                     }
                     Err(e) => Err(e),

@@ -2,6 +2,8 @@
 //! and against MongoDB when `TEST_MONGODB_URI` is set (otherwise one line says it was skipped).
 //! Embedded-only behaviour (crash recovery, file locking, bad paths) follows at the end.
 
+mod support;
+
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -1077,7 +1079,7 @@ macro_rules! contract {
                 let started = std::time::Instant::now();
                 let backend = mongo::Mongo::new(&uri, stringify!($case));
                 let outcome = cases::$case(&backend).await;
-                let cleaned = backend.cleanup().await;
+                let cleaned = support::clean_up(|| backend.cleanup()).await;
                 let outcome = outcome.and_then(|()| cleaned.context("dropping its database"));
                 println!(
                     "MongoDB case {} {} in {:.2} s",
@@ -1125,19 +1127,10 @@ contract!(
     history_is_pruned_in_batches,
 );
 
-/// Says, on stderr, that a run did not happen (`cargo xtask ci` says it once for every
-/// MongoDB run, so the test runner's capture of this line is enough).
-fn skipped(why: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "store contract tests against MongoDB skipped: {why}"
-    );
-}
-
 #[cfg(not(feature = "mongodb"))]
 #[test]
 fn mongodb_contract() {
-    skipped("built without feature `mongodb`");
+    support::skipped("contract", "built without feature `mongodb`");
 }
 
 #[cfg(feature = "mongodb")]
@@ -1146,13 +1139,7 @@ mod mongo {
     use store::{MongoConfig, MongoStore};
 
     pub fn uri() -> Option<String> {
-        match std::env::var("TEST_MONGODB_URI") {
-            Ok(uri) if !uri.trim().is_empty() => Some(uri),
-            _ => {
-                skipped("TEST_MONGODB_URI is not set");
-                None
-            }
-        }
+        support::mongodb_uri("contract")
     }
 
     /// Says, on the terminal, how the run went, so a pass against a real server is visible too.
@@ -1171,12 +1158,8 @@ mod mongo {
 
     impl Mongo {
         pub fn new(uri: &str, case: &str) -> Self {
-            let stamp = chrono::Utc::now().timestamp_millis();
-            let name = format!("extstatus_test_{}_{stamp}_{case}", std::process::id());
-            // Database names are limited to 63 bytes.
-            let name: String = name.chars().take(63).collect();
             Self {
-                config: MongoConfig::new(uri, name),
+                config: MongoConfig::new(uri, support::throwaway_database("extstatus_test", case)),
             }
         }
 
