@@ -192,12 +192,7 @@ pub async fn history(
     let range = range(&params)?;
     let raw = path.into_inner();
     let id = RecordId::parse(&raw).map_err(|_| ApiError::no_such_extension(&raw))?;
-    let record = state
-        .store
-        .get(&id)
-        .await
-        .map_err(|e| state.store_failed(&e))?
-        .ok_or_else(|| ApiError::no_such_extension(id.as_str()))?;
+    let record = state.record(&id, id.as_str()).await?;
     // The store's bounds are both inclusive; the window is half-open.
     let last = range.to() - chrono::Duration::milliseconds(1);
     let entries = state

@@ -443,15 +443,8 @@ pub async fn get(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path)?;
-    match state
-        .store
-        .get(&id)
-        .await
-        .map_err(|e| state.store_failed(&e))?
-    {
-        Some(record) => Ok(HttpResponse::Ok().json(record)),
-        None => Err(ApiError::no_such_extension(id.as_str())),
-    }
+    let record = state.record(&id, id.as_str()).await?;
+    Ok(HttpResponse::Ok().json(record))
 }
 
 /// Creates an extension.
@@ -870,12 +863,7 @@ async fn set_paused(
         && state.ami_actions.allowed()
     {
         let id = parse_id(raw_id)?;
-        state
-            .store
-            .get(&id)
-            .await
-            .map_err(|e| state.store_failed(&e))?
-            .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
+        state.record(&id, raw_id).await?;
         return crate::cluster::remote::forward_pause(
             cluster,
             raw_id,
@@ -900,12 +888,7 @@ pub(crate) async fn set_paused_here(
     let id = parse_id(raw_id)?;
     // The request is checked whole (id, body, record) before the PBX is asked, so a bad one is
     // a 4xx whether or not actions are on.
-    let record = state
-        .store
-        .get(&id)
-        .await
-        .map_err(|e| state.store_failed(&e))?
-        .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
+    let record = state.record(&id, raw_id).await?;
     let Some(client) = state.ami_actions.get() else {
         return Err(ApiError::Unavailable(
             "PBX actions are off: the server must run with --ami-actions and a PBX to send \
@@ -969,12 +952,7 @@ pub(crate) async fn set_paused_here(
     let deadline = tokio::time::Instant::now() + state.action_timeout;
     loop {
         written.borrow_and_update();
-        let now = state
-            .store
-            .get(&id)
-            .await
-            .map_err(|e| state.store_failed(&e))?
-            .ok_or_else(|| ApiError::no_such_extension(raw_id))?;
+        let now = state.record(&id, raw_id).await?;
         if confirmed(&now, &queues, reason.as_ref().map(PauseReason::as_str)) {
             return Ok(HttpResponse::Ok().json(now));
         }

@@ -54,6 +54,20 @@ impl AppState {
         self.metrics.store_error(e);
         ApiError::from_store(e)
     }
+
+    /// The stored record with `id`; a 404 naming `shown` (the id as the request wrote it) when
+    /// there is none, the counted store error when the read fails.
+    pub async fn record(
+        &self,
+        id: &domain::RecordId,
+        shown: &str,
+    ) -> Result<domain::Extension, ApiError> {
+        self.store
+            .get(id)
+            .await
+            .map_err(|e| self.store_failed(&e))?
+            .ok_or_else(|| ApiError::no_such_extension(shown))
+    }
 }
 
 /// The AMI client that PBX actions (pauses) go through, when `--ami-actions` allows them. Set

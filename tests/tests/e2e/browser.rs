@@ -588,6 +588,28 @@ fn call_center_script(extension: &str) -> String {
     )
 }
 
+/// Runs `script` until what it answers is not `null` and satisfies `check`, or fails after
+/// [`PATIENCE`] naming `what` and the last answer about `subject`.
+async fn wait_checked(
+    b: &Browser,
+    script: &str,
+    subject: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let v = b.exec(script, json!([])).await?;
+        if !v.is_null() && check(&v) {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out waiting for {what}: {subject} is {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until a tile's call-center parts satisfy `check`.
 async fn wait_tile(
     b: &Browser,
@@ -596,17 +618,7 @@ async fn wait_tile(
     check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     let script = call_center_script(extension);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let v = b.exec(&script, json!([])).await?;
-        if !v.is_null() && check(&v) {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out waiting for {what}: tile {extension} is {v}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_checked(b, &script, &format!("tile {extension}"), what, check).await
 }
 
 /// The queue strip's chip for `queue`: waiting text, longest wait, level and its words.
@@ -621,6 +633,7 @@ fn strip_script(queue: &str) -> String {
     )
 }
 
+/// Waits until the queue strip's chip for `queue` satisfies `check`.
 async fn wait_strip(
     b: &Browser,
     queue: &str,
@@ -628,17 +641,7 @@ async fn wait_strip(
     check: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Value> {
     let script = strip_script(queue);
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let v = b.exec(&script, json!([])).await?;
-        if !v.is_null() && check(&v) {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out waiting for {what}: the strip's {queue} is {v}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_checked(b, &script, &format!("the strip's {queue}"), what, check).await
 }
 
 fn text_of(v: &Value, key: &str) -> String {
