@@ -360,6 +360,27 @@ impl Pipeline {
 
     /// Handles one packet that is not the answer to an action; a status observation is added
     /// to `pending`.
+    /// Events read while `list` was being collected wait in the channel: those that were on
+    /// the wire before its response are applied now (through `pending`); the others are
+    /// answered, to be handled after the list, in order.
+    async fn apply_events_before(
+        &mut self,
+        state: &mut State,
+        list: &EventListResult,
+        pending: &mut Pending,
+    ) -> Vec<ClientEvent> {
+        let mut drained = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            drained.push(event);
+        }
+        let (before, after) = split_around(list, drained);
+        for packet in before {
+            self.on_packet(state, &packet, pending);
+        }
+        self.apply_pending(state, pending).await;
+        after
+    }
+
     fn on_packet(&mut self, state: &mut State, packet: &Sequenced<Packet>, pending: &mut Pending) {
         if let Some(name) = packet.name() {
             self.metrics.ami_event(&name);
@@ -578,18 +599,8 @@ impl Pipeline {
                 "ExtensionStateList item count differs from ListItems"
             );
         }
-        // Events that were read while the list was being collected wait in the channel; the
-        // ones that precede the list on the wire go first.
-        let mut drained = Vec::new();
-        while let Ok(event) = self.events.try_recv() {
-            drained.push(event);
-        }
-        let (before, after) = split_around(&list, drained);
         let mut pending = Pending::new();
-        for packet in before {
-            self.on_packet(state, &packet, &mut pending);
-        }
-        self.apply_pending(state, &mut pending).await;
+        let after = self.apply_events_before(state, &list, &mut pending).await;
         let repaired = self.apply_list(state, &list).await;
         let first = state.lists_applied == 0;
         state.lists_applied += 1;
@@ -639,16 +650,8 @@ impl Pipeline {
                 tracing::info!(list = action, "the PBX answers {action} again");
             }
             self.metrics.list_refused(action, false);
-            let mut drained = Vec::new();
-            while let Ok(event) = self.events.try_recv() {
-                drained.push(event);
-            }
-            let (before, after) = split_around(&list, drained);
             let mut pending = Pending::new();
-            for packet in before {
-                self.on_packet(state, &packet, &mut pending);
-            }
-            self.apply_pending(state, &mut pending).await;
+            let after = self.apply_events_before(state, &list, &mut pending).await;
             let items: Vec<Input> = list
                 .items
                 .iter()
