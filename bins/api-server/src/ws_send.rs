@@ -25,12 +25,10 @@ use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::Bytes;
 use hub::{ByteString, Delivery, Hub, Subscription};
-use tokio::time::Instant;
 
 /// The bodies of one server thread waiting for the hub's next change, and whether the relay
 /// task that wakes them is running.
@@ -132,27 +130,16 @@ impl Drop for RelayAlive {
     }
 }
 
-/// The shortest time between two wake-up rounds of one server thread. A change published
-/// after a quiet moment goes out at once; under a stream of changes (5,000 or 20,000 a second)
-/// each client's frame carries what a millisecond brought instead of one change, which saves
-/// a socket write per change on the server and a frame per change in every client.
-const MIN_ROUND: Duration = Duration::from_millis(1);
-
 /// Waits for the hub's next publish and wakes the bodies of this thread that were waiting.
 /// A body reads up to the hub's latest change before it lists itself, and the relay runs on
 /// the same thread: every listed body is woken by the first round after its read, and a round
-/// follows every publish (at most [`MIN_ROUND`] later).
+/// follows every publish at once. (Spacing the rounds at least 1 ms apart, to pack a
+/// millisecond's changes into one frame, put 13 ms on the median at 1000 x 100 on a quiet
+/// machine: docs/performance.md.)
 async fn relay(mut watch: hub::Watch, wake: Rc<ThreadWake>) {
     let _alive = RelayAlive(wake.clone());
-    let mut last_round: Option<Instant> = None;
     loop {
         watch.published().await;
-        if let Some(due) = last_round.map(|at| at + MIN_ROUND)
-            && Instant::now() < due
-        {
-            tokio::time::sleep_until(due).await;
-        }
-        last_round = Some(Instant::now());
         wake_all(wake.take());
     }
 }
