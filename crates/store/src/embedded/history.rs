@@ -503,8 +503,70 @@ pub(super) fn window(db: &Database, range: TimeRange) -> Result<HistoryWindow, S
     Ok(HistoryWindow { prior, entries })
 }
 
-/// Computes time in state straight from the table: each entry is decoded in place (borrowed,
-/// [`decode_ref`]) and fed to the pass, never collected or copied. Blocking.
+/// How many entries the read-ahead thread hands over at a time.
+const READ_AHEAD_ROWS: usize = 4_096;
+/// How many handed-over chunks may wait for the pass.
+const READ_AHEAD_CHUNKS: usize = 8;
+
+/// Entries copied out of the table as they are stored: their encoded values end to end in
+/// `bytes`, and for each its time and where its value ends.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    rows: Vec<(i64, usize)>,
+}
+
+/// The read-ahead half of [`time_in_state_from`]: walks the table from `from` on, in key order,
+/// and hands the raw entries over in chunks, up to and including the first at or after `to`.
+/// Stops early when the pass has hung up. Chunks the pass is done with come back on `spent`
+/// for reuse.
+fn read_ahead(
+    table: &redb::ReadOnlyTable<(i64, u64), &'static [u8]>,
+    from: i64,
+    to: i64,
+    out: &std::sync::mpsc::SyncSender<Result<Chunk, StoreError>>,
+    spent: &std::sync::mpsc::Receiver<Chunk>,
+) {
+    let mut chunk = Chunk::default();
+    let rows = match table.range((from, 0u64)..) {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = out.send(Err(storage_error(e)));
+            return;
+        }
+    };
+    for row in rows {
+        let (key, value) = match row {
+            Ok(row) => row,
+            Err(e) => {
+                let _ = out.send(Err(storage_error(e)));
+                return;
+            }
+        };
+        let (ms, _) = key.value();
+        chunk.bytes.extend_from_slice(value.value());
+        chunk.rows.push((ms, chunk.bytes.len()));
+        let last = ms >= to;
+        if last || chunk.rows.len() == READ_AHEAD_ROWS {
+            let mut next = spent.try_recv().unwrap_or_default();
+            next.bytes.clear();
+            next.rows.clear();
+            if out.send(Ok(std::mem::replace(&mut chunk, next))).is_err() || last {
+                return;
+            }
+        }
+    }
+    if !chunk.rows.is_empty() {
+        let _ = out.send(Ok(chunk));
+    }
+}
+
+/// Computes time in state straight from the table, on two threads: one walks the table and
+/// copies each stored value out as it is (what [`read_ahead`] does), the other decodes each in
+/// place (borrowed, [`decode_ref`]) and feeds it to the one sequential pass. The profile of a
+/// 30-day window split the work about one third (the table walk) to two thirds (decoding and
+/// the pass); see "History: time in state" in `docs/performance.md`. The state at the start is
+/// found while the walk has already begun. Blocking.
 pub(super) fn time_in_state_from(
     db: &Database,
     cache: &PriorCache,
@@ -519,36 +581,50 @@ pub(super) fn time_in_state_from(
     let txn = db.begin_read().map_err(storage_error)?;
     let table = txn.open_table(ENTRIES).map_err(storage_error)?;
     let from = millis(range.from());
-    let prior = match cache.get(from) {
-        Some(state) => state,
-        None => {
-            let state = Arc::new(prior(&table, from)?);
-            let end = table
-                .last()
-                .map_err(storage_error)?
-                .map(|(k, _)| k.value().0);
-            if end.is_some_and(|end| end >= from) {
-                cache.put(from, seen, Arc::clone(&state));
+    // The walk need go no further than the clipped end the pass stops at.
+    let to = millis(range.to().min(now).max(range.from()));
+    std::thread::scope(|scope| {
+        let (out, chunks) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
+        let (give_back, spent) = std::sync::mpsc::channel();
+        let walker = &table;
+        scope.spawn(move || read_ahead(walker, from, to, &out, &spent));
+        let prior = match cache.get(from) {
+            Some(state) => state,
+            None => {
+                let state = Arc::new(prior(&table, from)?);
+                let end = table
+                    .last()
+                    .map_err(storage_error)?
+                    .map(|(k, _)| k.value().0);
+                if end.is_some_and(|end| end >= from) {
+                    cache.put(from, seen, Arc::clone(&state));
+                }
+                state
             }
-            state
+        };
+        let query = TimeInStateQuery {
+            range,
+            now,
+            department,
+            extensions,
+            prior: &prior,
+        };
+        let mut pass = TimeInStatePass::new(&query);
+        'chunks: for chunk in chunks {
+            let chunk = chunk?;
+            let mut start = 0;
+            for &(ms, end) in &chunk.rows {
+                let value = chunk.bytes.get(start..end).unwrap_or_default();
+                start = end;
+                if !pass.push(ms, decode_ref(ms, value)?) {
+                    break 'chunks;
+                }
+            }
+            let _ = give_back.send(chunk);
         }
-    };
-    let query = TimeInStateQuery {
-        range,
-        now,
-        department,
-        extensions,
-        prior: &prior,
-    };
-    let mut pass = TimeInStatePass::new(&query);
-    for row in table.range((from, 0u64)..).map_err(storage_error)? {
-        let (key, value) = row.map_err(storage_error)?;
-        let (ms, _) = key.value();
-        if !pass.push(ms, decode_ref(ms, value.value())?) {
-            break;
-        }
-    }
-    Ok(pass.finish())
+        // Leaving the loop drops the receiver: a walker still reading stops at its next chunk.
+        Ok(pass.finish())
+    })
 }
 
 /// Deletes at most `batch` entries older than `before`, oldest first, in one short write
@@ -631,6 +707,99 @@ mod tests {
             HistoryEvent::ServerStart,
             HistoryEvent::ServerStop,
         ]
+    }
+
+    /// A window far longer than one read-ahead chunk, cut anywhere (a start inside the
+    /// history, an end with many entries after it, which stops the walk early): the answer is
+    /// the in-memory pass's over the same entries.
+    #[tokio::test]
+    async fn a_window_over_many_chunks_answers_as_the_pass_in_memory() {
+        use crate::{EmbeddedStore, Repository, StoreOptions, TimeInStateRequest};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path(), StoreOptions::default())
+            .await
+            .expect("open");
+        let t0: Timestamp = "2026-12-01T00:00:00Z".parse().expect("time");
+        let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+        let numbers = ["1001", "1002", "1003", "2001"];
+        // A fixed linear congruential sequence: the same history every run.
+        let mut seed = 0x2545_f491_u64;
+        let mut draw = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut entries = vec![
+            HistoryEntry::new(at(0), HistoryEvent::ServerStart),
+            HistoryEntry::new(at(0), HistoryEvent::PbxLinkUp),
+        ];
+        let mut ms = 0;
+        let rows = 3 * READ_AHEAD_ROWS + 123;
+        for _ in 0..rows {
+            ms += i64::try_from(draw(900)).expect("small");
+            let extension = ext(numbers[usize::try_from(draw(4)).expect("small")]);
+            let event = match draw(20) {
+                0 => HistoryEvent::PbxLinkDown,
+                1 => HistoryEvent::PbxLinkUp,
+                2 => HistoryEvent::ServerStart,
+                3..=5 => HistoryEvent::Pause {
+                    extension,
+                    queue: ["sales", "support"][usize::try_from(draw(2)).expect("small")].into(),
+                    paused: draw(2) == 0,
+                    reason: [None, Some("lunch".into()), Some("training".into())]
+                        [usize::try_from(draw(3)).expect("small")]
+                    .clone(),
+                },
+                6..=8 => HistoryEvent::Call {
+                    extension,
+                    on_call: draw(2) == 0,
+                    queue: None,
+                },
+                _ => HistoryEvent::Status {
+                    extension,
+                    previous_code: 0,
+                    code: [0, 1, 2, 4, 8, 9, 16][usize::try_from(draw(7)).expect("small")],
+                },
+            };
+            entries.push(HistoryEntry::new(at(ms), event));
+        }
+        for chunk in entries.chunks(5_000) {
+            store.append_history(chunk).await.expect("append");
+        }
+        let departments: BTreeMap<ExtensionNumber, Department> = numbers
+            .iter()
+            .map(|n| (ext(n), Department::parse("Sales").expect("department")))
+            .collect();
+        let end = ms;
+        for (from, to) in [
+            (0, end + 1),
+            (end / 3, end + 1_000),
+            (end / 5, end / 2),
+            (end / 2 + 7, end / 2 + 60_000),
+        ] {
+            let range = TimeRange::new(at(from), at(to)).expect("range");
+            let prior = domain::analytics::prior_entries(&entries, at(from));
+            let query = TimeInStateQuery {
+                range,
+                now: at(end + 10_000),
+                department: None,
+                extensions: &departments,
+                prior: &prior,
+            };
+            let in_window = entries.iter().filter(|e| e.at >= at(from));
+            let expected = domain::analytics::time_in_state(&query, in_window);
+            let answer = store
+                .time_in_state(TimeInStateRequest {
+                    range,
+                    now: query.now,
+                    department: None,
+                    extensions: departments.clone(),
+                })
+                .await
+                .expect("time in state");
+            assert_eq!(answer, expected, "window {from}..{to} ms");
+        }
     }
 
     /// The state at a window's start is cached, and dropped when an entry is written before
