@@ -472,6 +472,14 @@ fn render_store(out: &mut String, c: &store::WriteCounters) {
          coalescing saved.",
         c.last_seen_coalesced,
     );
+    single(
+        out,
+        "extstatus_store_durable_commits_total",
+        "counter",
+        "Durable (fsynced) commits of the embedded store: user edits, health pings not covered by \
+         a recent one, and at most one a second for the soft status commits (0 on MongoDB).",
+        c.durable_commits,
+    );
 }
 
 /// Appends the hub's counters (publishing, lag resyncs, resumes) to a rendering.
@@ -673,6 +681,7 @@ mod tests {
             last_seen_coalesced: 40,
             user_edits: 7,
             call_center_changes: 4,
+            durable_commits: 6,
         };
         m.callcenter_rejects("unmatched_member", 2);
         m.change(WriteCause::CallCenter);
@@ -686,6 +695,7 @@ mod tests {
             "extstatus_store_writes_total{cause=\"user_edit\"} 7\n",
             "extstatus_store_writes_total{cause=\"last_seen\"} 5\n",
             "extstatus_store_writes_total{cause=\"callcenter\"} 4\n",
+            "extstatus_store_durable_commits_total 6\n",
             "extstatus_changes_total{cause=\"callcenter\"} 1\n",
             "extstatus_callcenter_rejects_total{kind=\"unmatched_member\"} 2\n",
             "extstatus_callcenter_rejects_total{kind=\"unknown_queue\"} 0\n",

@@ -21,6 +21,10 @@ pub struct WriteCounters {
     /// Records whose call-center fields (`queues`, `presence`, `call`) changed (one write
     /// each).
     pub call_center_changes: u64,
+    /// Durable (fsynced) commits: user edits, health pings not covered by a recent one, and
+    /// the one a second that makes soft status commits durable. The embedded store only;
+    /// MongoDB's durability is the server's, and this stays 0.
+    pub durable_commits: u64,
 }
 
 /// The live counters; cheap to bump from any thread.
@@ -32,6 +36,7 @@ pub(crate) struct Counters {
     last_seen_coalesced: AtomicU64,
     user_edits: AtomicU64,
     call_center_changes: AtomicU64,
+    durable_commits: AtomicU64,
 }
 
 impl Counters {
@@ -56,6 +61,14 @@ impl Counters {
         self.call_center_changes.fetch_add(n, Ordering::Relaxed);
     }
 
+    #[cfg_attr(
+        not(feature = "embedded"),
+        allow(dead_code, reason = "only the embedded store makes durable commits")
+    )]
+    pub(crate) fn durable_commit(&self) {
+        self.durable_commits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> WriteCounters {
         WriteCounters {
             status_changes: self.status_changes.load(Ordering::Relaxed),
@@ -64,6 +77,7 @@ impl Counters {
             last_seen_coalesced: self.last_seen_coalesced.load(Ordering::Relaxed),
             user_edits: self.user_edits.load(Ordering::Relaxed),
             call_center_changes: self.call_center_changes.load(Ordering::Relaxed),
+            durable_commits: self.durable_commits.load(Ordering::Relaxed),
         }
     }
 }
@@ -81,6 +95,7 @@ mod tests {
         c.last_seen_coalesced(40);
         c.user_edits(1);
         c.call_center_changes(3);
+        c.durable_commit();
         assert_eq!(
             c.snapshot(),
             WriteCounters {
@@ -90,6 +105,7 @@ mod tests {
                 last_seen_coalesced: 40,
                 user_edits: 1,
                 call_center_changes: 3,
+                durable_commits: 1,
             }
         );
     }

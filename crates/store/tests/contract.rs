@@ -1385,6 +1385,46 @@ mod embedded {
         Ok(())
     }
 
+    /// What costs an fsync: a user edit does; status changes alone do not; a health ping does
+    /// only when no durable commit succeeded in the last 2 s (so a status stream pays one
+    /// fsync a second, not one more for the probe).
+    #[tokio::test]
+    async fn statuses_and_covered_pings_make_no_durable_commit() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let durable = || store.counters().durable_commits;
+        let before = durable();
+        store.create(new_ext("3200", "Agent", "Sales")).await?;
+        let edited = std::time::Instant::now();
+        ensure!(durable() == before + 1, "a user edit is durable");
+        let after_edit = durable();
+        store
+            .apply_status(&ext("3200"), Observation::reported(1, t(1)))
+            .await?;
+        store.ping().await?;
+        // The ping is covered only within 2 s of the edit: on a machine that stalled longer
+        // there is nothing to check here.
+        if edited.elapsed() < Duration::from_millis(1_500) {
+            ensure!(
+                durable() == after_edit,
+                "a status and a ping right after a durable commit: {} durable commits",
+                durable() - after_edit
+            );
+        }
+        // Past the window, a ping proves the disk again. (The soft status above may have been
+        // made durable meanwhile, which starts the window anew: wait past that one too.)
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let idle = durable();
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        ensure!(durable() == idle, "nothing was waiting to be made durable");
+        store.ping().await?;
+        ensure!(
+            durable() == idle + 1,
+            "a ping 2 s after the last durable commit"
+        );
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_file_in_use_is_locked_and_named() -> Result<()> {
         let dir = tempfile::tempdir()?;

@@ -104,6 +104,7 @@ impl EmbeddedStore {
             counters: counters.clone(),
             next_seq: opened.next_seq,
             soft_since: None,
+            last_durable: None,
             prior_cache: prior_cache.clone(),
         })?;
         let stop = options.shutdown.child_token();

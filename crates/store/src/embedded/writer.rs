@@ -2,11 +2,14 @@
 //! committed state, and whatever queued up meanwhile is committed in one transaction (group
 //! commit), in arrival order, before anyone is answered.
 //!
-//! A group holding a user edit (or a `ping`) is committed durably (fsynced) before it is
-//! answered. Status changes and `last_seen` batches alone are soft state, which the PBX
-//! re-derives after any restart: they are committed without an fsync, and the next durable
-//! commit persists them, at the latest [`DURABLE_EVERY`] after the first one (an empty durable
-//! commit when nothing else comes) and when the writer stops.
+//! A group holding a user edit is committed durably (fsynced) before it is answered. Status
+//! changes and `last_seen` batches alone are soft state, which the PBX re-derives after any
+//! restart: they are committed without an fsync and answered at once, and the next durable
+//! commit persists them, at the latest [`DURABLE_EVERY`] after the first one: an empty durable
+//! commit made after the group that found it due was answered (or when the thread wakes for
+//! it), and when the writer stops. A `ping` proves that the disk takes durable commits: it is
+//! committed durably unless a durable commit succeeded within [`PING_COVERED`], so a stream of
+//! statuses costs one fsync a second, not one for the timer and one for the health probe.
 //!
 //! One thread owning every write keeps the decisions race-free without a lock held across an
 //! await: the in-memory cache changes only after a commit succeeded, so readers never see a
@@ -51,6 +54,10 @@ const MAX_GROUP: usize = 8192;
 /// Non-durable status commits are made durable at least this often, so that a crash loses at
 /// most this much soft state (which the next `ExtensionStateList` repairs anyway).
 pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// A `ping` within this long after a successful durable commit is answered from it, without a
+/// durable commit of its own.
+const PING_COVERED: Duration = Duration::from_secs(2);
 
 /// After a failed commit, the first attempt to reopen the file waits this long (meanwhile
 /// every write and `ping` fails at once, so `/readyz` reports the outage)...
@@ -133,8 +140,14 @@ impl Edit {
 
     /// Whether the answer promises durability: user edits, and a ping (which proves the
     /// disk takes a durable write).
-    fn needs_fsync(&self) -> bool {
-        !matches!(self, Edit::Status { .. })
+    /// Whether it must be durable before it is answered: everything but statuses (soft
+    /// state) and a ping covered by a recent durable commit.
+    fn needs_fsync(&self, ping_covered: bool) -> bool {
+        match self {
+            Edit::Status { .. } => false,
+            Edit::Ping { .. } => !ping_covered,
+            _ => true,
+        }
     }
 }
 
@@ -198,6 +211,8 @@ pub(super) struct WriterState {
     pub(super) next_seq: u64,
     /// Since when non-durable commits are waiting for a durable one, if any are.
     pub(super) soft_since: Option<Instant>,
+    /// When the last durable commit succeeded, since the file was (re)opened.
+    pub(super) last_durable: Option<Instant>,
     /// Told (after the commit) when history is written before the table's end, so a cached
     /// state at a window's start is not used again.
     pub(super) prior_cache: Arc<entries::PriorCache>,
@@ -464,6 +479,7 @@ impl WriterState {
     /// Notes a failed commit: redb refuses every later write until the file is reopened,
     /// which is tried after [`REOPEN_FIRST`] and then with backoff.
     fn failed(&mut self, error: &StoreError) {
+        self.last_durable = None;
         if self.broken.is_none() {
             tracing::warn!(error = %error, file = %self.file.display(),
                 "embedded store: a commit failed; refusing writes until the file is reopened");
@@ -511,8 +527,8 @@ impl WriterState {
                 // What a failed commit left is not known: nothing cached is trusted.
                 self.prior_cache.history_rewritten();
                 self.next_seq = self.next_seq.max(next_seq);
-                self.soft_since = None;
                 self.broken = None;
+                self.committed(true);
                 tracing::info!(file = %self.file.display(),
                     "embedded store: file reopened after a failed commit; writes resume");
             }
@@ -566,19 +582,34 @@ impl WriterState {
         Ok((opened.db, opened.next_seq))
     }
 
-    /// Whether the next commit must be durable: the caller needs it, or soft commits have
-    /// waited long enough.
-    fn durable_due(&self, needed: bool) -> bool {
-        needed
-            || self
-                .soft_since
-                .is_some_and(|t| t.elapsed() >= DURABLE_EVERY)
+    /// Whether soft commits have waited long enough for a durable one.
+    fn durable_due(&self) -> bool {
+        self.soft_since
+            .is_some_and(|t| t.elapsed() >= DURABLE_EVERY)
     }
 
-    /// Notes how a commit went: a durable one persists every soft one before it.
+    /// Makes the soft commits durable when they have waited long enough: called after the
+    /// answers of a soft commit went out, so no status waits for the fsync it triggers.
+    fn persist_if_due(&mut self) {
+        if self.broken.is_none() && self.durable_due() {
+            self.persist();
+        }
+    }
+
+    /// Whether a ping can be answered from the last durable commit.
+    fn ping_covered(&self) -> bool {
+        self.broken.is_none()
+            && self
+                .last_durable
+                .is_some_and(|t| t.elapsed() < PING_COVERED)
+    }
+
+    /// Notes a successful commit: a durable one persists every soft one before it.
     fn committed(&mut self, durable: bool) {
         if durable {
             self.soft_since = None;
+            self.last_durable = Some(Instant::now());
+            self.counters.durable_commit();
         } else if self.soft_since.is_none() {
             self.soft_since = Some(Instant::now());
         }
@@ -593,7 +624,7 @@ impl WriterState {
             txn.commit().map_err(e)
         });
         match result {
-            Ok(()) => self.soft_since = None,
+            Ok(()) => self.committed(true),
             // Kept as soft until the file is reopened, which rewrites every status row.
             Err(e) => {
                 tracing::error!(error = %e, "embedded store: durable commit failed");
@@ -624,10 +655,9 @@ impl WriterState {
         let result = if updates.is_empty() {
             Ok(())
         } else {
-            let durable = self.durable_due(false);
-            let r = self.commit_status_rows(&updates, durable);
+            let r = self.commit_status_rows(&updates, false);
             match &r {
-                Ok(()) => self.committed(durable),
+                Ok(()) => self.committed(false),
                 Err(e) => self.failed(e),
             }
             r
@@ -642,6 +672,7 @@ impl WriterState {
             }
         }
         let _ = reply.send(result);
+        self.persist_if_due();
     }
 
     fn commit_status_rows(
@@ -667,7 +698,8 @@ impl WriterState {
         let guard = cache.read().unwrap_or_else(PoisonError::into_inner);
         let mut stage = Stage::new(&guard);
         let mut tally = Tally::default();
-        let durable = self.durable_due(group.iter().any(Edit::needs_fsync));
+        let covered = self.ping_covered();
+        let durable = group.iter().any(|edit| edit.needs_fsync(covered));
         let answers: Vec<Pending> = group
             .into_iter()
             .map(|job| self.decide(job, &mut stage, &mut tally))
@@ -718,6 +750,7 @@ impl WriterState {
                 for answer in answers {
                     self.answer(answer, None);
                 }
+                self.persist_if_due();
             }
             Err(e) => {
                 tracing::error!(error = %e, "embedded store commit failed");
