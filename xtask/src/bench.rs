@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the end-to-end measurements that `docs/performance.md` quotes, in one
-//! command: release build; the shared AMI → WebSocket harness over a rate × clients matrix;
+//! command: release build; the shared AMI → WebSocket harness over a rate × clients matrix,
+//! with `/healthz` asked every 100 ms through each cell;
 //! the parser on a generated AMI stream; `GET /api/extensions` with 10,000 extensions under
 //! `wrk` (plain and gzip); api-server's peak RSS at idle with 10,000 extensions and `/healthz`
 //! latency. It writes `target/bench/summary.json` and the "Latest `cargo xtask bench`" section
@@ -102,6 +103,7 @@ fn skipped(part: &str) -> bool {
 
 fn all(root: &Path) -> Result<()> {
     let started = Instant::now();
+    needs_tools()?;
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     check(cargo(root).args(["build", "--release", "--bins"]))?;
@@ -135,6 +137,36 @@ fn all(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The programs the parts that run need, checked before anything is built or measured: a
+/// missing one found only at the REST part would waste the end-to-end cells before it.
+fn needs_tools() -> Result<()> {
+    let mut wanted = vec![("python3", "python3"), ("curl", "curl")];
+    if !skipped("rest") {
+        wanted.push(("wrk", "wrk"));
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(program, _)| {
+            Command::new(program)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_err()
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "cargo xtask bench needs {} on the PATH (Debian: apt-get install {}), or \
+             BENCH_SKIP=rest to leave the REST part out",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -165,9 +197,13 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         // history there first.
         run.env("SEEDER_BIN", &h.seeder);
     }
-    check(&mut run)?;
+    let ws_port = std::env::var("WS_PORT").unwrap_or_else(|_| "8765".to_owned());
+    let probe = HealthProbe::start(&ws_port);
+    let ran = check(&mut run);
+    let health = probe.stop();
+    ran?;
     let table = std::fs::read_to_string(dir.join("table.md")).unwrap_or_default();
-    let rows: Vec<Value> = std::fs::read_to_string(dir.join("rows.jsonl"))
+    let mut rows: Vec<Value> = std::fs::read_to_string(dir.join("rows.jsonl"))
         .with_context(|| format!("reading {}/rows.jsonl", dir.display()))?
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -181,7 +217,12 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
          change) for {duration} s from the fake PBX, N WebSocket clients; latency from the \
          event's send to each client's read.\n\n\
          ```\nRATES=\"{rates}\" CLIENTS=\"{clients}\" DURATION={duration} OUT=target/bench/e2e \
-         $EXTSTATUS_SHARED_DIR/bench/e2e/run_ours.sh\n```\n"
+         $EXTSTATUS_SHARED_DIR/bench/e2e/run_ours.sh\n```\n\n\
+         Meanwhile `GET /healthz` is asked every {} ms on a connection of its own, through each \
+         whole cell (start-up, the clients connecting, the stream and the drain); the column \
+         gives the slowest answer in the cell (a refused connection, before the server \
+         listens, is not an answer).\n",
+        HEALTH_PROBE_EVERY.as_millis()
     );
     if let Some(h) = &history {
         let _ = writeln!(
@@ -192,8 +233,28 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
     }
     let _ = writeln!(
         doc,
-        "| R × N | lost | skipped through resyncs | p50 / p99 ms | api-server CPU % of 200 | peak RSS MB |\n|---|---|---|---|---|---|"
+        "| R × N | lost | skipped through resyncs | p50 / p99 ms | api-server CPU % of 200 | peak RSS MB | `/healthz` max ms |\n|---|---|---|---|---|---|---|"
     );
+    for r in &mut rows {
+        let cell = format!(
+            "R{}_N{}",
+            r.get("rate").map_or(Value::Null, Clone::clone),
+            r.get("clients").map_or(Value::Null, Clone::clone)
+        );
+        let slowest = cell_window(&dir.join(cell).join("samples.csv")).and_then(|(from, to)| {
+            health
+                .iter()
+                .filter(|(at, _)| (from..=to).contains(at))
+                .map(|(_, ms)| *ms)
+                .reduce(f64::max)
+        });
+        if let Some(row) = r.as_object_mut() {
+            row.insert(
+                "healthz_max_ms".to_owned(),
+                slowest.map_or(Value::Null, |ms| json!((ms * 10.0).round() / 10.0)),
+            );
+        }
+    }
     for r in &rows {
         let f = |k: &str| {
             r.get(k)
@@ -215,7 +276,7 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         };
         let _ = writeln!(
             doc,
-            "| {} × {} | {} | {} | {} / {} | {} | {} |",
+            "| {} × {} | {} | {} | {} / {} | {} | {} | {} |",
             f("rate"),
             f("clients"),
             f("lost_excl_resync"),
@@ -224,6 +285,7 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
             f("p99_ms"),
             f("sut_cpu_pct_stream"),
             f("sut_hwm_mb"),
+            f("healthz_max_ms"),
         );
     }
     let _ = writeln!(doc);
@@ -234,6 +296,73 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         "rows": rows,
         "table_md": table,
     }))
+}
+
+/// How often the end-to-end cells' `/healthz` is asked.
+const HEALTH_PROBE_EVERY: Duration = Duration::from_millis(100);
+
+/// Asks `GET /healthz` on the harness's server port every [`HEALTH_PROBE_EVERY`], each on a
+/// new connection (as a load balancer does), until stopped; keeps (UNIX time in s, latency in
+/// ms) of every answer. A connection refused (no server listening, between cells) is not one.
+struct HealthProbe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(f64, f64)>>,
+}
+
+impl HealthProbe {
+    fn start(port: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let address = format!("127.0.0.1:{port}");
+        let thread = std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                if health_once(&address) {
+                    answers.push((at, started.elapsed().as_secs_f64() * 1000.0));
+                }
+                std::thread::sleep(HEALTH_PROBE_EVERY.saturating_sub(started.elapsed()));
+            }
+            answers
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> Vec<(f64, f64)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// One `GET /healthz` on a new connection; whether a whole HTTP response came back (within
+/// 30 s).
+fn health_once(address: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let request = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    let mut response = Vec::new();
+    stream.write_all(request).is_ok()
+        && stream.read_to_end(&mut response).is_ok()
+        && response.starts_with(b"HTTP/1.1 ")
+}
+
+/// The first and last time (UNIX s) of a cell's `samples.csv` (its sampler runs from the
+/// server's start to its stop).
+fn cell_window(samples: &Path) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(samples).ok()?;
+    let times: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    Some((*times.first()?, *times.last()?))
 }
 
 /// Writes the seeder wrapper of `BENCH_HISTORY` at `path`: a shell script that copies `store`

@@ -49,16 +49,30 @@ impl FromStr for HumanDuration {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Seconds(u64),
-            Text(String),
+        /// A number of seconds or a text with a unit; anything else is named as what it is.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a duration: seconds as a whole number, or a text such as \"500ms\", \"2s\", \"5m\" or \"1h\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<HumanDuration, E> {
+                Ok(HumanDuration(Duration::from_secs(n)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<HumanDuration, E> {
+                u64::try_from(n)
+                    .map(|n| HumanDuration(Duration::from_secs(n)))
+                    .map_err(|_| E::custom(format!("a duration cannot be negative ({n})")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HumanDuration, E> {
+                s.parse().map_err(E::custom)
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Seconds(n) => Ok(Self(Duration::from_secs(n))),
-            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
-        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -108,17 +122,44 @@ impl PauseReasons {
 
 impl<'de> Deserialize<'de> for PauseReasons {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            List(Vec<String>),
-            Text(String),
+        /// A list of texts or one comma-separated text; an entry that is not a text is named by
+        /// its position.
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PauseReasons;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of pause reasons (texts) or one comma-separated text")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PauseReasons, E> {
+                s.parse()
+                    .map_err(|e| E::custom(format!("pause_reasons: {e}")))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<PauseReasons, A::Error> {
+                use serde::de::Error as _;
+                let mut entries = Vec::new();
+                loop {
+                    let at = entries.len() + 1;
+                    match seq.next_element::<String>() {
+                        Ok(Some(entry)) => entries.push(entry),
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Err(A::Error::custom(format!(
+                                "pause_reasons: entry {at} is not a text: {e}"
+                            )));
+                        }
+                    }
+                }
+                PauseReasons::from_entries(entries)
+                    .map_err(|e| A::Error::custom(format!("pause_reasons: {e}")))
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::List(v) => Self::from_entries(v),
-            Raw::Text(s) => s.parse(),
-        }
-        .map_err(|e| serde::de::Error::custom(format!("pause_reasons: {e}")))
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -1308,6 +1349,28 @@ mod tests {
         let err = Config::resolve(args(&[]), Some("pause_reasons = [\"Tab\\there\"]"))
             .expect_err("control character");
         assert!(err.to_string().contains("pause_reasons: entry 1"), "{err}");
+        // The file's types: an entry that is not a text is named by position and kind.
+        for (file, want) in [
+            (
+                "pause_reasons = [\"a\", 5]",
+                "pause_reasons: entry 2 is not a text",
+            ),
+            ("pause_reasons = 5", "a list of pause reasons"),
+            ("ws_timeout = -3", "a duration cannot be negative (-3)"),
+            ("ws_timeout = true", "a duration: seconds as a whole number"),
+            ("ws_timeout = \"3 weeks\"", "unknown duration unit"),
+        ] {
+            let err = Config::resolve(args(&[]), Some(file)).expect_err(file);
+            let text = err.to_string();
+            assert!(
+                text.contains(want) && !text.contains("untagged"),
+                "{file}: {text}"
+            );
+        }
+        let c = Config::resolve(args(&[]), Some("ws_timeout = 70\npause_reasons = \"A, B\""))
+            .expect("a number of seconds and a comma-separated text");
+        assert_eq!(c.timing.ws_timeout, Duration::from_secs(70));
+        assert_eq!(c.ui.pause_reasons, ["A", "B"]);
     }
 
     #[test]

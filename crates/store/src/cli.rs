@@ -79,17 +79,36 @@ impl StoreArgs {
             .unwrap_or_else(|| Self::DEFAULT_DATABASE.to_owned())
     }
 
-    /// Checks the MongoDB settings when MongoDB is used, without connecting: the URI's syntax
-    /// and options (described without its password) and the database name. The error names
-    /// the flag at fault and what is wrong, for a configuration error at start-up rather than
-    /// a failure once running.
+    /// Checks the store settings in use, without connecting or creating anything: with
+    /// MongoDB the URI's syntax and options (described without its password) and the database
+    /// name; otherwise that `--data-dir`, when it exists, is a directory. The error names the
+    /// flag at fault and what is wrong, for a configuration error at start-up rather than a
+    /// failure once running.
     #[cfg(feature = "mongodb")]
     pub fn check(&self) -> Result<(), (&'static str, String)> {
         let Some(uri) = self.mongodb_uri() else {
-            return Ok(());
+            return self.check_data_dir();
         };
         crate::check_uri(uri.expose()).map_err(|p| ("--mongodb-uri", p))?;
         crate::check_database_name(&self.database()).map_err(|p| ("--mongodb-db", p))
+    }
+
+    /// An existing `--data-dir` that is not a directory (a file) can never hold the store.
+    /// One that does not exist yet is created when the store opens, and any other problem is
+    /// named then.
+    fn check_data_dir(&self) -> Result<(), (&'static str, String)> {
+        let dir = self.data_dir();
+        match std::fs::metadata(&dir) {
+            Ok(meta) if !meta.is_dir() => Err((
+                "--data-dir",
+                format!(
+                    "{} is not a directory; give the directory the embedded store keeps its \
+                     file in (it is created when missing)",
+                    dir.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -160,6 +179,33 @@ mod tests {
         let (flag, _) =
             check(&["--mongodb-uri", "mongodb://h/", "--mongodb-db", ""]).expect_err("empty db");
         assert_eq!(flag, "--mongodb-db");
+    }
+
+    #[cfg(feature = "mongodb")]
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused_naming_the_flag() {
+        let file = tempfile::NamedTempFile::new().expect("file");
+        let path = file.path().to_str().expect("utf-8 path");
+        let check = |flags: &[&str]| {
+            let mut argv = vec!["x"];
+            argv.extend_from_slice(flags);
+            Cli::try_parse_from(argv).expect("flags").store.check()
+        };
+        let (flag, problem) = check(&["--data-dir", path]).expect_err("a file");
+        assert_eq!(flag, "--data-dir");
+        assert!(
+            problem.contains(path) && problem.contains("not a directory"),
+            "{problem}"
+        );
+        // Not used with MongoDB; a directory, or one still to be created, is fine.
+        assert_eq!(
+            check(&["--data-dir", path, "--mongodb-uri", "mongodb://h/"]),
+            Ok(())
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let dir = dir.path().to_str().expect("utf-8 path");
+        assert_eq!(check(&["--data-dir", dir]), Ok(()));
+        assert_eq!(check(&["--data-dir", &format!("{dir}/new")]), Ok(()));
     }
 }
 

@@ -11,15 +11,17 @@ use anyhow::Context as _;
 /// How long a refused start may take.
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Runs the binary with `args` (and no `EXTSTATUS_*` from the environment); its exit status and
-/// standard error.
+/// Runs the binary with `args` (and no `EXTSTATUS_*` from the environment), in a fresh data
+/// directory unless `args` name one; its exit status and standard error.
 fn run(args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
     let bin = tests::process::binary()?;
     let dir = tempfile::tempdir()?;
     let mut cmd = Command::new(&bin);
-    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(args);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    if !args.contains(&"--data-dir") {
+        cmd.arg("--data-dir").arg(dir.path());
+    }
+    cmd.args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("EXTSTATUS_") || key == "MONGODB_URI" || key == "AMI_SECRET" {
             cmd.env_remove(key);
@@ -78,7 +80,24 @@ fn unusable_settings_are_refused_naming_the_flag() -> anyhow::Result<()> {
             "--mongodb-db: ",
         ),
     ];
-    for (args, names) in rows {
+    // Used to be exit status 1 with "store: cannot use FILE: File exists (os error 17)".
+    let file = tempfile::NamedTempFile::new()?;
+    let file = file.path().to_str().context("a UTF-8 temporary path")?;
+    let not_a_dir: &[&str] = &["--data-dir", file];
+    // Used to say "data did not match any variant of untagged enum Raw".
+    let config = tempfile::NamedTempFile::new()?;
+    std::fs::write(config.path(), "pause_reasons = [\"Lunch\", 5]\n")?;
+    let config = config.path().to_str().context("a UTF-8 temporary path")?;
+    let bad_file: &[&str] = &["--config", config];
+    let rows = [
+        rows,
+        &[
+            (not_a_dir, "--data-dir: "),
+            (bad_file, "pause_reasons: entry 2 is not a text"),
+        ],
+    ]
+    .concat();
+    for (args, names) in &rows {
         let (code, stderr) = run(args)?;
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(names), "{args:?}: {stderr}");
