@@ -667,6 +667,13 @@ impl Pass {
     }
 }
 
+/// Where a window's counting ends: its `to`, clipped to `now` (never before its `from`). The
+/// pass stops at the first entry at or after it, so a store reading ahead need read no
+/// further.
+pub fn window_end(range: TimeRange, now: Timestamp) -> Timestamp {
+    range.to().min(now).max(range.from())
+}
+
 /// Time in state computed one entry at a time: [`TimeInStatePass::new`] applies the state at
 /// `from`, [`TimeInStatePass::push`] takes the entries from `from` on in time order (as
 /// borrowed [`EventRef`]s, so a store can decode them without allocating), and
@@ -686,7 +693,7 @@ impl<'q> TimeInStatePass<'q> {
     /// Starts the pass for `query`, with what was known at its `from`.
     pub fn new(query: &TimeInStateQuery<'q>) -> Self {
         let from_ts = query.range.from();
-        let to_ts = query.range.to().min(query.now).max(from_ts);
+        let to_ts = window_end(query.range, query.now);
         let (from, to) = (from_ts.timestamp_millis(), to_ts.timestamp_millis());
         let selected: Vec<(&'q ExtensionNumber, &'q Department)> = query
             .extensions

@@ -582,7 +582,7 @@ pub(super) fn time_in_state_from(
     let table = txn.open_table(ENTRIES).map_err(storage_error)?;
     let from = millis(range.from());
     // The walk need go no further than the clipped end the pass stops at.
-    let to = millis(range.to().min(now).max(range.from()));
+    let to = millis(domain::analytics::window_end(range, now));
     std::thread::scope(|scope| {
         let (out, chunks) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
         let (give_back, spent) = std::sync::mpsc::channel();

@@ -138,8 +138,6 @@ impl Edit {
         }
     }
 
-    /// Whether the answer promises durability: user edits, and a ping (which proves the
-    /// disk takes a durable write).
     /// Whether it must be durable before it is answered: everything but statuses (soft
     /// state) and a ping covered by a recent durable commit.
     fn needs_fsync(&self, ping_covered: bool) -> bool {
@@ -655,7 +653,7 @@ impl WriterState {
         let result = if updates.is_empty() {
             Ok(())
         } else {
-            let r = self.commit_status_rows(&updates, false);
+            let r = self.commit_status_rows(&updates);
             match &r {
                 Ok(()) => self.committed(false),
                 Err(e) => self.failed(e),
@@ -675,15 +673,15 @@ impl WriterState {
         self.persist_if_due();
     }
 
+    /// Writes `last_seen` rows, soft: the next durable commit persists them.
     fn commit_status_rows(
         &self,
         rows: &[(RecordId, (i32, i64, i64), Timestamp)],
-        durable: bool,
     ) -> Result<(), StoreError> {
         use tables::storage_error as e;
         let db = self.db()?;
         let mut txn = db.begin_write().map_err(e)?;
-        txn.set_durability(durability(durable)).map_err(e)?;
+        txn.set_durability(Durability::None).map_err(e)?;
         {
             let mut status = txn.open_table(STATUS).map_err(e)?;
             for (id, row, _) in rows {
