@@ -140,13 +140,14 @@ fn all(root: &Path) -> Result<()> {
 /// The programs the parts that run need, checked before anything is built or measured: a
 /// missing one found only at the REST part would waste the end-to-end cells before it.
 fn needs_tools() -> Result<()> {
-    let mut wanted = vec![("python3", "python3"), ("curl", "curl")];
+    // Each is also the name of its Debian package.
+    let mut wanted = vec!["python3", "curl"];
     if !skipped("rest") {
-        wanted.push(("wrk", "wrk"));
+        wanted.push("wrk");
     }
     let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|(program, _)| {
+        .into_iter()
+        .filter(|program| {
             Command::new(program)
                 .arg("--version")
                 .stdout(Stdio::null())
@@ -154,7 +155,6 @@ fn needs_tools() -> Result<()> {
                 .status()
                 .is_err()
         })
-        .map(|(_, package)| *package)
         .collect();
     if !missing.is_empty() {
         bail!(
