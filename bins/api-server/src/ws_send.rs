@@ -16,6 +16,15 @@
 //! server thread instead of every client's: each cross-thread wake-up is a system call, and at
 //! 500 clients they were most of what a publish cost.
 //!
+//! A body gives up its thread after [`TURN_BYTES`] in one turn. actix's dispatcher asks the body
+//! for more for as long as the socket takes the bytes, and tokio stops a task only after 128
+//! socket writes (4 MiB here): with hundreds of clients behind, each task's turn copied megabytes
+//! into its socket, a round of a thread's tasks took seconds, and a new connection (a `/healthz`
+//! probe, a browser) waits for a few rounds: 2.3 s at 5000 x 500 (docs/performance.md). A turn
+//! can end inside a frame: the rest of its text goes first in the next turn (nothing can come
+//! between), so frames keep their size (fewer, larger frames are what slow clients read
+//! fastest) while a turn stays small.
+//!
 //! Control frames (pings, pongs, the close frame) still go through the `Session`: actix-ws's own
 //! body is polled first, and its end (after a close frame, or when the connection task has
 //! dropped its `Session`) ends this body, so nothing follows a close frame. A frame's text is
@@ -29,6 +38,13 @@ use std::task::{Context, Poll, Waker};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::Bytes;
 use hub::{ByteString, Delivery, Hub, Subscription};
+
+/// The bytes a body hands its connection in one turn of its task before it yields the thread
+/// to the others (it wakes itself, so it is polled again after them): one of actix's 32 KiB
+/// write buffers, so one send a turn. At 5000 x 500, `/healthz` took up to 2.3 s without
+/// turns, up to 180 ms with 64 KiB turns that ended only after a whole frame, and up to 51 ms
+/// with these (docs/performance.md). 16 KiB gave no faster `/healthz` (49 ms).
+const TURN_BYTES: usize = 32 * 1024;
 
 /// The bodies of one server thread waiting for the hub's next change, and whether the relay
 /// task that wakes them is running.
@@ -155,6 +171,8 @@ pub(crate) struct LiveBody {
     payload: Option<Bytes>,
     /// The control body ended: so does this one.
     done: bool,
+    /// Bytes handed out since this body last returned `Pending` (see [`TURN_BYTES`]).
+    turn: usize,
     /// This thread's waiting list, and where this body is listed in it.
     wake: Rc<ThreadWake>,
     listed: Option<(u64, usize)>,
@@ -174,6 +192,7 @@ impl LiveBody {
             first,
             payload: None,
             done: false,
+            turn: 0,
             wake: ThreadWake::for_hub(hub),
             listed: None,
         }
@@ -222,9 +241,25 @@ impl MessageBody for LiveBody {
         if this.done {
             return Poll::Ready(None);
         }
-        // A frame's payload follows its header with nothing in between.
-        if let Some(payload) = this.payload.take() {
-            return Poll::Ready(Some(Ok(payload)));
+        if this.turn >= TURN_BYTES {
+            this.turn = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        // A frame's payload follows its header with nothing in between, a turn's worth at a
+        // time (the slices share the frame's bytes).
+        if let Some(payload) = this.payload.as_mut() {
+            let room = TURN_BYTES - this.turn;
+            let piece = if payload.len() > room {
+                payload.split_to(room)
+            } else {
+                std::mem::take(payload)
+            };
+            if payload.is_empty() {
+                this.payload = None;
+            }
+            this.turn += piece.len();
+            return Poll::Ready(Some(Ok(piece)));
         }
         match Pin::new(&mut this.control).poll_next(cx) {
             Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
@@ -234,12 +269,19 @@ impl MessageBody for LiveBody {
             }
             Poll::Pending => {}
         }
-        this.poll_frame(cx).map(|text| {
-            let payload = text.into_bytes();
-            let header = text_frame_header(payload.len());
-            this.payload = Some(payload);
-            Some(Ok(header))
-        })
+        match this.poll_frame(cx) {
+            Poll::Ready(text) => {
+                let payload = text.into_bytes();
+                let header = text_frame_header(payload.len());
+                this.payload = Some(payload);
+                this.turn += header.len();
+                Poll::Ready(Some(Ok(header)))
+            }
+            Poll::Pending => {
+                this.turn = 0;
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -314,6 +356,121 @@ mod tests {
         }
         assert!(wake.waiting.borrow().is_empty(), "restarted");
         assert_eq!(count.0.load(Ordering::SeqCst), 2, "the live one was woken");
+    }
+
+    /// A control body with nothing to send, ever.
+    struct Silent;
+
+    impl MessageBody for Silent {
+        type Error = std::convert::Infallible;
+
+        fn size(&self) -> BodySize {
+            BodySize::Stream
+        }
+
+        fn poll_next(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    fn status(n: usize) -> hub::Change {
+        let number = format!("{}", 1000 + n);
+        let record = domain::Extension::create(
+            domain::RecordId::parse(&format!("65a1b2c3d4e5f6071829{n:04x}")).expect("id"),
+            domain::NewExtension {
+                extension: domain::ExtensionNumber::parse(&number).expect("number"),
+                agent_name: domain::AgentName::parse(&format!("Agent {number}")).expect("name"),
+                department: domain::Department::parse("Sales").expect("department"),
+                is_active: true,
+            },
+            "2026-12-03T12:00:00.000Z".parse().expect("time"),
+        );
+        hub::Change::StatusUpdated(record)
+    }
+
+    /// Polls `body` until it is pending; the chunks it gave and the bytes they held.
+    fn one_turn(body: &mut LiveBody, cx: &mut Context<'_>) -> (Vec<Bytes>, usize) {
+        let mut chunks = Vec::new();
+        while let Poll::Ready(chunk) = Pin::new(&mut *body).poll_next(cx) {
+            chunks.push(chunk.expect("the body goes on").expect("no error"));
+        }
+        let bytes = chunks.iter().map(Bytes::len).sum();
+        (chunks, bytes)
+    }
+
+    /// Splits a stream of unmasked server frames into their payloads.
+    fn frames(mut stream: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        while !stream.is_empty() {
+            assert_eq!(stream[0], 0x81, "a final text frame");
+            let (len, at) = match stream[1] {
+                126 => (usize::from(u16::from_be_bytes([stream[2], stream[3]])), 4),
+                127 => {
+                    let mut n = [0; 8];
+                    n.copy_from_slice(&stream[2..10]);
+                    (usize::try_from(u64::from_be_bytes(n)).expect("len"), 10)
+                }
+                short => (usize::from(short), 2),
+            };
+            out.push(&stream[at..at + len]);
+            stream = &stream[at + len..];
+        }
+        out
+    }
+
+    #[actix_web::test]
+    async fn a_body_far_behind_gives_up_its_thread_after_a_turn_and_loses_nothing() {
+        let hub = Hub::new(
+            hub::HubConfig::default(),
+            Vec::new(),
+            hub::PbxLink::unknown(),
+        );
+        let (_snapshot, subscription) = hub.subscribe(None);
+        let published = 1_000;
+        let first = hub.publish(status(0));
+        for n in 1..published {
+            hub.publish(status(n));
+        }
+        let mut body = LiveBody::new(BoxBody::new(Silent), &hub, subscription, None);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        let mut stream = Vec::new();
+        let mut turns = 0;
+        loop {
+            let before = count.0.load(Ordering::SeqCst);
+            let (chunks, bytes) = one_turn(&mut body, &mut cx);
+            let woke_itself = count.0.load(Ordering::SeqCst) > before;
+            turns += 1;
+            stream.extend(chunks.iter().flat_map(|c| c.iter().copied()));
+            if !woke_itself {
+                assert!(bytes < TURN_BYTES, "a turn that ran out of changes");
+                break;
+            }
+            // A turn ends once it has handed out the budget (a frame's header may pass it).
+            assert!(
+                (TURN_BYTES..TURN_BYTES + 10).contains(&bytes),
+                "yielded after {bytes} bytes"
+            );
+        }
+        let mut seqs = Vec::new();
+        let mut largest = 0;
+        for payload in frames(&stream) {
+            let messages = match serde_json::from_slice(payload).expect("a frame is JSON") {
+                serde_json::Value::Array(all) => all,
+                one => vec![one],
+            };
+            largest = largest.max(messages.len());
+            seqs.extend(messages.iter().map(|m| m["seq"].as_u64().expect("seq")));
+        }
+        let want: Vec<u64> = (first..first + published as u64).collect();
+        assert_eq!(seqs, want, "every change once, in order, across the turns");
+        assert_eq!(largest, hub::DEFAULT_MAX_BATCH, "frames keep their size");
+        assert!(turns > 10, "{turns} turns: the test spans many");
     }
 
     #[test]
