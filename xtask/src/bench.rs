@@ -281,8 +281,8 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
             f("clients"),
             f("lost_excl_resync"),
             share,
-            f("p50_ms"),
-            f("p99_ms"),
+            millis(r.get("p50_ms")),
+            millis(r.get("p99_ms")),
             f("sut_cpu_pct_stream"),
             f("sut_hwm_mb"),
             f("healthz_max_ms"),
@@ -296,6 +296,17 @@ fn e2e(root: &Path, shared: &Path, out: &Path, doc: &mut String) -> Result<Value
         "rows": rows,
         "table_md": table,
     }))
+}
+
+/// A latency in ms as the tables print it: three significant figures or whole milliseconds
+/// (the harness writes four decimals), "—" when absent.
+fn millis(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_f64) {
+        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
+        Some(ms) if ms < 100.0 => format!("{ms:.1}"),
+        Some(ms) => format!("{ms:.0}"),
+        None => "—".to_owned(),
+    }
 }
 
 /// How often the end-to-end cells' `/healthz` is asked.
@@ -722,6 +733,16 @@ fn criterion(root: &Path, only: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latencies_print_with_three_figures_or_whole_milliseconds() {
+        let ms = |v: Value| millis(Some(&v));
+        assert_eq!(ms(json!(0.647)), "0.65");
+        assert_eq!(ms(json!(14.6795)), "14.7");
+        assert_eq!(ms(json!(3627.0075)), "3627");
+        assert_eq!(ms(Value::Null), "—");
+        assert_eq!(millis(None), "—");
+    }
 
     /// Every crate with a `[[bench]]` target is in `BENCH_CRATES`, and nothing else is.
     #[test]
