@@ -248,15 +248,10 @@ impl MessageBody for LiveBody {
         }
         // A frame's payload follows its header with nothing in between, a turn's worth at a
         // time (the slices share the frame's bytes).
-        if let Some(payload) = this.payload.as_mut() {
+        if let Some(mut piece) = this.payload.take() {
             let room = TURN_BYTES - this.turn;
-            let piece = if payload.len() > room {
-                payload.split_to(room)
-            } else {
-                std::mem::take(payload)
-            };
-            if payload.is_empty() {
-                this.payload = None;
+            if piece.len() > room {
+                this.payload = Some(piece.split_off(room));
             }
             this.turn += piece.len();
             return Poll::Ready(Some(Ok(piece)));
