@@ -480,6 +480,14 @@ fn render_store(out: &mut String, c: &store::WriteCounters) {
          a recent one, and at most one a second for the soft status commits (0 on MongoDB).",
         c.durable_commits,
     );
+    single(
+        out,
+        "extstatus_store_commits_total",
+        "counter",
+        "Commits of the embedded store, durable or not; status changes share one every 50 ms \
+         at most (0 on MongoDB).",
+        c.commits,
+    );
 }
 
 /// Appends the hub's counters (publishing, lag resyncs, resumes) to a rendering.
@@ -682,6 +690,7 @@ mod tests {
             user_edits: 7,
             call_center_changes: 4,
             durable_commits: 6,
+            commits: 9,
         };
         m.callcenter_rejects("unmatched_member", 2);
         m.change(WriteCause::CallCenter);
@@ -696,6 +705,7 @@ mod tests {
             "extstatus_store_writes_total{cause=\"last_seen\"} 5\n",
             "extstatus_store_writes_total{cause=\"callcenter\"} 4\n",
             "extstatus_store_durable_commits_total 6\n",
+            "extstatus_store_commits_total 9\n",
             "extstatus_changes_total{cause=\"callcenter\"} 1\n",
             "extstatus_callcenter_rejects_total{kind=\"unmatched_member\"} 2\n",
             "extstatus_callcenter_rejects_total{kind=\"unknown_queue\"} 0\n",

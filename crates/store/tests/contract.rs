@@ -1425,6 +1425,97 @@ mod embedded {
         Ok(())
     }
 
+    /// Status changes are answered before they are written, and a stream of them shares
+    /// commits: 200 single changes, each awaited, take far fewer than 200 commits. What was
+    /// answered is readable at once, a history read finds every entry (it waits for them to
+    /// be written), and a store opened again afterwards holds them all.
+    #[tokio::test]
+    async fn single_status_changes_share_commits_and_are_all_kept() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let created = store.create(new_ext("3300", "Agent", "Sales")).await?;
+        let commits = || store.counters().commits;
+        let before = commits();
+        for i in 1..=200 {
+            let outcome = store
+                .apply_status(&ext("3300"), Observation::reported(i % 2, t(i64::from(i))))
+                .await?;
+            ensure!(outcome.is_change(), "change {i}: {outcome:?}");
+            let shown = store.get(&created.id).await?.context("3300")?;
+            ensure!(
+                shown.status_code == i % 2,
+                "change {i} is read back at once"
+            );
+        }
+        let during = commits() - before;
+        ensure!(
+            during < 100,
+            "200 single status changes took {during} commits: they should share them"
+        );
+        let history = store.history(Some(&ext("3300")), t(0), t(300)).await?;
+        ensure!(history.len() == 200, "{} history entries", history.len());
+        drop(store);
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let kept = store
+            .get(&created.id)
+            .await?
+            .context("3300 after reopening")?;
+        ensure!(kept.status_code == 0 && kept.last_status_change == Some(t(200)));
+        ensure!(store.history(Some(&ext("3300")), t(0), t(300)).await?.len() == 200);
+        Ok(())
+    }
+
+    /// A status change not yet written when a user edit of the same record commits is written
+    /// with it (the edit's row and the status row both kept); one whose record is deleted
+    /// leaves no row behind (its history entry stays).
+    #[tokio::test]
+    async fn unwritten_statuses_meet_edits_and_deletes_of_their_record() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let kept = store.create(new_ext("3400", "Agent", "Sales")).await?;
+        let gone = store.create(new_ext("3401", "Agent", "Sales")).await?;
+        for r in store
+            .apply_statuses(&[
+                (ext("3400"), Observation::reported(1, t(1))),
+                (ext("3401"), Observation::reported(8, t(1))),
+            ])
+            .await
+        {
+            ensure!(r?.is_change());
+        }
+        let patch = ExtensionPatch {
+            agent_name: Some(AgentName::parse("Renamed")?),
+            ..Default::default()
+        };
+        // Both go in one durable commit with the unwritten statuses (the writer is idle, so
+        // these are the first writes after the statuses were answered).
+        let (updated, deleted) =
+            tokio::join!(store.update(&kept.id, patch), store.delete(&gone.id));
+        updated?;
+        deleted?;
+        drop(store);
+        // The file itself: one status row, the kept record's.
+        {
+            use redb::{ReadableDatabase as _, ReadableTableMetadata as _};
+            let db = redb::Database::open(dir.path().join(DB_FILE_NAME))?;
+            let txn = db.begin_read()?;
+            let status: redb::TableDefinition<'_, &str, (i32, i64, i64)> =
+                redb::TableDefinition::new("status");
+            let rows = txn.open_table(status)?;
+            ensure!(rows.len()? == 1, "{} status rows", rows.len()?);
+            ensure!(
+                rows.get(kept.id.as_str())?
+                    .is_some_and(|r| r.value().0 == 1)
+            );
+        }
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let all = store.list(&ExtensionFilter::default()).await?;
+        ensure!(all.len() == 1, "{all:?}");
+        ensure!(all[0].agent_name.as_str() == "Renamed" && all[0].status_code == 1);
+        ensure!(store.history(None, t(0), t(10)).await?.len() == 2);
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_file_in_use_is_locked_and_named() -> Result<()> {
         let dir = tempfile::tempdir()?;

@@ -1,11 +1,12 @@
 //! The embedded backend: one redb file, `<data-dir>/extstatus.redb`, owned by one process.
 //!
-//! Reads are served from an in-memory copy of the committed records (10,000 records are a few
-//! megabytes), so listing and the status decision never touch the disk. Every mutation goes to
-//! one writer thread, which commits whatever has queued up in one transaction (group commit)
-//! before answering: durable (fsynced) when it holds a user edit; status changes alone are soft
-//! state and are made durable within a second. `last_seen` refreshes go through the shared
-//! batcher and are written at most once per extension per interval.
+//! Reads are served from an in-memory copy of the records (10,000 records are a few megabytes),
+//! so listing and the status decision never touch the disk. Every mutation goes to one writer
+//! thread, which commits whatever has queued up in one transaction (group commit): durably
+//! (fsynced), and before answering, when it holds a user edit; status changes alone are soft
+//! state, answered once decided, written to the file within 50 ms (before any history read)
+//! and made durable within a second. `last_seen` refreshes go through the shared batcher and
+//! are written at most once per extension per interval.
 
 mod history;
 mod tables;
@@ -103,6 +104,7 @@ impl EmbeddedStore {
             batcher: batcher.clone(),
             counters: counters.clone(),
             next_seq: opened.next_seq,
+            unwritten: Default::default(),
             soft_since: None,
             last_durable: None,
             prior_cache: prior_cache.clone(),
@@ -139,6 +141,13 @@ impl Inner {
         let (tx, rx) = oneshot::channel();
         self.writer.send(job(tx))?;
         rx.await.map_err(|_| stopped())
+    }
+
+    /// Waits until every soft write answered so far is in the file, so that a history read
+    /// after it sees the entries of every change already published.
+    async fn barrier(&self) -> Result<(), StoreError> {
+        self.call(|reply| Job::Edit(Edit::Barrier { reply }))
+            .await?
     }
 
     fn overlaid(&self, record: Option<Extension>) -> Option<Extension> {
@@ -325,6 +334,7 @@ impl Repository for EmbeddedStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner.barrier().await?;
         let db = current_db(&self.inner.db)?;
         let extension = extension.cloned();
         blocking(move || history::read(&db, extension.as_ref(), from, to)).await
@@ -341,11 +351,13 @@ impl Repository for EmbeddedStore {
     }
 
     async fn history_window(&self, range: TimeRange) -> Result<HistoryWindow, StoreError> {
+        self.inner.barrier().await?;
         let db = current_db(&self.inner.db)?;
         blocking(move || history::window(&db, range)).await
     }
 
     async fn time_in_state(&self, request: TimeInStateRequest) -> Result<TimeInState, StoreError> {
+        self.inner.barrier().await?;
         let db = current_db(&self.inner.db)?;
         let prior_cache = self.inner.prior_cache.clone();
         blocking(move || {

@@ -1,19 +1,26 @@
 //! The embedded store's single writer thread: every mutation is decided here, against the
-//! committed state, and whatever queued up meanwhile is committed in one transaction (group
-//! commit), in arrival order, before anyone is answered.
+//! in-memory state, and whatever queued up meanwhile is committed in one transaction (group
+//! commit), in arrival order.
 //!
-//! A group holding a user edit is committed durably (fsynced) before it is answered. Status
-//! changes and `last_seen` batches alone are soft state, which the PBX re-derives after any
-//! restart: they are committed without an fsync and answered at once, and the next durable
-//! commit persists them, at the latest [`DURABLE_EVERY`] after the first one: an empty durable
-//! commit made after the group that found it due was answered (or when the thread wakes for
-//! it), and when the writer stops. A `ping` proves that the disk takes durable commits: it is
+//! A group holding a user edit (or a call-center view, or history markers) is committed
+//! durably (fsynced) before it is answered, and the cache changes only after that commit
+//! succeeded, so no reader sees such a write while it could still fail. Status changes and
+//! `last_seen` batches are soft state, which the PBX re-derives after any restart: a group of
+//! only those is decided, applied to the cache and answered at once, and written to the file
+//! later, together with the ones after it ([`Unwritten`]): at most [`SOFT_WRITE_DELAY`] after
+//! the first, within the next group that commits anyway, before a history read (a
+//! [`Edit::Barrier`]) and when the writer stops. A commit of a few hundred rows costs about
+//! what one of a single row does, so a stream of single status changes no longer pays a
+//! transaction each. They become durable at the latest [`DURABLE_EVERY`] after the first was
+//! answered: an empty durable commit made after the group that found it due was answered (or
+//! when the thread wakes for it), and when the writer stops. redb holds a non-durable commit
+//! only in this process's memory, so a crash already lost up to a second of soft state; the
+//! delay adds nothing to that. A `ping` proves that the disk takes durable commits: it is
 //! committed durably unless a durable commit succeeded within [`PING_COVERED`], so a stream of
 //! statuses costs one fsync a second, not one for the timer and one for the health probe.
 //!
 //! One thread owning every write keeps the decisions race-free without a lock held across an
-//! await: the in-memory cache changes only after a commit succeeded, so readers never see a
-//! write that could still fail.
+//! await.
 //!
 //! After a failed commit (a full disk, a failing device) redb refuses every later write until
 //! the file is reopened. The writer then answers every write with the failure at once, and
@@ -24,7 +31,7 @@
 //! Nothing acknowledged is lost: user edits were durable before they were answered, and the
 //! cache changes only after a commit succeeded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -58,6 +65,13 @@ pub(super) const DURABLE_EVERY: Duration = Duration::from_secs(1);
 /// A `ping` within this long after a successful durable commit is answered from it, without a
 /// durable commit of its own.
 const PING_COVERED: Duration = Duration::from_secs(2);
+
+/// Soft writes (status changes and `last_seen` batches) answered before they are written wait
+/// at most this long for the file...
+pub(super) const SOFT_WRITE_DELAY: Duration = Duration::from_millis(50);
+
+/// ...or until this many rows wait.
+const SOFT_WRITE_MAX: usize = 4096;
 
 /// After a failed commit, the first attempt to reopen the file waits this long (meanwhile
 /// every write and `ping` fails at once, so `/readyz` reports the outage)...
@@ -126,6 +140,12 @@ pub(super) enum Edit {
     Ping {
         reply: Reply<()>,
     },
+    /// Answered once every soft write answered before it is in the file (committed, not
+    /// necessarily durable): what a history read asks first, so it sees every entry whose
+    /// change was published.
+    Barrier {
+        reply: Reply<()>,
+    },
 }
 
 impl Edit {
@@ -139,12 +159,22 @@ impl Edit {
     }
 
     /// Whether it must be durable before it is answered: everything but statuses (soft
-    /// state) and a ping covered by a recent durable commit.
+    /// state), barriers and a ping covered by a recent durable commit.
     fn needs_fsync(&self, ping_covered: bool) -> bool {
         match self {
-            Edit::Status { .. } => false,
+            Edit::Status { .. } | Edit::Barrier { .. } => false,
             Edit::Ping { .. } => !ping_covered,
             _ => true,
+        }
+    }
+
+    /// Whether it can be answered before anything is written: statuses, and a ping that
+    /// needs no durable commit.
+    fn is_soft(&self, ping_covered: bool) -> bool {
+        match self {
+            Edit::Status { .. } => true,
+            Edit::Ping { .. } => ping_covered,
+            _ => false,
         }
     }
 }
@@ -207,7 +237,10 @@ pub(super) struct WriterState {
     pub(super) batcher: Arc<LastSeenBatcher>,
     pub(super) counters: Arc<Counters>,
     pub(super) next_seq: u64,
-    /// Since when non-durable commits are waiting for a durable one, if any are.
+    /// Soft writes answered but not yet in the file.
+    pub(super) unwritten: Unwritten,
+    /// Since when soft writes (answered, in the file or not) are waiting for a durable
+    /// commit, if any are.
     pub(super) soft_since: Option<Instant>,
     /// When the last durable commit succeeded, since the file was (re)opened.
     pub(super) last_durable: Option<Instant>,
@@ -224,6 +257,31 @@ pub(super) struct Broken {
     next_try: Instant,
     /// How long to wait after the next failed attempt.
     backoff: Duration,
+}
+
+/// Soft writes decided, applied to the cache and answered, but not yet written to the file:
+/// the next commit writes them, whatever else it holds.
+#[derive(Default)]
+pub(super) struct Unwritten {
+    /// Records whose status row is to be written, from the cache.
+    status: HashSet<RecordId>,
+    history: Vec<HistoryRow>,
+    /// When the first of them was answered.
+    since: Option<Instant>,
+}
+
+impl Unwritten {
+    fn is_empty(&self) -> bool {
+        self.status.is_empty() && self.history.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.status.len() + self.history.len()
+    }
+
+    fn due(&self) -> bool {
+        self.since.is_some_and(|t| t.elapsed() >= SOFT_WRITE_DELAY)
+    }
 }
 
 /// A history entry to write.
@@ -414,9 +472,7 @@ impl WriterState {
                         match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
                             Ok(job) => job,
                             Err(RecvTimeoutError::Timeout) => {
-                                if self.broken.is_none() {
-                                    self.persist();
-                                }
+                                self.write_if_due();
                                 continue;
                             }
                             Err(RecvTimeoutError::Disconnected) => break,
@@ -450,18 +506,22 @@ impl WriterState {
             }
             self.process(group);
         }
-        if self.soft_since.is_some() || self.broken.is_some() {
+        if self.soft_since.is_some() || self.broken.is_some() || !self.unwritten.is_empty() {
             self.reopen_if_due_now();
             self.persist();
         }
     }
 
-    /// When the thread must wake without a job: to make soft commits durable, or to reopen
-    /// the file after a failed commit.
+    /// When the thread must wake without a job: to write the soft writes waiting for the
+    /// file, to make soft commits durable, or to reopen the file after a failed commit.
     fn next_timer(&self) -> Option<Instant> {
         match &self.broken {
             Some(broken) => Some(broken.next_try),
-            None => self.soft_since.map(|since| since + DURABLE_EVERY),
+            None => {
+                let write = self.unwritten.since.map(|since| since + SOFT_WRITE_DELAY);
+                let persist = self.soft_since.map(|since| since + DURABLE_EVERY);
+                write.into_iter().chain(persist).min()
+            }
         }
     }
 
@@ -522,6 +582,8 @@ impl WriterState {
         match self.reopen_and_rewrite() {
             Ok((db, next_seq)) => {
                 *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+                // Every status row was rewritten from the cache, the unwritten history with it.
+                self.unwritten = Unwritten::default();
                 // What a failed commit left is not known: nothing cached is trusted.
                 self.prior_cache.history_rewritten();
                 self.next_seq = self.next_seq.max(next_seq);
@@ -575,8 +637,14 @@ impl WriterState {
                     .insert(id.as_str(), tables::encode_status(record))
                     .map_err(e)?;
             }
+            // The history of soft writes that were answered but never reached the file.
+            if !self.unwritten.history.is_empty() {
+                let mut history = txn.open_table(ENTRIES).map_err(e)?;
+                insert_history(&mut history, &self.unwritten.history)?;
+            }
         }
         txn.commit().map_err(e)?;
+        self.counters.commit();
         Ok((opened.db, opened.next_seq))
     }
 
@@ -586,11 +654,17 @@ impl WriterState {
             .is_some_and(|t| t.elapsed() >= DURABLE_EVERY)
     }
 
-    /// Makes the soft commits durable when they have waited long enough: called after the
-    /// answers of a soft commit went out, so no status waits for the fsync it triggers.
-    fn persist_if_due(&mut self) {
-        if self.broken.is_none() && self.durable_due() {
+    /// Writes the soft writes that have waited long enough, durably when soft writes have
+    /// waited long enough for that: called after the answers of a group went out, so no
+    /// status waits for the commit it triggers, and when the thread wakes for it.
+    fn write_if_due(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.durable_due() {
             self.persist();
+        } else if self.unwritten.due() || self.unwritten.len() >= SOFT_WRITE_MAX {
+            self.write_unwritten(false);
         }
     }
 
@@ -613,82 +687,73 @@ impl WriterState {
         }
     }
 
-    /// An empty durable commit, which persists the soft commits before it.
+    /// A durable commit of whatever soft writes are still unwritten (empty when none are),
+    /// which persists every soft write before it.
     fn persist(&mut self) {
-        use tables::storage_error as e;
-        let result = self.db().and_then(|db| {
-            let mut txn = db.begin_write().map_err(e)?;
-            txn.set_durability(Durability::Immediate).map_err(e)?;
-            txn.commit().map_err(e)
-        });
+        self.write_unwritten(true);
+    }
+
+    /// Commits the unwritten soft writes on their own, durably when asked.
+    fn write_unwritten(&mut self, durable: bool) {
+        let cache = Arc::clone(&self.cache);
+        let guard = cache.read().unwrap_or_else(PoisonError::into_inner);
+        let result = self.commit(&Stage::new(&guard), durable);
+        drop(guard);
         match result {
-            Ok(()) => self.committed(true),
-            // Kept as soft until the file is reopened, which rewrites every status row.
+            Ok(()) => {
+                self.unwritten = Unwritten::default();
+                self.committed(durable);
+            }
+            // Kept (as soft) until the file is reopened, which rewrites every status row and
+            // the unwritten history.
             Err(e) => {
-                tracing::error!(error = %e, "embedded store: durable commit failed");
+                tracing::error!(error = %e, durable, "embedded store: writing soft writes failed");
                 self.soft_since = Some(Instant::now());
                 self.failed(&e);
             }
         }
     }
 
-    /// Writes a `last_seen` batch: only the status rows of records whose stored time is
-    /// older, then the same times in the cache. No record is cloned or re-encoded.
-    fn write_last_seen(&mut self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<u64>) {
-        let updates: Vec<(RecordId, (i32, i64, i64), Timestamp)> = {
-            let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
-            batch
-                .iter()
-                .filter_map(|(ext, at)| {
-                    let record = cache.by_extension(ext)?;
-                    // A status change may already have written a newer time.
-                    (record.last_seen < Some(*at)).then(|| {
-                        let mut row = tables::encode_status(record);
-                        row.2 = millis(*at);
-                        (record.id.clone(), row, *at)
-                    })
-                })
-                .collect()
-        };
-        let result = if updates.is_empty() {
-            Ok(())
-        } else {
-            let r = self.commit_status_rows(&updates);
-            match &r {
-                Ok(()) => self.committed(false),
-                Err(e) => self.failed(e),
-            }
-            r
+    /// Takes rows that are now in the cache and answered as soft writes to be written.
+    fn defer(&mut self, status: impl IntoIterator<Item = RecordId>, history: Vec<HistoryRow>) {
+        let before = self.unwritten.len();
+        self.unwritten.status.extend(status);
+        self.unwritten.history.extend(history);
+        if self.unwritten.len() > before {
+            let now = Instant::now();
+            self.unwritten.since.get_or_insert(now);
+            self.soft_since.get_or_insert(now);
         }
-        .map(|()| u64::try_from(updates.len()).unwrap_or(u64::MAX));
-        if result.is_ok() {
-            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
-            for (id, _, at) in &updates {
-                if let Some(record) = cache.by_id.get_mut(id) {
-                    record.last_seen = record.last_seen.max(Some(*at));
-                }
-            }
-        }
-        let _ = reply.send(result);
-        self.persist_if_due();
     }
 
-    /// Writes `last_seen` rows, soft: the next durable commit persists them.
-    fn commit_status_rows(
-        &self,
-        rows: &[(RecordId, (i32, i64, i64), Timestamp)],
-    ) -> Result<(), StoreError> {
-        use tables::storage_error as e;
-        let db = self.db()?;
-        let mut txn = db.begin_write().map_err(e)?;
-        txn.set_durability(Durability::None).map_err(e)?;
-        {
-            let mut status = txn.open_table(STATUS).map_err(e)?;
-            for (id, row, _) in rows {
-                status.insert(id.as_str(), *row).map_err(e)?;
+    /// Takes a `last_seen` batch: the times of records whose time in the cache is older go
+    /// into the cache and their status rows are written with the next commit. No record is
+    /// cloned or re-encoded here. Refused, like every write, while the file is broken.
+    fn write_last_seen(&mut self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<u64>) {
+        let result = self.db().map(|_| {
+            let mut written = Vec::new();
+            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            for (ext, at) in batch {
+                let Some(id) = cache.by_extension.get(ext).cloned() else {
+                    continue;
+                };
+                if let Some(record) = cache.by_id.get_mut(&id) {
+                    // A status change may already have taken a newer time.
+                    if record.last_seen < Some(*at) {
+                        record.last_seen = Some(*at);
+                        written.push(id);
+                    }
+                }
             }
-        }
-        txn.commit().map_err(e)
+            written
+        });
+        let result = result.map(|written| {
+            let n = u64::try_from(written.len()).unwrap_or(u64::MAX);
+            self.defer(written, Vec::new());
+            n
+        });
+        let _ = reply.send(result);
+        self.write_if_due();
     }
 
     fn process(&mut self, group: Vec<Edit>) {
@@ -698,34 +763,47 @@ impl WriterState {
         let mut tally = Tally::default();
         let covered = self.ping_covered();
         let durable = group.iter().any(|edit| edit.needs_fsync(covered));
+        // A group of soft writes is answered before it is written, unless the file is broken:
+        // then it is refused, like every write, by the commit that cannot be made.
+        let deferred = self.broken.is_none() && group.iter().all(|edit| edit.is_soft(covered));
         let answers: Vec<Pending> = group
             .into_iter()
             .map(|job| self.decide(job, &mut stage, &mut tally))
             .collect();
 
-        // A ping proves the disk takes a durable commit, even when nothing else is written.
-        let committed = if stage.is_empty() && !durable {
-            Ok(())
-        } else {
+        // Whatever commits writes the unwritten soft writes with it. A ping proves the disk
+        // takes a durable commit, even when nothing else is written.
+        let writes = !deferred && (durable || !stage.is_empty() || !self.unwritten.is_empty());
+        let committed = if writes {
             self.commit(&stage, durable)
+        } else {
+            Ok(())
         };
         let Stage {
             by_id,
             by_extension,
+            history,
             ..
         } = stage;
         drop(guard);
 
-        if committed.is_ok() && (durable || !by_id.is_empty()) {
+        if committed.is_ok() && writes {
+            self.unwritten = Unwritten::default();
             self.committed(durable);
         }
         match committed {
             Ok(()) => {
+                let mut soft = Vec::new();
                 if !by_id.is_empty() {
                     let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
                     for (id, staged) in by_id {
                         match staged.record {
-                            Some(record) => cache.by_id.insert(id, record),
+                            Some(record) => {
+                                if deferred {
+                                    soft.push(id.clone());
+                                }
+                                cache.by_id.insert(id, record)
+                            }
                             None => cache.by_id.remove(&id),
                         };
                     }
@@ -745,10 +823,13 @@ impl WriterState {
                 self.counters.user_edits(tally.user_edits);
                 self.counters.status_changes(tally.status_changes);
                 self.counters.call_center_changes(tally.call_center_changes);
+                if deferred {
+                    self.defer(soft, history);
+                }
                 for answer in answers {
                     self.answer(answer, None);
                 }
-                self.persist_if_due();
+                self.write_if_due();
             }
             Err(e) => {
                 tracing::error!(error = %e, "embedded store commit failed");
@@ -943,7 +1024,7 @@ impl WriterState {
                     result: Ok(()),
                 }
             }
-            Edit::Ping { reply } => Pending::Unit {
+            Edit::Ping { reply } | Edit::Barrier { reply } => Pending::Unit {
                 reply,
                 result: Ok(()),
             },
@@ -1004,8 +1085,8 @@ impl WriterState {
         }
     }
 
-    /// Writes the staged records and history in one transaction, durable when it returns if
-    /// `durable`.
+    /// Writes the unwritten soft writes, then the staged records and history, in one
+    /// transaction, durable when it returns if `durable`.
     fn commit(&self, stage: &Stage<'_>, durable: bool) -> Result<(), StoreError> {
         use tables::storage_error as e;
         let db = self.db()?;
@@ -1016,6 +1097,15 @@ impl WriterState {
             let mut records = txn.open_table(RECORDS).map_err(e)?;
             let mut status = txn.open_table(STATUS).map_err(e)?;
             let mut callcenter = txn.open_table(CALLCENTER).map_err(e)?;
+            // First, so that a record the stage writes again or deletes ends as the stage
+            // leaves it (the cache already holds every unwritten status).
+            for id in &self.unwritten.status {
+                if let Some(record) = stage.cache.by_id.get(id) {
+                    status
+                        .insert(id.as_str(), tables::encode_status(record))
+                        .map_err(e)?;
+                }
+            }
             for (id, staged) in &stage.by_id {
                 let key = id.as_str();
                 match &staged.record {
@@ -1042,25 +1132,38 @@ impl WriterState {
                     }
                 }
             }
-            if !stage.history.is_empty() {
+            let rows = || self.unwritten.history.iter().chain(&stage.history);
+            if rows().next().is_some() {
                 let mut history = txn.open_table(ENTRIES).map_err(e)?;
                 // An entry before the table's end changes what was known at earlier times.
                 let end = history.last().map_err(e)?.map(|(k, _)| k.value().0);
-                rewrites = end.is_some_and(|end| stage.history.iter().any(|h| h.at < end));
-                let mut buf = Vec::with_capacity(64);
-                for h in &stage.history {
-                    buf.clear();
-                    entries::encode(&h.event, &mut buf)?;
-                    history.insert((h.at, h.seq), buf.as_slice()).map_err(e)?;
-                }
+                rewrites = end.is_some_and(|end| rows().any(|h| h.at < end));
+                insert_history(&mut history, rows())?;
             }
         }
         txn.commit().map_err(e)?;
+        self.counters.commit();
         if rewrites {
             self.prior_cache.history_rewritten();
         }
         Ok(())
     }
+}
+
+/// Inserts history rows, encoded in place.
+fn insert_history<'r>(
+    table: &mut redb::Table<'_, (i64, u64), &[u8]>,
+    rows: impl IntoIterator<Item = &'r HistoryRow>,
+) -> Result<(), StoreError> {
+    let mut buf = Vec::with_capacity(64);
+    for h in rows {
+        buf.clear();
+        entries::encode(&h.event, &mut buf)?;
+        table
+            .insert((h.at, h.seq), buf.as_slice())
+            .map_err(tables::storage_error)?;
+    }
+    Ok(())
 }
 
 fn durability(durable: bool) -> Durability {
