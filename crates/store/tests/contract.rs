@@ -1465,6 +1465,59 @@ mod embedded {
         Ok(())
     }
 
+    /// A status change taken while the writer thread is idle is decided on the caller's
+    /// thread; the thread still writes it to the file and makes it durable by itself, with no
+    /// further call to wake it (it is told that its next timer moved).
+    #[tokio::test]
+    async fn a_status_taken_while_the_writer_is_idle_still_reaches_the_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        store.create(new_ext("3500", "Agent", "Sales")).await?;
+        // Let the thread finish with the create and go back to waiting for work.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = store.counters();
+        store
+            .apply_status(&ext("3500"), Observation::reported(1, t(1)))
+            .await?;
+        // No other call from here on: only the thread's own timers can write it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = store.counters();
+            if now.commits > before.commits && now.durable_commits > before.durable_commits {
+                break;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the status was neither written nor made durable within 10 s: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// A status decided on the caller's thread never overtakes what was sent to the writer
+    /// before it: a status right behind the create of its record finds the record.
+    #[tokio::test]
+    async fn a_status_right_behind_a_queued_create_finds_its_record() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        for i in 0..20 {
+            let number = format!("{}", 3600 + i);
+            let extension = ext(&number);
+            // `join!` polls the create first, which sends it before the status is tried.
+            let (created, status) = tokio::join!(
+                store.create(new_ext(&number, "Agent", "Sales")),
+                store.apply_status(&extension, Observation::reported(1, t(1)))
+            );
+            created?;
+            ensure!(
+                status?.is_change(),
+                "{number}: the status must find its record"
+            );
+        }
+        Ok(())
+    }
+
     /// A status change not yet written when a user edit of the same record commits is written
     /// with it (the edit's row and the status row both kept); one whose record is deleted
     /// leaves no row behind (its history entry stays).

@@ -251,10 +251,14 @@ impl Repository for EmbeddedStore {
         observation: Observation,
     ) -> Result<StatusOutcome, StoreError> {
         let items = vec![(extension.clone(), observation)];
-        let mut results = self
-            .inner
-            .call(|reply| Job::Edit(Edit::Status { items, reply }))
-            .await?;
+        let mut results = match self.inner.writer.try_soft(items) {
+            Ok(results) => results,
+            Err(items) => {
+                self.inner
+                    .call(|reply| Job::Edit(Edit::Status { items, reply }))
+                    .await?
+            }
+        };
         results
             .pop()
             .unwrap_or_else(|| Err(StoreError::internal("the writer returned no outcome")))
@@ -267,7 +271,10 @@ impl Repository for EmbeddedStore {
         if observations.is_empty() {
             return Vec::new();
         }
-        let items = observations.to_vec();
+        let items = match self.inner.writer.try_soft(observations.to_vec()) {
+            Ok(results) => return results,
+            Err(items) => items,
+        };
         match self
             .inner
             .call(|reply| Job::Edit(Edit::Status { items, reply }))

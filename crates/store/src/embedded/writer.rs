@@ -20,7 +20,10 @@
 //! statuses costs one fsync a second, not one for the timer and one for the health probe.
 //!
 //! One thread owning every write keeps the decisions race-free without a lock held across an
-//! await.
+//! await. The thread locks the writer's state for each job; while it has nothing queued and
+//! its lock is free, a group of status observations is decided, applied and answered on the
+//! caller's own thread instead (`Writer::try_soft`: no hand-over to the thread and back, no
+//! IO, the same order), and the thread is told only when that moved its next timer earlier.
 //!
 //! After a failed commit (a full disk, a failing device) redb refuses every later write until
 //! the file is reopened. The writer then answers every write with the failure at once, and
@@ -33,8 +36,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -104,6 +108,9 @@ pub(super) enum Job {
         /// Answered with the number of records written.
         reply: Reply<u64>,
     },
+    /// Soft writes were taken on a caller's thread (`Writer::try_soft`) and moved a timer
+    /// earlier: look at the timers again.
+    Wake,
 }
 
 /// A request decided against the staged state of its group.
@@ -179,33 +186,158 @@ impl Edit {
     }
 }
 
-/// The handle the store keeps: a queue into the thread, and the thread to join on drop so that
-/// the file is closed (and its lock released) when the store is gone.
+/// The handle the store keeps: a queue into the thread, the writer's state (which the thread
+/// locks for each job, and a caller may take for a group of soft writes while the thread has
+/// nothing queued), and the thread to join on drop so that the file is closed (and its lock
+/// released) when the store is gone.
 pub(super) struct Writer {
     tx: Option<Sender<Job>>,
+    state: Arc<Mutex<WriterState>>,
+    /// Jobs sent and not yet finished by the thread (decremented under the state's lock).
+    queued: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
     pub(super) fn spawn(state: WriterState) -> Result<Self, StoreError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("store-writer".into())
-            .spawn(move || state.run(&rx))
-            .map_err(|e| StoreError::Internal {
-                cause: crate::error::cause(e),
-            })?;
+        let state = Arc::new(Mutex::new(state));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let state = Arc::clone(&state);
+            let queued = Arc::clone(&queued);
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || run(&state, &rx, &queued))
+                .map_err(|e| StoreError::Internal {
+                    cause: crate::error::cause(e),
+                })?
+        };
         Ok(Self {
             tx: Some(tx),
+            state,
+            queued,
             thread: Some(thread),
         })
     }
 
     pub(super) fn send(&self, job: Job) -> Result<(), StoreError> {
-        self.tx
-            .as_ref()
-            .and_then(|tx| tx.send(job).ok())
-            .ok_or_else(stopped)
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let sent = self.tx.as_ref().and_then(|tx| tx.send(job).ok());
+        if sent.is_none() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        sent.ok_or_else(stopped)
+    }
+
+    /// Decides, applies and answers status observations on the caller's thread, without the
+    /// hand-over to the writer thread and back, when that changes nothing but the cost: the
+    /// thread is not busy (its lock is free), nothing sent before is still queued (so nothing
+    /// is overtaken), and the file is not broken. Soft writes do no IO here: their rows wait
+    /// for the thread, which is woken when they move its next timer earlier. Otherwise the
+    /// observations are handed back, to go through the queue.
+    #[allow(clippy::type_complexity, reason = "the items back, or their answers")]
+    pub(super) fn try_soft(
+        &self,
+        items: Vec<(ExtensionNumber, Observation)>,
+    ) -> Result<Vec<Result<StatusOutcome, StoreError>>, Vec<(ExtensionNumber, Observation)>> {
+        let Ok(mut state) = self.state.try_lock() else {
+            return Err(items);
+        };
+        if self.queued.load(Ordering::SeqCst) != 0 || state.broken.is_some() {
+            return Err(items);
+        }
+        let before = state.next_timer();
+        let (reply, mut answer) = oneshot::channel();
+        state.process(vec![Edit::Status { items, reply }]);
+        let after = state.next_timer();
+        drop(state);
+        // `None` is "never": an earlier deadline, or a first one, is news to the thread.
+        if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
+            // A store whose thread is gone answers the next call with the error.
+            let _ = self.send(Job::Wake);
+        }
+        Ok(answer.try_recv().unwrap_or_else(|_| Vec::new()))
+    }
+}
+
+/// The writer thread: takes the jobs in order, gathers what queued up behind the first into
+/// one group, and wakes for its timers.
+fn run(state: &Mutex<WriterState>, rx: &Receiver<Job>, queued: &AtomicUsize) {
+    let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
+    // A `last_seen` batch met while gathering a group waits for the next round, so that it
+    // is written on its own and after everything queued before it.
+    let mut carried: Option<Job> = None;
+    loop {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => {
+                let timer = {
+                    let mut s = lock();
+                    s.reopen_if_due();
+                    s.next_timer()
+                };
+                match timer {
+                    None => match rx.recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    },
+                    Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            lock().write_if_due();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    },
+                }
+            }
+        };
+        let mut s = lock();
+        // A job that arrives while the file is due to be reopened finds it reopened.
+        s.reopen_if_due();
+        let first = match first {
+            Job::LastSeen { batch, reply } => {
+                s.write_last_seen(&batch, reply);
+                s.write_if_due();
+                queued.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            Job::Wake => {
+                s.write_if_due();
+                queued.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            Job::Edit(edit) => edit,
+        };
+        let mut weight = first.weight();
+        let mut group = vec![first];
+        while weight < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Job::Edit(edit)) => {
+                    weight += edit.weight();
+                    group.push(edit);
+                }
+                Ok(Job::Wake) => {
+                    queued.fetch_sub(1, Ordering::SeqCst);
+                }
+                Ok(last_seen) => {
+                    carried = Some(last_seen);
+                    break;
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            };
+        }
+        let n = group.len();
+        s.process(group);
+        s.write_if_due();
+        queued.fetch_sub(n, Ordering::SeqCst);
+    }
+    let mut s = lock();
+    if s.soft_since.is_some() || s.broken.is_some() || !s.unwritten.is_empty() {
+        s.reopen_if_due_now();
+        s.persist();
     }
 }
 
@@ -455,63 +587,6 @@ struct Tally {
 }
 
 impl WriterState {
-    fn run(mut self, rx: &Receiver<Job>) {
-        // A `last_seen` batch met while gathering a group waits for the next round, so that
-        // it is written on its own and after everything queued before it.
-        let mut carried: Option<Job> = None;
-        loop {
-            self.reopen_if_due();
-            let first = match carried.take() {
-                Some(job) => job,
-                None => match self.next_timer() {
-                    None => match rx.recv() {
-                        Ok(job) => job,
-                        Err(_) => break,
-                    },
-                    Some(at) => {
-                        match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                            Ok(job) => job,
-                            Err(RecvTimeoutError::Timeout) => {
-                                self.write_if_due();
-                                continue;
-                            }
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                },
-            };
-            // A job that arrives while the file is due to be reopened finds it reopened.
-            self.reopen_if_due();
-            let first = match first {
-                Job::LastSeen { batch, reply } => {
-                    self.write_last_seen(&batch, reply);
-                    continue;
-                }
-                Job::Edit(edit) => edit,
-            };
-            let mut weight = first.weight();
-            let mut group = vec![first];
-            while weight < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(Job::Edit(edit)) => {
-                        weight += edit.weight();
-                        group.push(edit);
-                    }
-                    Ok(last_seen) => {
-                        carried = Some(last_seen);
-                        break;
-                    }
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
-            self.process(group);
-        }
-        if self.soft_since.is_some() || self.broken.is_some() || !self.unwritten.is_empty() {
-            self.reopen_if_due_now();
-            self.persist();
-        }
-    }
-
     /// When the thread must wake without a job: to write the soft writes waiting for the
     /// file, to make soft commits durable, or to reopen the file after a failed commit.
     fn next_timer(&self) -> Option<Instant> {
@@ -753,7 +828,6 @@ impl WriterState {
             n
         });
         let _ = reply.send(result);
-        self.write_if_due();
     }
 
     fn process(&mut self, group: Vec<Edit>) {
@@ -829,7 +903,6 @@ impl WriterState {
                 for answer in answers {
                     self.answer(answer, None);
                 }
-                self.write_if_due();
             }
             Err(e) => {
                 tracing::error!(error = %e, "embedded store commit failed");
