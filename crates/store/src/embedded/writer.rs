@@ -31,8 +31,10 @@
 //! drops its `Database` (so the file's lock is released), opens the same path again, and
 //! rewrites every record's status row from the cache in one durable commit, which brings back
 //! the soft status commits the failure may have lost. Only then does it take writes again.
-//! Nothing acknowledged is lost: user edits were durable before they were answered, and the
-//! cache changes only after a commit succeeded.
+//! Nothing acknowledged is lost: user edits were durable before they were answered, and their
+//! cache changes only after their commit succeeded; soft writes answered before a failed
+//! commit are in the cache, and the rewrite brings them back (their history entries with
+//! them).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
