@@ -477,7 +477,8 @@ fn render_store(out: &mut String, c: &store::WriteCounters) {
         "extstatus_store_durable_commits_total",
         "counter",
         "Durable (fsynced) commits of the embedded store: user edits, health pings not covered by \
-         a recent one, and at most one a second for the soft status commits (0 on MongoDB).",
+         a recent one, and at most one a second for the soft commits of statuses and call-center \
+         views (0 on MongoDB).",
         c.durable_commits,
     );
     single(

@@ -678,7 +678,7 @@ mod cases {
         Ok(())
     }
 
-    fn busy_view() -> CallCenterView {
+    pub(super) fn busy_view() -> CallCenterView {
         CallCenterView {
             queues: vec![
                 QueueMembership {
@@ -1492,6 +1492,49 @@ mod embedded {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
+    }
+
+    /// Call-center views are the PBX's state like statuses (its lists re-derive them after
+    /// every reconnect): they cost no fsync, share commits with the statuses, their history is
+    /// read back at once, and a store opened again holds them. One whose record is deleted
+    /// before it was written leaves no row.
+    #[tokio::test]
+    async fn call_center_views_are_soft_and_kept() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let kept = store.create(new_ext("3700", "Agent", "Sales")).await?;
+        let gone = store.create(new_ext("3701", "Agent", "Sales")).await?;
+        let before = store.counters();
+        let view = cases::busy_view();
+        for number in ["3700", "3701"] {
+            ensure!(store.set_call_center(&ext(number), &view).await?.changed);
+        }
+        let after = store.counters();
+        ensure!(
+            after.durable_commits == before.durable_commits,
+            "a call-center view made a durable commit"
+        );
+        ensure!(after.call_center_changes == before.call_center_changes + 2);
+        let history = store
+            .history(Some(&ext("3700")), t(0), domain::now())
+            .await?;
+        ensure!(!history.is_empty(), "no history for the call-center change");
+        store.delete(&gone.id).await?;
+        drop(store);
+        {
+            use redb::{ReadableDatabase as _, ReadableTableMetadata as _};
+            let db = redb::Database::open(dir.path().join(DB_FILE_NAME))?;
+            let txn = db.begin_read()?;
+            let rows: redb::TableDefinition<'_, &str, &[u8]> =
+                redb::TableDefinition::new("callcenter");
+            let rows = txn.open_table(rows)?;
+            ensure!(rows.len()? == 1, "{} call-center rows", rows.len()?);
+        }
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let all = store.list(&ExtensionFilter::default()).await?;
+        ensure!(all.len() == 1 && all[0].id == kept.id, "{all:?}");
+        ensure!(CallCenterView::of(&all[0]) == view, "{:?}", all[0]);
         Ok(())
     }
 

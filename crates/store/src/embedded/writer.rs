@@ -2,11 +2,11 @@
 //! in-memory state, and whatever queued up meanwhile is committed in one transaction (group
 //! commit), in arrival order.
 //!
-//! A group holding a user edit (or a call-center view, or history markers) is committed
-//! durably (fsynced) before it is answered, and the cache changes only after that commit
-//! succeeded, so no reader sees such a write while it could still fail. Status changes and
-//! `last_seen` batches are soft state, which the PBX re-derives after any restart: a group of
-//! only those is decided, applied to the cache and answered at once, and written to the file
+//! A group holding a user edit (or history markers) is committed durably (fsynced) before it
+//! is answered, and the cache changes only after that commit succeeded, so no reader sees such
+//! a write while it could still fail. Status changes, call-center views and `last_seen`
+//! batches are soft state, which the PBX re-derives after any restart (its lists after every
+//! reconnect): a group of only those is decided, applied to the cache and answered at once, and written to the file
 //! later, together with the ones after it ([`Unwritten`]): at most [`SOFT_WRITE_DELAY`] after
 //! the first, within the next group that commits anyway, before a history read (a
 //! [`Edit::Barrier`]) and when the writer stops. A commit of a few hundred rows costs about
@@ -29,12 +29,12 @@
 //! the file is reopened. The writer then answers every write with the failure at once, and
 //! reopens the file itself, with backoff ([`REOPEN_FIRST`] doubling up to [`REOPEN_MAX`]): it
 //! drops its `Database` (so the file's lock is released), opens the same path again, and
-//! rewrites every record's status row from the cache in one durable commit, which brings back
-//! the soft status commits the failure may have lost. Only then does it take writes again.
-//! Nothing acknowledged is lost: user edits were durable before they were answered, and their
-//! cache changes only after their commit succeeded; soft writes answered before a failed
-//! commit are in the cache, and the rewrite brings them back (their history entries with
-//! them).
+//! rewrites every record's status and call-center rows from the cache in one durable commit,
+//! which brings back the soft commits the failure may have lost. Only then does it take writes
+//! again. Nothing acknowledged is lost: user edits were durable before they were answered, and
+//! their cache changes only after their commit succeeded; soft writes answered before a failed
+//! commit are in the cache, and the rewrite brings them back (with the history entries of
+//! those not yet written).
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -167,21 +167,22 @@ impl Edit {
         }
     }
 
-    /// Whether it must be durable before it is answered: everything but statuses (soft
-    /// state), barriers and a ping covered by a recent durable commit.
+    /// Whether it must be durable before it is answered: everything but the PBX's state
+    /// (statuses and call-center views: soft state, re-derived from the PBX's lists after
+    /// every reconnect), barriers and a ping covered by a recent durable commit.
     fn needs_fsync(&self, ping_covered: bool) -> bool {
         match self {
-            Edit::Status { .. } | Edit::Barrier { .. } => false,
+            Edit::Status { .. } | Edit::CallCenter { .. } | Edit::Barrier { .. } => false,
             Edit::Ping { .. } => !ping_covered,
             _ => true,
         }
     }
 
-    /// Whether it can be answered before anything is written: statuses, and a ping that
-    /// needs no durable commit.
+    /// Whether it can be answered before anything is written: the PBX's state, and a ping
+    /// that needs no durable commit.
     fn is_soft(&self, ping_covered: bool) -> bool {
         match self {
-            Edit::Status { .. } => true,
+            Edit::Status { .. } | Edit::CallCenter { .. } => true,
             Edit::Ping { .. } => ping_covered,
             _ => false,
         }
@@ -399,6 +400,8 @@ pub(super) struct Broken {
 pub(super) struct Unwritten {
     /// Records whose status row is to be written, from the cache.
     status: HashSet<RecordId>,
+    /// Records whose call-center row is to be written, from the cache.
+    callcenter: HashSet<RecordId>,
     history: Vec<HistoryRow>,
     /// When the first of them was answered.
     since: Option<Instant>,
@@ -406,11 +409,11 @@ pub(super) struct Unwritten {
 
 impl Unwritten {
     fn is_empty(&self) -> bool {
-        self.status.is_empty() && self.history.is_empty()
+        self.status.is_empty() && self.callcenter.is_empty() && self.history.is_empty()
     }
 
     fn len(&self) -> usize {
-        self.status.len() + self.history.len()
+        self.status.len() + self.callcenter.len() + self.history.len()
     }
 
     fn due(&self) -> bool {
@@ -647,8 +650,9 @@ impl WriterState {
         }
     }
 
-    /// Drops the database, opens the same file again and rewrites every record's status row
-    /// from the cache in one durable commit. On failure, waits longer before the next try.
+    /// Drops the database, opens the same file again and rewrites every record's status and
+    /// call-center rows from the cache in one durable commit. On failure, waits longer before
+    /// the next try.
     fn reopen(&mut self) {
         // Dropping the last handle closes the file and releases its lock; a history read that
         // still holds one makes the open below fail as locked, and it is tried again later.
@@ -709,9 +713,14 @@ impl WriterState {
         txn.set_durability(Durability::Immediate).map_err(e)?;
         {
             let mut status = txn.open_table(STATUS).map_err(e)?;
+            let mut callcenter = txn.open_table(CALLCENTER).map_err(e)?;
             for (id, record) in &cache.by_id {
                 status
                     .insert(id.as_str(), tables::encode_status(record))
+                    .map_err(e)?;
+                let bytes = tables::encode_callcenter(record)?;
+                callcenter
+                    .insert(id.as_str(), bytes.as_slice())
                     .map_err(e)?;
             }
             // The history of soft writes that were answered but never reached the file.
@@ -792,9 +801,15 @@ impl WriterState {
     }
 
     /// Takes rows that are now in the cache and answered as soft writes to be written.
-    fn defer(&mut self, status: impl IntoIterator<Item = RecordId>, history: Vec<HistoryRow>) {
+    fn defer(
+        &mut self,
+        status: impl IntoIterator<Item = RecordId>,
+        callcenter: impl IntoIterator<Item = RecordId>,
+        history: Vec<HistoryRow>,
+    ) {
         let before = self.unwritten.len();
         self.unwritten.status.extend(status);
+        self.unwritten.callcenter.extend(callcenter);
         self.unwritten.history.extend(history);
         if self.unwritten.len() > before {
             let now = Instant::now();
@@ -826,7 +841,7 @@ impl WriterState {
         });
         let result = result.map(|written| {
             let n = u64::try_from(written.len()).unwrap_or(u64::MAX);
-            self.defer(written, Vec::new());
+            self.defer(written, [], Vec::new());
             n
         });
         let _ = reply.send(result);
@@ -869,14 +884,17 @@ impl WriterState {
         }
         match committed {
             Ok(()) => {
-                let mut soft = Vec::new();
+                let (mut status_rows, mut callcenter_rows) = (Vec::new(), Vec::new());
                 if !by_id.is_empty() {
                     let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
                     for (id, staged) in by_id {
                         match staged.record {
                             Some(record) => {
-                                if deferred {
-                                    soft.push(id.clone());
+                                if deferred && staged.dirty.status {
+                                    status_rows.push(id.clone());
+                                }
+                                if deferred && staged.dirty.callcenter {
+                                    callcenter_rows.push(id.clone());
                                 }
                                 cache.by_id.insert(id, record)
                             }
@@ -900,7 +918,7 @@ impl WriterState {
                 self.counters.status_changes(tally.status_changes);
                 self.counters.call_center_changes(tally.call_center_changes);
                 if deferred {
-                    self.defer(soft, history);
+                    self.defer(status_rows, callcenter_rows, history);
                 }
                 for answer in answers {
                     self.answer(answer, None);
@@ -1178,6 +1196,14 @@ impl WriterState {
                 if let Some(record) = stage.cache.by_id.get(id) {
                     status
                         .insert(id.as_str(), tables::encode_status(record))
+                        .map_err(e)?;
+                }
+            }
+            for id in &self.unwritten.callcenter {
+                if let Some(record) = stage.cache.by_id.get(id) {
+                    let bytes = tables::encode_callcenter(record)?;
+                    callcenter
+                        .insert(id.as_str(), bytes.as_slice())
                         .map_err(e)?;
                 }
             }
