@@ -254,9 +254,11 @@ impl Writer {
         let (reply, mut answer) = oneshot::channel();
         state.process(vec![Edit::Status { items, reply }]);
         let after = state.next_timer();
+        let full = state.unwritten.len() >= SOFT_WRITE_MAX;
         drop(state);
-        // `None` is "never": an earlier deadline, or a first one, is news to the thread.
-        if after.is_some_and(|a| before.is_none_or(|b| a < b)) {
+        // `None` is "never": an earlier deadline, or a first one, is news to the thread, and
+        // so are rows enough to be written now.
+        if full || after.is_some_and(|a| before.is_none_or(|b| a < b)) {
             // A store whose thread is gone answers the next call with the error.
             let _ = self.send(Job::Wake);
         }
