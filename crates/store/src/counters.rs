@@ -22,8 +22,8 @@ pub struct WriteCounters {
     /// each).
     pub call_center_changes: u64,
     /// Durable (fsynced) commits: user edits, health pings not covered by a recent one, and
-    /// the one a second that makes soft commits (statuses, call-center views) durable. The embedded store only;
-    /// MongoDB's durability is the server's, and this stays 0.
+    /// the one a second that makes soft commits (statuses, call-center views) durable. The
+    /// embedded store only; MongoDB's durability is the server's, and this stays 0.
     pub durable_commits: u64,
     /// Commits of the embedded store, durable or not: a stream of soft status writes shares
     /// one every 50 ms instead of taking one each. The embedded store only; 0 on MongoDB.

@@ -143,6 +143,21 @@ impl Inner {
         rx.await.map_err(|_| stopped())
     }
 
+    /// Status observations, decided on this thread when the writer is idle
+    /// ([`Writer::try_soft`]), else through its queue.
+    async fn statuses(
+        &self,
+        items: Vec<(ExtensionNumber, Observation)>,
+    ) -> Result<Vec<Result<StatusOutcome, StoreError>>, StoreError> {
+        match self.writer.try_soft(items) {
+            Ok(results) => Ok(results),
+            Err(items) => {
+                self.call(|reply| Job::Edit(Edit::Status { items, reply }))
+                    .await
+            }
+        }
+    }
+
     /// Waits until every soft write answered so far is in the file, so that a history read
     /// after it sees the entries of every change already published.
     async fn barrier(&self) -> Result<(), StoreError> {
@@ -250,15 +265,10 @@ impl Repository for EmbeddedStore {
         extension: &ExtensionNumber,
         observation: Observation,
     ) -> Result<StatusOutcome, StoreError> {
-        let items = vec![(extension.clone(), observation)];
-        let mut results = match self.inner.writer.try_soft(items) {
-            Ok(results) => results,
-            Err(items) => {
-                self.inner
-                    .call(|reply| Job::Edit(Edit::Status { items, reply }))
-                    .await?
-            }
-        };
+        let mut results = self
+            .inner
+            .statuses(vec![(extension.clone(), observation)])
+            .await?;
         results
             .pop()
             .unwrap_or_else(|| Err(StoreError::internal("the writer returned no outcome")))
@@ -271,15 +281,7 @@ impl Repository for EmbeddedStore {
         if observations.is_empty() {
             return Vec::new();
         }
-        let items = match self.inner.writer.try_soft(observations.to_vec()) {
-            Ok(results) => return results,
-            Err(items) => items,
-        };
-        match self
-            .inner
-            .call(|reply| Job::Edit(Edit::Status { items, reply }))
-            .await
-        {
+        match self.inner.statuses(observations.to_vec()).await {
             Ok(results) => results,
             Err(e) => observations.iter().map(|_| Err(e.clone())).collect(),
         }

@@ -665,12 +665,12 @@ impl WriterState {
         match self.reopen_and_rewrite() {
             Ok((db, next_seq)) => {
                 *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
-                // Every status row was rewritten from the cache, the unwritten history with it.
-                self.unwritten = Unwritten::default();
                 // What a failed commit left is not known: nothing cached is trusted.
                 self.prior_cache.history_rewritten();
                 self.next_seq = self.next_seq.max(next_seq);
                 self.broken = None;
+                // Every status and call-center row was rewritten from the cache, the unwritten
+                // history with them.
                 self.committed(true);
                 tracing::info!(file = %self.file.display(),
                     "embedded store: file reopened after a failed commit; writes resume");
@@ -764,8 +764,10 @@ impl WriterState {
                 .is_some_and(|t| t.elapsed() < PING_COVERED)
     }
 
-    /// Notes a successful commit: a durable one persists every soft one before it.
+    /// Notes a successful commit, which wrote whatever soft writes were unwritten: a durable
+    /// one persists every soft one before it.
     fn committed(&mut self, durable: bool) {
+        self.unwritten = Unwritten::default();
         if durable {
             self.soft_since = None;
             self.last_durable = Some(Instant::now());
@@ -788,12 +790,9 @@ impl WriterState {
         let result = self.commit(&Stage::new(&guard), durable);
         drop(guard);
         match result {
-            Ok(()) => {
-                self.unwritten = Unwritten::default();
-                self.committed(durable);
-            }
-            // Kept (as soft) until the file is reopened, which rewrites every status row and
-            // the unwritten history.
+            Ok(()) => self.committed(durable),
+            // Kept (as soft) until the file is reopened, which rewrites every status and
+            // call-center row and the unwritten history.
             Err(e) => {
                 tracing::error!(error = %e, durable, "embedded store: writing soft writes failed");
                 self.soft_since = Some(Instant::now());
@@ -826,16 +825,17 @@ impl WriterState {
     fn write_last_seen(&mut self, batch: &[(ExtensionNumber, Timestamp)], reply: Reply<u64>) {
         let result = self.db().map(|_| {
             let mut written = Vec::new();
-            let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            let mut guard = self.cache.write().unwrap_or_else(PoisonError::into_inner);
+            let cache = &mut *guard;
             for (ext, at) in batch {
-                let Some(id) = cache.by_extension.get(ext).cloned() else {
+                let Some(id) = cache.by_extension.get(ext) else {
                     continue;
                 };
-                if let Some(record) = cache.by_id.get_mut(&id) {
+                if let Some(record) = cache.by_id.get_mut(id) {
                     // A status change may already have taken a newer time.
                     if record.last_seen < Some(*at) {
                         record.last_seen = Some(*at);
-                        written.push(id);
+                        written.push(id.clone());
                     }
                 }
             }
@@ -881,7 +881,6 @@ impl WriterState {
         drop(guard);
 
         if committed.is_ok() && writes {
-            self.unwritten = Unwritten::default();
             self.committed(durable);
         }
         match committed {
