@@ -942,6 +942,16 @@ impl Config {
         if let Err(problem) = host_port(&self.ami.addr) {
             return invalid("--ami", problem);
         }
+        for (setting, token) in [
+            ("--admin-token", &self.auth.admin_token),
+            ("--viewer-token", &self.auth.viewer_token),
+        ] {
+            if let Some(token) = token
+                && let Err(problem) = token_problem(token.expose())
+            {
+                return invalid(setting, problem.to_owned());
+            }
+        }
         let addrs = self.listen_addrs()?;
         if self.auth.admin_token.is_none() && !addrs.iter().all(|a| a.ip().is_loopback()) {
             return invalid(
@@ -974,6 +984,29 @@ impl Config {
         }
         Ok(addrs)
     }
+}
+
+/// Why no request could ever present `token`, if that is so. A request's token is trimmed and
+/// read as visible ASCII (`Authorization: Bearer TOKEN`, or `?token=` on `/ws`), so a token
+/// with surrounding whitespace (a secrets file's trailing newline), only whitespace, or other
+/// characters would answer every request with 401; it is refused at start-up instead.
+fn token_problem(token: &str) -> Result<(), &'static str> {
+    if token.trim().is_empty() {
+        return Err("is only whitespace; give a token of visible ASCII characters");
+    }
+    if token.trim() != token {
+        return Err(
+            "starts or ends with whitespace (a trailing newline from a secrets file?); no \
+             request can present it, so remove it",
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "may hold only visible ASCII characters (letters, digits and punctuation, no \
+             spaces), as an HTTP header carries them",
+        );
+    }
+    Ok(())
 }
 
 /// Checks that `addr` is `host:port` with a port from 1 to 65535, without resolving the host (a
@@ -1268,6 +1301,37 @@ mod tests {
             (&["--instance-id", " "], None, "--instance-id"),
             (&["--lease-time", "500ms"], None, "--lease-time: 500ms"),
             (&["--change-log-poll", "0"], None, "--change-log-poll"),
+            // Tokens no request could present: every request would answer 401.
+            (
+                &["--admin-token", "abc "],
+                None,
+                "--admin-token: starts or ends",
+            ),
+            (
+                &["--viewer-token", "\tabc"],
+                None,
+                "--viewer-token: starts or ends",
+            ),
+            (
+                &["--listen", "0.0.0.0:8080", "--admin-token", "   "],
+                None,
+                "--admin-token: is only whitespace",
+            ),
+            (
+                &["--admin-token", "a b"],
+                None,
+                "--admin-token: may hold only",
+            ),
+            (
+                &["--viewer-token", "tökén"],
+                None,
+                "--viewer-token: may hold only",
+            ),
+            (
+                &[],
+                Some("admin_token = \"abc\\n\""),
+                "--admin-token: starts or ends",
+            ),
             (
                 &[],
                 Some("change_log_retention = \"30s\""),

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// The body is not JSON.
     #[error("request bodies must be JSON (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// The body comes with a `Content-Encoding` this server does not decode.
+    #[error("request bodies are read as sent: Content-Encoding {0:?} is not supported")]
+    UnsupportedEncoding(String),
     /// A dependency is down for a moment; the client may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -100,7 +103,17 @@ impl ApiError {
 
     /// A 404 for a record id.
     pub fn no_such_extension(id: &str) -> Self {
-        Self::NotFound(format!("No extension has the id {id:?}."))
+        // An id is 24 characters; a longer path segment is named by its start only, so the
+        // answer does not echo whatever a client put in the URL.
+        const SHOWN: usize = 32;
+        match id.char_indices().nth(SHOWN) {
+            None => Self::NotFound(format!("No extension has the id {id:?}.")),
+            Some((cut, _)) => Self::NotFound(format!(
+                "No extension has the id {:?}... ({} characters; an id has 24).",
+                &id[..cut],
+                id.chars().count()
+            )),
+        }
     }
 
     /// An internal failure; `cause` is logged when the response is built and never sent.
@@ -139,7 +152,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::HeadersTooLarge { .. } => "headers_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
             Self::TooManyRequests { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
@@ -156,6 +169,10 @@ impl ApiError {
             Self::UnsupportedMediaType => {
                 "Request bodies must be JSON sent with Content-Type: application/json.".into()
             }
+            Self::UnsupportedEncoding(encoding) => format!(
+                "The request body's Content-Encoding {encoding:?} is not supported: send the JSON \
+                 uncompressed, without Content-Encoding."
+            ),
             Self::MethodNotAllowed => "This method is not allowed on this address.".into(),
             Self::TooManyRequests { retry_after } => {
                 format!("Too many write requests from this address; try again in {retry_after} s.")
@@ -206,7 +223,9 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -313,5 +332,21 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("3")
         );
+    }
+
+    #[actix_web::test]
+    async fn a_long_id_is_not_echoed_whole() {
+        let (s, v) = render(ApiError::no_such_extension("6b124ffe28fc9224f0354c0d")).await;
+        assert_eq!(s, 404);
+        assert_eq!(
+            v["error"]["message"],
+            "No extension has the id \"6b124ffe28fc9224f0354c0d\"."
+        );
+        let long = "é".repeat(20_000);
+        let (s, v) = render(ApiError::no_such_extension(&long)).await;
+        assert_eq!(s, 404);
+        let message = v["error"]["message"].as_str().expect("message");
+        assert!(message.len() < 200, "{message}");
+        assert!(message.contains("20000 characters"), "{message}");
     }
 }

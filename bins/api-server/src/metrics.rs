@@ -653,7 +653,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     // The pattern is looked up before the inner services run, so that requests refused
     // before routing (a missing token) still count under their route.
     let route = req.match_pattern();
@@ -664,9 +664,26 @@ pub async fn middleware(
             Err(e) => e.as_response_error().status_code().as_u16(),
         };
         let route = route.unwrap_or_else(|| "unmatched".to_owned());
-        metrics.http_request(&route, &method, status);
+        metrics.http_request(&route, method, status);
     }
     res
+}
+
+/// The method as a label: the standard ones by name, any other (a client may send any token
+/// as a method) as `other`, so a client cannot add series to `/metrics` without end.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }
 
 #[cfg(test)]

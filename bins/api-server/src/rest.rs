@@ -49,6 +49,15 @@ async fn read_object(req: HttpRequest, mut payload: Payload) -> Result<JsonObjec
     if !is_json(&req) {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // The body is read as sent: a compressed one would be refused as "not JSON", and an
+    // uncompressed one labelled compressed would be taken as if the label were absent.
+    if let Some(encoding) = req.headers().get(actix_web::http::header::CONTENT_ENCODING) {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes());
+        if !encoding.trim().eq_ignore_ascii_case("identity") {
+            let shown: String = encoding.chars().take(40).collect();
+            return Err(ApiError::UnsupportedEncoding(shown));
+        }
+    }
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)

@@ -330,6 +330,27 @@ async fn every_error_path_answers_json_and_changes_nothing_on(base: Options) -> 
         )
         .await?;
     assert_eq!((r.status, r.error_code()), (415, "unsupported_media_type"));
+    // A body is read as sent: one that says it is compressed is refused, whether it is or not
+    // (it was taken as if the header were absent), and nothing is created.
+    let labelled = reqwest::Client::new()
+        .post(s.url("/api/extensions"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(br#"{"extension":"5558","agent_name":"A","department":"D"}"#.to_vec())
+        .send()
+        .await?;
+    assert_eq!(labelled.status().as_u16(), 415);
+    let text = labelled.text().await?;
+    let v: Value = serde_json::from_str(&text)?;
+    assert_eq!(v["error"]["code"], "unsupported_media_type", "{text}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Content-Encoding \"gzip\"")),
+        "{text}"
+    );
+    let r = s.get("/api/extensions").await?;
+    assert!(!r.text.contains("5558"), "{}", r.text);
 
     // A member given twice is ambiguous: refused and named, and nothing is created.
     let r = s
@@ -457,6 +478,18 @@ async fn tokens_guard_writes_reads_metrics_and_the_stream() -> anyhow::Result<()
         .await?;
     let want =
         "extstatus_http_requests_total{route=\"/api/extensions\",method=\"POST\",status=\"401\"} 4";
+    assert!(m.text.contains(want), "missing {want:?} in\n{}", m.text);
+    // A made-up method is counted as `other`: any client may send any token as a method, and
+    // each would otherwise be a series of its own for as long as the process runs.
+    for made_up in ["BREW", "XYZZY1", "XYZZY2"] {
+        let method = Method::from_bytes(made_up.as_bytes())?;
+        s.request(method, "/api/extensions", None, None).await?;
+    }
+    let m = s
+        .request(Method::GET, "/metrics", None, Some("viewer-secret"))
+        .await?;
+    assert!(!m.text.contains("XYZZY"), "{}", m.text);
+    let want = "extstatus_http_requests_total{route=\"/api/extensions\",method=\"other\",status=\"401\"} 3";
     assert!(m.text.contains(want), "missing {want:?} in\n{}", m.text);
     // Always open.
     for path in ["/healthz", "/readyz"] {
