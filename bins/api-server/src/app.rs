@@ -471,6 +471,7 @@ pub async fn start(
     });
     let metrics_data = web::Data::from(metrics.clone());
     let security = web::Data::new(crate::security::Security::new(&config.security));
+    let user_timeout_ms = u32::try_from(config.timing.ws_timeout.as_millis()).unwrap_or(u32::MAX);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -498,6 +499,11 @@ pub async fn start(
     // holds it until the browser acknowledges the one before, which a browser may delay by
     // 40 to 200 ms (docs/performance.md, "Fourth round").
     .tcp_nodelay(true)
+    .on_connect(move |conn, _| {
+        if let Some(socket) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let_go_of_stuck_peers(socket, user_timeout_ms);
+        }
+    })
     .shutdown_timeout(config.timing.shutdown_timeout.as_secs().max(1))
     .listen(listener)?
     .run();
@@ -734,6 +740,19 @@ impl Shutdown {
             Err(e) => return Err(std::io::Error::other(e.to_string()).into()),
         }
         flushed.map_err(Into::into)
+    }
+}
+
+/// Sets `TCP_USER_TIMEOUT` on an accepted socket: the kernel drops the connection when what
+/// was sent stays unacknowledged, or the peer's receive window stays shut, for that long. A
+/// client that stops reading (a frozen tab, a hostile script) would otherwise keep its socket,
+/// its subscription and its place under `--ws-max-connections` for as long as it keeps the TCP
+/// connection open: actix waits for the socket to take the bytes without a deadline, and the
+/// heartbeat's close frame cannot get through a full socket either. The timeout is
+/// `--ws-timeout`, the silence after which the heartbeat gives up on a client anyway.
+fn let_go_of_stuck_peers(socket: &actix_web::rt::net::TcpStream, timeout_ms: u32) {
+    if let Err(e) = rustix::net::sockopt::set_tcp_user_timeout(socket, timeout_ms) {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT on an accepted socket");
     }
 }
 

@@ -28,6 +28,7 @@ pub mod security;
 pub mod state;
 pub mod writer;
 pub mod ws;
+mod ws_limit;
 mod ws_send;
 
 pub use app::{RunningServer, ServerError, run, start};

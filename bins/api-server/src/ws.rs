@@ -4,9 +4,14 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use std::pin::Pin;
+
+use actix_web::error::PayloadError;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest as _, HttpRequest, HttpResponse, dev, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use domain::Department;
+use futures_util::Stream;
 use hub::Resume;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +20,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::security::{Security, WsSlot};
 use crate::state::AppState;
+use crate::ws_limit::{Limited, Overflowed};
 use crate::ws_send::LiveBody;
 
 /// The query parameters of `/ws`.
@@ -32,7 +38,12 @@ impl WsQuery {
     pub fn parse(query: &str) -> Result<Self, ApiError> {
         let pairs = crate::rest::query_pairs(query)?;
         let mut out = WsQuery::default();
+        let mut seen = std::collections::HashSet::new();
         for (key, value) in pairs {
+            // A repeat is ambiguous (which department, which token?): refused, as on REST.
+            if !seen.insert(key.clone()) {
+                return Err(invalid_param(&key, "is given more than once"));
+            }
             match key.as_str() {
                 "resume" => {
                     let n = value.trim().parse::<u64>().map_err(|_| {
@@ -78,9 +89,10 @@ fn invalid_param(name: &str, problem: &str) -> ApiError {
     ),
     responses(
         (status = 101, description = "WebSocket stream: a snapshot, then deltas with seq"),
-        (status = 400, description = "Bad query parameter", body = crate::error::ErrorBody),
+        (status = 400, description = "Bad query parameter, or not a WebSocket request", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
         (status = 403, description = "A browser from an origin that is neither the server's own nor in --cors-origins", body = crate::error::ErrorBody),
+        (status = 426, description = "A Sec-WebSocket-Version other than 13 (the answer names 13)", body = crate::error::ErrorBody),
         (status = 503, description = "--ws-max-connections clients are already connected", body = crate::error::ErrorBody),
     )
 )]
@@ -91,10 +103,33 @@ pub async fn upgrade(
     security: web::Data<Security>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let query = WsQuery::parse(req.query_string())?;
-    // Client messages are small (pings, pongs, an occasional text we ignore): a larger frame
-    // closes the socket with 1009 rather than being buffered.
     security.check_ws_origin(&req)?;
+    // A version this server does not speak: 426 naming the one it does (RFC 6455 4.4).
+    if let Some(version) = req.headers().get("sec-websocket-version")
+        && version.as_bytes() != b"13"
+    {
+        let shown: String = String::from_utf8_lossy(version.as_bytes())
+            .chars()
+            .take(20)
+            .collect();
+        let mut res = actix_web::ResponseError::error_response(&ApiError::bad_request(
+            "websocket_version",
+            format!("WebSocket version {shown:?} is not supported; this server speaks 13."),
+        ));
+        *res.status_mut() = actix_web::http::StatusCode::UPGRADE_REQUIRED;
+        res.headers_mut().insert(
+            actix_web::http::header::SEC_WEBSOCKET_VERSION,
+            actix_web::http::header::HeaderValue::from_static("13"),
+        );
+        return Ok(res);
+    }
     let slot = security.ws_slot()?;
+    // Client messages are small (pings, pongs, an occasional text we ignore): what the client
+    // sends is cut off at the first frame header (or fragments) over the limit, before actix-ws
+    // buffers it (`ws_limit`), and the socket is closed with 1009.
+    let (limited, overflowed) = Limited::new(body, security.ws_max_message());
+    let boxed: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(limited);
+    let body = web::Payload::from_request(&req, &mut dev::Payload::from(boxed)).await?;
     // A plain GET (no upgrade headers) gets the JSON error every other route gives, not
     // actix's empty 400.
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
@@ -119,17 +154,23 @@ pub async fn upgrade(
     };
     // The changes go out through the response body, which reads the subscription only when the
     // socket has room (`ws_send`); the connection task keeps the control frames.
+    // The connection's place and its count in the gauge last as long as the body, which actix
+    // keeps for as long as the TCP connection is open.
+    state.metrics.ws_clients_add(1);
+    let held = Box::new(Held {
+        _slot: slot,
+        _gauge: ClientGauge(state.metrics.clone()),
+    });
     let response = response
-        .map_body(|_, control| LiveBody::new(control, &state.hub, subscription, first))
+        .map_body(|_, control| LiveBody::new(control, &state.hub, subscription, first, held))
         .map_into_boxed_body();
     let conn = Connection {
         session,
         stream,
-        metrics: state.metrics.clone(),
+        overflowed,
         shutdown: state.shutdown.clone(),
         ping_interval: state.timing.ws_ping_interval,
         timeout: state.timing.ws_timeout,
-        _slot: slot,
     };
     actix_web::rt::spawn(conn.run());
     Ok(response)
@@ -140,12 +181,18 @@ pub async fn upgrade(
 struct Connection {
     session: Session,
     stream: MessageStream,
-    metrics: std::sync::Arc<Metrics>,
+    /// Set when the client sent a frame or message over `--ws-max-message`.
+    overflowed: Overflowed,
     shutdown: CancellationToken,
     ping_interval: Duration,
     timeout: Duration,
-    /// Its place under `--ws-max-connections`, given back when the connection ends.
+}
+
+/// What an open connection holds: its place under `--ws-max-connections` and its count in the
+/// client gauge, both given back when the connection is gone.
+struct Held {
     _slot: WsSlot,
+    _gauge: ClientGauge,
 }
 
 /// Decrements the client gauge however the connection ends.
@@ -155,6 +202,15 @@ impl Drop for ClientGauge {
     fn drop(&mut self) {
         self.0.ws_clients_add(-1);
     }
+}
+
+/// The end of a client that sent a frame or message over `--ws-max-message`.
+fn too_big() -> End {
+    tracing::debug!("websocket client message over --ws-max-message; closing");
+    End::Close(CloseReason {
+        code: CloseCode::Size,
+        description: Some("message too big".to_owned()),
+    })
 }
 
 /// Why a connection ended, and what close frame (if any) is still owed to the client.
@@ -169,8 +225,6 @@ enum End {
 
 impl Connection {
     async fn run(mut self) {
-        self.metrics.ws_clients_add(1);
-        let _gauge = ClientGauge(self.metrics.clone());
         let end = self.pump().await;
         let reason = match end {
             End::Close(reason) => Some(reason),
@@ -206,11 +260,16 @@ impl Connection {
                     // Pongs, texts and anything else prove the client is alive; their content
                     // means nothing to this server.
                     Some(Ok(_)) => last_heard = Instant::now(),
-                    Some(Err(actix_ws::ProtocolError::Overflow)) => {
-                        tracing::debug!("websocket client message over --ws-max-message; closing");
+                    Some(Err(actix_ws::ProtocolError::Overflow)) => return too_big(),
+                    Some(Err(_)) if self.overflowed.get() => return too_big(),
+                    Some(Err(actix_ws::ProtocolError::Io(e)))
+                        if e.kind() == std::io::ErrorKind::InvalidData =>
+                    {
+                        // A text frame that is not UTF-8 (RFC 6455 7.4.1: 1007).
+                        tracing::debug!("websocket client sent text that is not UTF-8; closing");
                         return End::Close(CloseReason {
-                            code: CloseCode::Size,
-                            description: Some("message too big".to_owned()),
+                            code: CloseCode::Invalid,
+                            description: Some("text is not UTF-8".to_owned()),
                         });
                     }
                     Some(Err(e)) => {
@@ -261,6 +320,9 @@ mod tests {
             "department=%07",
             "colour=red",
             "department=%FF",
+            "department=Sales&department=Support",
+            "token=a&token=b",
+            "resume=1&resume=1",
         ] {
             let e = WsQuery::parse(bad).expect_err(bad);
             assert_eq!(e.code(), "invalid_query", "{bad}");

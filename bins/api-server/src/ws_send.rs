@@ -176,6 +176,11 @@ pub(crate) struct LiveBody {
     /// This thread's waiting list, and where this body is listed in it.
     wake: Rc<ThreadWake>,
     listed: Option<(u64, usize)>,
+    /// What the connection holds while it is open (its place under `--ws-max-connections`
+    /// and its count in the client gauge): this body lives as long as actix keeps the
+    /// connection, which can be longer than the connection task (a client that stopped
+    /// reading keeps its socket until the kernel gives up on it).
+    _held: Box<dyn std::any::Any>,
 }
 
 impl LiveBody {
@@ -185,6 +190,7 @@ impl LiveBody {
         hub: &Hub,
         subscription: Subscription,
         first: Option<ByteString>,
+        held: Box<dyn std::any::Any>,
     ) -> Self {
         Self {
             control,
@@ -195,6 +201,7 @@ impl LiveBody {
             turn: 0,
             wake: ThreadWake::for_hub(hub),
             listed: None,
+            _held: held,
         }
     }
 
@@ -429,7 +436,7 @@ mod tests {
         for n in 1..published {
             hub.publish(status(n));
         }
-        let mut body = LiveBody::new(BoxBody::new(Silent), &hub, subscription, None);
+        let mut body = LiveBody::new(BoxBody::new(Silent), &hub, subscription, None, Box::new(()));
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);

@@ -236,6 +236,182 @@ async fn a_client_that_never_answers_pings_is_closed() -> anyhow::Result<()> {
     s.stop().await
 }
 
+/// A client that stops reading (its receive window shut) is let go within about
+/// `--ws-timeout`: its socket, its subscription and its place under `--ws-max-connections`
+/// are given back. Without a deadline on the socket, actix waited for it for as long as the
+/// peer kept the TCP connection open, and the heartbeat's close frame could not get through.
+/// The client fills the server's socket by sending pings and never reading the pongs.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go() -> anyhow::Result<()> {
+    let mut timing = Options::fast_timing();
+    timing.ws_ping_interval = Duration::from_millis(200);
+    timing.ws_timeout = Duration::from_millis(1500);
+    let s = TestServer::start(Options {
+        timing: Some(timing),
+        ..Options::default()
+    })
+    .await?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let mut sock = socket.connect(s.addr).await?;
+    sock.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            s.addr
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut head = [0u8; 512];
+    let n = sock.read(&mut head).await?;
+    assert!(head[..n].starts_with(b"HTTP/1.1 101"), "{:?}", &head[..n]);
+    let subscribers = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("extstatus_hub_subscribers "))
+            .map(str::to_owned)
+    };
+    let metrics = s.get("/metrics").await?;
+    assert_eq!(subscribers(&metrics.text).as_deref(), Some("1"));
+    // A masked ping with a 125-byte payload (the mask is zero, so the payload is as written).
+    let mut ping = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let mut sent = 0usize;
+    while sent < 400_000 {
+        match tokio::time::timeout(Duration::from_millis(300), sock.write_all(&ping)).await {
+            Ok(written) => written?,
+            Err(_) => break,
+        }
+        sent += 1;
+    }
+    assert!(
+        sent < 400_000,
+        "the server kept reading: {sent} pings taken"
+    );
+    // The stuck client is dropped: nothing of it is left in the server.
+    let left = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let text = s.get("/metrics").await?.text;
+            if subscribers(&text).as_deref() == Some("0")
+                && text.contains("\nextstatus_ws_clients 0\n")
+            {
+                return anyhow::Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        left.is_ok(),
+        "a client that stopped reading is still held after {PATIENCE:?}"
+    );
+    drop(sock);
+    s.stop().await
+}
+
+/// A raw `/ws` connection, past the handshake.
+async fn raw_ws(s: &TestServer) -> anyhow::Result<tokio::net::TcpStream> {
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await?;
+    sock.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            s.addr
+        )
+        .as_bytes(),
+    )
+    .await?;
+    Ok(sock)
+}
+
+/// Reads until a close frame; its code.
+async fn close_code(sock: &mut tokio::net::TcpStream) -> anyhow::Result<u16> {
+    tokio::time::timeout(PATIENCE, async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = sock.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "connection ended without a close frame");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(code) = find_close(&buf) {
+                return Ok(code);
+            }
+        }
+    })
+    .await?
+}
+
+/// A client frame (masked with a zero key, so the payload is as written).
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![first];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n < 65536 => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&[0, 0, 0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `--ws-max-message` (4,096 bytes by default) is applied to a frame's header, before its
+/// payload is read: a client that declares a 4 GB frame is closed with 1009 at once, not
+/// buffered (it grew the server by hundreds of megabytes until the heartbeat closed it). A
+/// message sent in small fragments counts as a whole.
+#[tokio::test]
+async fn a_client_message_over_the_limit_is_refused_at_its_header() -> anyhow::Result<()> {
+    let s = TestServer::start(Options::default()).await?;
+    let mut sock = raw_ws(&s).await?;
+    let mut huge = vec![0x81, 0x80 | 127];
+    huge.extend_from_slice(&4_000_000_000u64.to_be_bytes());
+    huge.extend_from_slice(&[0, 0, 0, 0]);
+    sock.write_all(&huge).await?;
+    // Some of the payload: the server must not wait for the rest.
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), sock.write_all(&vec![b'x'; 1 << 20])).await;
+    assert_eq!(close_code(&mut sock).await?, 1009);
+
+    let mut sock = raw_ws(&s).await?;
+    let piece = [b'y'; 1000];
+    let mut fragments = client_frame(0x01, &piece);
+    for _ in 0..5 {
+        fragments.extend(client_frame(0x00, &piece));
+    }
+    fragments.extend(client_frame(0x80, &piece));
+    sock.write_all(&fragments).await?;
+    assert_eq!(close_code(&mut sock).await?, 1009);
+
+    // A WebSocket version other than 13: 426 naming 13 (RFC 6455 4.4), as JSON.
+    let mut sock = tokio::net::TcpStream::connect(s.addr).await?;
+    sock.write_all(
+        format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            s.addr
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, sock.read(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 426"), "{answer}");
+    assert!(answer.contains("sec-websocket-version: 13\r\n"), "{answer}");
+    assert!(answer.contains("\"websocket_version\""), "{answer}");
+
+    // Text that is not UTF-8 is closed with 1007 (RFC 6455 7.4.1), not as a protocol error.
+    let mut sock = raw_ws(&s).await?;
+    sock.write_all(&client_frame(0x81, b"\xff\xfe")).await?;
+    assert_eq!(close_code(&mut sock).await?, 1007);
+    s.stop().await
+}
+
 /// Skips the HTTP response head, then walks the frames; returns the code of a close frame.
 fn find_close(buf: &[u8]) -> Option<u16> {
     let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
