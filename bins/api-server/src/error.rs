@@ -247,8 +247,16 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized(_)) {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        if let Self::TooManyRequests { retry_after } = self {
-            res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+        match self {
+            Self::TooManyRequests { retry_after } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            // A 503 is a moment's trouble (the store, the connection limit, the PBX): one
+            // second tells a well-behaved client when to try again rather than at once.
+            Self::Unavailable(_) => {
+                res.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
         }
         res.json(body)
     }
@@ -331,6 +339,14 @@ mod tests {
                 .get(header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok()),
             Some("3")
+        );
+        let res = ApiError::Unavailable("The store is busy.".into()).error_response();
+        assert_eq!(res.status().as_u16(), 503);
+        assert_eq!(
+            res.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
         );
     }
 
