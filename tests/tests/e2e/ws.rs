@@ -205,32 +205,10 @@ async fn a_client_that_never_answers_pings_is_closed() -> anyhow::Result<()> {
         ..Options::default()
     })
     .await?;
-    let mut sock = tokio::net::TcpStream::connect(s.addr).await?;
-    sock.write_all(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            s.addr
-        )
-        .as_bytes(),
-    )
-    .await?;
-    // Read frames (server frames are unmasked) until the close frame.
-    let mut buf = Vec::new();
-    let close_code = tokio::time::timeout(PATIENCE, async {
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = sock.read(&mut chunk).await?;
-            anyhow::ensure!(n > 0, "connection ended without a close frame");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(code) = find_close(&buf) {
-                return Ok(code);
-            }
-        }
-    })
-    .await??;
+    let mut sock = raw_ws(&s).await?;
     assert_eq!(
-        close_code, 1008,
+        close_code(&mut sock).await?,
+        1008,
         "policy violation: no pong within the timeout"
     );
     s.stop().await
@@ -254,15 +232,7 @@ async fn a_client_that_stops_reading_is_let_go() -> anyhow::Result<()> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     let mut sock = socket.connect(s.addr).await?;
-    sock.write_all(
-        format!(
-            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            s.addr
-        )
-        .as_bytes(),
-    )
-    .await?;
+    upgrade(&mut sock, s.addr).await?;
     let mut head = [0u8; 512];
     let n = sock.read(&mut head).await?;
     assert!(head[..n].starts_with(b"HTTP/1.1 101"), "{:?}", &head[..n]);
@@ -312,16 +282,24 @@ async fn a_client_that_stops_reading_is_let_go() -> anyhow::Result<()> {
 /// A raw `/ws` connection, past the handshake.
 async fn raw_ws(s: &TestServer) -> anyhow::Result<tokio::net::TcpStream> {
     let mut sock = tokio::net::TcpStream::connect(s.addr).await?;
+    upgrade(&mut sock, s.addr).await?;
+    Ok(sock)
+}
+
+/// Sends a `/ws` upgrade request on a raw connection.
+async fn upgrade(
+    sock: &mut tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
     sock.write_all(
         format!(
-            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            s.addr
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         .as_bytes(),
     )
     .await?;
-    Ok(sock)
+    Ok(())
 }
 
 /// Reads until a close frame; its code.
