@@ -688,3 +688,255 @@ async fn api_writes_told_to_wait_are_retried_and_other_refusals_name_the_extensi
     ensure!(api.records.lock().expect("lock").len() == 2);
     Ok(())
 }
+
+/// Runs the seeder in `cwd` with exactly these target and token variables set.
+async fn seeder_env(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Result<Output> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seeder"));
+    cmd.args(args).current_dir(cwd);
+    for var in [
+        "EXTSTATUS_DATA_DIR",
+        "EXTSTATUS_MONGODB_URI",
+        "EXTSTATUS_MONGODB_DB",
+        "MONGODB_URI",
+        "EXTSTATUS_API",
+        "EXTSTATUS_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_target_beats_the_environment() -> Result<()> {
+    let cwd = tempfile::tempdir()?;
+    let flag_dir = cwd.path().join("flag");
+    let env_dir = cwd.path().join("env");
+    let (flag_arg, env_arg) = (
+        flag_dir.display().to_string(),
+        env_dir.display().to_string(),
+    );
+    let range = ["--range", "1001-1002", "--department", "S"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        range.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let cwd = cwd.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            seeder_env(&args, &env, &cwd).await
+        }
+    };
+    let dead_mongo = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200".to_owned();
+    let every_env = vec![
+        ("EXTSTATUS_API", "http://127.0.0.1:1".to_owned()),
+        ("EXTSTATUS_MONGODB_URI", dead_mongo.clone()),
+        ("MONGODB_URI", dead_mongo.clone()),
+        ("EXTSTATUS_DATA_DIR", env_arg.clone()),
+    ];
+
+    // --data-dir on the command line beats every variable.
+    let out = run(with(&["--data-dir", &flag_arg]), every_env.clone()).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&flag_dir).await?.len() == 2);
+    ensure!(!env_dir.exists());
+
+    // --mongodb-uri on the command line beats EXTSTATUS_API (no conflict with the variable).
+    let out = run(with(&["--mongodb-uri", &dead_mongo]), every_env.clone()).await?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains("the store is unavailable") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
+
+    // Two targets on the command line are refused, naming both, before anything is read.
+    let out = run(
+        with(&["--api", "http://127.0.0.1:1", "--mongodb-uri", &dead_mongo]),
+        vec![],
+    )
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr)
+            == "seeder: --api and --mongodb-uri each choose where the records go; give only one \
+                of them\n",
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Without a flag, the environment decides: EXTSTATUS_API first (a closed port here)...
+    let out = run(with(&[]), every_env.clone()).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr).contains("http://127.0.0.1:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ... and empty variables count as unset: EXTSTATUS_DATA_DIR is used ...
+    let empty = |keep: Vec<(&'static str, String)>| {
+        let mut env: Vec<(&'static str, String)> = [
+            "EXTSTATUS_API",
+            "EXTSTATUS_MONGODB_URI",
+            "MONGODB_URI",
+            "EXTSTATUS_DATA_DIR",
+            "EXTSTATUS_TOKEN",
+            "EXTSTATUS_MONGODB_DB",
+        ]
+        .into_iter()
+        .map(|k| (k, String::new()))
+        .filter(|(k, _)| !keep.iter().any(|(kk, _)| kk == k))
+        .collect();
+        env.extend(keep);
+        env
+    };
+    let out = run(
+        with(&[]),
+        empty(vec![("EXTSTATUS_DATA_DIR", env_arg.clone())]),
+    )
+    .await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&env_dir).await?.len() == 2);
+    // ... and with every one empty, ./data of the working directory.
+    let out = run(with(&[]), empty(vec![])).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&cwd.path().join("data")).await?.len() == 2);
+
+    // A --token without --api would have sent the records to a store: refused.
+    let out = run(with(&["--token", "t"]), vec![]).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr).contains("--token goes with --api"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_creates_and_changes_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    let file = data.join(store::DB_FILE_NAME);
+    let run = |dept: &str, dry: bool| {
+        let mut args: Vec<String> = ["--range", "1001-1003", "--department", dept, "--data-dir"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.push(data_arg.clone());
+        if dry {
+            args.push("--dry-run".into());
+        }
+        seeder_async(args)
+    };
+    let out = run("Sales", true).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(
+        text(&out.stdout).contains("would create 3"),
+        "{}",
+        text(&out.stdout)
+    );
+    ensure!(
+        !data.exists(),
+        "the data directory was created by a dry run"
+    );
+    std::fs::create_dir(&data)?;
+    let out = run("Sales", true).await?;
+    ensure!(out.status.success());
+    ensure!(!file.exists(), "the store file was created by a dry run");
+
+    let out = run("Sales", false).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let before = (std::fs::read(&file)?, std::fs::metadata(&file)?.modified()?);
+    let out = run("Support", true).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    ensure!(
+        shown.starts_with("update 1001: department \"Sales\" -> \"Support\"\n")
+            && shown.contains("would create 0, would update 3, unchanged 0"),
+        "{shown}"
+    );
+    let after = (std::fs::read(&file)?, std::fs::metadata(&file)?.modified()?);
+    ensure!(before == after, "a dry run changed the store file");
+
+    // A store held by a running server: the dry run says so and points at --api.
+    let held = store::EmbeddedStore::open(&data, StoreOptions::default()).await?;
+    let out = run("Support", true).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(text(&out.stderr).contains("--api"), "{}", text(&out.stderr));
+    drop(held);
+    Ok(())
+}
+
+/// Against a real MongoDB-wire server when `TEST_MONGODB_URI` is set (said on stderr when not):
+/// a dry run reads the records it compares with and creates nothing, then a real run writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_dry_run_and_load() -> Result<()> {
+    let Some(uri) = std::env::var("TEST_MONGODB_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!("seeder MongoDB test skipped: TEST_MONGODB_URI is not set");
+        return Ok(());
+    };
+    let database = format!(
+        "extstatus_seeder_{}_{}",
+        std::process::id(),
+        domain::now().timestamp_millis()
+    );
+    let config = store::MongoConfig::new(&uri, &database);
+    let cwd = tempfile::tempdir()?;
+    let run = |dept: &'static str, dry: bool| {
+        let (uri, database, cwd) = (uri.clone(), database.clone(), cwd.path().to_path_buf());
+        async move {
+            let mut args = vec![
+                "--range",
+                "1001-1002",
+                "--department",
+                dept,
+                "--mongodb-db",
+                &database,
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            seeder_env(&args, &[("MONGODB_URI", uri.as_str())], &cwd).await
+        }
+    };
+    let result = async {
+        let out = run("Sales", true).await?;
+        ensure!(out.status.success(), "{}", text(&out.stderr));
+        ensure!(
+            text(&out.stdout).ends_with(&format!(
+                "dry run, nothing written to the MongoDB database {database}: would create 2, \
+                 would update 0, unchanged 0, rejected 0\n"
+            )),
+            "{}",
+            text(&out.stdout)
+        );
+        ensure!(store::MongoStore::read_records(&config).await?.is_empty());
+        let out = run("Sales", false).await?;
+        ensure!(out.status.success(), "{}", text(&out.stderr));
+        let out = run("Support", true).await?;
+        ensure!(
+            text(&out.stdout).contains("would update 2"),
+            "{}",
+            text(&out.stdout)
+        );
+        let records = store::MongoStore::read_records(&config).await?;
+        ensure!(records.len() == 2 && records.iter().all(|r| r.department.as_str() == "Sales"));
+        ensure!(
+            !cwd.path().join("data").exists(),
+            "no embedded store was made"
+        );
+        Ok(())
+    }
+    .await;
+    let store = store::MongoStore::connect(&config, StoreOptions::default()).await?;
+    store.drop_collections().await?;
+    result
+}
