@@ -276,14 +276,12 @@ impl Cli {
         };
         if chosen != "api" && self.given("token") {
             bail!(
-                "--token goes with --api, but the records would go to the store given by {} \
-                 (add --api URL to go through the api-server)",
-                if chosen == "mongodb_uri" && !self.given("mongodb_uri") {
-                    "the environment (MongoDB)".to_owned()
-                } else if self.blank("data_dir") && chosen == "data_dir" {
-                    "default --data-dir ./data".to_owned()
+                "--token goes with --api, but without it the records would go to {} (add \
+                 --api URL to go through the api-server)",
+                if self.blank(chosen) {
+                    "the default --data-dir ./data".to_owned()
                 } else {
-                    name(chosen)
+                    format!("the store of {}", name(chosen))
                 }
             );
         }
