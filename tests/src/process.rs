@@ -1,5 +1,6 @@
 //! The `api-server` binary as a child process, for the faults that only a real process can
-//! suffer (SIGTERM, `kill -9`) and for reading the server's own memory use from `/proc`.
+//! suffer (SIGTERM, `kill -9`) and for reading the server's own memory use from `/proc`; and
+//! the `seeder` binary, run against a real server.
 //!
 //! The binary is the one cargo built next to the test binary (a workspace test run builds it);
 //! when it is missing or older than a source it is made of, it is built once with `cargo
@@ -23,12 +24,24 @@ const PATIENCE: Duration = Duration::from_secs(20);
 pub fn binary() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| build("api-server").map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(|e| anyhow!(e))
 }
 
-fn build() -> anyhow::Result<PathBuf> {
+/// The path of a fresh `seeder` binary, built the same way: the seeder end-to-end tests run it
+/// against a real server.
+pub fn seeder_binary() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build("seeder").map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// Builds the binary of the package `name` under `bins/` (its binary has the same name) when
+/// it is missing or older than a source it is made of.
+fn build(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/e2e-… → target/<profile>
     let profile_dir = exe
@@ -39,46 +52,41 @@ fn build() -> anyhow::Result<PathBuf> {
     let target_dir = profile_dir
         .parent()
         .ok_or_else(|| anyhow!("no target directory above {}", profile_dir.display()))?;
-    let bin = profile_dir.join("api-server");
+    let bin = profile_dir.join(name);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .ok_or_else(|| anyhow!("the tests crate has no parent directory"))?;
     let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
     if let Some(built) = built
-        && newest_source(workspace)? <= built
+        && newest_source(workspace, name)? <= built
     {
         return Ok(bin);
     }
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "api-server",
-        "--bin",
-        "api-server",
-    ])
-    .arg("--target-dir")
-    .arg(target_dir)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args(["build", "--quiet", "-p", name, "--bin", name])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
-    let status = cmd.status().context("run cargo build for api-server")?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("run cargo build for {name}"))?;
     if !status.success() {
-        bail!("cargo build -p api-server failed: {status}");
+        bail!("cargo build -p {name} failed: {status}");
     }
     if !bin.exists() {
-        bail!("cargo built api-server but {} is missing", bin.display());
+        bail!("cargo built {name} but {} is missing", bin.display());
     }
     Ok(bin)
 }
 
-/// The newest modification time of what the server is built from: the workspace's
-/// `Cargo.toml` and `Cargo.lock`, and the manifest and `src/` of `bins/api-server` and of every
-/// crate under `crates/` (all of which it depends on). Tests and docs are left out: a change
+/// The newest modification time of what the binary `name` is built from: the workspace's
+/// `Cargo.toml` and `Cargo.lock`, and the manifest and `src/` of `bins/<name>` and of every
+/// crate under `crates/` (all of which it may depend on). Tests and docs are left out: a change
 /// there does not make cargo relink the binary, so it must not make it look stale either.
-fn newest_source(workspace: &Path) -> anyhow::Result<std::time::SystemTime> {
+fn newest_source(workspace: &Path, name: &str) -> anyhow::Result<std::time::SystemTime> {
     fn walk(dir: &Path, newest: &mut std::time::SystemTime) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -94,7 +102,7 @@ fn newest_source(workspace: &Path) -> anyhow::Result<std::time::SystemTime> {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified());
     let mut newest =
         modified(&workspace.join("Cargo.lock"))?.max(modified(&workspace.join("Cargo.toml"))?);
-    let mut packages = vec![workspace.join("bins").join("api-server")];
+    let mut packages = vec![workspace.join("bins").join(name)];
     for entry in std::fs::read_dir(workspace.join("crates"))? {
         packages.push(entry?.path());
     }

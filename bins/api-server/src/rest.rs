@@ -79,16 +79,18 @@ async fn read_object(req: HttpRequest, mut payload: Payload) -> Result<JsonObjec
         }
         body.extend_from_slice(&chunk);
     }
-    let body: Body = serde_json::from_slice(&body).map_err(|e| {
+    let body: domain::JsonObject = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             "invalid_json",
             format!("The request body is not valid JSON: {e}."),
         )
     })?;
     match body {
-        Body::Object { map, duplicates } if duplicates.is_empty() => Ok(JsonObject(map)),
+        domain::JsonObject::Object { map, duplicates } if duplicates.is_empty() => {
+            Ok(JsonObject(map))
+        }
         // A member given twice is ambiguous: a proxy or a log may have read the other value.
-        Body::Object { duplicates, .. } => Err(ApiError::BadRequest {
+        domain::JsonObject::Object { duplicates, .. } => Err(ApiError::BadRequest {
             code: "invalid_json",
             message: "The request body gives a member more than once.".to_owned(),
             fields: duplicates
@@ -96,82 +98,10 @@ async fn read_object(req: HttpRequest, mut payload: Payload) -> Result<JsonObjec
                 .map(|name| (name, "is given more than once".to_owned()))
                 .collect(),
         }),
-        Body::Other => Err(ApiError::bad_request(
+        domain::JsonObject::Other(_) => Err(ApiError::bad_request(
             "invalid_json",
             "The request body must be a JSON object.",
         )),
-    }
-}
-
-/// A request body as read: a top-level object with the names of any members it repeats
-/// (`serde_json::Map` would silently keep the last), or anything else.
-enum Body {
-    Object {
-        map: Map<String, Value>,
-        duplicates: Vec<String>,
-    },
-    Other,
-}
-
-impl<'de> serde::Deserialize<'de> for Body {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Body;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut access: A,
-            ) -> Result<Body, A::Error> {
-                let mut map = Map::new();
-                let mut duplicates = Vec::new();
-                while let Some((key, value)) = access.next_entry::<String, Value>()? {
-                    if map.contains_key(&key) {
-                        if !duplicates.contains(&key) {
-                            duplicates.push(key);
-                        }
-                    } else {
-                        map.insert(key, value);
-                    }
-                }
-                Ok(Body::Object { map, duplicates })
-            }
-
-            // Every other JSON value is read in full (so syntax errors are still reported)
-            // and then refused as not an object.
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut access: A,
-            ) -> Result<Body, A::Error> {
-                while access.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Body::Other)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Body, E> {
-                Ok(Body::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Body, E> {
-                Ok(Body::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Body, E> {
-                Ok(Body::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Body, E> {
-                Ok(Body::Other)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Body, E> {
-                Ok(Body::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Body, E> {
-                Ok(Body::Other)
-            }
-        }
-
-        deserializer.deserialize_any(Visitor)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use domain::{AgentName, Department, ExtensionNumber, FieldError, NewExtension, Rule};
+use domain::{AgentName, Department, ExtensionNumber, FieldError, JsonObject, NewExtension, Rule};
 use serde_json::Value;
 
 /// The most rows a `--range` may generate at once.
@@ -126,6 +126,9 @@ pub enum InputError {
     /// The CSV header is unusable.
     #[error("CSV header: {0}")]
     Header(String),
+    /// The CSV rows cannot be told apart (an unclosed quote).
+    #[error("CSV: {0}")]
+    Csv(String),
     /// The JSON is not an array of objects, or not JSON at all.
     #[error("JSON: {0}")]
     Json(String),
@@ -190,6 +193,7 @@ pub fn parse_flag(raw: &str) -> Result<Option<bool>, String> {
 /// order). A UTF-8 byte order mark is ignored; cells are trimmed; quoting follows RFC 4180.
 pub fn parse_csv(bytes: &[u8]) -> Result<Parsed, InputError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let quoting = check_quotes(bytes)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -230,7 +234,11 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Parsed, InputError> {
         }
     }
 
-    let mut parsed = Parsed::default();
+    let misquoted: std::collections::HashSet<usize> = quoting.iter().map(|r| r.line).collect();
+    let mut parsed = Parsed {
+        rows: Vec::new(),
+        rejected: quoting,
+    };
     let mut seen = HashMap::new();
     let mut record = csv::ByteRecord::new();
     let mut lines = LineCounter::new(bytes);
@@ -248,13 +256,18 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Parsed, InputError> {
             }
         }
         let line = lines.line_at(record.position().map_or(offset, csv::Position::byte));
-        if record.len() > columns.len() {
+        if misquoted.contains(&line) {
+            continue;
+        }
+        if record.len() != columns.len() {
+            // A missing or extra cell shifts the ones after it: which value belongs to which
+            // column cannot be known, so the row is refused whole.
             parsed.rejected.push(Rejection::row(
                 line,
                 format!(
-                    "row has {} fields, the header has {}",
-                    record.len(),
-                    columns.len()
+                    "expected {} cells, as the header has, got {}",
+                    columns.len(),
+                    record.len()
                 ),
             ));
             continue;
@@ -317,7 +330,75 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Parsed, InputError> {
             );
         }
     }
+    // Quoting problems were found first; each belongs with the other problems of its row.
+    parsed.rejected.sort_by_key(|r| r.line);
     Ok(parsed)
+}
+
+/// Finds what the csv crate reads without complaint but a person did not mean, reading the
+/// bytes the way it does (RFC 4180; a quote opens a quoted field only as a field's first
+/// byte): a quoted field that is never closed, which would swallow every row after it into
+/// one cell and is an error for the whole file, and text after the closing quote of a field
+/// (`"Smith" Jr`, from a quote that should have been doubled), which refuses its row.
+fn check_quotes(bytes: &[u8]) -> Result<Vec<Rejection>, InputError> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        AfterQuote,
+        AfterQuoteBlank,
+    }
+    let mut state = State::FieldStart;
+    let mut line = 1;
+    let mut row_line = 1;
+    let mut row_start = true;
+    let mut opened = 1;
+    let mut rejected: Vec<Rejection> = Vec::new();
+    for &b in bytes {
+        let terminator = b == b'\n' || b == b'\r';
+        if row_start && !terminator {
+            row_line = line;
+            row_start = false;
+        }
+        state = match (state, b) {
+            (State::Quoted, b'"') => State::AfterQuote,
+            (State::Quoted, _) => State::Quoted,
+            (State::FieldStart, b'"') | (State::AfterQuote, b'"') => {
+                if state == State::FieldStart {
+                    opened = line;
+                }
+                State::Quoted
+            }
+            (_, b',') => State::FieldStart,
+            (_, b'\n' | b'\r') => {
+                row_start = true;
+                State::FieldStart
+            }
+            (State::AfterQuote | State::AfterQuoteBlank, b' ' | b'\t') => State::AfterQuoteBlank,
+            (State::AfterQuote | State::AfterQuoteBlank, _) => {
+                if rejected.last().is_none_or(|r| r.line != row_line) {
+                    rejected.push(Rejection::row(
+                        row_line,
+                        "text after the closing quote of a field (write a quote inside a \
+                         quoted field twice: \"\")",
+                    ));
+                }
+                State::Unquoted
+            }
+            (State::FieldStart | State::Unquoted, _) => State::Unquoted,
+        };
+        if b == b'\n' {
+            line += 1;
+        }
+    }
+    if state == State::Quoted {
+        return Err(InputError::Csv(format!(
+            "line {opened}: a quoted field opened on this line is never closed (a `\"` is \
+             missing), so every row after it would be read into that field"
+        )));
+    }
+    Ok(rejected)
 }
 
 /// A cell that must be present and not empty.
@@ -407,19 +488,34 @@ pub fn parse_json(text: &str) -> Result<Parsed, InputError> {
     Ok(parsed)
 }
 
-/// Reads one element of a JSON array into `parsed`.
+/// Reads one element of a JSON array into `parsed`. A member given more than once is refused
+/// by name: which of its values was meant cannot be known.
 fn parse_json_element(
     parsed: &mut Parsed,
     seen: &mut HashMap<ExtensionNumber, usize>,
     line: usize,
-    value: Value,
+    element: JsonObject,
 ) {
-    let Value::Object(map) = value else {
-        parsed.rejected.push(Rejection::row(
-            line,
-            format!("expected an object, got {}", json_kind(&value)),
-        ));
-        return;
+    let map = match element {
+        JsonObject::Other(kind) => {
+            parsed.rejected.push(Rejection::row(
+                line,
+                format!("expected an object, got {kind}"),
+            ));
+            return;
+        }
+        JsonObject::Object { duplicates, .. } if !duplicates.is_empty() => {
+            parsed
+                .rejected
+                .extend(duplicates.into_iter().map(|name| Rejection {
+                    line,
+                    element: None,
+                    field: Some(name),
+                    reason: "is given more than once in this object".into(),
+                }));
+            return;
+        }
+        JsonObject::Object { map, .. } => map,
     };
     match NewExtension::from_json(&map) {
         Ok(new) => {
@@ -441,18 +537,7 @@ fn parse_json_element(
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-type Element = Result<(usize, Value), InputError>;
+type Element = Result<(usize, JsonObject), InputError>;
 
 /// Splits a top-level JSON array into its elements, each with the line it starts on.
 fn json_elements(text: &str) -> Result<Vec<Element>, InputError> {
@@ -479,7 +564,8 @@ fn json_elements(text: &str) -> Result<Vec<Element>, InputError> {
     } else {
         loop {
             let line = lines.line_at(offset(i));
-            let mut stream = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
+            let mut stream =
+                serde_json::Deserializer::from_str(&text[i..]).into_iter::<JsonObject>();
             match stream.next() {
                 Some(Ok(value)) => out.push(Ok((line, value))),
                 Some(Err(e)) => {
@@ -688,14 +774,83 @@ mod tests {
             rejected,
             vec![
                 "line 5: extension: must contain only the digits 0-9",
-                "line 6: agent_name: is required and may not be blank",
+                "line 6: expected 4 cells, as the header has, got 3",
                 "line 7: is_active: must be true or false (or yes/no, 1/0), got \"maybe\"",
-                "line 8: row has 5 fields, the header has 4",
+                "line 8: expected 4 cells, as the header has, got 5",
                 "line 9: extension: 1001 already appears on line 2",
                 "line 10: agent_name: must not contain control characters",
             ]
         );
         assert_eq!(p.rejected_rows(), 6);
+    }
+
+    #[test]
+    fn csv_rows_with_too_few_or_too_many_cells_are_refused_naming_both_counts() {
+        let text = "extension,agent_name,department\n\
+                    1001,Alice\n\
+                    1002,Bob,Sales,true\n\
+                    1003\n\
+                    1004,Dan,Sales\n";
+        let p = parse_csv(text.as_bytes()).expect("parsed");
+        let (rows, rejected) = summary(&p);
+        assert_eq!(rows, vec![row(5, "1004", "Dan", "Sales", None)]);
+        assert_eq!(
+            rejected,
+            vec![
+                "line 2: expected 3 cells, as the header has, got 2",
+                "line 3: expected 3 cells, as the header has, got 4",
+                "line 4: expected 3 cells, as the header has, got 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_quotes_that_are_never_closed_or_followed_by_text_are_refused() {
+        let unclosed = [
+            (
+                "extension,agent_name,department\n1001,\"Alice,Sales\n1002,Bob,Sales\n",
+                2,
+            ),
+            (
+                "extension,agent_name,department\r\n1001,Alice,Sales\r\n\r\n1002,Bob,\"Sales",
+                4,
+            ),
+            // A doubled quote inside stays inside; the field is still open at the end.
+            ("extension,agent_name,department\n1001,\"A \"\"B\",\"S\n", 2),
+            ("\"extension,agent_name,department\n", 1),
+        ];
+        for (text, line) in unclosed {
+            assert_eq!(
+                parse_csv(text.as_bytes()).expect_err(text).to_string(),
+                format!(
+                    "CSV: line {line}: a quoted field opened on this line is never closed (a \
+                     `\"` is missing), so every row after it would be read into that field"
+                ),
+                "{text:?}"
+            );
+        }
+        let text = "extension,agent_name,department\n\
+                    1001,\"Smith\" Jr,Sales\n\
+                    1002,\"Bob\"  ,\"Sales\"\t\n\
+                    1003,\"Multi\nline\"x,Sales\n\
+                    1004,Carol \"C\",Sales\n";
+        let p = parse_csv(text.as_bytes()).expect("parsed");
+        let (rows, rejected) = summary(&p);
+        // Blanks after a closing quote are fine, and a quote inside an unquoted cell is text.
+        assert_eq!(
+            rows,
+            vec![
+                row(3, "1002", "Bob", "Sales", None),
+                row(6, "1004", "Carol \"C\"", "Sales", None),
+            ]
+        );
+        let after = "text after the closing quote of a field (write a quote inside a quoted \
+                     field twice: \"\")";
+        assert_eq!(
+            rejected,
+            vec![format!("line 2: {after}"), format!("line 4: {after}")]
+        );
+        assert_eq!(p.rejected_rows(), 2);
     }
 
     #[test]
@@ -767,6 +922,31 @@ mod tests {
         );
         assert_eq!(p.rejected_rows(), 3);
         assert_eq!(parse_json(" [ ] ").expect("empty"), Parsed::default());
+    }
+
+    #[test]
+    fn json_members_given_twice_are_refused_naming_the_member_and_the_element() {
+        let text = r#"[
+  {"extension": "1001", "agent_name": "A", "department": "S"},
+  {"extension": "1002", "agent_name": "B", "department": "S", "extension": "1003"},
+  {"agent_name": "C", "agent_name": "D", "extension": "1004",
+   "department": "S", "department": "T", "agent_name": "E"},
+  {"extension": "1005", "agent_name": "F", "department": "S", "is_active": true, "is_active": false}
+]"#;
+        let p = parse_json(text).expect("parsed");
+        let (rows, rejected) = summary(&p);
+        assert_eq!(rows, vec![row(2, "1001", "A", "S", None)]);
+        let twice = "is given more than once in this object";
+        assert_eq!(
+            rejected,
+            vec![
+                format!("line 3 (element 2): extension: {twice}"),
+                format!("line 4 (element 3): agent_name: {twice}"),
+                format!("line 4 (element 3): department: {twice}"),
+                format!("line 6 (element 4): is_active: {twice}"),
+            ]
+        );
+        assert_eq!(p.rejected_rows(), 3);
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! The `seeder` command: reads the environment and the command line, runs [`seeder::run`], and
-//! turns its outcome into the exit status (0 loaded, 1 rows rejected or writes failed, 2 nothing
-//! done).
+//! turns its outcome into the exit status (0 loaded, 1 a write failed, 2 nothing written: bad
+//! arguments, a refused row, the target unavailable or the token refused).
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-
 fn main() -> ExitCode {
-    let mut cli = seeder::Cli::parse();
-    // MONGODB_URI is accepted without the prefix, as the api-server accepts it; --api wins.
-    if cli.api.is_none() {
-        cli.store = cli.store.with_plain_env(|name| std::env::var(name).ok());
-    }
+    let cli = match seeder::Cli::try_parse_args(std::env::args_os()) {
+        Ok(cli) => cli,
+        // Help and version exit 0, a bad command line 2.
+        Err(e) => e.exit(),
+    };
+    // MONGODB_URI is accepted without the prefix, as the api-server accepts it.
+    let cli = cli.with_plain_env(|name| std::env::var(name).ok());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,7 +1,8 @@
 //! Where the seeder writes: a store opened directly (embedded or MongoDB), or a running
 //! api-server's REST API, for when the embedded store already belongs to that server.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::{Extension, ExtensionPatch, NewExtension, RecordId};
@@ -25,6 +26,103 @@ pub enum TargetError {
     /// The API could not be reached, or answered something unreadable.
     #[error("API request failed: {0}")]
     Transport(String),
+}
+
+impl TargetError {
+    /// Whether the API refused the token (401 or 403): every other write would be refused
+    /// the same way.
+    pub fn is_refused_token(&self) -> bool {
+        matches!(
+            self,
+            Self::Api {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
+    /// Whether the run should stop rather than try the other rows: a refused token, an API
+    /// that does not answer, or a store that is unavailable.
+    pub fn stops_the_run(&self) -> bool {
+        match self {
+            Self::Api { .. } => self.is_refused_token(),
+            Self::Transport(_) => true,
+            Self::Store(e) => e.is_transient(),
+        }
+    }
+}
+
+/// How many times a request the API answered 429 or 503 is sent again before it counts as
+/// failed.
+pub const RETRIES: u32 = 10;
+/// The longest the seeder waits before one retry, whatever `Retry-After` asks for.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// How long to wait before retry number `retry` (0-based) when the answer does not say:
+/// 1 s, 2 s, 4 s, ... up to [`MAX_WAIT`].
+fn backoff(retry: u32) -> Duration {
+    Duration::from_secs(1u64 << retry.min(6)).min(MAX_WAIT)
+}
+
+/// The wait a 429 or 503 answer asks for in `Retry-After` (whole seconds; the HTTP-date form
+/// is not read and counts as absent), at most [`MAX_WAIT`].
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_WAIT))
+}
+
+/// Checks an `--api` URL: `http://host[:port][/prefix]`, without credentials, query or
+/// fragment. Answers it without a trailing `/`, or what is wrong.
+pub fn check_api_url(raw: &str) -> Result<String, String> {
+    let text = raw.trim();
+    let example = "give the api-server's address, e.g. http://127.0.0.1:8080";
+    let url =
+        reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e}); {example}"))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(format!(
+                "{text}: only http:// URLs are supported (run the seeder next to the server, \
+                 or behind a TLS-terminating proxy)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{text:?}: the scheme {other:?} is not supported; {example}"
+            ));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the URL holds a user name or password, which the seeder does not send; give the \
+             admin token with --token"
+                .to_owned(),
+        );
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} names no host; {example}"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{text:?} has a query or fragment; {example} (a path prefix is fine)"
+        ));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// Checks an admin token as the api-server reads one: visible ASCII with no whitespace, so a
+/// token with a trailing newline (from a file) is refused here rather than by every request.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(
+            "must be visible ASCII (letters, digits, punctuation) without spaces or line \
+             breaks, as the api-server's tokens are; no request could carry it as given"
+                .to_owned(),
+        )
+    }
 }
 
 /// The three operations an upsert needs.
@@ -72,27 +170,26 @@ pub struct ApiTarget {
     client: reqwest::Client,
     base: String,
     token: Option<Secret>,
+    /// No request is sent before this instant: set by a 429 or 503 answer, so that the other
+    /// writes in flight wait with the one that was told to, instead of being refused too.
+    not_before: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl ApiTarget {
-    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`), sending `token` as a
-    /// bearer token when given.
+    /// A client for the server at `base` (e.g. `http://127.0.0.1:8080`, checked with
+    /// [`check_api_url`]), sending `token` as a bearer token when given.
     pub fn new(base: &str, token: Option<Secret>) -> Result<Self, TargetError> {
-        let base = base.trim().trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            return Err(TargetError::Transport(format!(
-                "{base}: only http:// URLs are supported (run the seeder next to the server, \
-                 or behind a TLS-terminating proxy)"
-            )));
-        }
+        let base = check_api_url(base).map_err(TargetError::Transport)?;
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| TargetError::Transport(e.to_string()))?;
         Ok(Self {
             client,
             base,
             token,
+            not_before: Mutex::new(None),
         })
     }
 
@@ -104,26 +201,64 @@ impl ApiTarget {
         }
     }
 
+    fn not_before(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.not_before
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends a request, and again after the wait the server asks for when it answers 429
+    /// (rate limited) or 503 (store unavailable): at most [`RETRIES`] times, each wait at most
+    /// [`MAX_WAIT`]. Those answers mean the request changed nothing, so sending it again is
+    /// safe.
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
-        req: reqwest::RequestBuilder,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
     ) -> Result<T, TargetError> {
-        let resp = req.send().await.map_err(|e| {
-            TargetError::Transport(format!("{}: {}", self.base, store::cli::causes(&e)))
-        })?;
-        let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| TargetError::Transport(store::cli::causes(&e)))?;
-        if !status.is_success() {
-            return Err(TargetError::Api {
-                status: status.as_u16(),
-                message: error_message(&body),
-            });
+        let mut retries = 0;
+        loop {
+            let wait_until = *self.not_before();
+            if let Some(instant) = wait_until {
+                tokio::time::sleep_until(instant).await;
+            }
+            let mut req = self.request(method.clone(), path);
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let resp = req.send().await.map_err(|e| {
+                TargetError::Transport(format!("{}: {}", self.base, store::cli::causes(&e)))
+            })?;
+            let status = resp.status();
+            let retry = matches!(status.as_u16(), 429 | 503) && retries < RETRIES;
+            let wait = retry_after(resp.headers()).unwrap_or_else(|| backoff(retries));
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| TargetError::Transport(store::cli::causes(&e)))?;
+            if retry {
+                let until = tokio::time::Instant::now() + wait;
+                let mut not_before = self.not_before();
+                if not_before.is_none_or(|t| t < until) {
+                    *not_before = Some(until);
+                }
+                retries += 1;
+                continue;
+            }
+            if !status.is_success() {
+                let mut message = error_message(&body);
+                if retries > 0 {
+                    message.push_str(&format!(" (still so after {retries} retries)"));
+                }
+                return Err(TargetError::Api {
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            return serde_json::from_slice(&body)
+                .map_err(|e| TargetError::Transport(format!("unreadable answer: {e}")));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| TargetError::Transport(format!("unreadable answer: {e}")))
     }
 }
 
@@ -189,22 +324,24 @@ impl Target for ApiTarget {
     }
 
     async fn list(&self) -> Result<Vec<Extension>, TargetError> {
-        self.send(self.request(reqwest::Method::GET, "/api/extensions"))
+        self.send(reqwest::Method::GET, "/api/extensions", None)
             .await
     }
 
     async fn create(&self, new: NewExtension) -> Result<Extension, TargetError> {
-        let req = self
-            .request(reqwest::Method::POST, "/api/extensions")
-            .json(&create_body(&new));
-        self.send(req).await
+        let body = create_body(&new);
+        self.send(reqwest::Method::POST, "/api/extensions", Some(&body))
+            .await
     }
 
     async fn update(&self, id: &RecordId, patch: ExtensionPatch) -> Result<Extension, TargetError> {
-        let req = self
-            .request(reqwest::Method::PUT, &format!("/api/extensions/{id}"))
-            .json(&update_body(&patch));
-        self.send(req).await
+        let body = update_body(&patch);
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/api/extensions/{id}"),
+            Some(&body),
+        )
+        .await
     }
 }
 
@@ -262,5 +399,57 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.to_string().contains("only http:// URLs are supported"));
+    }
+
+    #[test]
+    fn api_urls_are_checked() {
+        for (raw, want) in [
+            ("http://127.0.0.1:8080/", Ok("http://127.0.0.1:8080")),
+            (" http://h:1 ", Ok("http://h:1")),
+            ("http://proxy/extstatus/", Ok("http://proxy/extstatus")),
+            ("https://h", Err("only http:// URLs are supported")),
+            ("ftp://h", Err("the scheme \"ftp\" is not supported")),
+            ("127.0.0.1:8080", Err("is not a URL")),
+            (
+                "localhost:8080",
+                Err("the scheme \"localhost\" is not supported"),
+            ),
+            ("http://", Err("is not a URL")),
+            ("http://u:pw@h", Err("holds a user name or password")),
+            ("http://h/?x=1", Err("has a query or fragment")),
+            ("http://h/#x", Err("has a query or fragment")),
+        ] {
+            match (check_api_url(raw), want) {
+                (Ok(url), Ok(want)) => assert_eq!(url, want, "{raw}"),
+                (Err(e), Err(want)) => {
+                    assert!(e.contains(want), "{raw}: {e}");
+                    assert!(!e.contains("pw"), "{raw}: {e}");
+                }
+                (got, want) => panic!("{raw}: {got:?}, expected {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_and_retry_waits() {
+        assert!(check_token("s3cr3t-!#").is_ok());
+        for bad in ["a b", "tok\n", " tok", "tök"] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+        let headers = |v: &str| {
+            let mut h = reqwest::header::HeaderMap::new();
+            h.insert(
+                reqwest::header::RETRY_AFTER,
+                v.parse().expect("header value"),
+            );
+            h
+        };
+        assert_eq!(retry_after(&headers("3")), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(&headers(" 0 ")), Some(Duration::ZERO));
+        assert_eq!(retry_after(&headers("86400")), Some(MAX_WAIT));
+        assert_eq!(retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
+        let waits: Vec<u64> = (0..8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
     }
 }

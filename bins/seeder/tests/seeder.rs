@@ -103,75 +103,195 @@ async fn a_range_loads_once_and_a_second_run_changes_nothing() -> Result<()> {
     Ok(())
 }
 
+/// Runs the seeder on `input` (written to `name` in `dir`) into the embedded store `dir/data`.
+async fn load(dir: &Path, name: &str, input: &[u8], extra: &[&str]) -> Result<Output> {
+    let file = dir.join(name);
+    std::fs::write(&file, input)?;
+    let mut args = vec![
+        "--from".to_owned(),
+        file.display().to_string(),
+        "--data-dir".into(),
+        dir.join("data").display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    seeder_async(args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_rows_are_reported_and_nothing_of_them_is_written() -> Result<()> {
+async fn a_refused_row_writes_nothing_at_all() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let csv = dir.path().join("agents.csv");
-    std::fs::write(
-        &csv,
-        "extension,agent_name,department,is_active\n\
-         1001,Alice,Sales,true\n\
-         1002,Bob,Sales,perhaps\n\
-         10x3,Carol,Sales,\n\
-         1004,\"Dan, Jr.\",Support,no\n",
-    )?;
-    let out = seeder_async(vec![
-        "--from".into(),
-        csv.display().to_string(),
-        "--data-dir".into(),
-        data.display().to_string(),
-    ])
-    .await?;
-    ensure!(out.status.code() == Some(1), "{out:?}");
+    let csv = "extension,agent_name,department,is_active\n\
+               1001,Alice,Sales,true\n\
+               1002,Bob,Sales,perhaps\n\
+               10x3,Carol,Sales,\n\
+               1004,\"Dan, Jr.\",Support,no\n";
+    let out = load(dir.path(), "agents.csv", csv.as_bytes(), &[]).await?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
     let err = text(&out.stderr);
-    let name = csv.display().to_string();
+    let name = dir.path().join("agents.csv").display().to_string();
     ensure!(
         err == format!(
             "{name}: line 3: is_active: must be true or false (or yes/no, 1/0), got \"perhaps\"\n\
-             {name}: line 4: extension: must contain only the digits 0-9\n"
+             {name}: line 4: extension: must contain only the digits 0-9\n\
+             {name}: 2 of 4 rows refused; nothing was written to the embedded store {} \
+             (correct the rows and run again)\n",
+            data.join(store::DB_FILE_NAME).display()
         ),
         "{err}"
     );
-    ensure!(text(&out.stdout).starts_with("created 2, updated 0, unchanged 0, rejected 2 ("));
-    let records = stored(&data).await?;
-    let names: Vec<(&str, &str, bool)> = records
-        .iter()
-        .map(|r| (r.extension.as_str(), r.agent_name.as_str(), r.is_active))
-        .collect();
+    ensure!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    ensure!(!data.exists(), "the store was not even created");
+
+    // A valid file loads; the same rows with one bad one added change nothing.
+    let good = "extension,agent_name,department,is_active\n1001,Alice,Sales,true\n1004,\"Dan, Jr.\",Support,no\n";
+    let out = load(dir.path(), "agents.csv", good.as_bytes(), &[]).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let before = stored(&data).await?;
+    ensure!(before.len() == 2);
+    let json = r#"[
+  {"extension": "1001", "agent_name": "Alice Smith", "department": "Sales"},
+  {"extension": "1005", "agent_name": "Eve", "department": "Support", "last_seen": null}
+]"#;
+    let out = load(dir.path(), "agents.json", json.as_bytes(), &[]).await?;
+    ensure!(out.status.code() == Some(2));
     ensure!(
-        names == [("1001", "Alice", true), ("1004", "Dan, Jr.", false)],
-        "{names:?}"
+        text(&out.stderr).contains(
+            "line 3 (element 2): last_seen: is set by the server and cannot be written\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    ensure!(stored(&data).await? == before, "1001 was not renamed");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_members_given_twice_are_refused_naming_member_element_and_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let json = "[\n  {\"extension\": \"1001\", \"agent_name\": \"A\", \"department\": \"S\"},\n  \
+                {\"extension\": \"1002\", \"agent_name\": \"B\", \"department\": \"S\", \"extension\": \"1003\"}\n]";
+    let out = load(dir.path(), "agents.json", json.as_bytes(), &[]).await?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains(
+            "agents.json: line 3 (element 2): extension: is given more than once in this object\n"
+        ),
+        "{err}"
+    );
+    ensure!(!dir.path().join("data").exists());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_cell_counts_and_unclosed_quotes_are_named_by_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let csv =
+        "extension,agent_name,department\n1001,Alice\n1002,Bob,Sales,extra\n1003,Carol,Sales\n";
+    let out = load(dir.path(), "a.csv", csv.as_bytes(), &[]).await?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains("a.csv: line 2: expected 3 cells, as the header has, got 2\n"),
+        "{err}"
+    );
+    ensure!(
+        err.contains("a.csv: line 3: expected 3 cells, as the header has, got 4\n"),
+        "{err}"
+    );
+    ensure!(
+        err.contains("2 of 3 rows refused; nothing was written"),
+        "{err}"
     );
 
-    // JSON updates what differs, keeps what the input does not say, and says so.
-    let json_file = dir.path().join("agents.json");
-    std::fs::write(
-        &json_file,
-        r#"[
-  {"extension": "1001", "agent_name": "Alice Smith", "department": "Sales"},
-  {"extension": "1004", "agent_name": "Dan, Jr.", "department": "Support"},
-  {"extension": "1005", "agent_name": "Eve", "department": "Support", "last_seen": null}
-]"#,
-    )?;
+    let csv = "extension,agent_name,department\r\n1001,Alice,Sales\r\n1002,\"Bob,Sales\r\n1003,Carol,Sales\r\n";
+    let out = load(dir.path(), "a.csv", csv.as_bytes(), &[]).await?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains("a.csv: CSV: line 3: a quoted field opened on this line is never closed"),
+        "{err}"
+    );
+    ensure!(!dir.path().join("data").exists());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_order_marks_crlf_and_other_hostile_inputs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let csv = "\u{feff}extension,agent_name,department\r\n1001,Alice,Sales\r\n\r\n";
+    let out = load(dir.path(), "a.csv", csv.as_bytes(), &[]).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let json = "\u{feff}[\r\n{\"extension\":\"1002\",\"agent_name\":\"Bob\",\"department\":\"Sales\"}\r\n]\r\n";
+    let out = load(dir.path(), "b.json", json.as_bytes(), &[]).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&data).await?.len() == 2);
+
+    let mut utf16 = vec![0xFF, 0xFE];
+    utf16.extend("extension".encode_utf16().flat_map(u16::to_le_bytes));
+    let out = load(dir.path(), "c.csv", &utf16, &[]).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr).contains("c.csv: the file is UTF-16"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let big = dir.path().join("big.csv");
+    std::fs::File::create(&big)?.set_len(seeder::MAX_INPUT_BYTES + 1)?;
     let out = seeder_async(vec![
         "--from".into(),
-        json_file.display().to_string(),
-        "--data-dir".into(),
-        data.display().to_string(),
+        big.display().to_string(),
+        "--dry-run".into(),
     ])
     .await?;
-    ensure!(out.status.code() == Some(1));
+    ensure!(out.status.code() == Some(2));
     ensure!(
-        text(&out.stderr).ends_with(
-            "line 4 (element 3): last_seen: is set by the server and cannot be written\n"
-        )
+        text(&out.stderr).contains("big.csv: larger than 64 MiB"),
+        "{}",
+        text(&out.stderr)
     );
-    ensure!(text(&out.stdout).starts_with("created 0, updated 1, unchanged 1, rejected 1 ("));
-    let records = stored(&data).await?;
-    ensure!(records[0].agent_name.as_str() == "Alice Smith");
-    ensure!(!records[1].is_active, "an unstated flag is kept");
-    ensure!(records.len() == 2);
+
+    let range = |spec: &str, dept: &str| {
+        seeder_async(vec![
+            "--range".into(),
+            spec.into(),
+            "--department".into(),
+            dept.into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ])
+    };
+    for (spec, dept, want) in [
+        (
+            "1-99999999999",
+            "S",
+            "--range: \"1\": extension must be at least 2 characters",
+        ),
+        (
+            "1001-1003",
+            &"D".repeat(51),
+            "--department: department must be at most 50 characters",
+        ),
+        (
+            "1001-1003",
+            "Sa\u{7}les",
+            "--department: department must not contain control characters",
+        ),
+        (
+            "12345678901-12345678902",
+            "S",
+            "extension must be at most 10 characters",
+        ),
+    ] {
+        let out = range(spec, dept).await?;
+        ensure!(out.status.code() == Some(2), "{spec}");
+        let err = text(&out.stderr);
+        ensure!(err.contains(want), "{spec} {dept}: {err}");
+    }
+    ensure!(stored(&data).await?.len() == 2, "nothing more was written");
     Ok(())
 }
 
@@ -271,29 +391,60 @@ async fn mongodb_uri_is_taken_from_the_environment() -> Result<()> {
 
 /// A stand-in for the api-server's extension routes: enough HTTP/1.1 for one request per
 /// connection, the same JSON shapes, and a bearer token.
+#[derive(Default)]
 struct FakeApi {
     records: Mutex<Vec<Extension>>,
     writes: Mutex<Vec<String>>,
+    /// Answers (status, `Retry-After`) given to the next writes instead of doing them, as a
+    /// rate-limited or briefly unavailable server would.
+    busy: Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>,
+    /// How many writes were answered from `busy`.
+    refused: Mutex<usize>,
 }
 
 impl FakeApi {
-    fn answer(&self, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
+    fn answer(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &[u8],
+    ) -> (u16, Value, Option<&'static str>) {
         let error = |status: u16, code: &str, message: &str| {
-            (status, json!({"error": {"code": code, "message": message}}))
+            (
+                status,
+                json!({"error": {"code": code, "message": message}}),
+                None,
+            )
         };
         // `view` is a viewer token: it may read, not write.
         let reader = auth == Some("Bearer view") && method == "GET";
         if auth != Some("Bearer s3cret") && !reader {
             return error(401, "unauthorized", "A valid admin token is required.");
         }
+        if method != "GET"
+            && let Some((status, retry_after)) = self.busy.lock().expect("lock").pop_front()
+        {
+            *self.refused.lock().expect("lock") += 1;
+            let (status, body, _) = error(status, "busy", "Try again later.");
+            return (status, body, retry_after);
+        }
         let body: Map<String, Value> = serde_json::from_slice(body).unwrap_or_default();
         let mut records = self.records.lock().expect("lock");
         match (method, path) {
-            ("GET", "/api/extensions") => (200, json!(*records)),
+            ("GET", "/api/extensions") => (200, json!(*records), None),
             ("POST", "/api/extensions") => {
                 let Ok(new) = NewExtension::from_json(&body) else {
                     return error(400, "invalid", "The request is invalid.");
                 };
+                if new.agent_name.as_str() == "Mallory" {
+                    return (
+                        400,
+                        json!({"error": {"code": "invalid", "message": "The request is invalid.",
+                            "fields": {"agent_name": "is not welcome here"}}}),
+                        None,
+                    );
+                }
                 if records.iter().any(|r| r.extension == new.extension) {
                     return error(409, "conflict", "The extension exists.");
                 }
@@ -304,7 +455,7 @@ impl FakeApi {
                 let id = RecordId::parse(&format!("{:024x}", records.len() + 1)).expect("id");
                 let record = Extension::create(id, new, domain::now());
                 records.push(record.clone());
-                (201, json!(record))
+                (201, json!(record), None)
             }
             ("PUT", p) if p.starts_with("/api/extensions/") => {
                 let id = &p["/api/extensions/".len()..];
@@ -320,7 +471,7 @@ impl FakeApi {
                     Value::Object(body)
                 ));
                 record.apply_patch(&patch, domain::now());
-                (200, json!(record))
+                (200, json!(record), None)
             }
             _ => error(404, "not_found", "No such route."),
         }
@@ -368,10 +519,13 @@ impl FakeApi {
                         .map(|(_, v)| v.trim().to_owned())
                 });
                 let body = &buf[head_end..head_end + length];
-                let (status, json) = api.answer(method, path, auth.as_deref(), body);
+                let (status, json, retry_after) = api.answer(method, path, auth.as_deref(), body);
                 let json = json.to_string();
+                let retry_after = retry_after
+                    .map(|s| format!("retry-after: {s}\r\n"))
+                    .unwrap_or_default();
                 let response = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry_after}connection: close\r\n\r\n{json}",
                     json.len()
                 );
                 let _ = socket.write_all(response.as_bytes()).await;
@@ -385,10 +539,7 @@ impl FakeApi {
 async fn api_mode_upserts_through_rest() -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let api = Arc::new(FakeApi {
-        records: Mutex::new(Vec::new()),
-        writes: Mutex::new(Vec::new()),
-    });
+    let api = Arc::new(FakeApi::default());
     tokio::spawn(api.clone().serve(listener));
     let run = |extra: &[&str]| {
         let mut v: Vec<String> = vec![
@@ -428,26 +579,35 @@ async fn api_mode_upserts_through_rest() -> Result<()> {
         "{writes:?}"
     );
 
-    // A wrong token stops the run before any write, with the server's message.
-    let out = seeder_async(vec![
-        "--api".into(),
-        url.clone(),
-        "--token".into(),
-        "wrong".into(),
-        "--range".into(),
-        "2001-2001".into(),
-        "--department".into(),
-        "S".into(),
-    ])
-    .await?;
-    ensure!(out.status.code() == Some(2));
-    let err = text(&out.stderr);
-    ensure!(
-        err.contains("the API answered 401: A valid admin token is required."),
-        "{err}"
-    );
-    // A token that may read but not write: the first refused write stops the run, with one
-    // message instead of one per row, and nothing counts as created.
+    // A wrong token stops the run before any write, with the server's message, naming
+    // --token; so does a missing one.
+    for token in [&["--token", "wrong"][..], &[]] {
+        let mut args = vec![
+            "--api".to_owned(),
+            url.clone(),
+            "--range".into(),
+            "2001-2001".into(),
+            "--department".into(),
+            "S".into(),
+        ];
+        args.extend(token.iter().map(|s| (*s).to_owned()));
+        let out = seeder_async(args).await?;
+        ensure!(out.status.code() == Some(2));
+        let err = text(&out.stderr);
+        let why = if token.is_empty() {
+            "the token is missing"
+        } else {
+            "is wrong"
+        };
+        ensure!(
+            err.contains("(401: A valid admin token is required.)")
+                && err.contains(why)
+                && err.contains("with --token"),
+            "{err}"
+        );
+    }
+    // A token that may read but not write: the first refused write stops the run at once,
+    // with one message instead of one per row, and exit status 2.
     let out = seeder_async(vec![
         "--api".into(),
         url.clone(),
@@ -459,15 +619,15 @@ async fn api_mode_upserts_through_rest() -> Result<()> {
         "S".into(),
     ])
     .await?;
-    ensure!(!out.status.success());
+    ensure!(out.status.code() == Some(2), "{out:?}");
     let err = text(&out.stderr);
     ensure!(err.matches("401").count() == 1, "{err}");
-    ensure!(err.contains("stopped: check --token"), "{err}");
+    ensure!(err.lines().count() == 1, "{err}");
     ensure!(
-        text(&out.stdout).starts_with("created 0, updated 0, unchanged 0, rejected 0, failed 50"),
-        "{}",
-        text(&out.stdout)
+        err.contains("the token given (--token or EXTSTATUS_TOKEN) is wrong"),
+        "{err}"
     );
+    ensure!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
     let records = api.records.lock().expect("lock").clone();
     ensure!(records.len() == 4);
     let dept = records
@@ -476,4 +636,309 @@ async fn api_mode_upserts_through_rest() -> Result<()> {
         .context("2002")?;
     ensure!(dept.department.as_str() == "Sales");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_writes_told_to_wait_are_retried_and_other_refusals_name_the_extension() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let api = Arc::new(FakeApi::default());
+    api.busy
+        .lock()
+        .expect("lock")
+        .extend([(429, Some("1")), (503, None), (429, Some("0"))]);
+    tokio::spawn(api.clone().serve(listener));
+    let dir = tempfile::tempdir()?;
+    let csv = dir.path().join("a.csv");
+    std::fs::write(
+        &csv,
+        "extension,agent_name,department\n3001,Alice,Sales\n3002,Mallory,Sales\n3003,Carol,Sales\n",
+    )?;
+    let started = std::time::Instant::now();
+    let out = seeder_async(vec![
+        "--api".into(),
+        url.clone(),
+        "--token".into(),
+        "s3cret".into(),
+        "--from".into(),
+        csv.display().to_string(),
+        "--concurrency".into(),
+        "1".into(),
+    ])
+    .await?;
+    // Retry-After: 1, then no header (a 1 s back-off), then Retry-After: 0.
+    ensure!(started.elapsed() >= std::time::Duration::from_secs(2));
+    ensure!(*api.refused.lock().expect("lock") == 3);
+    ensure!(out.status.code() == Some(1), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(
+        err == format!(
+            "{}: line 3: extension 3002: the API answered 400: The request is invalid. \
+             (agent_name: is not welcome here)\n",
+            csv.display()
+        ),
+        "{err}"
+    );
+    ensure!(
+        text(&out.stdout)
+            == format!("created 2, updated 0, unchanged 0, rejected 0, failed 1 (API {url})\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    ensure!(api.records.lock().expect("lock").len() == 2);
+    Ok(())
+}
+
+/// Runs the seeder in `cwd` with exactly these target and token variables set.
+async fn seeder_env(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Result<Output> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seeder"));
+    cmd.args(args).current_dir(cwd);
+    for var in [
+        "EXTSTATUS_DATA_DIR",
+        "EXTSTATUS_MONGODB_URI",
+        "EXTSTATUS_MONGODB_DB",
+        "MONGODB_URI",
+        "EXTSTATUS_API",
+        "EXTSTATUS_TOKEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_target_beats_the_environment() -> Result<()> {
+    let cwd = tempfile::tempdir()?;
+    let flag_dir = cwd.path().join("flag");
+    let env_dir = cwd.path().join("env");
+    let (flag_arg, env_arg) = (
+        flag_dir.display().to_string(),
+        env_dir.display().to_string(),
+    );
+    let range = ["--range", "1001-1002", "--department", "S"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        range.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+    };
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| {
+        let cwd = cwd.path().to_path_buf();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            seeder_env(&args, &env, &cwd).await
+        }
+    };
+    let dead_mongo = "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200".to_owned();
+    let every_env = vec![
+        ("EXTSTATUS_API", "http://127.0.0.1:1".to_owned()),
+        ("EXTSTATUS_MONGODB_URI", dead_mongo.clone()),
+        ("MONGODB_URI", dead_mongo.clone()),
+        ("EXTSTATUS_DATA_DIR", env_arg.clone()),
+    ];
+
+    // --data-dir on the command line beats every variable.
+    let out = run(with(&["--data-dir", &flag_arg]), every_env.clone()).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&flag_dir).await?.len() == 2);
+    ensure!(!env_dir.exists());
+
+    // --mongodb-uri on the command line beats EXTSTATUS_API (no conflict with the variable).
+    let out = run(with(&["--mongodb-uri", &dead_mongo]), every_env.clone()).await?;
+    ensure!(out.status.code() == Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    ensure!(
+        err.contains("the store is unavailable") && err.contains("127.0.0.1:1"),
+        "{err}"
+    );
+
+    // Two targets on the command line are refused, naming both, before anything is read.
+    let out = run(
+        with(&["--api", "http://127.0.0.1:1", "--mongodb-uri", &dead_mongo]),
+        vec![],
+    )
+    .await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr)
+            == "seeder: --api and --mongodb-uri each choose where the records go; give only one \
+                of them\n",
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Without a flag, the environment decides: EXTSTATUS_API first (a closed port here)...
+    let out = run(with(&[]), every_env.clone()).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr).contains("http://127.0.0.1:1"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ... and empty variables count as unset: EXTSTATUS_DATA_DIR is used ...
+    let empty = |keep: Vec<(&'static str, String)>| {
+        let mut env: Vec<(&'static str, String)> = [
+            "EXTSTATUS_API",
+            "EXTSTATUS_MONGODB_URI",
+            "MONGODB_URI",
+            "EXTSTATUS_DATA_DIR",
+            "EXTSTATUS_TOKEN",
+            "EXTSTATUS_MONGODB_DB",
+        ]
+        .into_iter()
+        .map(|k| (k, String::new()))
+        .filter(|(k, _)| !keep.iter().any(|(kk, _)| kk == k))
+        .collect();
+        env.extend(keep);
+        env
+    };
+    let out = run(
+        with(&[]),
+        empty(vec![("EXTSTATUS_DATA_DIR", env_arg.clone())]),
+    )
+    .await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&env_dir).await?.len() == 2);
+    // ... and with every one empty, ./data of the working directory.
+    let out = run(with(&[]), empty(vec![])).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(stored(&cwd.path().join("data")).await?.len() == 2);
+
+    // A --token without --api would have sent the records to a store: refused.
+    let out = run(with(&["--token", "t"]), vec![]).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(
+        text(&out.stderr).contains("--token goes with --api"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_creates_and_changes_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let data_arg = data.display().to_string();
+    let file = data.join(store::DB_FILE_NAME);
+    let run = |dept: &str, dry: bool| {
+        let mut args: Vec<String> = ["--range", "1001-1003", "--department", dept, "--data-dir"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        args.push(data_arg.clone());
+        if dry {
+            args.push("--dry-run".into());
+        }
+        seeder_async(args)
+    };
+    let out = run("Sales", true).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    ensure!(
+        text(&out.stdout).contains("would create 3"),
+        "{}",
+        text(&out.stdout)
+    );
+    ensure!(
+        !data.exists(),
+        "the data directory was created by a dry run"
+    );
+    std::fs::create_dir(&data)?;
+    let out = run("Sales", true).await?;
+    ensure!(out.status.success());
+    ensure!(!file.exists(), "the store file was created by a dry run");
+
+    let out = run("Sales", false).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let before = (std::fs::read(&file)?, std::fs::metadata(&file)?.modified()?);
+    let out = run("Support", true).await?;
+    ensure!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    ensure!(
+        shown.starts_with("update 1001: department \"Sales\" -> \"Support\"\n")
+            && shown.contains("would create 0, would update 3, unchanged 0"),
+        "{shown}"
+    );
+    let after = (std::fs::read(&file)?, std::fs::metadata(&file)?.modified()?);
+    ensure!(before == after, "a dry run changed the store file");
+
+    // A store held by a running server: the dry run says so and points at --api.
+    let held = store::EmbeddedStore::open(&data, StoreOptions::default()).await?;
+    let out = run("Support", true).await?;
+    ensure!(out.status.code() == Some(2));
+    ensure!(text(&out.stderr).contains("--api"), "{}", text(&out.stderr));
+    drop(held);
+    Ok(())
+}
+
+/// Against a real MongoDB-wire server when `TEST_MONGODB_URI` is set (said on stderr when not):
+/// a dry run reads the records it compares with and creates nothing, then a real run writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_dry_run_and_load() -> Result<()> {
+    let Some(uri) = std::env::var("TEST_MONGODB_URI")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!("seeder MongoDB test skipped: TEST_MONGODB_URI is not set");
+        return Ok(());
+    };
+    let database = format!(
+        "extstatus_seeder_{}_{}",
+        std::process::id(),
+        domain::now().timestamp_millis()
+    );
+    let config = store::MongoConfig::new(&uri, &database);
+    let cwd = tempfile::tempdir()?;
+    let run = |dept: &'static str, dry: bool| {
+        let (uri, database, cwd) = (uri.clone(), database.clone(), cwd.path().to_path_buf());
+        async move {
+            let mut args = vec![
+                "--range",
+                "1001-1002",
+                "--department",
+                dept,
+                "--mongodb-db",
+                &database,
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            seeder_env(&args, &[("MONGODB_URI", uri.as_str())], &cwd).await
+        }
+    };
+    let result = async {
+        let out = run("Sales", true).await?;
+        ensure!(out.status.success(), "{}", text(&out.stderr));
+        ensure!(
+            text(&out.stdout).ends_with(&format!(
+                "dry run, nothing written to the MongoDB database {database}: would create 2, \
+                 would update 0, unchanged 0, rejected 0\n"
+            )),
+            "{}",
+            text(&out.stdout)
+        );
+        let client = mongodb::Client::with_uri_str(&uri).await?;
+        let collections = client.database(&database).list_collection_names().await?;
+        ensure!(collections.is_empty(), "a dry run created {collections:?}");
+        let out = run("Sales", false).await?;
+        ensure!(out.status.success(), "{}", text(&out.stderr));
+        let out = run("Support", true).await?;
+        ensure!(
+            text(&out.stdout).contains("would update 2"),
+            "{}",
+            text(&out.stdout)
+        );
+        let records = store::MongoStore::read_records(&config).await?;
+        ensure!(records.len() == 2 && records.iter().all(|r| r.department.as_str() == "Sales"));
+        ensure!(
+            !cwd.path().join("data").exists(),
+            "no embedded store was made"
+        );
+        Ok(())
+    }
+    .await;
+    let store = store::MongoStore::connect(&config, StoreOptions::default()).await?;
+    store.drop_collections().await?;
+    result
 }

@@ -4,7 +4,8 @@
 //! * the extension record ([`Extension`]) with the exact field names of the public interface;
 //! * validated field types ([`ExtensionNumber`], [`AgentName`], [`Department`], [`RecordId`])
 //!   whose constructors name the field and the rule that was broken;
-//! * the user-edit types ([`NewExtension`], [`ExtensionPatch`]) that cannot carry status fields;
+//! * the user-edit types ([`NewExtension`], [`ExtensionPatch`]) that cannot carry status fields,
+//!   and [`JsonObject`], which reads their JSON naming members given more than once;
 //! * the call-center fields of the record ([`QueueMembership`], [`AgentPresence`], [`CallInfo`]),
 //!   the user's [`PauseReason`], and the pure call-center tracker ([`callcenter::Tracker`]);
 //! * the complete Asterisk mapping ([`ExtensionState`], [`DeviceState`], [`Presence`]);
@@ -25,6 +26,7 @@ pub mod change;
 pub mod edit;
 pub mod fields;
 pub mod history;
+pub mod json;
 pub mod record;
 pub mod status;
 #[cfg(feature = "ts")]
@@ -41,6 +43,7 @@ pub use fields::{
     AgentName, Department, ExtensionNumber, FieldError, RecordId, Rule, is_forbidden_char,
 };
 pub use history::{Bound, HistoryEntry, HistoryEvent, RangeError, TimeRange};
+pub use json::JsonObject;
 pub use record::{
     Extension, ExtensionFilter, StatusHistoryEntry, StatusView, Timestamp, format_rfc3339, now,
 };

@@ -347,6 +347,20 @@ pub async fn open(
     }
 }
 
+/// Every record of the chosen backend, read without creating or writing anything (no data
+/// directory, file, collection or index): what `seeder --dry-run` compares its input with.
+/// A store that does not exist yet holds no records.
+pub async fn read_records(backend: &Backend) -> Result<Vec<Extension>, StoreError> {
+    match backend {
+        #[cfg(feature = "embedded")]
+        Backend::Embedded { data_dir } => EmbeddedStore::read_records(data_dir).await,
+        #[cfg(feature = "mongodb")]
+        Backend::MongoDb(config) => MongoStore::read_records(config).await,
+        #[allow(unreachable_patterns)]
+        _ => Err(StoreError::internal("no backend is compiled in")),
+    }
+}
+
 /// Sorts records by extension number, in [`ExtensionNumber`]'s order.
 pub(crate) fn sort_records(records: &mut [Extension]) {
     records.sort_unstable_by(|a, b| a.extension.cmp(&b.extension));

@@ -1187,6 +1187,33 @@ mod mongo {
         Ok(())
     }
 
+    /// What `seeder --dry-run` reads through: `find` only, so a database that has no records
+    /// yet is left without a collection or an index.
+    #[tokio::test]
+    async fn read_records_creates_no_collection() -> Result<()> {
+        let Some(uri) = uri() else {
+            return Ok(());
+        };
+        let name = support::throwaway_database("extstatus_test", "read_records");
+        let config = MongoConfig::new(&uri, &name);
+        ensure!(MongoStore::read_records(&config).await?.is_empty());
+        let client = mongodb::Client::with_uri_str(&uri).await?;
+        let collections = client.database(&name).list_collection_names().await?;
+        ensure!(collections.is_empty(), "{collections:?}");
+        let store = MongoStore::connect(&config, options()).await?;
+        let result = async {
+            store.create(new_ext("2002", "Bob", "Support")).await?;
+            store.create(new_ext("1001", "Alice", "Sales")).await?;
+            let read = MongoStore::read_records(&config).await?;
+            ensure!(read == store.list(&ExtensionFilter::default()).await?);
+            ensure!(read.len() == 2 && read[0].extension.as_str() == "1001");
+            Ok(())
+        }
+        .await;
+        support::clean_up(|| async { Ok(store.drop_collections().await?) }).await?;
+        result
+    }
+
     #[tokio::test]
     async fn a_malformed_uri_is_named_without_its_password() -> Result<()> {
         let config = MongoConfig::new("mongodb://app:hunter2@/call_center?bogus=", "call_center");
@@ -1728,6 +1755,46 @@ mod embedded {
             matches!(&err, StoreError::InvalidPath { path, .. } if path.ends_with(DB_FILE_NAME)),
             "{err:?}"
         );
+        Ok(())
+    }
+
+    /// What `seeder --dry-run` reads through: nothing is created for a store that does not
+    /// exist, an existing file is read without a byte of it changing, and a file held open by
+    /// a running store is refused as `Locked`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn read_records_creates_and_changes_nothing() -> Result<()> {
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("data");
+        ensure!(EmbeddedStore::read_records(&dir).await?.is_empty());
+        ensure!(!dir.exists(), "the data directory was created");
+        std::fs::create_dir(&dir)?;
+        ensure!(EmbeddedStore::read_records(&dir).await?.is_empty());
+        ensure!(
+            !dir.join(DB_FILE_NAME).exists(),
+            "the store file was created"
+        );
+
+        let store = EmbeddedStore::open(&dir, options()).await?;
+        store.create(new_ext("2002", "Bob", "Support")).await?;
+        store.create(new_ext("1001", "Alice", "Sales")).await?;
+        let err = EmbeddedStore::read_records(&dir)
+            .await
+            .expect_err("held by the open store");
+        ensure!(
+            matches!(&err, StoreError::Locked { path } if *path == dir.join(DB_FILE_NAME)),
+            "{err:?}"
+        );
+        let listed = store.list(&ExtensionFilter::default()).await?;
+        store.flush().await?;
+        drop(store);
+
+        let file = dir.join(DB_FILE_NAME);
+        let before = (std::fs::read(&file)?, std::fs::metadata(&file)?.modified()?);
+        let read = EmbeddedStore::read_records(&dir).await?;
+        ensure!(read == listed, "{read:?}");
+        ensure!(read[0].extension.as_str() == "1001", "in extension order");
+        let after = (std::fs::read(&file)?, std::fs::metadata(&file)?.modified()?);
+        ensure!(before == after, "reading changed the file");
         Ok(())
     }
 }

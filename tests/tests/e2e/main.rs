@@ -11,4 +11,5 @@ mod outages;
 mod pipeline;
 mod rest;
 mod security;
+mod seeder;
 mod ws;

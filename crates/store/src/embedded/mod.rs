@@ -125,6 +125,20 @@ impl EmbeddedStore {
         Ok(Self { inner })
     }
 
+    /// Every record of the store in `data_dir`, in [`domain::ExtensionNumber`]'s order, read
+    /// without creating or changing anything (for `seeder --dry-run`): a missing directory or
+    /// file holds no records and is not created, the file is opened read-only and an older
+    /// layout is not upgraded. A file another process holds open is [`StoreError::Locked`].
+    pub async fn read_records(data_dir: impl AsRef<Path>) -> Result<Vec<Extension>, StoreError> {
+        let file = data_dir.as_ref().join(DB_FILE_NAME);
+        let cache = tokio::task::spawn_blocking(move || tables::read_only(&file))
+            .await
+            .map_err(|e| StoreError::Internal { cause: cause(e) })??;
+        let mut records: Vec<Extension> = cache.by_id.into_values().collect();
+        crate::sort_records(&mut records);
+        Ok(records)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.file

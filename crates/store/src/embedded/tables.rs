@@ -183,16 +183,77 @@ fn init(db: &Database) -> Result<(), StoreError> {
 /// Reads every record into memory and finds the next history sequence number.
 fn load(db: &Database) -> Result<(Cache, u64), StoreError> {
     let txn = db.begin_read().map_err(storage_error)?;
-    let records = txn.open_table(RECORDS).map_err(storage_error)?;
-    let status = txn.open_table(STATUS).map_err(storage_error)?;
-    let callcenter = txn.open_table(CALLCENTER).map_err(storage_error)?;
+    let cache = read_cache(&txn)?;
+    let history = txn.open_table(history::ENTRIES).map_err(storage_error)?;
+    let next_seq = match history.last().map_err(storage_error)? {
+        Some((key, _)) => key.value().1.saturating_add(1),
+        None => 0,
+    };
+    Ok((cache, next_seq))
+}
+
+/// Every record of the store file `file`, read without changing anything: a missing
+/// directory or file holds no records (and is not created), the file is opened read-only, and
+/// a file of an older layout is read as it is, not upgraded. Blocking.
+pub(super) fn read_only(file: &Path) -> Result<Cache, StoreError> {
+    match std::fs::metadata(file) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Cache::default()),
+        Err(e) => {
+            return Err(StoreError::InvalidPath {
+                path: file.to_path_buf(),
+                cause: cause(e),
+            });
+        }
+        Ok(_) => {}
+    }
+    let db = redb::ReadOnlyDatabase::open(file).map_err(|e| open_error(file, e))?;
+    let read = || {
+        let txn = db.begin_read().map_err(storage_error)?;
+        if let Some(meta) = optional(txn.open_table(META))?
+            && let Some(v) = meta.get("layout_version").map_err(storage_error)?
+            && v.value() > LAYOUT_VERSION
+        {
+            return Err(StoreError::Corrupt {
+                detail: format!(
+                    "layout version {} was written by a newer program (this one reads up to \
+                     {LAYOUT_VERSION})",
+                    v.value()
+                ),
+            });
+        }
+        read_cache(&txn)
+    };
+    read().map_err(|e| with_path(file, e))
+}
+
+/// A table, or `None` when the file has none of that name (a new or an older file).
+fn optional<T>(table: Result<T, redb::TableError>) -> Result<Option<T>, StoreError> {
+    match table {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(storage_error(e)),
+    }
+}
+
+/// Reads every record of a read transaction into a cache.
+fn read_cache(txn: &redb::ReadTransaction) -> Result<Cache, StoreError> {
     let mut cache = Cache::default();
+    let Some(records) = optional(txn.open_table(RECORDS))? else {
+        return Ok(cache);
+    };
+    let status = optional(txn.open_table(STATUS))?;
+    let callcenter = optional(txn.open_table(CALLCENTER))?;
     for row in records.iter().map_err(storage_error)? {
         let (key, value) = row.map_err(storage_error)?;
         let key = key.value();
-        let stored = status.get(key).map_err(storage_error)?.map(|v| v.value());
+        let stored = match &status {
+            Some(status) => status.get(key).map_err(storage_error)?.map(|v| v.value()),
+            None => None,
+        };
         let mut record = decode(key, value.value(), stored)?;
-        if let Some(row) = callcenter.get(key).map_err(storage_error)? {
+        if let Some(callcenter) = &callcenter
+            && let Some(row) = callcenter.get(key).map_err(storage_error)?
+        {
             decode_callcenter(key, row.value(), &mut record)?;
         }
         if let Some(other) = cache
@@ -208,12 +269,7 @@ fn load(db: &Database) -> Result<(Cache, u64), StoreError> {
         }
         cache.by_id.insert(record.id.clone(), record);
     }
-    let history = txn.open_table(history::ENTRIES).map_err(storage_error)?;
-    let next_seq = match history.last().map_err(storage_error)? {
-        Some((key, _)) => key.value().1.saturating_add(1),
-        None => 0,
-    };
-    Ok((cache, next_seq))
+    Ok(cache)
 }
 
 /// The user part of a record as the `extensions` table holds it.

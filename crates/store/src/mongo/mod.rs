@@ -257,6 +257,34 @@ fn check_write_reply(reply: &Document) -> Result<u64, StoreError> {
     Ok(u64::try_from(modified).unwrap_or(0))
 }
 
+/// Checks the configuration and makes a client for its database. Nothing is sent to the
+/// server yet.
+async fn database(config: &MongoConfig) -> Result<Database, StoreError> {
+    check_uri(&config.uri).map_err(|detail| StoreError::InvalidConfig { detail })?;
+    check_database_name(&config.database).map_err(|detail| StoreError::InvalidConfig {
+        detail: format!("MongoDB database: {detail}"),
+    })?;
+    // The URI's syntax is sound, so what fails now (an SRV lookup) quotes no password.
+    let mut client_options =
+        ClientOptions::parse(&config.uri)
+            .await
+            .map_err(|e| StoreError::InvalidConfig {
+                detail: format!("MongoDB URI {}: {}", redact_uri(&config.uri), e.kind),
+            })?;
+    // Options written in the URI are the operator's explicit choice; ours only fill gaps.
+    client_options
+        .server_selection_timeout
+        .get_or_insert(config.server_selection_timeout);
+    if client_options.app_name.is_none() {
+        client_options.app_name.clone_from(&config.app_name);
+    }
+    let client = Client::with_options(client_options).map_err(|e| StoreError::InvalidConfig {
+        detail: format!("MongoDB options: {}", e.kind),
+    })?;
+    let db = client.database(&config.database);
+    Ok(db)
+}
+
 impl MongoStore {
     /// Connects, creates the indexes, and starts the `last_seen` batcher. A server that cannot
     /// be reached within the selection timeout is [`StoreError::Unavailable`] with the cause,
@@ -264,29 +292,7 @@ impl MongoStore {
     /// creates the indexes as soon as the server answers (trying again every second).
     /// A malformed URI is [`StoreError::InvalidConfig`]. Must run inside a tokio runtime.
     pub async fn connect(config: &MongoConfig, options: StoreOptions) -> Result<Self, StoreError> {
-        check_uri(&config.uri).map_err(|detail| StoreError::InvalidConfig { detail })?;
-        check_database_name(&config.database).map_err(|detail| StoreError::InvalidConfig {
-            detail: format!("MongoDB database: {detail}"),
-        })?;
-        // The URI's syntax is sound, so what fails now (an SRV lookup) quotes no password.
-        let mut client_options =
-            ClientOptions::parse(&config.uri)
-                .await
-                .map_err(|e| StoreError::InvalidConfig {
-                    detail: format!("MongoDB URI {}: {}", redact_uri(&config.uri), e.kind),
-                })?;
-        // Options written in the URI are the operator's explicit choice; ours only fill gaps.
-        client_options
-            .server_selection_timeout
-            .get_or_insert(config.server_selection_timeout);
-        if client_options.app_name.is_none() {
-            client_options.app_name.clone_from(&config.app_name);
-        }
-        let client =
-            Client::with_options(client_options).map_err(|e| StoreError::InvalidConfig {
-                detail: format!("MongoDB options: {}", e.kind),
-            })?;
-        let db = client.database(&config.database);
+        let db = database(config).await?;
         let indexes_ready = match ensure_indexes(&db, options.history_retention).await {
             Ok(()) => true,
             Err(e) if config.start_unreachable && e.is_transient() => {
@@ -323,6 +329,32 @@ impl MongoStore {
             tracing::info!(database = %config.database, uri = %redact_uri(&config.uri), "MongoDB store ready");
         }
         Ok(Self { inner })
+    }
+
+    /// Every record of the configured database, in [`ExtensionNumber`]'s order, read with
+    /// `find` only (for `seeder --dry-run`): no collection or index is created, and nothing is
+    /// written. A document that is not a valid record is left out, as [`Repository::list`]
+    /// does. An unreachable server is [`StoreError::Unavailable`].
+    pub async fn read_records(config: &MongoConfig) -> Result<Vec<Extension>, StoreError> {
+        let db = database(config).await?;
+        let found: Vec<Document> = db
+            .collection::<Document>(docs::EXTENSIONS)
+            .find(doc! {})
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let mut records: Vec<Extension> = found
+            .iter()
+            .filter_map(|d| {
+                docs::read_record(d)
+                    .map_err(|e| tracing::error!(error = %e, "extension document skipped"))
+                    .ok()
+            })
+            .collect();
+        sort_records(&mut records);
+        Ok(records)
     }
 
     /// Drops both collections: for tests that use a throw-away database.
