@@ -6,11 +6,15 @@ mod telemetry;
 use std::process::ExitCode;
 
 use api_server::{Args, Config};
-use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args = Args::parse().with_plain_env(|name| std::env::var(name).ok());
+    // An empty `EXTSTATUS_*` variable counts as unset.
+    let command = store::cli::without_blank_env(<Args as clap::CommandFactory>::command());
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args.with_plain_env(|name| std::env::var(name).ok()),
+        Err(e) => e.exit(),
+    };
     let file = match &args.config {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some(text),

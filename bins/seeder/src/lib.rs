@@ -167,21 +167,8 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let mut command = <Self as clap::CommandFactory>::command();
-        // An empty or blank variable counts as unset (clap would take it as a value, and
-        // refuse an empty path outright).
-        let blank: Vec<clap::Id> = command
-            .get_arguments()
-            .filter(|arg| {
-                arg.get_env()
-                    .and_then(std::env::var_os)
-                    .is_some_and(|v| v.to_str().is_some_and(|v| v.trim().is_empty()))
-            })
-            .map(|arg| arg.get_id().clone())
-            .collect();
-        for id in blank {
-            command = command.mut_arg(id, |arg| arg.env(None::<&'static str>));
-        }
+        // An empty variable counts as unset (a blank one is taken as unset by `blank`).
+        let command = store::cli::without_blank_env(<Self as clap::CommandFactory>::command());
         let matches = command.try_get_matches_from(args)?;
         let mut cli = <Self as clap::FromArgMatches>::from_arg_matches(&matches)?;
         cli.on_command_line = SOURCED

@@ -209,6 +209,27 @@ mod tests {
     }
 }
 
+/// `command` with the environment variable of each argument whose variable is set but empty
+/// taken off, so that such a variable counts as unset: clap would take it as the value (and
+/// refuse an empty path outright, failing the whole command line). A blank one (spaces) is left
+/// to the argument's own check, which refuses it where it matters (a token of spaces is a
+/// mistake, not "no token"). The binaries parse with the command this returns.
+pub fn without_blank_env(mut command: clap::Command) -> clap::Command {
+    let blank: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|arg| {
+            arg.get_env()
+                .and_then(std::env::var_os)
+                .is_some_and(|v| v.is_empty())
+        })
+        .map(|arg| arg.get_id().clone())
+        .collect();
+    for id in blank {
+        command = command.mut_arg(id, |arg| arg.env(None::<&'static str>));
+    }
+    command
+}
+
 /// An error and its causes as one line for a person, each cause once: store errors and HTTP
 /// clients already show their cause in their own message (or hide the reason, such as
 /// "connection refused", in a source), so a cause the text before it already holds is left out

@@ -108,7 +108,8 @@ fn unusable_settings_are_refused_naming_the_flag() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn empty_variables_leave_the_files_tokens_in_force() -> anyhow::Result<()> {
+async fn empty_variables_count_as_unset_and_leave_the_files_tokens_in_force() -> anyhow::Result<()>
+{
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("extstatus.toml");
     std::fs::write(
@@ -118,13 +119,21 @@ async fn empty_variables_leave_the_files_tokens_in_force() -> anyhow::Result<()>
     let data = dir.path().join("data");
     let config = file.to_string_lossy().into_owned();
     // As a compose file's `EXTSTATUS_ADMIN_TOKEN=${ADMIN_TOKEN:-}` gives them: they used to
-    // replace the file's tokens with none, and the API was open.
+    // replace the file's tokens with none, and the API was open. Other empty variables are
+    // unset too: an empty path, address or duration used to fail the whole command line.
     let server = tests::process::ServerProcess::start_with_env(
         &data,
         &["--config", &config],
         &[
             ("EXTSTATUS_ADMIN_TOKEN", ""),
             ("EXTSTATUS_VIEWER_TOKEN", ""),
+            ("EXTSTATUS_MONGODB_URI", ""),
+            ("MONGODB_URI", ""),
+            ("EXTSTATUS_AMI", ""),
+            ("EXTSTATUS_WS_TIMEOUT", ""),
+            ("EXTSTATUS_RATE_LIMIT", ""),
+            ("EXTSTATUS_LOG_FORMAT", ""),
+            ("EXTSTATUS_DEMO", ""),
         ],
     )?;
     let http = reqwest::Client::new();
