@@ -181,9 +181,10 @@ fn write_packet(out: &mut impl Write, packet: &Packet) -> io::Result<()> {
     out.write_all(b",\"headers\":[")?;
     for (i, h) in packet.headers().enumerate() {
         out.write_all(if i == 0 { b"[" } else { b",[" })?;
-        serde_json::to_writer(&mut *out, &h.key())?;
+        serde_json::to_writer(&mut *out, &String::from_utf8_lossy(h.key_bytes()))?;
         out.write_all(b",")?;
-        serde_json::to_writer(&mut *out, &h.value())?;
+        // The interface promises replacement characters here, not a guessed encoding.
+        serde_json::to_writer(&mut *out, &String::from_utf8_lossy(h.value_bytes()))?;
         out.write_all(b"]")?;
     }
     out.write_all(b"]")?;
