@@ -582,22 +582,24 @@ impl Tracker {
 
     /// Applies one live input.
     pub fn apply(&mut self, live: Live) -> Update {
-        self.step(live.input, live.at);
+        self.step(crate::pbx_text::bound_input(live.input), live.at);
         self.finish()
     }
 
     /// Applies a list taken after a (re)connect, with the live inputs read while it was being
     /// collected: those before the list's response on the wire first, then the list (what it
     /// no longer shows is cleared), then the rest in wire order.
-    pub fn resync(&mut self, list: ListSnapshot, drained: Vec<Live>) -> Update {
+    pub fn resync(&mut self, mut list: ListSnapshot, drained: Vec<Live>) -> Update {
+        use crate::pbx_text::bound_input;
         let (before, after): (Vec<Live>, Vec<Live>) =
             drained.into_iter().partition(|l| l.pos < list.response);
         for live in before {
-            self.step(live.input, live.at);
+            self.step(bound_input(live.input), live.at);
         }
+        list.items = list.items.into_iter().map(bound_input).collect();
         self.apply_list(list);
         for live in after {
-            self.step(live.input, live.at);
+            self.step(bound_input(live.input), live.at);
         }
         self.finish()
     }

@@ -25,6 +25,7 @@ pub mod change;
 pub mod edit;
 pub mod fields;
 pub mod history;
+pub mod pbx_text;
 pub mod record;
 pub mod status;
 #[cfg(feature = "ts")]
