@@ -1091,6 +1091,34 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn list_retries_double_up_to_the_bound_and_start_over() {
+        let mut s = State::new(Duration::from_secs(5));
+        let delays: Vec<u64> = (0..9).map(|_| s.retry_lists().as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert!(s.resync_pending);
+        assert!(!s.resync_due(Instant::now(), true), "not before the delay");
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert!(s.resync_due(Instant::now(), true));
+    }
+
+    #[test]
+    fn a_live_status_supersedes_only_older_list_items() {
+        let pos = |generation, seq| WirePos { generation, seq };
+        let mut s = State::new(Duration::from_secs(5));
+        s.live_status.insert("1001".to_owned(), pos(2, 10));
+        assert!(
+            s.superseded("1001", pos(2, 9)),
+            "an item before the live event"
+        );
+        assert!(!s.superseded("1001", pos(2, 11)), "an item after it");
+        assert!(
+            s.superseded("1001", pos(1, 50)),
+            "an item of an older connection"
+        );
+        assert!(!s.superseded("1002", pos(2, 1)), "another extension");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn resync_waits_for_connection_and_deadline() {
         let mut s = State::new(Duration::from_secs(5));
         s.resync_pending = true;

@@ -558,13 +558,13 @@ async fn live_statuses_flow_while_a_list_stalls_and_the_list_is_retried() -> any
     peer.fault_next_list(ListFault::Stall { items: 2 });
     peer.drop_connections();
     peer.wait_for_action("ExtensionStateList", lists + 1).await;
-    let asked = std::time::Instant::now();
     peer.set_state("1005", 8);
     s.wait_for_code("1005", 8).await?;
-    let took = asked.elapsed();
-    assert!(
-        took < Duration::from_millis(1500),
-        "a live status waited {took:?} for a list that never completes"
+    // Applied while the list was still outstanding: its timeout (2 s) has not fired yet.
+    assert_eq!(
+        s.metric("extstatus_ami_list_retries_total").await?,
+        0.0,
+        "the live status waited for the list to time out"
     );
     // A change only a list can tell: it arrives with the third list, after two retries.
     peer.set_state_silently("1006", 16);
