@@ -438,8 +438,8 @@ impl Metrics {
             &mut out,
             "extstatus_ami_unusable_values_total",
             "counter",
-            "PBX events ignored because a field could not be used (a non-numeric or \
-             out-of-range Status, a missing Exten...), by event and field.",
+            "PBX events ignored because a field could not be used (a Status that is not a \
+             32-bit number, a missing Exten or Uniqueid...), by event and field.",
         );
         {
             let unusable = self.unusable.lock().unwrap_or_else(|p| p.into_inner());

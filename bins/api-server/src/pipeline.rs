@@ -465,7 +465,7 @@ impl Pipeline {
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, event = ?p.name(), "call-center event with missing or bad headers ignored");
+                    self.unusable_view(state, callcenter_event_name(p), &e);
                     // A presence without a usable state is the PBX's bad input like any
                     // other malformed presence: counted and logged once.
                     if p.name().is_some_and(|n| n.starts_with("Presence")) {
@@ -817,18 +817,14 @@ impl Pipeline {
                 generation: list.generation,
                 seq: list.response_wire_seq,
             };
-            let items: Vec<Input> = list
-                .items
-                .iter()
-                .filter_map(|item| match CallCenterEvent::classify(item) {
-                    Some(Ok(event)) => callcenter::to_input(&event),
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, list = action, "list item with missing or bad headers ignored");
-                        None
-                    }
-                    None => None,
-                })
-                .collect();
+            let mut items: Vec<Input> = Vec::with_capacity(list.items.len());
+            for item in &list.items {
+                match CallCenterEvent::classify(item) {
+                    Some(Ok(event)) => items.extend(callcenter::to_input(&event)),
+                    Some(Err(e)) => self.unusable_view(state, callcenter_event_name(item), &e),
+                    None => {}
+                }
+            }
             let snapshot = ListSnapshot {
                 kind,
                 response,
@@ -1042,6 +1038,18 @@ impl Pipeline {
         self.writer.announce_link(PbxLink::at(false, since)).await;
         tracing::warn!("PBX link announced down; the board shows last known statuses");
     }
+}
+
+/// The name of a call-center event as a metric label: one of the names
+/// [`CallCenterEvent::classify`] knows (it only fails for those), so the PBX cannot grow the
+/// label set.
+fn callcenter_event_name(packet: &Packet) -> &'static str {
+    let name = packet.name_bytes().unwrap_or_default();
+    CallCenterEvent::NAMES
+        .iter()
+        .find(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Sleeps until `deadline`, or forever without one.

@@ -668,9 +668,16 @@ async fn unusable_status_values_are_counted_and_logged() -> anyhow::Result<()> {
     peer.emit_raw(
         b"Event: ExtensionStatus\r\nPrivilege: call,all\r\nContext: agents\r\nStatus: 1\r\n\r\n",
     );
+    // A call-center event with a header missing is counted the same way.
+    peer.emit_raw(b"Event: Hangup\r\nPrivilege: call,all\r\nChannel: PJSIP/1001-00000001\r\n\r\n");
     peer.set_state("1002", 0);
     s.wait_for_code("1002", 0).await?;
     assert_eq!(s.record("1001").await?["status_code"], 1);
+    assert_eq!(
+        s.metric("extstatus_ami_unusable_values_total{event=\"Hangup\",field=\"Uniqueid\"}")
+            .await?,
+        1.0
+    );
     let metric = "extstatus_ami_unusable_values_total{event=\"ExtensionStatus\",field=";
     assert_eq!(s.metric(&format!("{metric}\"Status\"}}")).await?, 2.0);
     assert_eq!(s.metric(&format!("{metric}\"Exten\"}}")).await?, 1.0);
