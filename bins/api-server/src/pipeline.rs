@@ -70,6 +70,11 @@ const LIST_RETRY_MAX: Duration = Duration::from_secs(300);
 /// Unusable PBX values of one kind are logged at most once per this period (each is counted).
 const UNUSABLE_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// At most this many distinct PBX values are remembered per kind (unknown extensions logged
+/// once, live statuses seen during a list), so a PBX that sends endless made-up extension
+/// numbers cannot grow the pipeline's memory without bound.
+const MAX_REMEMBERED: usize = 65_536;
+
 /// At most this many events are taken from the channel right after a list arrived, before it
 /// is applied (the events the client read before the list's end wait there).
 const MAX_DRAIN_AFTER_LIST: usize = 8 * MAX_BURST;
@@ -429,7 +434,7 @@ impl Pipeline {
                 if let Some(input) = callcenter::hint_input(&es) {
                     self.track(state, pos, at, input);
                 }
-                if state.collecting {
+                if state.collecting && state.live_status.len() < MAX_REMEMBERED {
                     state.live_status.insert(es.exten.to_string(), pos);
                 }
                 pending.push((es.exten.into_owned(), Observation::reported(es.status, at)));
@@ -650,10 +655,13 @@ impl Pipeline {
     }
 
     fn unknown_once(&self, state: &mut State, exten: &str, why: &str) {
-        if state.unknown.insert(exten.to_owned()) {
+        // The PBX's text, bounded and cleaned: it is kept (once) and logged. Past
+        // `MAX_REMEMBERED` distinct values a hostile PBX gets no more memory or log lines.
+        let exten = domain::pbx_text::clean_for_log(exten, 32);
+        if state.unknown.len() < MAX_REMEMBERED && state.unknown.insert(exten.clone()) {
             self.metrics.unknown_extension();
             tracing::info!(
-                extension = exten,
+                extension = %exten,
                 why,
                 "the PBX reports an extension the board does not track; ignored"
             );
@@ -934,11 +942,13 @@ impl Pipeline {
             }
             if let Some(first) = reported.insert(es.exten.to_string(), es.context.to_string())
                 && first != es.context
+                && state.ambiguous.len() < MAX_REMEMBERED
                 && state.ambiguous.insert(es.exten.to_string())
             {
+                let contexts = format!("{first}, {}", es.context);
                 tracing::warn!(
-                    extension = %es.exten,
-                    contexts = %format!("{first}, {}", es.context),
+                    extension = %domain::pbx_text::clean_for_log(&es.exten, 32),
+                    contexts = %domain::pbx_text::clean_for_log(&contexts, 160),
                     "the PBX hints this extension in several contexts, so their states overwrite \
                      each other; choose one with --ami-context"
                 );
