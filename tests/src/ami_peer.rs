@@ -212,6 +212,11 @@ impl AmiPeer {
         self.sim.cue_before_next_list(exten, state(code));
     }
 
+    /// Mangles the next `ExtensionStateList` answer (see [`ami_sim::ListFault`]).
+    pub fn fault_next_list(&self, fault: ami_sim::ListFault) {
+        self.sim.fault_next_list(fault);
+    }
+
     /// Makes this change happen right after the next `ExtensionStateList` answer: the list
     /// shows the old state and the event follows the list.
     pub fn queue_event_after_next_list(&self, exten: &str, code: i32) {

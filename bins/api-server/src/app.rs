@@ -344,6 +344,7 @@ pub async fn start(
             let secret = ami.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
             let mut client_config = ClientConfig::new(ami.addr.clone(), user.clone(), secret);
             client_config.ping_interval = config.timing.ami_ping_interval;
+            client_config.action_timeout = config.timing.ami_action_timeout;
             client_config.ping_timeout = client_config
                 .ping_timeout
                 .min(config.timing.ami_ping_interval);

@@ -504,6 +504,14 @@ pub struct Timing {
     pub last_seen_interval: Duration,
     /// How long a store operation may take before it fails as unavailable.
     pub store_timeout: Duration,
+    /// How long an AMI action (and the banner and login) may take before it fails: a list
+    /// with no complete answer by then is asked again with a doubling delay. Not a flag (the
+    /// client's 10 s suits every PBX); tests shorten it.
+    pub ami_action_timeout: Duration,
+    /// The first delay before asking again for a list that got no complete answer or was cut
+    /// short; it doubles with each further failure, up to 5 minutes. Not a flag; tests shorten
+    /// it.
+    pub list_retry: Duration,
 }
 
 impl Default for Timing {
@@ -518,6 +526,8 @@ impl Default for Timing {
             shutdown_timeout: Duration::from_secs(10),
             last_seen_interval: Duration::from_secs(1),
             store_timeout: Duration::from_millis(1500),
+            ami_action_timeout: Duration::from_secs(10),
+            list_retry: Duration::from_secs(5),
         }
     }
 }
@@ -780,6 +790,8 @@ impl Config {
                     dt.last_seen_interval,
                 ),
                 store_timeout: pick(args.store_timeout, file.store_timeout, dt.store_timeout),
+                ami_action_timeout: dt.ami_action_timeout,
+                list_retry: dt.list_retry,
             },
             ui: UiConfig {
                 pause_reasons: args

@@ -119,7 +119,9 @@ impl LinkStatus {
     /// The latest AMI failure, for operators (never holds a secret: callers pass error
     /// messages of the client, which does not print credentials).
     pub fn set_error(&self, e: impl std::fmt::Display) {
-        let e = e.to_string();
+        // The error may quote the PBX (a refusal's `Message`): bounded and without control
+        // characters, as everything the PBX says that reaches an operator.
+        let e = domain::pbx_text::clean_for_log(&e.to_string(), 400);
         self.observe(|s| s.last_error = Some(e));
     }
 }

@@ -117,7 +117,73 @@ pub struct Metrics {
     lists_refused: Mutex<BTreeMap<&'static str, bool>>,
     ws_clients: AtomicI64,
     http: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Failed AMI connection attempts and lost links, by reason ([`AmiFailure`]).
+    ami_failures: Mutex<BTreeMap<AmiFailure, u64>>,
+    /// PBX values that could not be used, by (event, field).
+    unusable: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Lists that ended with fewer items than their `ListItems`, by list action.
+    short_lists: Mutex<BTreeMap<&'static str, u64>>,
+    /// `ExtensionStateList` asked again after it got no complete answer in time.
+    list_retries: AtomicU64,
 }
+
+/// Why an AMI connection attempt failed or a link ended, as `/metrics` counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AmiFailure {
+    /// The TCP connect failed or timed out.
+    Connect,
+    /// The peer is not an Asterisk manager: no `Asterisk Call Manager/x.y` banner.
+    NotAmi,
+    /// The PBX refused the user or secret (`Authentication failed`).
+    AuthFailed,
+    /// The PBX refused the login for another reason (`Login Already In Use`...).
+    LoginRefused,
+    /// The PBX greeted but did not answer the login in time.
+    LoginTimeout,
+    /// A logged-in link ended (closed, keepalive, I/O error).
+    LinkLost,
+}
+
+impl AmiFailure {
+    const ALL: [AmiFailure; 6] = [
+        AmiFailure::Connect,
+        AmiFailure::NotAmi,
+        AmiFailure::AuthFailed,
+        AmiFailure::LoginRefused,
+        AmiFailure::LoginTimeout,
+        AmiFailure::LinkLost,
+    ];
+
+    /// The reason of a failed attempt (before the login was done).
+    pub fn of_attempt(reason: &ami_proto::client::DisconnectReason) -> AmiFailure {
+        use ami_proto::client::DisconnectReason as R;
+        match reason {
+            R::NotAmi(_) | R::NoBanner => AmiFailure::NotAmi,
+            R::LoginTimeout => AmiFailure::LoginTimeout,
+            _ => AmiFailure::Connect,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::NotAmi => "not_ami",
+            Self::AuthFailed => "auth_failed",
+            Self::LoginRefused => "login_refused",
+            Self::LoginTimeout => "login_timeout",
+            Self::LinkLost => "link_lost",
+        }
+    }
+}
+
+/// The PBX lists whose short answers are counted, in label order.
+pub const COUNTED_LISTS: [&str; 4] = [
+    "CoreShowChannels",
+    "ExtensionStateList",
+    "PresenceStateList",
+    "QueueStatus",
+];
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
     // A poisoned lock only means another thread panicked while counting; the counts are still
@@ -165,6 +231,33 @@ impl Metrics {
     /// Counts an AMI failure (a failed connect, login or action).
     pub fn ami_error(&self) {
         self.ami_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed connection attempt or a lost link by reason (also an AMI error).
+    pub fn ami_failure(&self, reason: AmiFailure) {
+        self.ami_error();
+        bump(&self.ami_failures, reason);
+    }
+
+    /// Failed attempts and lost links of one reason so far.
+    pub fn ami_failures_of(&self, reason: AmiFailure) -> u64 {
+        let map = self.ami_failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&reason).copied().unwrap_or(0)
+    }
+
+    /// Counts a PBX value that could not be used: `event` names the event, `field` its header.
+    pub fn unusable_value(&self, event: &'static str, field: &'static str) {
+        bump(&self.unusable, (event, field));
+    }
+
+    /// Counts a list that ended with fewer items than it announced.
+    pub fn short_list(&self, list: &'static str) {
+        bump(&self.short_lists, list);
+    }
+
+    /// Counts an `ExtensionStateList` asked again after no complete answer came in time.
+    pub fn list_retry(&self) {
+        self.list_retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a change the writer stored and published.
@@ -320,6 +413,96 @@ impl Metrics {
             "counter",
             "Failed AMI connects, logins and actions.",
             load(&self.ami_errors),
+        );
+        header(
+            &mut out,
+            "extstatus_ami_failures_total",
+            "counter",
+            "Failed AMI connection attempts and lost links, by reason: connect, not_ami (the \
+             peer sent no Asterisk Call Manager banner), auth_failed, login_refused, \
+             login_timeout, link_lost.",
+        );
+        {
+            let failures = self.ami_failures.lock().unwrap_or_else(|p| p.into_inner());
+            for reason in AmiFailure::ALL {
+                let n = failures.get(&reason).copied().unwrap_or(0);
+                line(
+                    &mut out,
+                    "extstatus_ami_failures_total",
+                    &[("reason", reason.label())],
+                    n,
+                );
+            }
+        }
+        header(
+            &mut out,
+            "extstatus_ami_unusable_values_total",
+            "counter",
+            "PBX events ignored because a field could not be used (a Status that is not a \
+             32-bit number, a missing Exten or Uniqueid...), by event and field.",
+        );
+        {
+            let unusable = self.unusable.lock().unwrap_or_else(|p| p.into_inner());
+            let mut any = false;
+            for ((event, field), n) in unusable.iter() {
+                any = true;
+                line(
+                    &mut out,
+                    "extstatus_ami_unusable_values_total",
+                    &[("event", event), ("field", field)],
+                    *n,
+                );
+            }
+            if !any {
+                line(
+                    &mut out,
+                    "extstatus_ami_unusable_values_total",
+                    &[("event", "ExtensionStatus"), ("field", "Status")],
+                    0,
+                );
+            }
+        }
+        header(
+            &mut out,
+            "extstatus_ami_short_lists_total",
+            "counter",
+            "PBX lists that ended with fewer items than their ListItems (cut short): not taken \
+             as the whole truth, asked again.",
+        );
+        {
+            let short = self.short_lists.lock().unwrap_or_else(|p| p.into_inner());
+            for list in COUNTED_LISTS {
+                let n = short.get(list).copied().unwrap_or(0);
+                line(
+                    &mut out,
+                    "extstatus_ami_short_lists_total",
+                    &[("list", list)],
+                    n,
+                );
+            }
+        }
+        header(
+            &mut out,
+            "extstatus_pbx_values_cut_total",
+            "counter",
+            "PBX text (caller ids, queue names, presence, channels, hints...) cut to its bound or \
+             cleaned of control characters before it reached a record, by field.",
+        );
+        for (field, n) in domain::pbx_text::cut_counts() {
+            line(
+                &mut out,
+                "extstatus_pbx_values_cut_total",
+                &[("field", field.label())],
+                n,
+            );
+        }
+        single(
+            &mut out,
+            "extstatus_ami_list_retries_total",
+            "counter",
+            "ExtensionStateList asked again after no complete answer came in time (or it was \
+             cut short), with a doubling delay.",
+            load(&self.list_retries),
         );
         single(
             &mut out,

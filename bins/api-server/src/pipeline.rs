@@ -2,12 +2,20 @@
 //! keeps the stored statuses true.
 //!
 //! On every (re)connect it waits briefly for `FullyBooted` (a manager user without `system`
-//! rights never gets one), then takes `ExtensionStateList` as the truth: live events that were
-//! on the wire before the list's response are applied first, then the list, then the events
-//! after it, in wire order (the client numbers every packet, and the channel buffers them while
-//! the list is collected). Stored extensions missing from the list become unknown. The list is
-//! repeated on a timer, after a late `FullyBooted`, after a `Reload`, and after the client lost
-//! events; the status changes those repeats make are counted as drift repaired.
+//! rights never gets one), then takes `ExtensionStateList` as the truth. Live events that arrive
+//! while a list is being collected are applied at once, never held back; a list item is
+//! applied only when no live `ExtensionStatus` for its extension came after it on the wire (the
+//! client numbers every packet), so an older item never overwrites a newer live state. Stored
+//! extensions missing from a whole list become unknown; a list cut short (fewer items than its
+//! `ListItems`) only applies its items, is counted and asked for again. A list with no complete
+//! answer within the action timeout is asked for again after 5 s, then 10 s, 20 s... up to
+//! 5 min, each retry logged and counted. The list is repeated on a timer, after a late
+//! `FullyBooted`, after a `Reload`, and after the client lost events; the status changes those
+//! repeats make are counted as drift repaired. An `ExtensionStatus` whose `Status` is not a
+//! number or does not fit the 32-bit `status_code`, or that lacks `Exten` or `Context`, is
+//! counted in `extstatus_ami_unusable_values_total` and logged at most once a minute per field
+//! (a number that is no state Asterisk defines is kept raw and shown as unknown, as
+//! `docs/status-mapping.md` says).
 //!
 //! The call-center state (queues, presence, calls) rides on the same events: every packet the
 //! [`crate::callcenter`] mapping knows feeds the shared tracker in wire order, and each
@@ -53,11 +61,23 @@ use tokio_util::sync::CancellationToken;
 use crate::callcenter::{self, CallCenter};
 use crate::config::Timing;
 use crate::health::{LinkStatus, StoreHealth};
-use crate::metrics::{Metrics, WriteCause};
+use crate::metrics::{AmiFailure, Metrics, WriteCause};
 use crate::writer::Writer;
 
-/// How long to wait before asking again for a list that timed out.
-const LIST_RETRY: Duration = Duration::from_secs(5);
+/// The longest delay between two attempts at a list that keeps failing.
+const LIST_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Unusable PBX values of one kind are logged at most once per this period (each is counted).
+const UNUSABLE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// At most this many distinct PBX values are remembered per kind (unknown extensions logged
+/// once, live statuses seen during a list), so a PBX that sends endless made-up extension
+/// numbers cannot grow the pipeline's memory without bound.
+const MAX_REMEMBERED: usize = 65_536;
+
+/// At most this many events are taken from the channel right after a list arrived, before it
+/// is applied (the events the client read before the list's end wait there).
+const MAX_DRAIN_AFTER_LIST: usize = 8 * MAX_BURST;
 
 /// At most this many events already waiting in the channel are handled as one burst, their
 /// status observations written in one store batch (one transaction on the embedded store).
@@ -140,10 +160,27 @@ struct State {
     lists_missing: HashSet<ListKind>,
     /// A status write failed: the statuses are repaired by a list as soon as the store answers.
     repair: bool,
+    /// While a list is being collected, live events are handled at once; this notes where on
+    /// the wire each extension's latest live `ExtensionStatus` was (raw `Exten`), so a list
+    /// item read before it never overwrites it.
+    live_status: HashMap<String, WirePos>,
+    /// Whether a list is being collected now (only then is `live_status` kept).
+    collecting: bool,
+    /// Live call-center inputs taken while a call-center list is collected: those after the
+    /// list's response are applied again after the list, which would otherwise undo them.
+    replay: Option<Vec<Live>>,
+    /// The delay before the next attempt at a list that timed out or was cut short: it starts
+    /// at `Timing::list_retry`, doubles with every further failure up to [`LIST_RETRY_MAX`],
+    /// and starts over once a whole list arrived.
+    list_retry: Duration,
+    /// Where `list_retry` starts.
+    list_retry_first: Duration,
+    /// Unusable PBX values per (event, field): when last logged, and how many since.
+    unusable_logged: HashMap<(&'static str, &'static str), (Option<Instant>, u64)>,
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(list_retry: Duration) -> Self {
         Self {
             resync_pending: false,
             resync_not_before: Instant::now(),
@@ -156,7 +193,29 @@ impl State {
             rejects_logged: HashSet::new(),
             lists_missing: HashSet::new(),
             repair: false,
+            live_status: HashMap::new(),
+            collecting: false,
+            replay: None,
+            list_retry,
+            list_retry_first: list_retry,
+            unusable_logged: HashMap::new(),
         }
+    }
+
+    /// Schedules another attempt at the lists after the current retry delay, and doubles the
+    /// delay for the time after (up to [`LIST_RETRY_MAX`]). Returns the delay.
+    fn retry_lists(&mut self) -> Duration {
+        let delay = self.list_retry;
+        self.resync_pending = true;
+        self.resync_not_before = Instant::now() + delay;
+        self.list_retry = (delay * 2).min(LIST_RETRY_MAX);
+        delay
+    }
+
+    /// Whether a list item of `exten` read at `pos` is older than a live `ExtensionStatus`
+    /// already applied for it.
+    fn superseded(&self, exten: &str, pos: WirePos) -> bool {
+        self.live_status.get(exten).is_some_and(|live| *live > pos)
     }
 
     /// The time for the next observation: now, but never before the previous one.
@@ -182,32 +241,10 @@ pub fn newest_observation(records: &[domain::Extension]) -> Option<Timestamp> {
         .max()
 }
 
-/// Splits the events drained after a list into those that were on the wire before the list's
-/// response (applied before the list) and everything else (handled after it, in order).
-fn split_around(
-    list: &EventListResult,
-    drained: Vec<ClientEvent>,
-) -> (Vec<Sequenced<Packet>>, Vec<ClientEvent>) {
-    let mut before = Vec::new();
-    let mut after = Vec::new();
-    for event in drained {
-        match event {
-            ClientEvent::Event(p)
-                if p.generation < list.generation
-                    || (p.generation == list.generation && p.wire_seq < list.response_wire_seq) =>
-            {
-                before.push(p);
-            }
-            other => after.push(other),
-        }
-    }
-    (before, after)
-}
-
 impl Pipeline {
     /// Runs until `cancel` fires or the client stops.
     pub async fn run(mut self, cancel: CancellationToken) {
-        let mut state = State::new();
+        let mut state = State::new(self.timing.list_retry);
         // Observations older than what the store holds are ignored, so after a restart the
         // clock must not start behind the stored times (a clock stepped back by NTP or a
         // restored VM would otherwise freeze every status until it caught up).
@@ -329,21 +366,42 @@ impl Pipeline {
                 tracing::warn!(generation, %reason, "AMI link lost; statuses keep their last known values");
                 // The moment it dropped, not after the grace period: the time after it is unknown.
                 crate::analytics::record_marker(&*self.store, HistoryEvent::PbxLinkDown, at).await;
-                self.metrics.ami_error();
+                self.metrics.ami_failure(AmiFailure::LinkLost);
                 self.link.set_error(&reason);
                 if self.hub.pbx_link().connected && state.drop_pending.is_none() {
                     state.drop_pending = Some((at, Instant::now() + self.timing.pbx_grace));
                 }
             }
             ClientEvent::ConnectFailed { reason } => {
-                tracing::warn!(%reason, "AMI connect failed; retrying with backoff");
-                self.metrics.ami_error();
+                let failure = AmiFailure::of_attempt(&reason);
+                if failure == AmiFailure::NotAmi {
+                    tracing::error!(
+                        %reason,
+                        "the AMI peer is not an Asterisk manager; check --ami (host and port of \
+                         the manager, usually 5038); retrying with backoff"
+                    );
+                } else {
+                    tracing::warn!(%reason, "AMI connect failed; retrying with backoff");
+                }
+                self.metrics.ami_failure(failure);
                 self.link.set_error(&reason);
             }
             ClientEvent::LoginFailed { message } => {
-                tracing::error!(%message, "AMI login refused; check --ami-user and --ami-secret");
-                self.metrics.ami_error();
-                self.link.set_error(format!("login refused: {message}"));
+                // The PBX's words, bounded and without control characters: they reach logs
+                // and `/readyz`.
+                let message = domain::pbx_text::clean_for_log(&message, 200);
+                if message.eq_ignore_ascii_case("Authentication failed") {
+                    tracing::error!(%message, "AMI authentication failed; check --ami-user and --ami-secret");
+                    self.metrics.ami_failure(AmiFailure::AuthFailed);
+                    self.link.set_error(format!(
+                        "authentication failed: login refused by the PBX ({message}); check \
+                         --ami-user and --ami-secret"
+                    ));
+                } else {
+                    tracing::error!(%message, "AMI login refused; check --ami-user and --ami-secret");
+                    self.metrics.ami_failure(AmiFailure::LoginRefused);
+                    self.link.set_error(format!("login refused: {message}"));
+                }
             }
             ClientEvent::Event(packet) => self.on_packet(state, &packet, pending),
             ClientEvent::ProtocolError { generation, error } => {
@@ -360,27 +418,6 @@ impl Pipeline {
 
     /// Handles one packet that is not the answer to an action; a status observation is added
     /// to `pending`.
-    /// Events read while `list` was being collected wait in the channel: those that were on
-    /// the wire before its response are applied now (through `pending`); the others are
-    /// answered, to be handled after the list, in order.
-    async fn apply_events_before(
-        &mut self,
-        state: &mut State,
-        list: &EventListResult,
-        pending: &mut Pending,
-    ) -> Vec<ClientEvent> {
-        let mut drained = Vec::new();
-        while let Ok(event) = self.events.try_recv() {
-            drained.push(event);
-        }
-        let (before, after) = split_around(list, drained);
-        for packet in before {
-            self.on_packet(state, &packet, pending);
-        }
-        self.apply_pending(state, pending).await;
-        after
-    }
-
     fn on_packet(&mut self, state: &mut State, packet: &Sequenced<Packet>, pending: &mut Pending) {
         if let Some(name) = packet.name() {
             self.metrics.ami_event(&name);
@@ -397,6 +434,9 @@ impl Pipeline {
                 if let Some(input) = callcenter::hint_input(&es) {
                     self.track(state, pos, at, input);
                 }
+                if state.collecting && state.live_status.len() < MAX_REMEMBERED {
+                    state.live_status.insert(es.exten.to_string(), pos);
+                }
                 pending.push((es.exten.into_owned(), Observation::reported(es.status, at)));
             }
             Message::FullyBooted(_) => {
@@ -410,7 +450,13 @@ impl Pipeline {
                 }
             }
             Message::Invalid(p, e) => {
-                tracing::debug!(error = %e, event = ?p.name(), "AMI event with missing or bad headers ignored");
+                if p.name()
+                    .is_some_and(|n| n.eq_ignore_ascii_case("ExtensionStatus"))
+                {
+                    self.unusable_view(state, "ExtensionStatus", &e);
+                } else {
+                    tracing::debug!(error = %e, event = ?p.name(), "AMI event with missing or bad headers ignored");
+                }
             }
             Message::Other(p) if p.name().is_some_and(|n| n.eq_ignore_ascii_case("Reload")) => {
                 // A module reload may have changed the hints.
@@ -424,7 +470,7 @@ impl Pipeline {
                     }
                 }
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, event = ?p.name(), "call-center event with missing or bad headers ignored");
+                    self.unusable_view(state, callcenter_event_name(p), &e);
                     // A presence without a usable state is the PBX's bad input like any
                     // other malformed presence: counted and logged once.
                     if p.name().is_some_and(|n| n.starts_with("Presence")) {
@@ -442,8 +488,48 @@ impl Pipeline {
 
     /// Feeds one live input to the tracker and keeps what it changed for the next write.
     fn track(&self, state: &mut State, pos: WirePos, at: Timestamp, input: Input) {
-        let update = self.callcenter.with(|t| t.apply(Live { pos, at, input }));
+        let live = Live { pos, at, input };
+        if let Some(replay) = &mut state.replay {
+            replay.push(live.clone());
+        }
+        let update = self.callcenter.with(|t| t.apply(live));
         self.take_update(state, update);
+    }
+
+    /// An `ExtensionStatus` (or list item) whose fields cannot be used: counted, and logged at
+    /// most once per [`UNUSABLE_LOG_EVERY`] per field with how many were ignored meanwhile.
+    fn unusable_view(&self, state: &mut State, event: &'static str, e: &ami_proto::ViewError) {
+        let (field, value) = match e {
+            ami_proto::ViewError::InvalidNumber { header, value } => (*header, value.as_str()),
+            ami_proto::ViewError::MissingHeader { header } => (*header, "(missing)"),
+            _ => ("other", ""),
+        };
+        self.unusable(state, event, field, value);
+    }
+
+    fn unusable(&self, state: &mut State, event: &'static str, field: &'static str, value: &str) {
+        self.metrics.unusable_value(event, field);
+        let now = Instant::now();
+        let entry = state
+            .unusable_logged
+            .entry((event, field))
+            .or_insert((None, 0));
+        entry.1 += 1;
+        if entry
+            .0
+            .is_none_or(|last| now.duration_since(last) >= UNUSABLE_LOG_EVERY)
+        {
+            let ignored = entry.1;
+            *entry = (Some(now), 0);
+            tracing::warn!(
+                event,
+                field,
+                value = %domain::pbx_text::clean_for_log(value, 64),
+                ignored,
+                "the PBX sent {event} with an unusable {field}; ignored, counted in \
+                 extstatus_ami_unusable_values_total (logged at most once a minute per field)"
+            );
+        }
     }
 
     /// Keeps the views a tracker step changed, and counts (and logs once per kind) what it
@@ -569,39 +655,113 @@ impl Pipeline {
     }
 
     fn unknown_once(&self, state: &mut State, exten: &str, why: &str) {
-        if state.unknown.insert(exten.to_owned()) {
+        // The PBX's text, bounded and cleaned: it is kept (once) and logged. Past
+        // `MAX_REMEMBERED` distinct values a hostile PBX gets no more memory or log lines.
+        let exten = domain::pbx_text::clean_for_log(exten, 32);
+        if state.unknown.len() < MAX_REMEMBERED && state.unknown.insert(exten.clone()) {
             self.metrics.unknown_extension();
             tracing::info!(
-                extension = exten,
+                extension = %exten,
                 why,
                 "the PBX reports an extension the board does not track; ignored"
             );
         }
     }
 
+    /// Sends a list action and waits for the whole list, handling the live events that arrive
+    /// meanwhile at once (an `ExtensionStatus` is news whether or not a list is outstanding;
+    /// a list the PBX is slow to finish must not hold it back). When the list is there, the
+    /// events the client read before its end are taken from the channel too, so that every
+    /// live event older than the list's end has been applied before the list is.
+    async fn collect_list(
+        &mut self,
+        state: &mut State,
+        action: Action,
+    ) -> Result<EventListResult, ClientError> {
+        let client = self.client.clone();
+        let list = client.send_list(action);
+        tokio::pin!(list);
+        state.collecting = true;
+        let result = loop {
+            tokio::select! {
+                biased;
+                result = &mut list => break result,
+                event = self.events.recv() => match event {
+                    Some(event) => self.on_burst(state, event).await,
+                    None => break (&mut list).await,
+                },
+            }
+        };
+        let mut pending = Pending::new();
+        for _ in 0..MAX_DRAIN_AFTER_LIST {
+            let Ok(event) = self.events.try_recv() else {
+                break;
+            };
+            self.on_event(state, event, &mut pending).await;
+        }
+        self.apply_pending(state, &mut pending).await;
+        state.collecting = false;
+        result
+    }
+
+    /// Whether a list ended with fewer items than its `ListItems` announced: the PBX (or the
+    /// path) cut it short, so it is not the whole truth. Logged and counted.
+    fn cut_short(&self, list: &EventListResult, action: &'static str) -> bool {
+        let got = list.items.len() as u64;
+        match list.declared_items() {
+            Some(declared) if declared > got => {
+                self.metrics.short_list(action);
+                tracing::warn!(
+                    list = action,
+                    declared,
+                    got,
+                    "{action} ended with fewer items than its ListItems; it is not taken as the \
+                     whole truth (nothing missing from it is cleared) and is asked for again"
+                );
+                true
+            }
+            Some(declared) if declared < got => {
+                tracing::warn!(
+                    list = action,
+                    declared,
+                    got,
+                    "{action} item count differs from ListItems"
+                );
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// Takes a full `ExtensionStateList` and makes the store agree with it.
     async fn resync(&mut self, state: &mut State) {
         state.resync_pending = false;
+        state.live_status.clear();
         tracing::debug!("taking ExtensionStateList");
-        let list = match self.client.send_list(Action::extension_state_list()).await {
+        let result = self
+            .collect_list(state, Action::extension_state_list())
+            .await;
+        let list = match result {
             Ok(list) => list,
             Err(e) => {
+                state.live_status.clear();
                 self.list_failed(state, &e).await;
                 return;
             }
         };
-        if let Some(declared) = list.declared_items()
-            && declared != list.items.len() as u64
-        {
+        let short = self.cut_short(&list, "ExtensionStateList");
+        let repaired = self.apply_list(state, &list, !short).await;
+        state.live_status.clear();
+        if short {
+            let delay = state.retry_lists();
+            self.metrics.list_retry();
             tracing::warn!(
-                declared,
-                got = list.items.len(),
-                "ExtensionStateList item count differs from ListItems"
+                retry_in = ?delay,
+                "ExtensionStateList was cut short; asking again in {delay:?}"
             );
+        } else {
+            state.list_retry = state.list_retry_first;
         }
-        let mut pending = Pending::new();
-        let after = self.apply_events_before(state, &list, &mut pending).await;
-        let repaired = self.apply_list(state, &list).await;
         let first = state.lists_applied == 0;
         state.lists_applied += 1;
         self.metrics.resync();
@@ -616,10 +776,6 @@ impl Pipeline {
             );
         }
         self.announce_up().await;
-        for event in after {
-            self.on_event(state, event, &mut pending).await;
-        }
-        self.apply_pending(state, &mut pending).await;
         self.resync_call_center(state).await;
     }
 
@@ -631,7 +787,12 @@ impl Pipeline {
             if !self.link.is_connected() {
                 return;
             }
-            let list = match self.client.send_list(Action::new(action)).await {
+            // Live inputs are applied as they come while the list is collected; those after
+            // the list's response are applied again after it (the list would undo them).
+            state.replay = Some(Vec::new());
+            let result = self.collect_list(state, Action::new(action)).await;
+            let replay = state.replay.take().unwrap_or_default();
+            let list = match result {
                 Ok(list) => list,
                 Err(e) => {
                     self.call_center_list_failed(state, kind, action, &e);
@@ -650,36 +811,38 @@ impl Pipeline {
                 tracing::info!(list = action, "the PBX answers {action} again");
             }
             self.metrics.list_refused(action, false);
-            let mut pending = Pending::new();
-            let after = self.apply_events_before(state, &list, &mut pending).await;
-            let items: Vec<Input> = list
-                .items
-                .iter()
-                .filter_map(|item| match CallCenterEvent::classify(item) {
-                    Some(Ok(event)) => callcenter::to_input(&event),
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, list = action, "list item with missing or bad headers ignored");
-                        None
-                    }
-                    None => None,
-                })
-                .collect();
+            if self.cut_short(&list, action) {
+                // What is known stays (live events keep it current); the whole list is asked
+                // for again.
+                if !state.resync_pending {
+                    let delay = state.retry_lists();
+                    self.metrics.list_retry();
+                    tracing::warn!(list = action, retry_in = ?delay, "asking for the lists again in {delay:?}");
+                }
+                continue;
+            }
+            let response = WirePos {
+                generation: list.generation,
+                seq: list.response_wire_seq,
+            };
+            let mut items: Vec<Input> = Vec::with_capacity(list.items.len());
+            for item in &list.items {
+                match CallCenterEvent::classify(item) {
+                    Some(Ok(event)) => items.extend(callcenter::to_input(&event)),
+                    Some(Err(e)) => self.unusable_view(state, callcenter_event_name(item), &e),
+                    None => {}
+                }
+            }
             let snapshot = ListSnapshot {
                 kind,
-                response: WirePos {
-                    generation: list.generation,
-                    seq: list.response_wire_seq,
-                },
+                response,
                 at: state.stamp(),
                 items,
             };
-            let update = self.callcenter.with(|t| t.resync(snapshot, Vec::new()));
+            let after: Vec<Live> = replay.into_iter().filter(|l| l.pos > response).collect();
+            let update = self.callcenter.with(|t| t.resync(snapshot, after));
             self.take_update(state, update);
             self.write_views(state).await;
-            for event in after {
-                self.on_event(state, event, &mut pending).await;
-            }
-            self.apply_pending(state, &mut pending).await;
         }
         self.reconcile_call_center().await;
     }
@@ -747,9 +910,12 @@ impl Pipeline {
         }
     }
 
-    /// Applies the list's items and marks stored extensions it lacks as unknown, in one batch
-    /// (one transaction on the embedded store). Returns how many statuses changed.
-    async fn apply_list(&mut self, state: &mut State, list: &EventListResult) -> u64 {
+    /// Applies the list's items and, when the list is `whole`, marks stored extensions it lacks
+    /// as unknown, in one batch (one transaction on the embedded store). An item older on the
+    /// wire than a live `ExtensionStatus` already applied for its extension is skipped, and an
+    /// extension reported live after the list's response is not missing. Returns how many
+    /// statuses changed.
+    async fn apply_list(&mut self, state: &mut State, list: &EventListResult, whole: bool) -> u64 {
         let mut batch = Vec::with_capacity(list.items.len());
         // Extension number -> the context it was reported in, to notice a number hinted in
         // several contexts: its states would overwrite each other.
@@ -758,20 +924,31 @@ impl Pipeline {
             let es = match ExtensionStatus::from_packet(item) {
                 Ok(es) => es,
                 Err(e) => {
-                    tracing::debug!(error = %e, "list item ignored");
+                    self.unusable_view(state, "ExtensionStatus", &e);
                     continue;
                 }
             };
             if !self.follows(&es.context) {
                 continue;
             }
+            let pos = WirePos {
+                generation: item.generation,
+                seq: item.wire_seq,
+            };
+            if state.superseded(&es.exten, pos) {
+                // A live event after this item already told the newer state.
+                reported.insert(es.exten.to_string(), es.context.to_string());
+                continue;
+            }
             if let Some(first) = reported.insert(es.exten.to_string(), es.context.to_string())
                 && first != es.context
+                && state.ambiguous.len() < MAX_REMEMBERED
                 && state.ambiguous.insert(es.exten.to_string())
             {
+                let contexts = format!("{first}, {}", es.context);
                 tracing::warn!(
-                    extension = %es.exten,
-                    contexts = %format!("{first}, {}", es.context),
+                    extension = %domain::pbx_text::clean_for_log(&es.exten, 32),
+                    contexts = %domain::pbx_text::clean_for_log(&contexts, 160),
                     "the PBX hints this extension in several contexts, so their states overwrite \
                      each other; choose one with --ami-context"
                 );
@@ -780,10 +957,6 @@ impl Pipeline {
                 Ok(number) => {
                     let at = state.stamp();
                     if let Some(input) = callcenter::hint_input(&es) {
-                        let pos = WirePos {
-                            generation: item.generation,
-                            seq: item.wire_seq,
-                        };
                         self.track(state, pos, at, input);
                     }
                     batch.push((
@@ -795,13 +968,23 @@ impl Pipeline {
                 Err(_) => self.unknown_once(state, &es.exten, "not a valid extension number"),
             }
         }
+        if !whole {
+            return self.write(state, batch).await;
+        }
+        let response = WirePos {
+            generation: list.generation,
+            seq: list.response_wire_seq,
+        };
         match self.store.list(&ExtensionFilter::default()).await {
             Ok(stored) => {
                 let at = state.stamp();
                 batch.extend(
                     stored
                         .into_iter()
-                        .filter(|r| !reported.contains_key(r.extension.as_str()))
+                        .filter(|r| {
+                            !reported.contains_key(r.extension.as_str())
+                                && !state.superseded(r.extension.as_str(), response)
+                        })
                         .map(|r| (r.extension, Observation::absent(at), WriteCause::Absent)),
                 );
             }
@@ -824,9 +1007,15 @@ impl Pipeline {
                 return;
             }
             ClientError::Timeout(_) => {
-                tracing::warn!(error = %e, "ExtensionStateList timed out; retrying shortly");
-                state.resync_pending = true;
-                state.resync_not_before = Instant::now() + LIST_RETRY;
+                let delay = state.retry_lists();
+                self.metrics.list_retry();
+                tracing::warn!(
+                    error = %e,
+                    retry_in = ?delay,
+                    "ExtensionStateList got no complete answer in time; asking again in {delay:?} \
+                     (the delay doubles while it keeps failing, up to {LIST_RETRY_MAX:?}); live \
+                     events are applied meanwhile"
+                );
             }
             other => {
                 // Refused (no `call`/`reporting` rights, no hints at all...): asking again at
@@ -861,6 +1050,18 @@ impl Pipeline {
     }
 }
 
+/// The name of a call-center event as a metric label: one of the names
+/// [`CallCenterEvent::classify`] knows (it only fails for those), so the PBX cannot grow the
+/// label set.
+fn callcenter_event_name(packet: &Packet) -> &'static str {
+    let name = packet.name_bytes().unwrap_or_default();
+    CallCenterEvent::NAMES
+        .iter()
+        .find(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Sleeps until `deadline`, or forever without one.
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
@@ -872,66 +1073,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn packet(text: &str) -> Packet {
-        Packet::parse(text.as_bytes()).expect("packet")
-    }
-
-    fn event(generation: u64, wire_seq: u64, exten: &str) -> ClientEvent {
-        ClientEvent::Event(Sequenced {
-            generation,
-            wire_seq,
-            item: packet(&format!(
-                "Event: ExtensionStatus\r\nExten: {exten}\r\nContext: agents\r\nStatus: 1\r\n"
-            )),
-        })
-    }
-
-    fn list(generation: u64, response: u64, complete: u64) -> EventListResult {
-        EventListResult {
-            generation,
-            response: packet("Response: Success\r\nEventList: start\r\n"),
-            response_wire_seq: response,
-            items: Vec::new(),
-            complete: packet(
-                "Event: ExtensionStateListComplete\r\nEventList: Complete\r\nListItems: 0\r\n",
-            ),
-            complete_wire_seq: complete,
-        }
-    }
-
-    fn exten(e: &ClientEvent) -> String {
-        match e {
-            ClientEvent::Event(p) => p.get("Exten").map(|s| s.into_owned()).unwrap_or_default(),
-            other => format!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn events_split_at_the_list_response_in_wire_order() {
-        let drained = vec![
-            event(3, 4, "old-connection"),
-            event(4, 7, "a"),
-            event(4, 9, "b"),
-            event(4, 20, "c"),
-            ClientEvent::Disconnected {
-                generation: 4,
-                reason: ami_proto::client::DisconnectReason::Closed,
-            },
-            event(5, 2, "d"),
-        ];
-        let (before, after) = split_around(&list(4, 10, 15), drained);
-        let before: Vec<String> = before
-            .iter()
-            .map(|p| p.get("Exten").map(|s| s.into_owned()).unwrap_or_default())
-            .collect();
-        assert_eq!(before, ["old-connection", "a", "b"]);
-        let after: Vec<String> = after.iter().map(exten).collect();
-        assert_eq!(after.len(), 3);
-        assert_eq!(after[0], "c");
-        assert!(after[1].starts_with("Disconnected"), "{after:?}");
-        assert_eq!(after[2], "d");
-    }
 
     #[test]
     fn the_clock_starts_at_the_newest_stored_observation() {
@@ -953,14 +1094,14 @@ mod tests {
         let newest = newest_observation(&[a, b]);
         assert_eq!(newest, Some(t("2099-06-01T00:00:00Z")));
         // Stamped from there, an observation after a restart is never older than the store.
-        let mut s = State::new();
+        let mut s = State::new(Duration::from_secs(5));
         s.last_at = newest;
         assert!(s.stamp() >= t("2099-06-01T00:00:00Z"));
     }
 
     #[test]
     fn stamps_never_go_back() {
-        let mut s = State::new();
+        let mut s = State::new(Duration::from_secs(5));
         let future = domain::now() + chrono::Duration::seconds(60);
         s.last_at = Some(future);
         assert_eq!(s.stamp(), future);
@@ -968,8 +1109,36 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn list_retries_double_up_to_the_bound_and_start_over() {
+        let mut s = State::new(Duration::from_secs(5));
+        let delays: Vec<u64> = (0..9).map(|_| s.retry_lists().as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert!(s.resync_pending);
+        assert!(!s.resync_due(Instant::now(), true), "not before the delay");
+        tokio::time::advance(Duration::from_secs(300)).await;
+        assert!(s.resync_due(Instant::now(), true));
+    }
+
+    #[test]
+    fn a_live_status_supersedes_only_older_list_items() {
+        let pos = |generation, seq| WirePos { generation, seq };
+        let mut s = State::new(Duration::from_secs(5));
+        s.live_status.insert("1001".to_owned(), pos(2, 10));
+        assert!(
+            s.superseded("1001", pos(2, 9)),
+            "an item before the live event"
+        );
+        assert!(!s.superseded("1001", pos(2, 11)), "an item after it");
+        assert!(
+            s.superseded("1001", pos(1, 50)),
+            "an item of an older connection"
+        );
+        assert!(!s.superseded("1002", pos(2, 1)), "another extension");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn resync_waits_for_connection_and_deadline() {
-        let mut s = State::new();
+        let mut s = State::new(Duration::from_secs(5));
         s.resync_pending = true;
         assert!(
             !s.resync_due(Instant::now(), false),

@@ -8,7 +8,7 @@
 //!   packet size without losing sync, and reports every error with its byte offset;
 //! * the nom parser for banner and `Key: Value` lines (private: nom never appears in the API);
 //! * the raw [`Packet`] (ordered headers, duplicates kept, case-insensitive lookup, lossless
-//!   bytes with a lossy UTF-8 view) and typed views over it ([`views`], and [`callcenter`] for
+//!   bytes with a text view that reads invalid UTF-8 as Windows-1252, [`text`]) and typed views over it ([`views`], and [`callcenter`] for
 //!   queues, presence and channels);
 //! * the action encoder ([`Action`]), which refuses header injection, and MD5 login keys;
 //! * behind the `tokio` feature, the [`client`]: connect, login, ActionID correlation, event
@@ -30,6 +30,7 @@ mod parse;
 mod scan;
 #[cfg(test)]
 mod stream_tests;
+pub mod text;
 pub mod views;
 
 #[cfg(feature = "tokio")]

@@ -79,9 +79,10 @@ impl<'a> Header<'a> {
         String::from_utf8_lossy(self.key)
     }
 
-    /// The value as text; invalid UTF-8 is replaced, never an error. Borrowed when valid.
+    /// The value as text, borrowed when it is valid UTF-8; other bytes are read as
+    /// Windows-1252 (what Latin-1 PBXs send), never an error.
     pub fn value(&self) -> Cow<'a, str> {
-        String::from_utf8_lossy(self.value)
+        crate::text::decode(self.value)
     }
 
     /// True when the key equals `key` without regard to ASCII case.
@@ -193,7 +194,7 @@ impl Packet {
 
     /// The first value of `key` (case-insensitive) as text; invalid UTF-8 is replaced.
     pub fn get(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.get_bytes(key).map(String::from_utf8_lossy)
+        self.get_bytes(key).map(crate::text::decode)
     }
 
     /// The first value of `key` (case-insensitive) as bytes.
@@ -207,7 +208,7 @@ impl Packet {
 
     /// Every value of `key` (case-insensitive), in wire order.
     pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = Cow<'a, str>> + 'a {
-        self.get_all_bytes(key).map(String::from_utf8_lossy)
+        self.get_all_bytes(key).map(crate::text::decode)
     }
 
     /// Every value of `key` (case-insensitive) as bytes, in wire order.
@@ -361,9 +362,9 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_replaced_not_fatal() {
+    fn invalid_utf8_is_read_as_latin1_not_fatal() {
         let p = Packet::parse(b"Event: X\r\nCallerIDName: Jos\xe9\r\n").expect("valid packet");
-        assert_eq!(p.get("CallerIDName").as_deref(), Some("Jos\u{fffd}"));
+        assert_eq!(p.get("CallerIDName").as_deref(), Some("Jos\u{e9}"));
         assert_eq!(p.get_bytes("CallerIDName"), Some(&b"Jos\xe9"[..]));
     }
 

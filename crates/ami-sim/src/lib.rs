@@ -265,6 +265,32 @@ pub enum Fault {
     CloseMidPacket,
 }
 
+/// How the PBX mangles an `ExtensionStateList` answer a test names (see
+/// [`Simulator::fault_next_list`]): what a PBX under load, or a path that breaks mid-list,
+/// looks like from the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFault {
+    /// The list starts and this many items follow, then nothing: no `Complete` event ever
+    /// comes for it (events go on as usual).
+    Stall {
+        /// Items sent before the list stops.
+        items: usize,
+    },
+    /// The list starts and this many items follow; the other items (as the board was when the
+    /// list was asked for) and the `Complete` event follow only the next event the session
+    /// writes, so that event sits inside the list on the wire, after the items sent first.
+    Hold {
+        /// Items sent before the event.
+        items: usize,
+    },
+    /// The list is cut short: the last `missing` items are left out, but the `Complete` event
+    /// still announces every item in `ListItems`.
+    Short {
+        /// Items left out at the end.
+        missing: usize,
+    },
+}
+
 /// How the PBX refuses an action a test names (see [`Simulator::refuse_action`]), with the
 /// exact answer Asterisk gives (`fixtures/ami/real/g_errors.recv.ami`,
 /// `i_limited_user.recv.ami`).
@@ -336,6 +362,8 @@ pub(crate) struct Shared {
     refuse: AtomicBool,
     /// Lower-case action name → how it is refused.
     refused_actions: Mutex<HashMap<String, Refusal>>,
+    /// How the next `ExtensionStateList` answers are mangled, first one first.
+    list_faults: Mutex<std::collections::VecDeque<ListFault>>,
     connections: AtomicUsize,
     journal: Mutex<Journal>,
     /// Bumped after every login and every request, to wake waiters.
@@ -347,6 +375,14 @@ impl Shared {
     /// consistent board and is used as is.
     pub(crate) fn board(&self) -> MutexGuard<'_, Board> {
         self.board.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fault of the next `ExtensionStateList` answer, if a test cued one (taken).
+    pub(crate) fn take_list_fault(&self) -> Option<ListFault> {
+        self.list_faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
     }
 
     /// How `action` (lower-case) is refused, when a test said so.
@@ -638,6 +674,7 @@ impl Simulator {
                 silent: AtomicBool::new(false),
                 refuse: AtomicBool::new(false),
                 refused_actions: Mutex::new(HashMap::new()),
+                list_faults: Mutex::new(std::collections::VecDeque::new()),
                 connections: AtomicUsize::new(0),
                 journal: Mutex::new(Journal::default()),
                 progress: watch::Sender::new(0),
@@ -784,6 +821,16 @@ impl Simulator {
             Some(r) => map.insert(key, r),
             None => map.remove(&key),
         };
+    }
+
+    /// Mangles the next `ExtensionStateList` answer (of any session) with `fault`; several
+    /// calls cue faults for that many answers, in order. Answers after them are whole again.
+    pub fn fault_next_list(&self, fault: ListFault) {
+        self.shared
+            .list_faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(fault);
     }
 
     /// While true the PBX writes nothing at all (no banner, no answer, no event), as over a

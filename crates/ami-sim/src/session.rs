@@ -126,6 +126,10 @@ struct Session {
     snapshot_seq: Option<u64>,
     /// Scratch buffer for answers.
     reply: Vec<u8>,
+    /// The rest of a held list (`ListFault::Hold`), written after the answer that started it.
+    tail_next: Option<Vec<u8>>,
+    /// The rest of a held list, written after the next event this session writes.
+    list_tail: Option<Vec<u8>>,
     /// The action of the request being answered, recorded once its answer is written (or
     /// dropped, while silent), so a test that waits for it sees its answer settled.
     received: Option<String>,
@@ -154,6 +158,8 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, cancel: Cancella
         snapshot_seq: None,
         received: None,
         reply: Vec::with_capacity(4096),
+        tail_next: None,
+        list_tail: None,
     };
     // On shutdown a session has a moment to write `Shutdown`; one whose client stopped
     // reading would otherwise block in a write forever and hold up the server's exit.
@@ -269,6 +275,9 @@ impl Session {
                             self.drain_events(Some(seq)).await?;
                         }
                         self.write_reply().await?;
+                        if let Some(tail) = self.tail_next.take() {
+                            self.list_tail = Some(tail);
+                        }
                         self.record_received();
                         // Events caused by the answer (Setvar) and newer ones follow it at once.
                         self.drain_events(None).await?;
@@ -319,6 +328,9 @@ impl Session {
         };
         if wanted {
             self.put(&event.bytes).await?;
+            if let Some(tail) = self.list_tail.take() {
+                self.put(&tail).await?;
+            }
         }
         Ok(())
     }
@@ -511,22 +523,41 @@ impl Session {
         let mut board = shared.board();
         // Changes a script cued for this moment: before the snapshot, then after it.
         shared.apply_cues(&mut board, true);
+        let fault = shared.take_list_fault();
+        let first = match fault {
+            Some(crate::ListFault::Stall { items } | crate::ListFault::Hold { items }) => items,
+            Some(crate::ListFault::Short { missing }) => board.agents.len().saturating_sub(missing),
+            None => board.agents.len(),
+        };
         wire::list_start(&mut self.reply, id, "Extension Statuses will follow");
-        for agent in &board.agents {
+        let mut tail = Vec::new();
+        for (i, agent) in board.agents.iter().enumerate() {
             let hinted = Hinted {
                 exten: &agent.extension,
                 context: &agent.context,
                 hint: &agent.hint,
                 state: agent.state,
             };
-            wire::extension_status_item(&mut self.reply, id, &hinted);
+            if i < first {
+                wire::extension_status_item(&mut self.reply, id, &hinted);
+            } else if matches!(fault, Some(crate::ListFault::Hold { .. })) {
+                wire::extension_status_item(&mut tail, id, &hinted);
+            }
         }
-        wire::list_complete(
-            &mut self.reply,
-            "ExtensionStateListComplete",
-            id,
-            board.agents.len(),
-        );
+        match fault {
+            Some(crate::ListFault::Stall { .. }) => {}
+            Some(crate::ListFault::Hold { .. }) => {
+                let n = board.agents.len();
+                wire::list_complete(&mut tail, "ExtensionStateListComplete", id, n);
+                self.tail_next = Some(tail);
+            }
+            _ => wire::list_complete(
+                &mut self.reply,
+                "ExtensionStateListComplete",
+                id,
+                board.agents.len(),
+            ),
+        }
         self.snapshot_seq = Some(board.seq);
         shared.apply_cues(&mut board, false);
     }

@@ -54,6 +54,15 @@ pub struct AgentPresence {
 }
 
 impl AgentPresence {
+    /// No presence set: what Asterisk reports for a provider nobody has written yet.
+    pub fn not_set() -> AgentPresence {
+        AgentPresence {
+            state: "not_set".to_owned(),
+            subtype: None,
+            message: None,
+        }
+    }
+
     /// The presence states Asterisk defines (`ast_presence_state2str`).
     pub const KNOWN_STATES: [&'static str; 7] = [
         "not_set",

@@ -495,6 +495,9 @@ pub struct Tracker {
     dirty: Dirty,
     queues_changed: bool,
     rejects: BTreeMap<RejectKind, u64>,
+    /// The PBX refused `PresenceStateList` on this connection: a hinted provider it reports
+    /// nothing for is then unknown (null), not `not_set`.
+    presence_refused: bool,
 }
 
 /// The device a channel stands for: `PJSIP/1001-0000002a` → `pjsip/1001`,
@@ -582,22 +585,27 @@ impl Tracker {
 
     /// Applies one live input.
     pub fn apply(&mut self, live: Live) -> Update {
-        self.step(live.input, live.at);
+        self.step(crate::pbx_text::bound_input(live.input), live.at);
         self.finish()
     }
 
     /// Applies a list taken after a (re)connect, with the live inputs read while it was being
     /// collected: those before the list's response on the wire first, then the list (what it
     /// no longer shows is cleared), then the rest in wire order.
-    pub fn resync(&mut self, list: ListSnapshot, drained: Vec<Live>) -> Update {
+    pub fn resync(&mut self, mut list: ListSnapshot, drained: Vec<Live>) -> Update {
+        use crate::pbx_text::bound_input;
+        if list.kind == ListKind::PresenceStateList {
+            self.presence_refused = false;
+        }
         let (before, after): (Vec<Live>, Vec<Live>) =
             drained.into_iter().partition(|l| l.pos < list.response);
         for live in before {
-            self.step(live.input, live.at);
+            self.step(bound_input(live.input), live.at);
         }
+        list.items = list.items.into_iter().map(bound_input).collect();
         self.apply_list(list);
         for live in after {
-            self.step(live.input, live.at);
+            self.step(bound_input(live.input), live.at);
         }
         self.finish()
     }
@@ -608,6 +616,9 @@ impl Tracker {
     /// and only live inputs set it from now on. Call it once per connection, at the first
     /// refusal, so live inputs on the same connection are not cleared at every resync.
     pub fn list_refused(&mut self, kind: ListKind, at: Timestamp) -> Update {
+        if kind == ListKind::PresenceStateList {
+            self.presence_refused = true;
+        }
         self.apply_list(ListSnapshot {
             kind,
             response: WirePos {
@@ -1122,12 +1133,22 @@ impl Tracker {
         }
         queues.sort_by(|a, b| a.queue.cmp(&b.queue));
 
-        let presence = self
-            .hints
-            .get(ext)
-            .and_then(|h| parse_hint(h).1)
-            .and_then(|p| self.presences.get(&p).cloned())
-            .or_else(|| carry(ListKindKey::Presence).and_then(|c| c.presence.clone()));
+        let provider = self.hints.get(ext).and_then(|h| parse_hint(h).1);
+        let presence = provider
+            .as_ref()
+            .and_then(|p| self.presences.get(p).cloned())
+            .or_else(|| carry(ListKindKey::Presence).and_then(|c| c.presence.clone()))
+            // A hinted provider the PBX reports nothing for has no presence set: Asterisk
+            // itself answers `not_set` for it (ami-reference, "PresenceState action reply"),
+            // and `PresenceStateList` lists only presentities that were ever written. Null
+            // stays for "no provider hinted", before that list was first taken, and for a PBX
+            // that refuses it.
+            .or_else(|| {
+                (provider.is_some()
+                    && self.seen.contains(&ListKindKey::Presence)
+                    && !self.presence_refused)
+                    .then(AgentPresence::not_set)
+            });
 
         // Candidates: queue calls of this extension's members, then its channels' calls.
         let mut best: Option<(u8, CallInfo)> = None;

@@ -27,6 +27,7 @@ pub mod edit;
 pub mod fields;
 pub mod history;
 pub mod json;
+pub mod pbx_text;
 pub mod record;
 pub mod status;
 #[cfg(feature = "ts")]

@@ -1733,6 +1733,35 @@ mod embedded {
         Ok(())
     }
 
+    /// A history entry the compact format cannot hold (a string over 64 KiB) is dropped, and
+    /// the commit it shares with other entries still writes them.
+    #[tokio::test]
+    async fn an_entry_that_cannot_be_encoded_never_fails_the_commit() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(dir.path(), options()).await?;
+        let huge = HistoryEvent::Presence {
+            extension: ext("1001"),
+            state: "away".into(),
+            subtype: None,
+            message: Some("x".repeat(70_000)),
+        };
+        store
+            .append_history(&[
+                entry(t(1), HistoryEvent::PbxLinkUp),
+                entry(t(2), huge),
+                entry(t(3), pause("1001", "sales", Some("lunch"))),
+            ])
+            .await?;
+        let kinds: Vec<&str> = store
+            .history(None, t(0), t(10))
+            .await?
+            .iter()
+            .map(|e| e.event.kind())
+            .collect();
+        ensure!(kinds == ["pbx_link_up", "pause"], "{kinds:?}");
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_file_that_is_not_a_store_is_named() -> Result<()> {
         let dir = tempfile::tempdir()?;

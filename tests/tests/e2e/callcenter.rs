@@ -690,3 +690,54 @@ async fn a_manager_user_without_reporting_rights_keeps_the_statuses_and_shows_no
     .await?;
     s.stop().await
 }
+
+/// A hint naming a `CustomPresence:` the PBX never wrote reads presence `not_set` once the
+/// lists are taken (an extension without a provider stays null); PBX text is bounded and
+/// cleaned before it reaches the record (a 5000-character presence message, a caller name
+/// with a line break), and a Latin-1 caller name reads as it was meant.
+#[tokio::test]
+async fn an_unwritten_presence_is_not_set_and_pbx_text_is_bounded() -> anyhow::Result<()> {
+    let (peer, s) = start_prepared(PeerConfig::default(), false, Options::default(), |peer| {
+        assert!(peer.add_presence_to_hint(AGENT));
+    })
+    .await?;
+    let rec = record_until(&s, AGENT, "presence not_set", |r| {
+        r["presence"]["state"] == "not_set"
+    })
+    .await?;
+    assert_eq!(
+        rec["presence"],
+        json!({"state": "not_set", "subtype": null, "message": null})
+    );
+    assert!(s.record("1002").await?["presence"].is_null());
+
+    let long = format!("Back {}", "x".repeat(5000));
+    assert!(peer.set_presence(AGENT, "away", &long, false));
+    let rec = record_until(&s, AGENT, "away", |r| r["presence"]["state"] == "away").await?;
+    let message = rec["presence"]["message"].as_str().unwrap_or_default();
+    assert_eq!(message.chars().count(), 256, "{message}");
+    assert!(message.starts_with("Back xxx"));
+    assert!(
+        s.metric("extstatus_pbx_values_cut_total{field=\"presence_message\"}")
+            .await?
+            >= 1.0
+    );
+
+    // A call on the agent's phone with a caller name in Latin-1 (Asterisk passes the bytes
+    // through) that also carries an escaped line break.
+    peer.emit_raw(
+        b"Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: 1002\r\nContext: agents\r\n\
+          Hint: PJSIP/1002\r\nStatus: 1\r\nStatusText: InUse\r\n\r\n",
+    );
+    s.wait_for_code("1002", 1).await?;
+    peer.emit_raw(
+        b"Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/1002-0000002a\r\n\
+          ChannelState: 6\r\nChannelStateDesc: Up\r\nCallerIDNum: 1002\r\nCallerIDName: Agent\r\n\
+          ConnectedLineNum: 5551234\r\nConnectedLineName: M\xfcller\\nGmbH\r\n\
+          Uniqueid: 1700000000.42\r\nLinkedid: 1700000000.41\r\n\r\n",
+    );
+    let rec = record_until(&s, "1002", "on a call", |r| !r["call"].is_null()).await?;
+    assert_eq!(rec["call"]["peer_name"], "MüllerGmbH", "{rec}");
+    assert_eq!(rec["call"]["peer_number"], "5551234", "{rec}");
+    s.stop().await
+}

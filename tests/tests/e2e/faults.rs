@@ -374,6 +374,22 @@ async fn a_refused_login_is_reported_and_retried_with_backoff() -> anyhow::Resul
             .then_some(ami))
     })
     .await?;
+    assert!(
+        ami["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("authentication failed")),
+        "wrong credentials are named as such: {ami}"
+    );
+    assert!(
+        s.metric("extstatus_ami_failures_total{reason=\"auth_failed\"}")
+            .await?
+            >= 1.0
+    );
+    assert_eq!(
+        s.metric("extstatus_ami_failures_total{reason=\"login_timeout\"}")
+            .await?,
+        0.0
+    );
     assert_eq!(ami["connected"], false, "{ami}");
     assert!(
         ami["last_error"]
@@ -400,6 +416,68 @@ async fn a_refused_login_is_reported_and_retried_with_backoff() -> anyhow::Resul
     assert_eq!(peer.logins(), 0);
     assert_eq!(s.get("/healthz").await?.status, 200);
     s.stop().await
+}
+
+/// A peer at `--ami` that is not an Asterisk manager (an SSH server, an HTTP server that waits
+/// for a request, garbage) is named as such in `/readyz`, the logs and `/metrics`, quoting a
+/// bounded, escaped piece of what it sent, not as a login that timed out.
+#[tokio::test]
+async fn a_peer_that_is_not_an_asterisk_manager_is_named() -> anyhow::Result<()> {
+    // (what the peer sends on connect, what /readyz must quote)
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n",
+            "SSH-2.0-OpenSSH_9.6p1",
+        ),
+        (
+            b"\x1b[31mHELLO\x07 world\r\n",
+            "\\u{1b}[31mHELLO\\u{7} world",
+        ),
+        (b"", "no \"Asterisk Call Manager/x.y\" banner"),
+    ];
+    for (greeting, quote) in cases {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let peer = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(greeting).await;
+                // Like an SSH or HTTP server: it waits for the client, which never speaks.
+                held.push(socket);
+            }
+        });
+        // The silent peer is given up at the login deadline, the action timeout.
+        let s = TestServer::start(Options {
+            timing: Some(api_server::config::Timing {
+                ami_action_timeout: Duration::from_millis(500),
+                ..Options::fast_timing()
+            }),
+            ..Options::with_ami(addr, "monitor", "monitorpass")
+        })
+        .await?;
+        let ami = eventually("/readyz to name a peer that is not AMI", || async {
+            let ami = ami_readiness(&s).await?;
+            Ok(ami["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not an Asterisk manager"))
+                .then_some(ami))
+        })
+        .await?;
+        let error = ami["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(quote), "{quote:?} quoted: {error}");
+        assert!(!error.contains("login timed out"), "{error}");
+        assert!(!error.contains('\u{1b}'), "escaped: {error}");
+        assert_eq!(ami["connected"], false);
+        assert!(
+            s.metric("extstatus_ami_failures_total{reason=\"not_ami\"}")
+                .await?
+                >= 1.0
+        );
+        assert!(captured_logs().contains("not an Asterisk manager"));
+        s.stop().await?;
+        peer.abort();
+    }
+    Ok(())
 }
 
 /// `ExtensionStatus` events the server counted (the metric appears with the first one).

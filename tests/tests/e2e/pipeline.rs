@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use ami_sim::ListFault;
 use api_server::config::Timing;
 use hub::ServerMessage;
 use reqwest::Method;
@@ -528,6 +529,166 @@ async fn with_a_context_chosen_other_tenants_hints_of_the_same_number_are_ignore
         s.record("1001").await?["status_code"],
         1,
         "events kept ours"
+    );
+    s.stop().await
+}
+
+/// How many times the peer received `action`.
+fn actions(peer: &AmiPeer, action: &str) -> usize {
+    peer.actions_received()
+        .iter()
+        .filter(|a| a.eq_ignore_ascii_case(action))
+        .count()
+}
+
+/// While an `ExtensionStateList` is outstanding (here: it never completes), live statuses reach
+/// the board at once, not after the list; the list is asked for again with a doubling delay,
+/// each retry logged and counted, until a whole one arrives.
+#[tokio::test]
+async fn live_statuses_flow_while_a_list_stalls_and_the_list_is_retried() -> anyhow::Result<()> {
+    let timing = Timing {
+        ami_action_timeout: Duration::from_secs(2),
+        list_retry: Duration::from_millis(200),
+        ..Options::fast_timing()
+    };
+    let (peer, s) = start_timed(timing).await?;
+    s.wait_for_code("1005", 4).await?;
+    let lists = actions(&peer, "ExtensionStateList");
+    peer.fault_next_list(ListFault::Stall { items: 2 });
+    peer.fault_next_list(ListFault::Stall { items: 2 });
+    peer.drop_connections();
+    peer.wait_for_action("ExtensionStateList", lists + 1).await;
+    peer.set_state("1005", 8);
+    s.wait_for_code("1005", 8).await?;
+    // Applied while the list was still outstanding: its timeout (2 s) has not fired yet.
+    assert_eq!(
+        s.metric("extstatus_ami_list_retries_total").await?,
+        0.0,
+        "the live status waited for the list to time out"
+    );
+    // A change only a list can tell: it arrives with the third list, after two retries.
+    peer.set_state_silently("1006", 16);
+    s.wait_for_code("1006", 16).await?;
+    assert!(actions(&peer, "ExtensionStateList") >= lists + 3);
+    assert!(s.metric("extstatus_ami_list_retries_total").await? >= 2.0);
+    let logs = captured_logs();
+    assert!(
+        logs.contains("asking again in 200ms") && logs.contains("asking again in 400ms"),
+        "each retry is logged with its doubling delay"
+    );
+    s.stop().await
+}
+
+/// A list item that was on the wire before a live `ExtensionStatus` of the same extension
+/// (the live event arrived while the list was still being collected) does not overwrite it.
+#[tokio::test]
+async fn a_list_item_older_than_a_live_status_does_not_overwrite_it() -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    s.wait_for_code("1004", 2).await?;
+    let lists = actions(&peer, "ExtensionStateList");
+    // The list's first two items (1010, 1004 = Busy) go out, then the live change of 1004,
+    // then the rest of the list and its end.
+    peer.fault_next_list(ListFault::Hold { items: 2 });
+    peer.drop_connections();
+    peer.wait_for_action("ExtensionStateList", lists + 1).await;
+    peer.set_state("1004", 0);
+    s.wait_for_code("1004", 0).await?;
+    // A change after the list: once it shows, the list has been applied.
+    peer.set_state("1006", 8);
+    s.wait_for_code("1006", 8).await?;
+    assert_eq!(s.record("1004").await?["status_code"], 0);
+    s.stop().await
+}
+
+/// A list cut short (fewer items than its `ListItems`) applies its items, marks nothing it
+/// lacks as unknown, is counted and logged, and is asked for again.
+#[tokio::test]
+async fn a_list_cut_short_marks_nothing_unknown_and_is_asked_again() -> anyhow::Result<()> {
+    let timing = Timing {
+        list_retry: Duration::from_millis(300),
+        ..Options::fast_timing()
+    };
+    let (peer, s) = start_timed(timing).await?;
+    s.wait_for_code("1099", 9).await?;
+    let mut ws = s.ws("").await?;
+    ws.next().await?;
+    // 1008, 1009 and 1099 are the last three items: left out of the next list.
+    peer.fault_next_list(ListFault::Short { missing: 3 });
+    peer.set_state_silently("1001", 2);
+    peer.set_state_silently("1008", 1);
+    peer.drop_connections();
+    let seen = ws
+        .collect_until("1008 from the list asked again", |m| {
+            matches!(m, ServerMessage::ExtensionStatusUpdated { extension, .. }
+                if extension.extension.as_str() == "1008" && extension.status_code == 1)
+        })
+        .await?;
+    let unknown: Vec<String> = seen
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::ExtensionStatusUpdated { extension, .. }
+                if extension.status_code == -1 =>
+            {
+                Some(extension.extension.as_str().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        unknown.iter().all(|e| e == "2000"),
+        "extensions missing from a short list were marked unknown: {unknown:?}"
+    );
+    s.wait_for_code("1001", 2).await?;
+    assert_eq!(s.record("1099").await?["status_code"], 9);
+    assert_eq!(
+        s.metric("extstatus_ami_short_lists_total{list=\"ExtensionStateList\"}")
+            .await?,
+        1.0
+    );
+    assert!(s.metric("extstatus_ami_list_retries_total").await? >= 1.0);
+    assert!(captured_logs().contains("ended with fewer items than its ListItems"));
+    s.stop().await
+}
+
+/// An `ExtensionStatus` with a `Status` that is not a number, or too large for any state, or
+/// without `Exten`, is counted by field and logged (once per field per minute), not silently
+/// dropped; the board is untouched and later events still apply.
+#[tokio::test]
+async fn unusable_status_values_are_counted_and_logged() -> anyhow::Result<()> {
+    let (peer, s) = start(PeerConfig::default(), Options::default()).await?;
+    s.wait_for_code("1001", 1).await?;
+    let event = |exten: &str, status: &str| {
+        format!(
+            "Event: ExtensionStatus\r\nPrivilege: call,all\r\nExten: {exten}\r\nContext: \
+             agents\r\nHint: Custom:{exten}\r\nStatus: {status}\r\nStatusText: InUse\r\n\r\n"
+        )
+    };
+    peer.emit_raw(event("1001", "busy\u{1b}[2J").as_bytes());
+    peer.emit_raw(event("1001", "99999999999").as_bytes());
+    peer.emit_raw(
+        b"Event: ExtensionStatus\r\nPrivilege: call,all\r\nContext: agents\r\nStatus: 1\r\n\r\n",
+    );
+    // A call-center event with a header missing is counted the same way.
+    peer.emit_raw(b"Event: Hangup\r\nPrivilege: call,all\r\nChannel: PJSIP/1001-00000001\r\n\r\n");
+    peer.set_state("1002", 0);
+    s.wait_for_code("1002", 0).await?;
+    assert_eq!(s.record("1001").await?["status_code"], 1);
+    assert_eq!(
+        s.metric("extstatus_ami_unusable_values_total{event=\"Hangup\",field=\"Uniqueid\"}")
+            .await?,
+        1.0
+    );
+    let metric = "extstatus_ami_unusable_values_total{event=\"ExtensionStatus\",field=";
+    assert_eq!(s.metric(&format!("{metric}\"Status\"}}")).await?, 2.0);
+    assert_eq!(s.metric(&format!("{metric}\"Exten\"}}")).await?, 1.0);
+    let logs = captured_logs();
+    let logged = logs
+        .matches("the PBX sent ExtensionStatus with an unusable Status")
+        .count();
+    assert_eq!(logged, 1, "rate-limited to one line per field");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "the value is logged without control characters"
     );
     s.stop().await
 }

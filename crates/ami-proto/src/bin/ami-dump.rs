@@ -21,23 +21,43 @@ struct Args {
     file: Option<String>,
 }
 
+/// The largest `--chunk`: a socket never hands over more than this in one read, and a larger
+/// value would only make `count` allocate a buffer of that size before measuring anything.
+const MAX_CHUNK: usize = 64 << 20;
+
+/// Reads `--chunk BYTES`: a whole number from 1 to [`MAX_CHUNK`].
+fn parse_chunk(value: &str) -> Result<usize, String> {
+    match value.parse::<u64>() {
+        Ok(0) => Err("--chunk: 0 bytes per read would never get through the input; give 1 to 67108864 (64 MiB)".to_owned()),
+        Ok(n) if n > MAX_CHUNK as u64 => Err(format!(
+            "--chunk: {n} bytes is more than the 67108864 (64 MiB) allowed per read"
+        )),
+        Ok(n) => usize::try_from(n).map_err(|_| format!("--chunk: {n} is too large")),
+        Err(_) => {
+            let shown: String = value.chars().take(32).collect();
+            Err(format!(
+                "--chunk: {shown:?} is not a whole number of bytes (1 to 67108864)"
+            ))
+        }
+    }
+}
+
 fn parse_args() -> Result<Args, String> {
+    parse_args_from(std::env::args().skip(1))
+}
+
+fn parse_args_from(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         count: false,
         chunk: 4096,
         file: None,
     };
-    let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--count" => args.count = true,
             "--chunk" => {
                 let value = it.next().ok_or("--chunk needs a number of bytes")?;
-                args.chunk = value
-                    .parse()
-                    .ok()
-                    .filter(|&n: &usize| n > 0)
-                    .ok_or_else(|| format!("--chunk: {value:?} is not a positive number"))?;
+                args.chunk = parse_chunk(&value)?;
             }
             "-h" | "--help" => return Err(String::new()),
             _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
@@ -161,9 +181,10 @@ fn write_packet(out: &mut impl Write, packet: &Packet) -> io::Result<()> {
     out.write_all(b",\"headers\":[")?;
     for (i, h) in packet.headers().enumerate() {
         out.write_all(if i == 0 { b"[" } else { b",[" })?;
-        serde_json::to_writer(&mut *out, &h.key())?;
+        serde_json::to_writer(&mut *out, &String::from_utf8_lossy(h.key_bytes()))?;
         out.write_all(b",")?;
-        serde_json::to_writer(&mut *out, &h.value())?;
+        // The interface promises replacement characters here, not a guessed encoding.
+        serde_json::to_writer(&mut *out, &String::from_utf8_lossy(h.value_bytes()))?;
         out.write_all(b"]")?;
     }
     out.write_all(b"]")?;
@@ -217,4 +238,43 @@ fn count(mut input: Box<dyn Read>, chunk: usize) -> Result<(), Failure> {
         data.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_of(value: &str) -> Result<usize, String> {
+        parse_args_from(
+            ["--count", "--chunk", value, "f"]
+                .into_iter()
+                .map(String::from),
+        )
+        .map(|a| a.chunk)
+    }
+
+    #[test]
+    fn chunk_sizes_are_bounded() {
+        assert_eq!(chunk_of("1"), Ok(1));
+        assert_eq!(chunk_of("4096"), Ok(4096));
+        assert_eq!(chunk_of("67108864"), Ok(64 << 20));
+        for bad in [
+            "0",
+            "67108865",
+            "18446744073709551616",
+            "-1",
+            "4k",
+            "",
+            " 12",
+        ] {
+            let e = chunk_of(bad).expect_err(bad);
+            assert!(e.starts_with("--chunk: "), "{bad}: {e}");
+        }
+        assert!(
+            chunk_of("99999999999")
+                .expect_err("huge")
+                .contains("64 MiB")
+        );
+        assert!(chunk_of("0").expect_err("zero").contains("0 bytes"));
+    }
 }

@@ -222,6 +222,19 @@ pub enum DisconnectReason {
     /// The banner and login exchange did not finish in time.
     #[error("login timed out")]
     LoginTimeout,
+    /// The peer greeted with something other than an `Asterisk Call Manager/x.y` banner (an
+    /// HTTP or SSH server, or garbage): it is not an Asterisk manager. Holds a bounded,
+    /// sanitized piece of what it sent.
+    #[error(
+        "the peer is not an Asterisk manager: it greeted with \"{0}\" instead of an \"Asterisk Call Manager/x.y\" banner"
+    )]
+    NotAmi(String),
+    /// The peer accepted the connection but sent no banner before the login deadline (an
+    /// HTTP server waits for a request; an Asterisk manager greets at once).
+    #[error(
+        "the peer sent no \"Asterisk Call Manager/x.y\" banner in time: it is not an Asterisk manager, or it is stuck"
+    )]
+    NoBanner,
     /// No `Pong` arrived before the keepalive deadline: the peer is silent or the path is dead.
     #[error("no answer to Ping before the deadline")]
     KeepaliveTimeout,

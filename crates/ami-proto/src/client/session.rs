@@ -31,6 +31,33 @@ use crate::{Action, DecodeError, Decoder, Frame, Kind, Packet};
 /// How long a logoff waits for `Response: Goodbye` before the session ends anyway.
 pub const LOGOFF_GRACE: Duration = Duration::from_secs(1);
 
+/// How every Asterisk manager greets (ami-reference §2).
+const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
+
+/// At most this many bytes of a non-AMI peer's greeting are quoted in errors and logs.
+const GREETING_QUOTE: usize = 64;
+
+/// A bounded, printable piece of what a peer that is not an Asterisk manager sent: its first
+/// line, at most [`GREETING_QUOTE`] bytes, control characters escaped (it ends up in logs and
+/// `/readyz`, so it must not carry terminal escapes or line breaks).
+fn quote_greeting(bytes: &[u8]) -> String {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let cut = line.len().min(GREETING_QUOTE);
+    let mut out = String::with_capacity(cut + 3);
+    for c in String::from_utf8_lossy(&line[..cut]).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut < line.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Names one action sent through [`Session::request`]; its answer comes back with the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequestId {
@@ -222,6 +249,11 @@ impl Session {
             return;
         }
         self.buf.extend_from_slice(bytes);
+        if self.phase == Phase::Greeting && !self.greeting_may_be_banner() {
+            let quoted = quote_greeting(&self.buf);
+            self.close(DisconnectReason::NotAmi(quoted));
+            return;
+        }
         while self.phase != Phase::Closed {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => self.receive_frame(frame, now),
@@ -231,9 +263,26 @@ impl Session {
         }
     }
 
+    /// Whether the bytes received so far, before any frame, can still be the start of an
+    /// `Asterisk Call Manager/` banner. A peer that sends anything else first (an SSH server's
+    /// `SSH-2.0-...`, an HTTP answer, garbage) is not an Asterisk manager, which is better said
+    /// at once than after the login deadline.
+    fn greeting_may_be_banner(&self) -> bool {
+        let n = self.buf.len().min(BANNER_PREFIX.len());
+        self.buf[..n] == BANNER_PREFIX[..n]
+    }
+
     /// The socket reached end of stream: the rest of the buffer is decoded, then the session
     /// closes (`ClosedMidPacket` when the stream ended inside a packet).
     pub fn receive_eof(&mut self, now: Instant) {
+        if self.phase == Phase::Greeting
+            && !self.buf.is_empty()
+            && !self.buf.starts_with(BANNER_PREFIX)
+        {
+            let quoted = quote_greeting(&self.buf);
+            self.close(DisconnectReason::NotAmi(quoted));
+            return;
+        }
         while self.phase != Phase::Closed {
             match self.decoder.decode_eof(&mut self.buf) {
                 Ok(Some(frame)) => self.receive_frame(frame, now),
@@ -267,8 +316,16 @@ impl Session {
         let wire_seq = self.wire_seq;
         self.wire_seq += 1;
         if self.phase == Phase::Greeting {
-            if let Frame::Banner(banner) = &frame {
-                self.banner = Some(banner.line().to_owned());
+            match &frame {
+                Frame::Banner(banner) => self.banner = Some(banner.line().to_owned()),
+                Frame::Packet(packet) => {
+                    // Only an Asterisk manager greets first with its banner; whatever else
+                    // talks first is not one, and logging in to it would only wait for the
+                    // login deadline.
+                    let quoted = quote_greeting(packet.as_bytes());
+                    self.close(DisconnectReason::NotAmi(quoted));
+                    return;
+                }
             }
             self.start_login();
         }
@@ -377,7 +434,16 @@ impl Session {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         match self.phase {
             Phase::Closed => return,
-            Phase::Greeting | Phase::LoggingIn if due(self.phase_deadline) => {
+            Phase::Greeting if due(self.phase_deadline) => {
+                let reason = if self.buf.is_empty() {
+                    DisconnectReason::NoBanner
+                } else {
+                    DisconnectReason::NotAmi(quote_greeting(&self.buf))
+                };
+                self.close(reason);
+                return;
+            }
+            Phase::LoggingIn if due(self.phase_deadline) => {
                 self.close(DisconnectReason::LoginTimeout);
                 return;
             }

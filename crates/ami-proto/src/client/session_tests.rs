@@ -418,14 +418,93 @@ fn events_during_the_login_are_held_until_logged_in_and_a_silent_server_times_ou
     assert!(matches!(out[0], Output::LoggedIn { .. }));
     assert_eq!(event(&out[1]).wire_seq, 1, "its place on the wire is kept");
 
-    // A server that never sends its banner is given up at the login deadline, not before.
+    // A server that never sends its banner is given up at the login deadline, not before,
+    // and said to have sent no banner (an HTTP server waits silently for a request).
     let mut silent = Session::new(plain(), 2, t0);
     silent.handle_timeout(t0 + ACTION_TIMEOUT - Duration::from_millis(1));
     assert!(drain(&mut silent).is_empty());
     silent.handle_timeout(t0 + ACTION_TIMEOUT);
     let out = drain(&mut silent);
     assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(closed(&out[0]), &DisconnectReason::NoBanner);
+
+    // One that greets but never answers the login timed out in the login.
+    let mut mute = Session::new(plain(), 3, t0);
+    mute.receive(BANNER.as_bytes(), t0);
+    drain(&mut mute);
+    mute.handle_timeout(t0 + ACTION_TIMEOUT);
+    let out = drain(&mut mute);
     assert_eq!(closed(&out[0]), &DisconnectReason::LoginTimeout);
+}
+
+#[test]
+fn a_peer_that_does_not_greet_as_an_asterisk_manager_is_named_at_once() {
+    // (what the peer sends first, in reads, and the quote the error carries)
+    let cases: &[(&[&[u8]], &str)] = &[
+        (
+            &[b"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n"],
+            "SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13",
+        ),
+        (
+            &[b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"],
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            &[b"Asterisk", b" Call Manglr/1.0\r\n"],
+            "Asterisk Call Manglr/1.0",
+        ),
+        (&[b"\x1b[2J\x00\xff"], "\\u{1b}[2J\\u{0}\u{fffd}"),
+        (&[b"Response: Success\r\n\r\n"], "Response: Success"),
+        (
+            &[&[b'x'; 500]],
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...",
+        ),
+    ];
+    for (reads, quote) in cases {
+        let t0 = Instant::now();
+        let mut session = Session::new(plain(), 1, t0);
+        for read in *reads {
+            session.receive(read, t0);
+        }
+        let out = drain(&mut session);
+        assert_eq!(out.len(), 1, "{reads:?}: {out:?}");
+        assert_eq!(
+            closed(&out[0]),
+            &DisconnectReason::NotAmi((*quote).to_owned()),
+            "{reads:?}"
+        );
+        assert_eq!(session.phase(), Phase::Closed);
+        assert!(
+            closed(&out[0])
+                .to_string()
+                .contains("not an Asterisk manager"),
+            "{}",
+            closed(&out[0])
+        );
+    }
+    // A greeting cut short and then closed, or stuck without a line end, is named the same way.
+    let t0 = Instant::now();
+    let mut session = Session::new(plain(), 1, t0);
+    session.receive(b"220 smtp.example.com ESMTP", t0);
+    assert!(matches!(
+        drain(&mut session).as_slice(),
+        [Output::Closed { reason: DisconnectReason::NotAmi(q) }] if q == "220 smtp.example.com ESMTP"
+    ));
+    let mut stuck = Session::new(plain(), 2, t0);
+    stuck.receive(b"Asterisk Call", t0);
+    assert!(drain(&mut stuck).is_empty(), "may still become a banner");
+    stuck.handle_timeout(t0 + ACTION_TIMEOUT);
+    assert!(matches!(
+        drain(&mut stuck).as_slice(),
+        [Output::Closed { reason: DisconnectReason::NotAmi(q) }] if q == "Asterisk Call"
+    ));
+    // The real banner, even one byte at a time, logs in.
+    let mut slow = Session::new(plain(), 3, t0);
+    for b in BANNER.as_bytes() {
+        slow.receive(std::slice::from_ref(b), t0);
+    }
+    only_action(&drain(&mut slow));
+    assert_eq!(slow.phase(), Phase::LoggingIn);
 }
 
 #[test]

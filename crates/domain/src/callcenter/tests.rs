@@ -702,13 +702,17 @@ fn resync_drops_what_the_list_no_longer_shows_and_keeps_wire_order() {
         Some("Break")
     );
 
-    // PresenceStateList without CustomPresence:1001: its presence is cleared.
+    // PresenceStateList without CustomPresence:1001: its presence is not set any more (the
+    // hint still names a provider, so not null).
     let u = f
         .tracker
         .resync(list(ListKind::PresenceStateList, 30, 70, vec![]), vec![]);
     let got = changed(&u);
     assert_eq!(got.len(), 1);
-    assert_eq!((got[0].0, got[0].1.presence.as_ref()), ("1001", None));
+    assert_eq!(
+        (got[0].0, got[0].1.presence.as_ref()),
+        ("1001", Some(&AgentPresence::not_set()))
+    );
 
     // CoreShowChannels: the remembered call of 1002 is gone.
     let u = f
@@ -1008,4 +1012,57 @@ fn a_refused_list_clears_what_it_would_have_said() {
         changed(&u)[0].1.presence.as_ref().map(|p| p.state.as_str()),
         Some("away")
     );
+}
+
+#[test]
+fn a_hinted_provider_without_a_presence_is_not_set_and_null_only_without_one() {
+    let mut f = Feed::new();
+    // Before PresenceStateList was taken nothing is known yet.
+    assert_eq!(f.tracker.view(&ext("1001")).presence, None);
+    let presence = |state: &str| {
+        Input::Presence(PresenceInput {
+            presentity: "CustomPresence:1001".into(),
+            state: state.into(),
+            subtype: None,
+            message: None,
+        })
+    };
+    // The list lists nothing for it: not_set. 1002 hints no provider: null.
+    let u = f.tracker.resync(
+        ListSnapshot {
+            kind: ListKind::PresenceStateList,
+            response: WirePos {
+                generation: 1,
+                seq: 10,
+            },
+            at: at(10),
+            items: vec![],
+        },
+        vec![],
+    );
+    assert_eq!(
+        changed(&u),
+        [(
+            "1001",
+            &CallCenterView {
+                presence: Some(AgentPresence::not_set()),
+                ..CallCenterView::default()
+            }
+        )]
+    );
+    assert_eq!(f.tracker.view(&ext("1002")).presence, None);
+    // A reported `not_set` reads the same; `away` and back.
+    f.send(11, presence("away"));
+    assert_eq!(
+        f.tracker.view(&ext("1001")).presence.map(|p| p.state),
+        Some("away".to_owned())
+    );
+    f.send(12, presence("not_set"));
+    assert_eq!(
+        f.tracker.view(&ext("1001")).presence,
+        Some(AgentPresence::not_set())
+    );
+    // A PBX that refuses the list: unknown, so null.
+    f.tracker.list_refused(ListKind::PresenceStateList, at(13));
+    assert_eq!(f.tracker.view(&ext("1001")).presence, None);
 }

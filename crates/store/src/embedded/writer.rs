@@ -1252,7 +1252,10 @@ impl WriterState {
     }
 }
 
-/// Inserts history rows, encoded in place.
+/// Inserts history rows, encoded in place. A row that cannot be encoded (a value longer than
+/// the format holds, a kind it has no encoding for) is dropped and logged: history is a
+/// record of what happened, and one unwritable entry must never fail the commit that carries
+/// status changes, call-center views and other entries with it.
 fn insert_history<'r>(
     table: &mut redb::Table<'_, (i64, u64), &[u8]>,
     rows: impl IntoIterator<Item = &'r HistoryRow>,
@@ -1260,7 +1263,15 @@ fn insert_history<'r>(
     let mut buf = Vec::with_capacity(64);
     for h in rows {
         buf.clear();
-        entries::encode(&h.event, &mut buf)?;
+        if let Err(error) = entries::encode(&h.event, &mut buf) {
+            tracing::warn!(
+                %error,
+                kind = h.event.kind(),
+                "a history entry the embedded store cannot encode was dropped; the rest of \
+                 the commit is written"
+            );
+            continue;
+        }
         table
             .insert((h.at, h.seq), buf.as_slice())
             .map_err(tables::storage_error)?;
