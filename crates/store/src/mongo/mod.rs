@@ -257,6 +257,30 @@ fn check_write_reply(reply: &Document) -> Result<u64, StoreError> {
     Ok(u64::try_from(modified).unwrap_or(0))
 }
 
+/// The records `filter` matches, in the server's order. Documents can be written by other
+/// tools: one that is not a valid record is left out and logged, so that it cannot take the
+/// whole list (and the dashboard) down with it; reading it by id still reports it.
+async fn find_records(
+    extensions: &Collection<Document>,
+    filter: Document,
+) -> Result<Vec<Extension>, StoreError> {
+    let found: Vec<Document> = extensions
+        .find(filter)
+        .await
+        .map_err(map_err)?
+        .try_collect()
+        .await
+        .map_err(map_err)?;
+    Ok(found
+        .iter()
+        .filter_map(|d| {
+            docs::read_record(d)
+                .map_err(|e| tracing::error!(error = %e, "extension document skipped"))
+                .ok()
+        })
+        .collect())
+}
+
 /// Checks the configuration and makes a client for its database. Nothing is sent to the
 /// server yet.
 async fn database(config: &MongoConfig) -> Result<Database, StoreError> {
@@ -337,22 +361,8 @@ impl MongoStore {
     /// does. An unreachable server is [`StoreError::Unavailable`].
     pub async fn read_records(config: &MongoConfig) -> Result<Vec<Extension>, StoreError> {
         let db = database(config).await?;
-        let found: Vec<Document> = db
-            .collection::<Document>(docs::EXTENSIONS)
-            .find(doc! {})
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let mut records: Vec<Extension> = found
-            .iter()
-            .filter_map(|d| {
-                docs::read_record(d)
-                    .map_err(|e| tracing::error!(error = %e, "extension document skipped"))
-                    .ok()
-            })
-            .collect();
+        let mut records =
+            find_records(&db.collection::<Document>(docs::EXTENSIONS), doc! {}).await?;
         sort_records(&mut records);
         Ok(records)
     }
@@ -622,26 +632,7 @@ impl Repository for MongoStore {
     }
 
     async fn list(&self, filter: &ExtensionFilter) -> Result<Vec<Extension>, StoreError> {
-        let found: Vec<Document> = self
-            .inner
-            .extensions
-            .find(docs::list_filter(filter))
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        // Documents can be written by other tools. One that is not a valid record is left out
-        // and logged, so that it cannot take the whole list (and the dashboard) down with it;
-        // reading it by id still reports it.
-        let mut records: Vec<Extension> = found
-            .iter()
-            .filter_map(|d| {
-                docs::read_record(d)
-                    .map_err(|e| tracing::error!(error = %e, "extension document skipped"))
-                    .ok()
-            })
-            .collect();
+        let mut records = find_records(&self.inner.extensions, docs::list_filter(filter)).await?;
         self.inner.batcher.overlay_all(&mut records);
         sort_records(&mut records);
         Ok(records)
