@@ -30,6 +30,94 @@ pub const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 /// The pause between two prune batches, which lets queued status writes through.
 const PRUNE_PAUSE: Duration = Duration::from_millis(20);
 
+/// How many history and time-in-state requests are computed at once. Each reads up to
+/// [`domain::TimeRange::MAX_DAYS`] of history and, for time in state, builds and serializes an
+/// answer for every extension (about 450 bytes each: 4.5 MB for 10,000); more at once would
+/// only share the same cores while holding more memory.
+pub const ANALYTICS_CONCURRENCY: usize = 2;
+/// How many more may wait for their turn; beyond that a request is refused with 503
+/// `unavailable` (and `Retry-After`), so a burst costs a bounded amount of memory and work.
+pub const ANALYTICS_QUEUE: usize = 32;
+
+/// Bounds the history and time-in-state work running and waiting at once (see
+/// [`ANALYTICS_CONCURRENCY`] and [`ANALYTICS_QUEUE`]).
+#[derive(Debug)]
+pub struct AnalyticsGate {
+    permits: tokio::sync::Semaphore,
+    admitted: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl Default for AnalyticsGate {
+    fn default() -> Self {
+        Self::new(ANALYTICS_CONCURRENCY, ANALYTICS_QUEUE)
+    }
+}
+
+/// A request's turn: while it lives the request counts as running.
+pub struct AnalyticsTurn<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    _admitted: Admitted<'a>,
+}
+
+/// Counts an admitted request until dropped (also when its future is dropped while waiting).
+pub struct Admitted<'a>(&'a AnalyticsGate);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0
+            .admitted
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl AnalyticsGate {
+    /// `running` at once, `queue` more waiting.
+    pub fn new(running: usize, queue: usize) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(running.max(1)),
+            admitted: std::sync::atomic::AtomicUsize::new(0),
+            limit: running.max(1) + queue,
+        }
+    }
+
+    /// Waits for a turn; a 503 when the queue is full.
+    pub async fn enter(&self) -> Result<AnalyticsTurn<'_>, ApiError> {
+        use std::sync::atomic::Ordering;
+        let before = self.admitted.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted(self);
+        if before >= self.limit {
+            return Err(ApiError::Unavailable(format!(
+                "Too many history and time-in-state requests at once (at most {ANALYTICS_CONCURRENCY} \
+                 are computed and {ANALYTICS_QUEUE} wait); retry in a moment."
+            )));
+        }
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| ApiError::Internal(format!("analytics gate closed: {e}")))?;
+        Ok(AnalyticsTurn {
+            _permit: permit,
+            _admitted: admitted,
+        })
+    }
+}
+
+/// Serializes a large answer on a blocking thread, so the HTTP worker keeps serving other
+/// requests meanwhile.
+async fn json_off_worker<T: Serialize + Send + 'static>(
+    value: T,
+) -> Result<HttpResponse, ApiError> {
+    let body = web::block(move || serde_json::to_vec(&value))
+        .await
+        .map_err(|e| ApiError::Internal(format!("serializing an answer: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("serializing an answer: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
 /// Records a server or PBX-link marker; a failure is logged, never fatal (the history then
 /// misses a bound, which the analytics rules treat as the last thing known).
 pub async fn record_marker(store: &dyn Repository, event: HistoryEvent, at: Timestamp) {
@@ -178,6 +266,7 @@ pub struct HistoryBody {
         (status = 400, description = "A missing or bad from/to; `fields` names it", body = crate::error::ErrorBody),
         (status = 404, description = "No such record", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many history and time-in-state requests at once; retry (Retry-After)", body = crate::error::ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
@@ -193,6 +282,7 @@ pub async fn history(
     let raw = path.into_inner();
     let id = RecordId::parse(&raw).map_err(|_| ApiError::no_such_extension(&raw))?;
     let record = state.record(&id, id.as_str()).await?;
+    let _turn = state.analytics.enter().await?;
     // The store's bounds are both inclusive; the window is half-open.
     let last = range.to() - chrono::Duration::milliseconds(1);
     let entries = state
@@ -200,12 +290,13 @@ pub async fn history(
         .history(Some(&record.extension), range.from(), last)
         .await
         .map_err(|e| state.store_failed(&e))?;
-    Ok(HttpResponse::Ok().json(HistoryBody {
+    json_off_worker(HistoryBody {
         extension: record.extension.as_str().to_owned(),
         from: format_rfc3339(&range.from()),
         to: format_rfc3339(&range.to()),
         entries,
-    }))
+    })
+    .await
 }
 
 /// Time in each state over `[from, to)`, per extension and per department.
@@ -222,6 +313,7 @@ pub async fn history(
         (status = 200, description = "Seconds in each status, device state, paused (by reason), on a call, and the window split into availability parts, per extension that exists now and per department; see docs/analytics.md", body = Object),
         (status = 400, description = "A missing or bad from/to or department; `fields` names it", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many history and time-in-state requests at once; retry (Retry-After)", body = crate::error::ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
@@ -232,6 +324,8 @@ pub async fn time_in_state(
     let params = params(&req, &["from", "to", "department"])?;
     let range = range(&params)?;
     let department = department(&params)?;
+    // One of a bounded number at a time: the answer has a part per extension.
+    let _turn = state.analytics.enter().await?;
     // Extensions that exist now; a deleted extension's history stays until it is pruned, but
     // it is reported for no one (its department is gone with it).
     let records = state
@@ -253,7 +347,7 @@ pub async fn time_in_state(
         })
         .await
         .map_err(|e| state.store_failed(&e))?;
-    Ok(HttpResponse::Ok().json(result))
+    json_off_worker(result).await
 }
 
 /// The agent of a department who has been idle the longest.
@@ -428,6 +522,26 @@ mod tests {
             last_call: last_call.map(t),
             in_call: false,
         }
+    }
+
+    #[tokio::test]
+    async fn the_gate_runs_a_few_queues_a_few_and_refuses_the_rest() {
+        let gate = AnalyticsGate::new(1, 1);
+        let first = gate.enter().await.expect("runs");
+        let mut second = Box::pin(gate.enter());
+        let waited = tokio::time::timeout(Duration::from_millis(20), &mut second).await;
+        assert!(waited.is_err(), "waits its turn");
+        let third = gate.enter().await.err().expect("refused");
+        assert!(matches!(third, ApiError::Unavailable(_)), "{third:?}");
+        drop(first);
+        let second = second.await.expect("its turn came");
+        // A refused or finished request gives its place back.
+        drop(second);
+        let again = gate.enter().await.expect("room again");
+        let waiting = gate.enter();
+        drop(waiting);
+        drop(again);
+        assert_eq!(gate.admitted.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -448,6 +448,7 @@ pub async fn start(
             status: cluster_status.clone(),
             store: c.clone(),
         }),
+        analytics: crate::analytics::AnalyticsGate::default(),
     });
     // Cluster mode: the holder shares its queue statistics and runs the pauses asked
     // elsewhere.

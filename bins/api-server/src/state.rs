@@ -46,6 +46,8 @@ pub struct AppState {
     pub action_timeout: std::time::Duration,
     /// Cluster mode (MongoDB): the lease and the change log as this instance sees them.
     pub cluster: Option<crate::cluster::ClusterHandle>,
+    /// Bounds the history and time-in-state requests computed and waiting at once.
+    pub analytics: crate::analytics::AnalyticsGate,
 }
 
 impl AppState {

@@ -218,3 +218,86 @@ async fn departments_count_statuses_right_now() -> anyhow::Result<()> {
     assert_eq!(support["longest_idle"], Value::Null);
     s.stop().await
 }
+
+/// Time in state answers a part per extension (4.5 MB for 10,000). A burst of such requests
+/// once serialized every answer on the HTTP workers, unbounded: `/healthz` and record reads
+/// waited seconds behind them. Now at most two are computed at once, off the workers, a few
+/// dozen more wait, and the rest get 503 `unavailable` with `Retry-After`.
+#[tokio::test]
+async fn a_burst_of_time_in_state_over_10000_extensions_leaves_the_server_responsive()
+-> anyhow::Result<()> {
+    let numbers: Vec<String> = (20_000..30_000).map(|n| n.to_string()).collect();
+    let refs: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let s = TestServer::start(Options::default().seeded(&refs, "Big")).await?;
+    let to = domain::now();
+    let from = to - Duration::from_secs(93 * 86_400);
+    let url = s.url(&format!(
+        "/api/analytics/time-in-state?{}",
+        window(from, to)
+    ));
+    let http = reqwest::Client::new();
+    let burst: Vec<_> = (0..40)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let reply = http.get(&url).send().await?;
+                let status = reply.status().as_u16();
+                let retry_after = reply.headers().contains_key("retry-after");
+                // Parsed later: parsing 4.5 MB here would hold up this test's probes.
+                let body = reply.bytes().await?;
+                anyhow::Ok((status, retry_after, body))
+            })
+        })
+        .collect();
+    // While the burst runs, the server answers everything else at once.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        for path in ["/healthz", "/api/extensions/000000000000000000000000"] {
+            let started = std::time::Instant::now();
+            let reply = s.get(path).await?;
+            anyhow::ensure!(
+                reply.status == 200 || reply.status == 404,
+                "{path}: {}",
+                reply.text
+            );
+            slowest = slowest.max(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(1_000),
+        "a request waited {slowest:?} behind the burst"
+    );
+    // Every body is read before any is parsed: a connection left unread for the server's
+    // `TCP_USER_TIMEOUT` (the WebSocket timeout, 5 s here) is dropped by the kernel.
+    let mut replies = Vec::new();
+    for task in burst {
+        replies.push(task.await??);
+    }
+    let mut answered = 0;
+    for (status, retry_after, body) in replies {
+        let body: Value = serde_json::from_slice(&body)?;
+        match status {
+            200 => {
+                answered += 1;
+                let extensions = body["extensions"].as_array().map_or(0, Vec::len);
+                assert_eq!(extensions, 10_000);
+                let window_seconds = body["window_seconds"].as_f64().unwrap_or(-1.0);
+                let ext = &body["extensions"][0];
+                let total: f64 = ["online", "offline", "unknown"]
+                    .iter()
+                    .map(|k| seconds(ext, k))
+                    .sum();
+                assert!((total - window_seconds).abs() < 1e-6, "{ext}");
+            }
+            503 => {
+                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                assert!(retry_after, "a 503 without Retry-After: {body}");
+            }
+            other => anyhow::bail!("time in state answered {other}: {body}"),
+        }
+    }
+    assert!(answered >= 2, "only {answered} of the burst were answered");
+    s.stop().await
+}
