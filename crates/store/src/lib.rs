@@ -227,17 +227,23 @@ pub trait Repository: Send + Sync {
     async fn history_window(&self, range: TimeRange) -> Result<HistoryWindow, StoreError>;
 
     /// Time in state over `request.range`, computed from the stored history. The default reads
-    /// [`Repository::history_window`]; a backend may stream the entries instead.
+    /// [`Repository::history_window`] and makes the pass on a blocking thread (it takes up to
+    /// a second for millions of entries, which would hold up every other request of the
+    /// caller's thread); a backend may stream the entries instead.
     async fn time_in_state(&self, request: TimeInStateRequest) -> Result<TimeInState, StoreError> {
         let window = self.history_window(request.range).await?;
-        let query = TimeInStateQuery {
-            range: request.range,
-            now: request.now,
-            department: request.department.as_ref(),
-            extensions: &request.extensions,
-            prior: &window.prior,
-        };
-        Ok(domain::analytics::time_in_state(&query, &window.entries))
+        tokio::task::spawn_blocking(move || {
+            let query = TimeInStateQuery {
+                range: request.range,
+                now: request.now,
+                department: request.department.as_ref(),
+                extensions: &request.extensions,
+                prior: &window.prior,
+            };
+            domain::analytics::time_in_state(&query, &window.entries)
+        })
+        .await
+        .map_err(|e| StoreError::internal(format!("the time-in-state pass failed: {e}")))
     }
 
     /// Deletes at most `batch` history entries older than `before`, oldest first, in one short
