@@ -197,10 +197,15 @@ fn params(
     if fields.is_empty() {
         Ok(out)
     } else {
-        let problems: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        // Names quoted: an unknown one may be empty or hold spaces.
+        let problems: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?} {v}")).collect();
         Err(ApiError::BadRequest {
             code: "invalid_query",
-            message: format!("The query is not valid: {}.", problems.join("; ")),
+            message: format!(
+                "The query is not valid: {} (the parameters are {}).",
+                problems.join("; "),
+                allowed.join(", ")
+            ),
             fields,
         })
     }

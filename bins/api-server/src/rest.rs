@@ -634,10 +634,11 @@ fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>)
     match reason {
         Some(reason) if fields.is_empty() => Ok((reason, queue)),
         _ => {
-            let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+            // Each problem in full, as every other validation message says it.
+            let problems: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
             Err(ApiError::BadRequest {
                 code: "validation_failed",
-                message: format!("The pause request is not valid: {}.", names.join(", ")),
+                message: format!("The pause request is not valid: {}.", problems.join("; ")),
                 fields,
             })
         }
@@ -972,6 +973,29 @@ pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_pause_says_what_is_wrong_with_each_member() {
+        let body = serde_json::json!({"reason": "x".repeat(65), "queue": "", "extra": 1});
+        let Some(body) = body.as_object() else {
+            panic!("an object");
+        };
+        let Err(ApiError::BadRequest {
+            code,
+            message,
+            fields,
+        }) = pause_body(body)
+        else {
+            panic!("refused");
+        };
+        assert_eq!(code, "validation_failed");
+        assert_eq!(
+            message,
+            "The pause request is not valid: extra is not a member of a pause request; queue \
+             must not be empty; reason must be at most 64 characters, got 65."
+        );
+        assert_eq!(fields.len(), 3, "{fields:?}");
+    }
 
     #[test]
     fn a_pause_is_confirmed_by_its_reason_or_the_start_asterisk_keeps() {

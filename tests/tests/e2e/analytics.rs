@@ -162,6 +162,25 @@ async fn bad_ranges_and_unknown_ids_are_refused_with_json() -> anyhow::Result<()
             reply.text
         );
     }
+    // A parameter without a name is named as such (the message read "The query is not valid:
+    // is not a known parameter."), and the message lists the parameters there are.
+    let nameless = s
+        .get(&format!(
+            "{base}?=x&from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z"
+        ))
+        .await?;
+    assert_eq!(nameless.status, 400, "{}", nameless.text);
+    assert!(
+        nameless.json["error"]["fields"][""].is_string(),
+        "{}",
+        nameless.text
+    );
+    assert_eq!(
+        nameless.json["error"]["message"],
+        "The query is not valid: \"\" is not a known parameter (the parameters are from, to).",
+        "{}",
+        nameless.text
+    );
     let missing = s
         .get("/api/extensions/65a1b2c3d4e5f60718293a4b/history?from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z")
         .await?;
