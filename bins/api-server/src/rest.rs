@@ -634,8 +634,17 @@ fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>)
     match reason {
         Some(reason) if fields.is_empty() => Ok((reason, queue)),
         _ => {
-            // Each problem in full, as every other validation message says it.
-            let problems: Vec<String> = fields.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            // Each problem in full, as every other validation message says it; past a few
+            // (a body of thousands of unknown members), the rest are only in `fields`.
+            const SAID: usize = 8;
+            let mut problems: Vec<String> = fields
+                .iter()
+                .take(SAID)
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            if fields.len() > SAID {
+                problems.push(format!("and {} more (see fields)", fields.len() - SAID));
+            }
             Err(ApiError::BadRequest {
                 code: "validation_failed",
                 message: format!("The pause request is not valid: {}.", problems.join("; ")),
@@ -995,6 +1004,27 @@ mod tests {
              must not be empty; reason must be at most 64 characters, got 65."
         );
         assert_eq!(fields.len(), 3, "{fields:?}");
+    }
+
+    #[test]
+    fn a_pause_with_thousands_of_unknown_members_says_a_few_and_counts_the_rest() {
+        let mut body = Map::new();
+        body.insert("reason".into(), Value::from("Lunch"));
+        for i in 0..10_000 {
+            body.insert(format!("k{i:05}"), Value::from(1));
+        }
+        let Err(ApiError::BadRequest {
+            message, fields, ..
+        }) = pause_body(&body)
+        else {
+            panic!("refused");
+        };
+        assert_eq!(fields.len(), 10_000);
+        assert!(message.len() < 500, "{message}");
+        assert!(
+            message.ends_with("; and 9992 more (see fields)."),
+            "{message}"
+        );
     }
 
     #[test]
