@@ -254,6 +254,31 @@ pub struct HistoryBody {
     /// `docs/analytics.md`.
     #[schema(value_type = Vec<Object>)]
     pub entries: Vec<HistoryEntry>,
+    /// Null when `entries` is the whole window. Otherwise the window held more than
+    /// [`MAX_HISTORY_ENTRIES`] entries: these are the oldest (whole milliseconds of them), and
+    /// the rest is asked for with this as `from` (and the same `to`).
+    pub next_from: Option<String>,
+}
+
+/// The most entries one history answer holds (about 150 bytes each in JSON); a window with
+/// more is answered in pages (`next_from`).
+pub const MAX_HISTORY_ENTRIES: usize = 50_000;
+
+/// Cuts `entries` (read with a limit of `max + 1`) to at most `max`, at a millisecond
+/// boundary, and says where the rest starts: `None` when nothing was left out.
+fn page(entries: &mut Vec<HistoryEntry>, max: usize) -> Option<Timestamp> {
+    let first_left = entries.get(max)?.at;
+    entries.truncate(max);
+    let kept = entries
+        .iter()
+        .rposition(|e| e.at < first_left)
+        .map_or(0, |i| i + 1);
+    if kept == 0 {
+        // More than `max` entries in one millisecond: the rest of it is left out.
+        return Some(first_left + chrono::Duration::milliseconds(1));
+    }
+    entries.truncate(kept);
+    Some(first_left)
 }
 
 /// The history of one extension over `[from, to)`.
@@ -267,7 +292,7 @@ pub struct HistoryBody {
         ("to" = String, Query, description = "End, RFC 3339 (exclusive); after from, at most 93 days later"),
     ),
     responses(
-        (status = 200, description = "The entries, oldest first", body = HistoryBody),
+        (status = 200, description = "The entries, oldest first; at most 50,000, with `next_from` to ask for the rest", body = HistoryBody),
         (status = 400, description = "A missing or bad from/to; `fields` names it", body = crate::error::ErrorBody),
         (status = 404, description = "No such record", body = crate::error::ErrorBody),
         (status = 401, description = "Token missing or wrong", body = crate::error::ErrorBody),
@@ -290,16 +315,23 @@ pub async fn history(
     let _turn = state.analytics.enter().await?;
     // The store's bounds are both inclusive; the window is half-open.
     let last = range.to() - chrono::Duration::milliseconds(1);
-    let entries = state
+    let mut entries = state
         .store
-        .history(Some(&record.extension), range.from(), last)
+        .history_limited(
+            Some(&record.extension),
+            range.from(),
+            last,
+            MAX_HISTORY_ENTRIES + 1,
+        )
         .await
         .map_err(|e| state.store_failed(&e))?;
+    let next_from = page(&mut entries, MAX_HISTORY_ENTRIES);
     json_off_worker(HistoryBody {
         extension: record.extension.as_str().to_owned(),
         from: format_rfc3339(&range.from()),
         to: format_rfc3339(&range.to()),
         entries,
+        next_from: next_from.as_ref().map(format_rfc3339),
     })
     .await
 }
@@ -527,6 +559,30 @@ mod tests {
             last_call: last_call.map(t),
             in_call: false,
         }
+    }
+
+    #[test]
+    fn a_history_page_ends_on_a_whole_millisecond() {
+        let at = |ms: i64| t("2026-12-01T00:00:00Z") + chrono::Duration::milliseconds(ms);
+        let entries = |times: &[i64]| -> Vec<HistoryEntry> {
+            times
+                .iter()
+                .map(|&ms| HistoryEntry::new(at(ms), HistoryEvent::ServerStart))
+                .collect()
+        };
+        let mut all = entries(&[1, 2, 3]);
+        assert_eq!(page(&mut all, 3), None);
+        assert_eq!(all.len(), 3);
+        let mut more = entries(&[1, 2, 3, 4]);
+        assert_eq!(page(&mut more, 3), Some(at(4)));
+        assert_eq!(more.len(), 3);
+        // The third and the first left out share a millisecond: the page ends before it.
+        let mut shared = entries(&[1, 2, 2, 2]);
+        assert_eq!(page(&mut shared, 3), Some(at(2)));
+        assert_eq!(shared.len(), 1);
+        let mut one_ms = entries(&[5, 5, 5, 5]);
+        assert_eq!(page(&mut one_ms, 3), Some(at(6)));
+        assert_eq!(one_ms.len(), 3);
     }
 
     #[tokio::test]

@@ -220,6 +220,20 @@ pub trait Repository: Send + Sync {
         to: Timestamp,
     ) -> Result<Vec<HistoryEntry>, StoreError>;
 
+    /// Like [`Repository::history`], but at most `limit` entries, the oldest: what an answer can
+    /// hold. The default reads them all and cuts; a backend may stop reading at the limit.
+    async fn history_limited(
+        &self,
+        extension: Option<&ExtensionNumber>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut entries = self.history(extension, from, to).await?;
+        entries.truncate(limit);
+        Ok(entries)
+    }
+
     /// What [`domain::analytics::time_in_state`] needs for `range`: the state at its start
     /// (for each extension and kind, and each queue for pauses, the last entry before `from`,
     /// and the last of each marker kind) and the entries from `from` on, oldest first, up to

@@ -320,3 +320,77 @@ async fn a_burst_of_time_in_state_over_10000_extensions_leaves_the_server_respon
     assert!(answered >= 2, "only {answered} of the burst were answered");
     s.stop().await
 }
+
+/// A history answer was the whole window, however many entries it held (a phone that flaps
+/// all day for 93 days is millions). Now an answer holds at most 50,000, the oldest, ending on a
+/// whole millisecond, and `next_from` asks for the rest; the pages add up to the window.
+#[tokio::test]
+async fn a_long_history_comes_in_pages_that_add_up_to_the_window() -> anyhow::Result<()> {
+    const WRITTEN: usize = 60_000;
+    let s = TestServer::start(Options::default().seeded(&["1001", "1002"], "Sales")).await?;
+    let id = id_of(&s, "1001").await?;
+    let dir = s.stop_keeping_data().await?;
+    // 60,000 status changes of 1001 a millisecond apart, two per millisecond at the page's
+    // end, and one of 1002 among them.
+    let start: Timestamp = "2026-11-01T00:00:00Z".parse()?;
+    let ext = |n: &str| domain::ExtensionNumber::parse(n);
+    let mut entries = Vec::new();
+    for i in 0..WRITTEN {
+        let ms = i64::try_from(i)? - i64::from(i >= 50_000);
+        let at = start + Duration::from_millis(u64::try_from(ms)?);
+        let code = i32::from(i % 2 == 1);
+        let event = domain::HistoryEvent::Status {
+            extension: ext("1001")?,
+            previous_code: 1 - code,
+            code,
+        };
+        entries.push(domain::HistoryEntry::new(at, event));
+    }
+    entries.push(domain::HistoryEntry::new(
+        start,
+        domain::HistoryEvent::Status {
+            extension: ext("1002")?,
+            previous_code: -1,
+            code: 0,
+        },
+    ));
+    entries.sort_by_key(|e| e.at);
+    {
+        let (store, token) = tests::server::open_store(dir.path()).await?;
+        store.append_history(&entries).await?;
+        token.cancel();
+    }
+    let s = TestServer::start_in(Options::default(), dir).await?;
+    let to = "2026-11-02T00:00:00.000Z";
+    let mut from = "2026-11-01T00:00:00.000Z".to_owned();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let reply = s
+            .get(&format!("/api/extensions/{id}/history?from={from}&to={to}"))
+            .await?;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        pages += 1;
+        let got = reply.json["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(got.len() <= 50_000, "{} entries in one answer", got.len());
+        if pages == 1 {
+            // The 50,000th and the 50,001st share a millisecond: the page ends before them.
+            assert_eq!(got.len(), 49_999);
+        }
+        seen.extend(got.into_iter().filter(|e| e["kind"] == "status"));
+        match reply.json["next_from"].as_str() {
+            Some(next) => from = next.to_owned(),
+            None => break,
+        }
+        anyhow::ensure!(pages < 10, "no end to the pages");
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen.len(), WRITTEN, "every entry once");
+    let times: Vec<&str> = seen.iter().filter_map(|e| e["at"].as_str()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    assert!(seen.iter().all(|e| e["extension"] == "1001"));
+    s.stop().await
+}

@@ -389,9 +389,10 @@ pub(super) fn read(
     extension: Option<&ExtensionNumber>,
     from: Timestamp,
     to: Timestamp,
+    limit: usize,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
     let (from, to) = (millis(from), millis(to));
-    if from > to {
+    if from > to || limit == 0 {
         return Ok(Vec::new());
     }
     let txn = db.begin_read().map_err(storage_error)?;
@@ -411,6 +412,9 @@ pub(super) fn read(
             continue;
         }
         out.push(decode(ms, bytes)?);
+        if out.len() == limit {
+            break;
+        }
     }
     Ok(out)
 }

@@ -360,7 +360,20 @@ impl Repository for EmbeddedStore {
         self.inner.barrier().await?;
         let db = current_db(&self.inner.db)?;
         let extension = extension.cloned();
-        blocking(move || history::read(&db, extension.as_ref(), from, to)).await
+        blocking(move || history::read(&db, extension.as_ref(), from, to, usize::MAX)).await
+    }
+
+    async fn history_limited(
+        &self,
+        extension: Option<&ExtensionNumber>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.inner.barrier().await?;
+        let db = current_db(&self.inner.db)?;
+        let extension = extension.cloned();
+        blocking(move || history::read(&db, extension.as_ref(), from, to, limit)).await
     }
 
     async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {

@@ -845,6 +845,30 @@ impl Repository for MongoStore {
         found.iter().map(docs::read_history_entry).collect()
     }
 
+    async fn history_limited(
+        &self,
+        extension: Option<&ExtensionNumber>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let found: Vec<Document> = self
+            .inner
+            .history
+            .find(docs::history_filter(extension, from, to))
+            .sort(docs::history_sort())
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        found.iter().map(docs::read_history_entry).collect()
+    }
+
     async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
