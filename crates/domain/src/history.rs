@@ -329,12 +329,16 @@ pub enum RangeError {
     #[error("{0} is required (an RFC 3339 time such as 2026-12-01T00:00:00Z)")]
     Missing(Bound),
     /// A bound is not an RFC 3339 time.
-    #[error("{bound} must be an RFC 3339 time such as 2026-12-01T00:00:00Z, got {got:?}{hint}")]
+    #[error(
+        "{bound} must be an RFC 3339 time such as 2026-12-01T00:00:00Z, got {got:?}{cut}{hint}"
+    )]
     NotRfc3339 {
+        /// What was given, or its start when it is long.
+        got: String,
         /// Which bound.
         bound: Bound,
-        /// What was given.
-        got: String,
+        /// When `got` is only the start: `... (N characters)`; empty otherwise.
+        cut: String,
         /// Extra advice, possibly empty.
         hint: &'static str,
     },
@@ -436,6 +440,9 @@ impl TimeRange {
     }
 }
 
+/// How much of a bad time an error quotes: a time with nanoseconds and an offset is 35.
+const ECHOED_CHARS: usize = 64;
+
 fn parse_bound(bound: Bound, raw: Option<&str>) -> Result<Timestamp, RangeError> {
     let raw = raw.ok_or(RangeError::Missing(bound))?;
     if raw.trim().is_empty() {
@@ -445,7 +452,12 @@ fn parse_bound(bound: Bound, raw: Option<&str>) -> Result<Timestamp, RangeError>
         .map(|t| without_leap_second(t.with_timezone(&chrono::Utc)))
         .map_err(|_| RangeError::NotRfc3339 {
             bound,
-            got: raw.to_owned(),
+            // A long value is not echoed whole (twice: message and `fields`).
+            got: raw.chars().take(ECHOED_CHARS).collect(),
+            cut: match raw.chars().count() {
+                n if n > ECHOED_CHARS => format!("... ({n} characters)"),
+                _ => String::new(),
+            },
             // A `+` offset in a URL decodes to a space unless it is written `%2B`.
             hint: if raw.contains(' ') {
                 " (a '+' in a URL must be written %2B)"
@@ -766,6 +778,22 @@ mod tests {
             let err = serde_json::from_value::<HistoryEntry>(json.clone()).expect_err("invalid");
             assert!(err.to_string().contains(want), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn a_long_bad_time_is_quoted_by_its_start_and_length() {
+        let long = "x".repeat(30_000);
+        let e = TimeRange::parse(Some(&long), Some("2026-12-02T00:00:00Z")).expect_err("bad");
+        let text = e.to_string();
+        assert!(text.len() < 200, "{text}");
+        assert!(
+            text.ends_with(&format!("{:?}... (30000 characters)", "x".repeat(64))),
+            "{text}"
+        );
+        let short = TimeRange::parse(Some("yesterday"), Some("2026-12-02T00:00:00Z"))
+            .expect_err("bad")
+            .to_string();
+        assert!(short.ends_with("got \"yesterday\""), "{short}");
     }
 
     #[test]
