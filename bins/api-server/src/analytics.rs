@@ -105,17 +105,34 @@ impl AnalyticsGate {
 }
 
 /// Serializes a large answer on a blocking thread, so the HTTP worker keeps serving other
-/// requests meanwhile.
+/// requests meanwhile; gzip-compressed there too when the client accepts it (a time in state
+/// over 10,000 extensions is 4.5 MB of JSON, a tenth of that compressed).
 async fn json_off_worker<T: Serialize + Send + 'static>(
+    req: &HttpRequest,
     value: T,
 ) -> Result<HttpResponse, ApiError> {
-    let body = web::block(move || serde_json::to_vec(&value))
-        .await
-        .map_err(|e| ApiError::Internal(format!("serializing an answer: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("serializing an answer: {e}")))?;
-    Ok(HttpResponse::Ok()
+    let gzip = crate::rest::accepts_gzip(req);
+    let failed =
+        |e: &dyn std::fmt::Display| ApiError::Internal(format!("serializing an answer: {e}"));
+    let body = web::block(move || -> std::io::Result<bytes::Bytes> {
+        let plain = serde_json::to_vec(&value)?;
+        if gzip {
+            crate::rest::gzip(&plain)
+        } else {
+            Ok(bytes::Bytes::from(plain))
+        }
+    })
+    .await
+    .map_err(|e| failed(&e))?
+    .map_err(|e| failed(&e))?;
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("application/json")
-        .body(body))
+        .insert_header((actix_web::http::header::VARY, "Accept-Encoding"));
+    if gzip {
+        response.insert_header((actix_web::http::header::CONTENT_ENCODING, "gzip"));
+    }
+    Ok(response.body(body))
 }
 
 /// Records a server or PBX-link marker; a failure is logged, never fatal (the history then
@@ -326,13 +343,16 @@ pub async fn history(
         .await
         .map_err(|e| state.store_failed(&e))?;
     let next_from = page(&mut entries, MAX_HISTORY_ENTRIES);
-    json_off_worker(HistoryBody {
-        extension: record.extension.as_str().to_owned(),
-        from: format_rfc3339(&range.from()),
-        to: format_rfc3339(&range.to()),
-        entries,
-        next_from: next_from.as_ref().map(format_rfc3339),
-    })
+    json_off_worker(
+        &req,
+        HistoryBody {
+            extension: record.extension.as_str().to_owned(),
+            from: format_rfc3339(&range.from()),
+            to: format_rfc3339(&range.to()),
+            entries,
+            next_from: next_from.as_ref().map(format_rfc3339),
+        },
+    )
     .await
 }
 
@@ -384,7 +404,7 @@ pub async fn time_in_state(
         })
         .await
         .map_err(|e| state.store_failed(&e))?;
-    json_off_worker(result).await
+    json_off_worker(&req, result).await
 }
 
 /// The agent of a department who has been idle the longest.

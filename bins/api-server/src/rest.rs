@@ -259,7 +259,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 }
 
 /// Whether the request's `Accept-Encoding` lists `gzip` (or `*`) with a non-zero weight.
-fn accepts_gzip(req: &HttpRequest) -> bool {
+pub(crate) fn accepts_gzip(req: &HttpRequest) -> bool {
     req.headers()
         .get_all(ACCEPT_ENCODING)
         .filter_map(|v| v.to_str().ok())
@@ -354,7 +354,7 @@ impl ListBody {
 
 /// Compresses with a fast level: the body is compressed once per change and served many
 /// times, and list bodies (repetitive JSON) shrink about tenfold even so.
-fn gzip(plain: &[u8]) -> std::io::Result<Bytes> {
+pub(crate) fn gzip(plain: &[u8]) -> std::io::Result<Bytes> {
     use std::io::Write as _;
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(plain.len() / 8),

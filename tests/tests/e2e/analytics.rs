@@ -394,3 +394,49 @@ async fn a_long_history_comes_in_pages_that_add_up_to_the_window() -> anyhow::Re
     assert!(seen.iter().all(|e| e["extension"] == "1001"));
     s.stop().await
 }
+
+/// Time in state and history are large answers (4.5 MB for 10,000 extensions): a client that
+/// accepts gzip gets them compressed, the same JSON; one that refuses it gets them plain.
+#[tokio::test]
+async fn time_in_state_and_history_come_gzipped_when_accepted() -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let s = TestServer::start(Options::default().seeded(&["1001", "1002"], "Sales")).await?;
+    let id = id_of(&s, "1001").await?;
+    let to = "2026-12-02T00:00:00Z";
+    let paths = [
+        format!("/api/analytics/time-in-state?from=2026-12-01T00:00:00Z&to={to}"),
+        format!("/api/extensions/{id}/history?from=2026-12-01T00:00:00Z&to={to}"),
+    ];
+    let client = reqwest::Client::new();
+    for path in paths {
+        let plain = s.get(&path).await?;
+        assert_eq!(plain.status, 200, "{}", plain.text);
+        let zipped = client
+            .get(s.url(&path))
+            .header("Accept-Encoding", "br, gzip")
+            .send()
+            .await?;
+        assert_eq!(zipped.status(), 200);
+        let encoding = zipped.headers().get("content-encoding").cloned();
+        assert_eq!(
+            encoding.as_ref().map(|v| v.as_bytes()),
+            Some(&b"gzip"[..]),
+            "{path}"
+        );
+        let bytes = zipped.bytes().await?;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text)?;
+        let unzipped: Value = serde_json::from_str(&text)?;
+        assert_eq!(plain.json, unzipped, "{path}");
+        let refused = client
+            .get(s.url(&path))
+            .header("Accept-Encoding", "gzip;q=0")
+            .send()
+            .await?;
+        assert!(
+            refused.headers().get("content-encoding").is_none(),
+            "{path}"
+        );
+    }
+    s.stop().await
+}
