@@ -935,7 +935,16 @@ mod tests {
         assert_eq!(opened.next_seq, 2);
         assert_eq!(count(&opened.db).expect("count"), 2);
         let t = |ms| chrono::DateTime::from_timestamp_millis(ms).expect("time");
-        let all = read(&opened.db, None, t(0), t(5_000)).expect("read");
+        let all = read(&opened.db, None, t(0), t(5_000), usize::MAX).expect("read");
+        // A limit stops the read at the oldest entries.
+        let first = read(&opened.db, None, t(0), t(5_000), 1).expect("read");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].at, t(1_000));
+        assert!(
+            read(&opened.db, None, t(0), t(5_000), 0)
+                .expect("read")
+                .is_empty()
+        );
         assert_eq!(
             all,
             vec![
