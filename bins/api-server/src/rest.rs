@@ -192,7 +192,7 @@ pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
             }
         }
         if std::str::from_utf8(&bytes).is_err() {
-            let name = part.split('=').next().unwrap_or(part);
+            let name = shown_name(part.split('=').next().unwrap_or(part).to_owned());
             let mut fields = BTreeMap::new();
             fields.insert(
                 name.to_owned(),
@@ -208,9 +208,29 @@ pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
         }
     }
     web::Query::<Vec<(String, String)>>::from_query(query)
-        .map(web::Query::into_inner)
+        .map(|pairs| {
+            pairs
+                .into_inner()
+                .into_iter()
+                .map(|(name, value)| (shown_name(name), value))
+                .collect()
+        })
         .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))
 }
+
+/// A parameter name as errors show it: no parameter has a longer name than
+/// [`SHOWN_NAME`] characters, so a longer one (unknown whatever it holds) is cut there and
+/// marked, and a refusal never echoes a URL's worth of it, twice (message and `fields`).
+fn shown_name(mut name: String) -> String {
+    if let Some((at, _)) = name.char_indices().nth(SHOWN_NAME) {
+        name.truncate(at);
+        name.push('…');
+    }
+    name
+}
+
+/// The longest parameter name shown whole.
+const SHOWN_NAME: usize = 64;
 
 fn parse_id(raw: &str) -> Result<RecordId, ApiError> {
     // An id that cannot exist is simply not found, as for any other unknown id.
@@ -982,6 +1002,30 @@ pub(crate) fn no_query(query: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_parameter_name_is_shown_by_its_start() {
+        let long = "é".repeat(10_000);
+        let Err(ApiError::BadRequest {
+            message, fields, ..
+        }) = no_query(&format!("{long}=1"))
+        else {
+            panic!("refused");
+        };
+        let shown = format!("{}…", "é".repeat(SHOWN_NAME));
+        assert!(fields.contains_key(&shown), "{fields:?}");
+        assert!(message.chars().count() < 200, "{message}");
+        let Err(ApiError::BadRequest { fields, .. }) =
+            no_query(&format!("{}%FF=1", "a".repeat(500)))
+        else {
+            panic!("refused");
+        };
+        assert!(fields.keys().all(|k| k.len() < 100), "{fields:?}");
+        assert_eq!(
+            query_pairs("queue=sales").ok(),
+            Some(vec![("queue".to_owned(), "sales".to_owned())])
+        );
+    }
 
     #[test]
     fn a_refused_pause_says_what_is_wrong_with_each_member() {
