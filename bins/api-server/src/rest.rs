@@ -656,7 +656,7 @@ fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>)
         _ => {
             // Each problem in full, as every other validation message says it; past a few
             // (a body of thousands of unknown members), the rest are only in `fields`.
-            const SAID: usize = 8;
+            use domain::edit::SAID;
             let mut problems: Vec<String> = fields
                 .iter()
                 .take(SAID)

@@ -43,13 +43,21 @@ impl ExtensionPatch {
 #[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
 pub struct FieldErrors(pub Vec<FieldError>);
 
+/// How many problems a refusal's sentence says in full ([`FieldErrors`], and the api-server's
+/// pause refusal); the rest are counted, since a body of thousands of unknown members would
+/// otherwise make a sentence of megabytes.
+pub const SAID: usize = 8;
+
 impl fmt::Display for FieldErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
+        for (i, e) in self.0.iter().take(SAID).enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             write!(f, "{e}")?;
+        }
+        if self.0.len() > SAID {
+            write!(f, "; and {} more", self.0.len() - SAID)?;
         }
         Ok(())
     }
@@ -99,7 +107,14 @@ fn refuse_extra(body: &Map<String, Value>, allowed: &[&str], errors: &mut FieldE
         } else {
             Rule::UnknownField
         };
-        errors.push(FieldError::new(key.clone(), rule));
+        // A member no endpoint has is named by its start: a refusal must not echo a
+        // megabyte-long name (twice, in the message and in `fields`).
+        let mut name = key.clone();
+        if let Some((at, _)) = name.char_indices().nth(64) {
+            name.truncate(at);
+            name.push('…');
+        }
+        errors.push(FieldError::new(name, rule));
     }
 }
 
@@ -219,6 +234,21 @@ mod tests {
             .into_iter()
             .map(|e| (e.field.clone(), e.rule.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn thousands_of_unknown_members_make_a_short_sentence() {
+        let mut body = obj(json!({"extension": "1001", "agent_name": "A", "department": "S"}));
+        for i in 0..10_000 {
+            body.insert(format!("k{i:05}"), json!(1));
+        }
+        body.insert("x".repeat(100_000), json!(1));
+        let refused = NewExtension::from_json(&body).expect_err("refused");
+        assert_eq!(refused.0.len(), 10_001);
+        assert!(refused.0.iter().all(|e| e.field.len() < 100));
+        let said = refused.to_string();
+        assert!(said.len() < 1_000, "{said}");
+        assert!(said.ends_with("; and 9993 more"), "{said}");
     }
 
     #[test]
