@@ -357,10 +357,7 @@ impl Repository for EmbeddedStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        self.inner.barrier().await?;
-        let db = current_db(&self.inner.db)?;
-        let extension = extension.cloned();
-        blocking(move || history::read(&db, extension.as_ref(), from, to, usize::MAX)).await
+        self.history_limited(extension, from, to, usize::MAX).await
     }
 
     async fn history_limited(

@@ -829,20 +829,7 @@ impl Repository for MongoStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<HistoryEntry>, StoreError> {
-        if from > to {
-            return Ok(Vec::new());
-        }
-        let found: Vec<Document> = self
-            .inner
-            .history
-            .find(docs::history_filter(extension, from, to))
-            .sort(docs::history_sort())
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        found.iter().map(docs::read_history_entry).collect()
+        self.history_limited(extension, from, to, usize::MAX).await
     }
 
     async fn history_limited(
@@ -855,12 +842,15 @@ impl Repository for MongoStore {
         if from > to || limit == 0 {
             return Ok(Vec::new());
         }
-        let found: Vec<Document> = self
+        let mut find = self
             .inner
             .history
             .find(docs::history_filter(extension, from, to))
-            .sort(docs::history_sort())
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+            .sort(docs::history_sort());
+        if limit != usize::MAX {
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let found: Vec<Document> = find
             .await
             .map_err(map_err)?
             .try_collect()
