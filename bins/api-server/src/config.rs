@@ -959,7 +959,7 @@ impl Config {
             ("--viewer-token", &self.auth.viewer_token),
         ] {
             if let Some(token) = token
-                && let Err(problem) = token_problem(token.expose())
+                && let Err(problem) = store::cli::token_problem(token.expose())
             {
                 return invalid(setting, problem.to_owned());
             }
@@ -996,29 +996,6 @@ impl Config {
         }
         Ok(addrs)
     }
-}
-
-/// Why no request could ever present `token`, if that is so. A request's token is trimmed and
-/// read as visible ASCII (`Authorization: Bearer TOKEN`, or `?token=` on `/ws`), so a token
-/// with surrounding whitespace (a secrets file's trailing newline), only whitespace, or other
-/// characters would answer every request with 401; it is refused at start-up instead.
-fn token_problem(token: &str) -> Result<(), &'static str> {
-    if token.trim().is_empty() {
-        return Err("is only whitespace; give a token of visible ASCII characters");
-    }
-    if token.trim() != token {
-        return Err(
-            "starts or ends with whitespace (a trailing newline from a secrets file?); no \
-             request can present it, so remove it",
-        );
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(
-            "may hold only visible ASCII characters (letters, digits and punctuation, no \
-             spaces), as an HTTP header carries them",
-        );
-    }
-    Ok(())
 }
 
 /// Checks that `addr` is `host:port` with a port from 1 to 65535, without resolving the host (a

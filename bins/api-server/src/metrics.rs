@@ -462,25 +462,14 @@ impl Metrics {
                 );
             }
         }
-        header(
+        counters_by(
             &mut out,
             "extstatus_ami_short_lists_total",
-            "counter",
             "PBX lists that ended with fewer items than their ListItems (cut short): not taken \
              as the whole truth, asked again.",
+            ("list", &COUNTED_LISTS),
+            &self.short_lists,
         );
-        {
-            let short = self.short_lists.lock().unwrap_or_else(|p| p.into_inner());
-            for list in COUNTED_LISTS {
-                let n = short.get(list).copied().unwrap_or(0);
-                line(
-                    &mut out,
-                    "extstatus_ami_short_lists_total",
-                    &[("list", list)],
-                    n,
-                );
-            }
-        }
         header(
             &mut out,
             "extstatus_pbx_values_cut_total",
@@ -526,27 +515,16 @@ impl Metrics {
             load(&self.unknown_extensions),
         );
 
-        header(
+        counters_by(
             &mut out,
             "extstatus_callcenter_rejects_total",
-            "counter",
             "Call-center input from the PBX that could not be used, by kind.",
+            (
+                "kind",
+                &["malformed_presence", "unknown_queue", "unmatched_member"],
+            ),
+            &self.callcenter_rejects,
         );
-        {
-            let rejects = self
-                .callcenter_rejects
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for kind in ["malformed_presence", "unknown_queue", "unmatched_member"] {
-                let n = rejects.get(kind).copied().unwrap_or(0);
-                line(
-                    &mut out,
-                    "extstatus_callcenter_rejects_total",
-                    &[("kind", kind)],
-                    n,
-                );
-            }
-        }
 
         header(
             &mut out,
@@ -795,6 +773,23 @@ pub fn render_cluster(out: &mut String, c: &crate::cluster::ClusterReport) {
         "Holes found in the change log (every client of this instance resynced).",
         c.holes,
     );
+}
+
+/// A counter with one label: a line for each of `values` (0 for one never counted), from the
+/// counts in `counts`.
+fn counters_by(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    (label, values): (&str, &[&str]),
+    counts: &Mutex<BTreeMap<&'static str, u64>>,
+) {
+    header(out, name, "counter", help);
+    let counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    for value in values {
+        let n = counts.get(value).copied().unwrap_or(0);
+        line(out, name, &[(label, value)], n);
+    }
 }
 
 fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {

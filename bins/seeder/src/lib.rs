@@ -284,7 +284,8 @@ impl Cli {
                         } else {
                             "EXTSTATUS_TOKEN"
                         };
-                        target::check_token(token.expose()).map_err(|p| anyhow!("{flag}: {p}"))?;
+                        store::cli::token_problem(token.expose())
+                            .map_err(|p| anyhow!("{flag}: {p}"))?;
                         Some(token.clone())
                     }
                     _ => None,
@@ -841,7 +842,11 @@ mod tests {
             ),
             (
                 &["--api", "http://h", "--token", "t\n"],
-                "--token: must be visible ASCII",
+                "--token: starts or ends with whitespace (a trailing newline from a secrets file?)",
+            ),
+            (
+                &["--api", "http://h", "--token", "tök"],
+                "--token: may hold only visible ASCII characters",
             ),
             (&["--mongodb-uri", "nonsense"], "--mongodb-uri: "),
         ] {

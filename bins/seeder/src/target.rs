@@ -111,20 +111,6 @@ pub fn check_api_url(raw: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// Checks an admin token as the api-server reads one: visible ASCII with no whitespace, so a
-/// token with a trailing newline (from a file) is refused here rather than by every request.
-pub fn check_token(token: &str) -> Result<(), String> {
-    if token.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(
-            "must be visible ASCII (letters, digits, punctuation) without spaces or line \
-             breaks, as the api-server's tokens are; no request could carry it as given"
-                .to_owned(),
-        )
-    }
-}
-
 /// The three operations an upsert needs.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -432,9 +418,9 @@ mod tests {
 
     #[test]
     fn tokens_and_retry_waits() {
-        assert!(check_token("s3cr3t-!#").is_ok());
+        assert!(store::cli::token_problem("s3cr3t-!#").is_ok());
         for bad in ["a b", "tok\n", " tok", "tök"] {
-            assert!(check_token(bad).is_err(), "{bad:?}");
+            assert!(store::cli::token_problem(bad).is_err(), "{bad:?}");
         }
         let headers = |v: &str| {
             let mut h = reqwest::header::HeaderMap::new();

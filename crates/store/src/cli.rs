@@ -230,6 +230,30 @@ pub fn without_blank_env(mut command: clap::Command) -> clap::Command {
     command
 }
 
+/// Why no request could ever present `token`, if that is so: the api-server's rule for its own
+/// tokens at start-up, and the seeder's for the `--token` it sends. A request's token is trimmed
+/// and read as visible ASCII (`Authorization: Bearer TOKEN`, or `?token=` on `/ws`), so a token
+/// with surrounding whitespace (a secrets file's trailing newline), only whitespace, or other
+/// characters would be answered 401 every time; it is refused before any request instead.
+pub fn token_problem(token: &str) -> Result<(), &'static str> {
+    if token.trim().is_empty() {
+        return Err("is only whitespace; give a token of visible ASCII characters");
+    }
+    if token.trim() != token {
+        return Err(
+            "starts or ends with whitespace (a trailing newline from a secrets file?); no \
+             request can present it, so remove it",
+        );
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "may hold only visible ASCII characters (letters, digits and punctuation, no \
+             spaces), as an HTTP header carries them",
+        );
+    }
+    Ok(())
+}
+
 /// An error and its causes as one line for a person, each cause once: store errors and HTTP
 /// clients already show their cause in their own message (or hide the reason, such as
 /// "connection refused", in a source), so a cause the text before it already holds is left out
