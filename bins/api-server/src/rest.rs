@@ -192,7 +192,8 @@ pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
             }
         }
         if std::str::from_utf8(&bytes).is_err() {
-            let name = shown_name(part.split('=').next().unwrap_or(part).to_owned());
+            let name =
+                domain::fields::shown_name(part.split('=').next().unwrap_or(part).to_owned());
             let mut fields = BTreeMap::new();
             fields.insert(
                 name.to_owned(),
@@ -212,25 +213,11 @@ pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
             pairs
                 .into_inner()
                 .into_iter()
-                .map(|(name, value)| (shown_name(name), value))
+                .map(|(name, value)| (domain::fields::shown_name(name), value))
                 .collect()
         })
         .map_err(|_| ApiError::bad_request("invalid_query", "The query string is malformed."))
 }
-
-/// A parameter name as errors show it: no parameter has a longer name than
-/// [`SHOWN_NAME`] characters, so a longer one (unknown whatever it holds) is cut there and
-/// marked, and a refusal never echoes a URL's worth of it, twice (message and `fields`).
-fn shown_name(mut name: String) -> String {
-    if let Some((at, _)) = name.char_indices().nth(SHOWN_NAME) {
-        name.truncate(at);
-        name.push('…');
-    }
-    name
-}
-
-/// The longest parameter name shown whole.
-const SHOWN_NAME: usize = 64;
 
 fn parse_id(raw: &str) -> Result<RecordId, ApiError> {
     // An id that cannot exist is simply not found, as for any other unknown id.
@@ -616,7 +603,10 @@ fn pause_body(body: &Map<String, Value>) -> Result<(PauseReason, Option<String>)
     let mut fields = BTreeMap::new();
     for key in body.keys() {
         if key != "reason" && key != "queue" {
-            fields.insert(key.clone(), "is not a member of a pause request".to_owned());
+            fields.insert(
+                domain::fields::shown_name(key.clone()),
+                "is not a member of a pause request".to_owned(),
+            );
         }
     }
     let reason = match body.get("reason") {
@@ -1012,7 +1002,7 @@ mod tests {
         else {
             panic!("refused");
         };
-        let shown = format!("{}…", "é".repeat(SHOWN_NAME));
+        let shown = format!("{}…", "é".repeat(domain::fields::SHOWN_NAME));
         assert!(fields.contains_key(&shown), "{fields:?}");
         assert!(message.chars().count() < 200, "{message}");
         let Err(ApiError::BadRequest { fields, .. }) =

@@ -107,14 +107,10 @@ fn refuse_extra(body: &Map<String, Value>, allowed: &[&str], errors: &mut FieldE
         } else {
             Rule::UnknownField
         };
-        // A member no endpoint has is named by its start: a refusal must not echo a
-        // megabyte-long name (twice, in the message and in `fields`).
-        let mut name = key.clone();
-        if let Some((at, _)) = name.char_indices().nth(64) {
-            name.truncate(at);
-            name.push('…');
-        }
-        errors.push(FieldError::new(name, rule));
+        errors.push(FieldError::new(
+            crate::fields::shown_name(key.clone()),
+            rule,
+        ));
     }
 }
 

@@ -77,6 +77,21 @@ pub struct FieldError {
     pub rule: Rule,
 }
 
+/// The longest member or query parameter name a refusal shows whole.
+pub const SHOWN_NAME: usize = 64;
+
+/// A member or query parameter name as a refusal shows it: no endpoint has a name longer than
+/// [`SHOWN_NAME`] characters, so a longer one (unknown, whatever it holds) is cut there and
+/// marked with `…`, and a refusal never echoes a body's or a URL's worth of it, twice (in its
+/// message and in `fields`).
+pub fn shown_name(mut name: String) -> String {
+    if let Some((at, _)) = name.char_indices().nth(SHOWN_NAME) {
+        name.truncate(at);
+        name.push('…');
+    }
+    name
+}
+
 impl FieldError {
     /// A new error for `field`.
     pub fn new(field: impl Into<String>, rule: Rule) -> Self {
